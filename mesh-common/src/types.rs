@@ -1,0 +1,71 @@
+//! Map keys and values.
+
+use crate::maps::MAX_NEXTHOPS;
+
+/// [`Route::flags`]: the prefix is one of this node's own addresses; hand it to the kernel.
+pub const ROUTE_F_LOCAL: u32 = 1;
+
+/// The value of an LPM route entry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// Index into the next-hop group array (ignored for local routes).
+    pub group: u32,
+    /// `ROUTE_F_*` bits.
+    pub flags: u32,
+}
+
+/// One way out: the egress interface and the Ethernet addresses to write.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub ifindex: u32,
+    /// Source MAC written on egress (the egress interface's own address).
+    pub src_mac: [u8; 6],
+    /// Destination MAC written on egress (the neighbour's address).
+    pub dst_mac: [u8; 6],
+}
+
+/// Equal-cost next hops for a set of prefixes; a flow hash picks one member.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHopGroup {
+    /// Members in use, `0..=MAX_NEXTHOPS`; 0 means the group is empty.
+    pub count: u32,
+    pub _pad: u32,
+    pub members: [NextHop; MAX_NEXTHOPS],
+}
+
+impl NextHopGroup {
+    /// The member a flow with `hash` takes, or `None` for an empty group.
+    #[inline(always)]
+    pub fn select(&self, hash: u32) -> Option<&NextHop> {
+        let count = self.count;
+        if count == 0 || count as usize > MAX_NEXTHOPS {
+            return None;
+        }
+        self.members.get((hash % count) as usize)
+    }
+}
+
+/// A mesh interface as the data plane sees it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Iface {
+    /// The interface's own MAC: unicast frames for any other address are not ours to route.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub flags: u32,
+}
+
+/// Data plane settings, one entry in the `CONFIG` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Must equal [`crate::maps::LAYOUT_VERSION`]; until it does the program forwards nothing.
+    pub layout_version: u32,
+    /// Per-node seed for the ECMP hash, so that routers in series don't polarize.
+    pub hash_seed: u32,
+    pub flags: u32,
+    pub _pad: u32,
+}
