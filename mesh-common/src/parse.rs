@@ -248,9 +248,11 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         dst_port: 0,
     };
     if fragment == 0 && next == IPPROTO_ICMPV6 {
-        let icmp_type: u8 = read(f, off, Reason::DropTruncL4)?;
+        // The whole 4-byte ICMPv6 header, never a lone byte: LLVM turns a 1-byte bounds
+        // check into `p >= end`, which gives the verifier no range to work with.
+        let icmp: [u8; 4] = read(f, off, Reason::DropTruncL4)?;
         // Router solicitation/advert, neighbour solicitation/advert, redirect.
-        if (133..=137).contains(&icmp_type) {
+        if (133..=137).contains(&icmp[0]) {
             return Err(Reason::PassNeighborDiscovery);
         }
     }

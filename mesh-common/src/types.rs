@@ -2,6 +2,8 @@
 
 use crate::maps::MAX_NEXTHOPS;
 
+const _: () = assert!(MAX_NEXTHOPS.is_power_of_two());
+
 /// [`Route::flags`]: the prefix is one of this node's own addresses; hand it to the kernel.
 pub const ROUTE_F_LOCAL: u32 = 1;
 
@@ -41,10 +43,14 @@ impl NextHopGroup {
     #[inline(always)]
     pub fn select(&self, hash: u32) -> Option<&NextHop> {
         let count = self.count;
-        if count == 0 || count as usize > MAX_NEXTHOPS {
+        if count == 0 {
             return None;
         }
-        self.members.get((hash % count) as usize)
+        // The mask is what the verifier needs to bound the index (it cannot follow a
+        // modulo). Checking `count <= MAX_NEXTHOPS` here would let LLVM prove the mask
+        // redundant and delete it; a corrupt larger count just lands on an unused slot,
+        // whose zero ifindex the egress map refuses.
+        self.members.get((hash % count) as usize & (MAX_NEXTHOPS - 1))
     }
 }
 

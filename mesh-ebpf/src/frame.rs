@@ -28,7 +28,12 @@ impl XdpFrame {
 impl Frame for XdpFrame {
     #[inline(always)]
     fn len(&self) -> usize {
-        self.end - self.start
+        let len = self.end - self.start;
+        // Opaque on purpose: were LLVM to see that `len == end - start`, it would use the
+        // parser's length-field checks to delete later `ptr_at` bounds checks as redundant,
+        // and the verifier, which cannot follow that reasoning, would reject the program.
+        // SAFETY: reading a live local.
+        unsafe { core::ptr::read_volatile(&len) }
     }
 
     #[inline(always)]

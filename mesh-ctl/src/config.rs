@@ -1,0 +1,425 @@
+//! The agent's TOML configuration: parsing and validation, with errors that name the file,
+//! the key and the reason.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use ipnet::IpNet;
+use mesh_common::maps::MAX_NEXTHOPS;
+use serde::{Deserialize, Deserializer};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or a key has the wrong type, is missing, or is unknown.
+    #[error("config file {}: {}: {reason} (line {line}, column {column})", file.display(), key_label(key))]
+    Syntax {
+        file: PathBuf,
+        key: String,
+        reason: String,
+        line: usize,
+        column: usize,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("config file {}: key `{key}`: {reason}", file.display())]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+fn key_label(key: &str) -> String {
+    if key.is_empty() || key == "." {
+        "document".to_owned()
+    } else {
+        format!("key `{key}`")
+    }
+}
+
+/// A value problem found by validation, before the file name is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn in_file(self, file: &Path) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.to_owned(),
+            key: self.key,
+            reason: self.reason,
+        }
+    }
+}
+
+/// An Ethernet address written `aa:bb:cc:dd:ee:ff`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 1 == 0 && self.0 != [0; 6]
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts
+                .next()
+                .ok_or_else(|| format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"))?;
+            if part.len() != 2 {
+                return Err(format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"));
+            }
+            *byte = u8::from_str_radix(part, 16)
+                .map_err(|_| format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"))?;
+        }
+        if parts.next().is_some() {
+            return Err(format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"));
+        }
+        Ok(Self(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How the XDP program is attached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// The driver's native hook where it has one, else generic.
+    #[default]
+    Auto,
+    /// The driver's native hook; attaching fails where the driver has none.
+    Native,
+    /// Generic (skb) XDP, slower, works on any interface.
+    Skb,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// ECMP hash seed; 0 picks a random one at start.
+    #[serde(default)]
+    pub hash_seed: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Egress interface, one of `interfaces`.
+    pub interface: String,
+    /// The neighbour's MAC address, written as the destination.
+    pub neighbor: MacAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    pub prefix: IpNet,
+    pub group: String,
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name in the mesh.
+    pub node: String,
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    pub interfaces: Vec<Interface>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub routes: Vec<StaticRoute>,
+    /// Extra prefixes to treat as local, beyond the host's own addresses.
+    #[serde(default)]
+    pub local: Vec<IpNet>,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses and validates configuration text; `file` only names it in errors.
+    pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let syntax = |key: String, err: toml::de::Error| {
+            let (line, column) = err
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((0, 0));
+            ConfigError::Syntax {
+                file: file.to_owned(),
+                key,
+                reason: err.message().trim().to_owned(),
+                line,
+                column,
+            }
+        };
+        let de = toml::de::Deserializer::parse(text).map_err(|e| syntax(String::new(), e))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            syntax(key, e.into_inner())
+        })?;
+        config.validate().map_err(|p| p.in_file(file))?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: names, references, counts and address sanity.
+    pub fn validate(&self) -> Result<(), Problem> {
+        if self.node.is_empty() || self.node.len() > 63 {
+            return Err(Problem::new("node", "must be 1 to 63 characters"));
+        }
+        if self.interfaces.is_empty() {
+            return Err(Problem::new("interfaces", "at least one mesh interface is needed"));
+        }
+        let mut ifaces = HashSet::new();
+        for (i, iface) in self.interfaces.iter().enumerate() {
+            let key = format!("interfaces[{i}].name");
+            if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains('/') {
+                return Err(Problem::new(key, "not a valid interface name (1 to 15 characters, no `/`)"));
+            }
+            if !ifaces.insert(iface.name.as_str()) {
+                return Err(Problem::new(key, format!("interface `{}` is listed twice", iface.name)));
+            }
+        }
+        let mut groups = HashSet::new();
+        for (g, group) in self.groups.iter().enumerate() {
+            if group.name.is_empty() {
+                return Err(Problem::new(format!("groups[{g}].name"), "must not be empty"));
+            }
+            if !groups.insert(group.name.as_str()) {
+                return Err(Problem::new(
+                    format!("groups[{g}].name"),
+                    format!("group `{}` is defined twice", group.name),
+                ));
+            }
+            if group.members.is_empty() || group.members.len() > MAX_NEXTHOPS {
+                return Err(Problem::new(
+                    format!("groups[{g}].members"),
+                    format!("a group has 1 to {MAX_NEXTHOPS} members, this one has {}", group.members.len()),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for (m, member) in group.members.iter().enumerate() {
+                if !ifaces.contains(member.interface.as_str()) {
+                    return Err(Problem::new(
+                        format!("groups[{g}].members[{m}].interface"),
+                        format!("`{}` is not one of the mesh interfaces", member.interface),
+                    ));
+                }
+                if !member.neighbor.is_unicast() {
+                    return Err(Problem::new(
+                        format!("groups[{g}].members[{m}].neighbor"),
+                        format!("{} is not a unicast address", member.neighbor),
+                    ));
+                }
+                if !seen.insert((member.interface.as_str(), member.neighbor)) {
+                    return Err(Problem::new(
+                        format!("groups[{g}].members[{m}]"),
+                        "the same next hop is listed twice",
+                    ));
+                }
+            }
+        }
+        let mut prefixes = HashSet::new();
+        for (r, route) in self.routes.iter().enumerate() {
+            check_prefix(&route.prefix, &format!("routes[{r}].prefix"))?;
+            if !groups.contains(route.group.as_str()) {
+                return Err(Problem::new(
+                    format!("routes[{r}].group"),
+                    format!("no group named `{}`", route.group),
+                ));
+            }
+            if !prefixes.insert(route.prefix) {
+                return Err(Problem::new(
+                    format!("routes[{r}].prefix"),
+                    format!("{} has a route already", route.prefix),
+                ));
+            }
+        }
+        for (l, prefix) in self.local.iter().enumerate() {
+            check_prefix(prefix, &format!("local[{l}]"))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_prefix(prefix: &IpNet, key: &str) -> Result<(), Problem> {
+    if prefix.trunc() != *prefix {
+        return Err(Problem::new(
+            key,
+            format!("{prefix} has host bits set; did you mean {}?", prefix.trunc()),
+        ));
+    }
+    Ok(())
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "r"
+
+[dataplane]
+xdp_mode = "native"
+hash_seed = 7
+
+[[interfaces]]
+name = "r-eth0"
+[[interfaces]]
+name = "r-eth1"
+
+[[groups]]
+name = "to-b"
+members = [{ interface = "r-eth1", neighbor = "02:00:00:00:02:01" }]
+
+[[routes]]
+prefix = "10.0.2.0/24"
+group = "to-b"
+
+[[routes]]
+prefix = "fd00:2::/64"
+group = "to-b"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("mesh.toml"))
+            .expect_err("config should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c = Config::parse(GOOD, Path::new("mesh.toml")).expect("valid config");
+        assert_eq!(c.node, "r");
+        assert_eq!(c.dataplane.xdp_mode, XdpMode::Native);
+        assert_eq!(c.groups[0].members[0].neighbor.0, [2, 0, 0, 0, 2, 1]);
+        assert_eq!(c.routes.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_file_key_and_reason() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("name = \"r-eth1\"\n", "name = 5\n", "interfaces[1].name"),
+            ("neighbor = \"02:00:00:00:02:01\"", "neighbor = \"02:00:00:00:02\"", "groups[0].members[0].neighbor"),
+            ("neighbor = \"02:00:00:00:02:01\"", "neighbor = \"03:00:00:00:02:01\"", "groups[0].members[0].neighbor"),
+            ("interface = \"r-eth1\"", "interface = \"eth9\"", "groups[0].members[0].interface"),
+            ("prefix = \"10.0.2.0/24\"", "prefix = \"10.0.2.1/24\"", "routes[0].prefix"),
+            ("prefix = \"10.0.2.0/24\"", "prefix = \"10.0.2.0/33\"", "routes[0].prefix"),
+            ("group = \"to-b\"\n\n[[routes]]\nprefix = \"fd", "group = \"nope\"\n\n[[routes]]\nprefix = \"fd", "routes[0].group"),
+            ("xdp_mode = \"native\"", "xdp_mode = \"turbo\"", "dataplane.xdp_mode"),
+            ("hash_seed = 7", "hash_sed = 7", "dataplane"),
+            ("name = \"r-eth1\"\n", "name = \"r-eth0\"\n", "interfaces[1].name"),
+        ];
+        for (from, to, key) in cases {
+            assert!(GOOD.contains(from), "test case does not apply: {from}");
+            let msg = err(&GOOD.replacen(from, to, 1));
+            assert!(msg.starts_with("config file mesh.toml: "), "{msg}");
+            assert!(msg.contains(&format!("`{key}")), "expected key {key} in: {msg}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let msg = err("node = \"r\"\ninterfaces = [\n");
+        assert!(msg.contains("line"), "{msg}");
+    }
+
+    #[test]
+    fn member_count_is_bounded() {
+        let members: Vec<String> = (0..9)
+            .map(|i| format!("{{ interface = \"r-eth1\", neighbor = \"02:00:00:00:03:{i:02x}\" }}"))
+            .collect();
+        let text = GOOD.replacen(
+            "members = [{ interface = \"r-eth1\", neighbor = \"02:00:00:00:02:01\" }]",
+            &format!("members = [{}]", members.join(", ")),
+            1,
+        );
+        assert!(err(&text).contains("1 to 8 members"));
+    }
+
+    #[test]
+    fn mac_round_trip() {
+        let m: MacAddr = "0a:1b:2c:3d:4e:5f".parse().expect("mac");
+        assert_eq!(m.to_string(), "0a:1b:2c:3d:4e:5f");
+        for bad in ["", "0a:1b", "0a:1b:2c:3d:4e:5f:00", "zz:1b:2c:3d:4e:5f", "0a1b:2c:3d:4e:5f:"] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+    }
+}

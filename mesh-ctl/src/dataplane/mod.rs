@@ -1,0 +1,273 @@
+//! The only module that touches aya: loads the XDP object, attaches it, writes the maps.
+
+mod error;
+mod host;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+    programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use mesh_common::{
+    Reason,
+    maps::{CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6},
+    types::{DataplaneConfig, Iface, NextHopGroup, Route},
+};
+
+pub use self::{
+    error::{DataplaneError, explain},
+    host::SystemHost,
+};
+use crate::{config, routes::Tables};
+
+/// The data plane object, built from `mesh-ebpf` by the build script.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mesh"));
+
+type Result<T> = std::result::Result<T, DataplaneError>;
+
+/// A loaded data plane; dropping it detaches from every interface.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    attached: Vec<(String, XdpLinkId)>,
+}
+
+impl Dataplane {
+    /// Loads the object and the XDP program into the kernel (nothing is attached yet).
+    pub fn load() -> Result<Self> {
+        let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(DataplaneError::Object)?;
+        xdp_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| DataplaneError::ProgramLoad {
+                program: PROG_XDP,
+                source,
+            })?;
+        let mut dp = Self {
+            ebpf,
+            attached: Vec::new(),
+        };
+        dp.check_layout()?;
+        Ok(dp)
+    }
+
+    /// Fails unless every map exists with the key and value sizes this build expects.
+    fn check_layout(&mut self) -> Result<()> {
+        self.routes_v4()?;
+        self.routes_v6()?;
+        self.groups()?;
+        self.egress()?;
+        self.ifaces()?;
+        self.config_map()?;
+        self.reason_map()?;
+        Ok(())
+    }
+
+    /// Writes the tables so that nothing ever points at an entry not yet written:
+    /// interfaces and egress ports, then groups, then routes, and last the config that
+    /// tells the program it may forward.
+    pub fn install(&mut self, t: &Tables) -> Result<()> {
+        let write = |map: &'static str, what: String| {
+            move |source| DataplaneError::MapAccess {
+                map,
+                action: format!("writing {what}"),
+                source,
+            }
+        };
+        {
+            let mut ifaces = self.ifaces()?;
+            for (ifindex, iface) in &t.ifaces {
+                ifaces
+                    .insert(ifindex, iface, 0)
+                    .map_err(write(IFACES, format!("interface {ifindex}")))?;
+            }
+        }
+        {
+            let mut egress = self.egress()?;
+            for (ifindex, _) in &t.ifaces {
+                egress.insert(*ifindex, *ifindex, None, 0).map_err(|e| match e {
+                    aya::maps::xdp::XdpMapError::MapError(source) => DataplaneError::MapAccess {
+                        map: EGRESS,
+                        action: format!("writing egress port {ifindex}"),
+                        source,
+                    },
+                    aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
+                        unreachable!("no chained program is passed")
+                    }
+                })?;
+            }
+        }
+        {
+            let mut groups = self.groups()?;
+            for (id, group) in t.groups.iter().enumerate() {
+                groups
+                    .set(id as u32, group, 0)
+                    .map_err(write(NEXTHOP_GROUPS, format!("group {id}")))?;
+            }
+        }
+        {
+            let mut v4 = self.routes_v4()?;
+            for (prefix, route) in &t.v4 {
+                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
+                v4.insert(&key, route, 0)
+                    .map_err(write(ROUTES_V4, format!("route {prefix}")))?;
+            }
+        }
+        {
+            let mut v6 = self.routes_v6()?;
+            for (prefix, route) in &t.v6 {
+                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
+                v6.insert(&key, route, 0)
+                    .map_err(write(ROUTES_V6, format!("route {prefix}")))?;
+            }
+        }
+        self.config_map()?
+            .set(0, t.config, 0)
+            .map_err(write(CONFIG, "the data plane config".to_owned()))
+    }
+
+    /// Attaches to every named interface, or to none: on a failure the ones already
+    /// attached are detached again before the error is returned.
+    pub fn attach(&mut self, ifaces: &[String], mode: config::XdpMode) -> Result<()> {
+        let mode = match mode {
+            config::XdpMode::Auto => XdpMode::Default,
+            config::XdpMode::Native => XdpMode::Driver,
+            config::XdpMode::Skb => XdpMode::Skb,
+        };
+        for name in ifaces {
+            match xdp_mut(&mut self.ebpf)?.attach(name, mode) {
+                Ok(id) => self.attached.push((name.clone(), id)),
+                Err(source) => {
+                    self.detach_all();
+                    return Err(DataplaneError::Attach {
+                        iface: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches from every interface (dropping the data plane does the same).
+    pub fn detach_all(&mut self) {
+        let attached = std::mem::take(&mut self.attached);
+        if let Ok(prog) = xdp_mut(&mut self.ebpf) {
+            for (_, id) in attached {
+                // A link that is already gone (interface deleted) has nothing left to undo.
+                let _gone = prog.detach(id);
+            }
+        }
+    }
+
+    /// Interfaces the program is attached to.
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.attached.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Every reason counter, summed over CPUs, in [`Reason::ALL`] order.
+    pub fn reasons(&self) -> Result<Vec<(Reason, u64)>> {
+        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf.map(REASONS).ok_or(DataplaneError::MissingMap(REASONS))?,
+        )
+        .map_err(|source| DataplaneError::MapLayout {
+            name: REASONS,
+            source,
+        })?;
+        Reason::ALL
+            .iter()
+            .map(|&r| {
+                let per_cpu = map.get(&(r as u32), 0).map_err(|source| DataplaneError::MapAccess {
+                    map: REASONS,
+                    action: format!("reading counter {}", r.name()),
+                    source,
+                })?;
+                Ok((r, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// Runs the XDP program once over `frame` with BPF_PROG_TEST_RUN; returns the verdict
+    /// and the frame as the program left it. `repeat` > 1 measures (duration is per run).
+    pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutput> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROG_XDP)
+            .ok_or(DataplaneError::MissingProgram(PROG_XDP))?
+            .try_into()
+            .map_err(|_| DataplaneError::MissingProgram(PROG_XDP))?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                repeat,
+                ..TestRunOptions::new()
+            })
+            .map_err(|source| DataplaneError::TestRun {
+                program: PROG_XDP,
+                source,
+            })?;
+        out.truncate(res.data_size_out as usize);
+        Ok(TestRunOutput {
+            action: res.return_value,
+            frame: out,
+            duration: res.duration,
+        })
+    }
+
+    fn routes_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], Route>> {
+        typed(&mut self.ebpf, ROUTES_V4)
+    }
+
+    fn routes_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], Route>> {
+        typed(&mut self.ebpf, ROUTES_V6)
+    }
+
+    fn groups(&mut self) -> Result<Array<&mut MapData, NextHopGroup>> {
+        typed(&mut self.ebpf, NEXTHOP_GROUPS)
+    }
+
+    fn egress(&mut self) -> Result<DevMapHash<&mut MapData>> {
+        typed(&mut self.ebpf, EGRESS)
+    }
+
+    fn ifaces(&mut self) -> Result<HashMap<&mut MapData, u32, Iface>> {
+        typed(&mut self.ebpf, IFACES)
+    }
+
+    fn config_map(&mut self) -> Result<Array<&mut MapData, DataplaneConfig>> {
+        typed(&mut self.ebpf, CONFIG)
+    }
+
+    fn reason_map(&mut self) -> Result<PerCpuArray<&mut MapData, u64>> {
+        typed(&mut self.ebpf, REASONS)
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// What one BPF_PROG_TEST_RUN returned.
+#[derive(Debug, Clone)]
+pub struct TestRunOutput {
+    pub action: u32,
+    pub frame: Vec<u8>,
+    pub duration: std::time::Duration,
+}
+
+fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
+    ebpf.program_mut(PROG_XDP)
+        .ok_or(DataplaneError::MissingProgram(PROG_XDP))?
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram(PROG_XDP))
+}
+
+fn typed<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M>
+where
+    M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map_mut(name).ok_or(DataplaneError::MissingMap(name))?;
+    M::try_from(map).map_err(|source| DataplaneError::MapLayout { name, source })
+}

@@ -1,0 +1,6 @@
+//! x0tta6bl4 userspace: configuration, route building, the data plane and the lab.
+
+pub mod agent;
+pub mod config;
+pub mod dataplane;
+pub mod routes;
