@@ -92,7 +92,11 @@ mod tests {
 
     #[test]
     fn update_is_reversible() {
-        for (c, o, n) in [(0x1234, 0x4011, 0x3f11), (0xffff, 0, 0xffff), (0, 0xffff, 0)] {
+        for (c, o, n) in [
+            (0x1234, 0x4011, 0x3f11),
+            (0xffff, 0, 0xffff),
+            (0, 0xffff, 0),
+        ] {
             let c2 = update16(c, o, n);
             let back = update16(c2, n, o);
             // One's complement has two zeros; both encode the same sum.

@@ -283,7 +283,12 @@ impl Frame for Bytes<'_> {
     }
 
     fn ptr_at<T>(&self, off: usize) -> Option<*const T> {
-        const { assert!(core::mem::align_of::<T>() == 1, "frames are read byte-aligned") };
+        const {
+            assert!(
+                core::mem::align_of::<T>() == 1,
+                "frames are read byte-aligned"
+            )
+        };
         let end = off.checked_add(size_of::<T>())?;
         self.0.get(off..end).map(|b| b.as_ptr().cast())
     }

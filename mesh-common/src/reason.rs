@@ -15,7 +15,7 @@ macro_rules! reasons {
     ($($variant:ident = $idx:literal, $name:literal, $action:ident, $doc:literal;)*) => {
         /// A frame's fate; the discriminant indexes the `REASONS` counter array.
         #[repr(u32)]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Reason {
             $(#[doc = $doc] $variant = $idx,)*
         }

@@ -50,7 +50,8 @@ impl NextHopGroup {
         // modulo). Checking `count <= MAX_NEXTHOPS` here would let LLVM prove the mask
         // redundant and delete it; a corrupt larger count just lands on an unused slot,
         // whose zero ifindex the egress map refuses.
-        self.members.get((hash % count) as usize & (MAX_NEXTHOPS - 1))
+        self.members
+            .get((hash % count) as usize & (MAX_NEXTHOPS - 1))
     }
 }
 

@@ -109,13 +109,17 @@ impl FromStr for MacAddr {
                 .next()
                 .ok_or_else(|| format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"))?;
             if part.len() != 2 {
-                return Err(format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"));
+                return Err(format!(
+                    "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
+                ));
             }
             *byte = u8::from_str_radix(part, 16)
                 .map_err(|_| format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"))?;
         }
         if parts.next().is_some() {
-            return Err(format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"));
+            return Err(format!(
+                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
+            ));
         }
         Ok(Self(out))
     }
@@ -238,22 +242,34 @@ impl Config {
             return Err(Problem::new("node", "must be 1 to 63 characters"));
         }
         if self.interfaces.is_empty() {
-            return Err(Problem::new("interfaces", "at least one mesh interface is needed"));
+            return Err(Problem::new(
+                "interfaces",
+                "at least one mesh interface is needed",
+            ));
         }
         let mut ifaces = HashSet::new();
         for (i, iface) in self.interfaces.iter().enumerate() {
             let key = format!("interfaces[{i}].name");
             if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains('/') {
-                return Err(Problem::new(key, "not a valid interface name (1 to 15 characters, no `/`)"));
+                return Err(Problem::new(
+                    key,
+                    "not a valid interface name (1 to 15 characters, no `/`)",
+                ));
             }
             if !ifaces.insert(iface.name.as_str()) {
-                return Err(Problem::new(key, format!("interface `{}` is listed twice", iface.name)));
+                return Err(Problem::new(
+                    key,
+                    format!("interface `{}` is listed twice", iface.name),
+                ));
             }
         }
         let mut groups = HashSet::new();
         for (g, group) in self.groups.iter().enumerate() {
             if group.name.is_empty() {
-                return Err(Problem::new(format!("groups[{g}].name"), "must not be empty"));
+                return Err(Problem::new(
+                    format!("groups[{g}].name"),
+                    "must not be empty",
+                ));
             }
             if !groups.insert(group.name.as_str()) {
                 return Err(Problem::new(
@@ -264,7 +280,10 @@ impl Config {
             if group.members.is_empty() || group.members.len() > MAX_NEXTHOPS {
                 return Err(Problem::new(
                     format!("groups[{g}].members"),
-                    format!("a group has 1 to {MAX_NEXTHOPS} members, this one has {}", group.members.len()),
+                    format!(
+                        "a group has 1 to {MAX_NEXTHOPS} members, this one has {}",
+                        group.members.len()
+                    ),
                 ));
             }
             let mut seen = HashSet::new();
@@ -316,7 +335,10 @@ fn check_prefix(prefix: &IpNet, key: &str) -> Result<(), Problem> {
     if prefix.trunc() != *prefix {
         return Err(Problem::new(
             key,
-            format!("{prefix} has host bits set; did you mean {}?", prefix.trunc()),
+            format!(
+                "{prefix} has host bits set; did you mean {}?",
+                prefix.trunc()
+            ),
         ));
     }
     Ok(())
@@ -377,21 +399,56 @@ group = "to-b"
     fn errors_name_file_key_and_reason() {
         let cases: &[(&str, &str, &str)] = &[
             ("name = \"r-eth1\"\n", "name = 5\n", "interfaces[1].name"),
-            ("neighbor = \"02:00:00:00:02:01\"", "neighbor = \"02:00:00:00:02\"", "groups[0].members[0].neighbor"),
-            ("neighbor = \"02:00:00:00:02:01\"", "neighbor = \"03:00:00:00:02:01\"", "groups[0].members[0].neighbor"),
-            ("interface = \"r-eth1\"", "interface = \"eth9\"", "groups[0].members[0].interface"),
-            ("prefix = \"10.0.2.0/24\"", "prefix = \"10.0.2.1/24\"", "routes[0].prefix"),
-            ("prefix = \"10.0.2.0/24\"", "prefix = \"10.0.2.0/33\"", "routes[0].prefix"),
-            ("group = \"to-b\"\n\n[[routes]]\nprefix = \"fd", "group = \"nope\"\n\n[[routes]]\nprefix = \"fd", "routes[0].group"),
-            ("xdp_mode = \"native\"", "xdp_mode = \"turbo\"", "dataplane.xdp_mode"),
+            (
+                "neighbor = \"02:00:00:00:02:01\"",
+                "neighbor = \"02:00:00:00:02\"",
+                "groups[0].members[0].neighbor",
+            ),
+            (
+                "neighbor = \"02:00:00:00:02:01\"",
+                "neighbor = \"03:00:00:00:02:01\"",
+                "groups[0].members[0].neighbor",
+            ),
+            (
+                "interface = \"r-eth1\"",
+                "interface = \"eth9\"",
+                "groups[0].members[0].interface",
+            ),
+            (
+                "prefix = \"10.0.2.0/24\"",
+                "prefix = \"10.0.2.1/24\"",
+                "routes[0].prefix",
+            ),
+            (
+                "prefix = \"10.0.2.0/24\"",
+                "prefix = \"10.0.2.0/33\"",
+                "routes[0].prefix",
+            ),
+            (
+                "group = \"to-b\"\n\n[[routes]]\nprefix = \"fd",
+                "group = \"nope\"\n\n[[routes]]\nprefix = \"fd",
+                "routes[0].group",
+            ),
+            (
+                "xdp_mode = \"native\"",
+                "xdp_mode = \"turbo\"",
+                "dataplane.xdp_mode",
+            ),
             ("hash_seed = 7", "hash_sed = 7", "dataplane"),
-            ("name = \"r-eth1\"\n", "name = \"r-eth0\"\n", "interfaces[1].name"),
+            (
+                "name = \"r-eth1\"\n",
+                "name = \"r-eth0\"\n",
+                "interfaces[1].name",
+            ),
         ];
         for (from, to, key) in cases {
             assert!(GOOD.contains(from), "test case does not apply: {from}");
             let msg = err(&GOOD.replacen(from, to, 1));
             assert!(msg.starts_with("config file mesh.toml: "), "{msg}");
-            assert!(msg.contains(&format!("`{key}")), "expected key {key} in: {msg}");
+            assert!(
+                msg.contains(&format!("`{key}")),
+                "expected key {key} in: {msg}"
+            );
         }
     }
 
@@ -418,7 +475,13 @@ group = "to-b"
     fn mac_round_trip() {
         let m: MacAddr = "0a:1b:2c:3d:4e:5f".parse().expect("mac");
         assert_eq!(m.to_string(), "0a:1b:2c:3d:4e:5f");
-        for bad in ["", "0a:1b", "0a:1b:2c:3d:4e:5f:00", "zz:1b:2c:3d:4e:5f", "0a1b:2c:3d:4e:5f:"] {
+        for bad in [
+            "",
+            "0a:1b",
+            "0a:1b:2c:3d:4e:5f:00",
+            "zz:1b:2c:3d:4e:5f",
+            "0a1b:2c:3d:4e:5f:",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

@@ -1,6 +1,9 @@
 //! x0tta6bl4 userspace: configuration, route building, the data plane and the lab.
 
 pub mod agent;
+pub mod cases;
 pub mod config;
 pub mod dataplane;
+pub mod frames;
+pub mod netns;
 pub mod routes;

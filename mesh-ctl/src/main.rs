@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use mesh_ctl::{agent, dataplane::explain};
 
 #[derive(Parser)]
-#[command(name = "meshctl", version, about = "x0tta6bl4 self-healing mesh data plane")]
+#[command(
+    name = "meshctl",
+    version,
+    about = "x0tta6bl4 self-healing mesh data plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

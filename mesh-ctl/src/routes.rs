@@ -108,14 +108,29 @@ impl Tables {
         }
 
         let limits = [
-            ("interfaces", ifaces.len(), IFACES_CAPACITY.min(EGRESS_CAPACITY)),
+            (
+                "interfaces",
+                ifaces.len(),
+                IFACES_CAPACITY.min(EGRESS_CAPACITY),
+            ),
             ("groups", groups.len(), NEXTHOP_GROUPS_CAPACITY),
-            ("routes (IPv4, with local addresses)", v4.len(), ROUTES_V4_CAPACITY),
-            ("routes (IPv6, with local addresses)", v6.len(), ROUTES_V6_CAPACITY),
+            (
+                "routes (IPv4, with local addresses)",
+                v4.len(),
+                ROUTES_V4_CAPACITY,
+            ),
+            (
+                "routes (IPv6, with local addresses)",
+                v6.len(),
+                ROUTES_V6_CAPACITY,
+            ),
         ];
         for (key, have, cap) in limits {
             if have > cap as usize {
-                return Err(Problem::new(key, format!("{have} entries, the data plane holds {cap}")));
+                return Err(Problem::new(
+                    key,
+                    format!("{have} entries, the data plane holds {cap}"),
+                ));
             }
         }
 
@@ -219,25 +234,45 @@ group = "back"
         assert_eq!(ecmp.members[2], NextHop::default());
         assert_eq!(t.config.hash_seed, 99);
         assert_eq!(t.config.layout_version, LAYOUT_VERSION);
-        let route = |p: &str| t.v4.iter().find(|(n, _)| *n == p.parse::<Ipv4Net>().unwrap()).map(|e| e.1);
+        let route = |p: &str| {
+            t.v4.iter()
+                .find(|(n, _)| *n == p.parse::<Ipv4Net>().unwrap())
+                .map(|e| e.1)
+        };
         assert_eq!(route("10.0.2.0/24"), Some(Route { group: 0, flags: 0 }));
         assert_eq!(route("10.0.0.0/8"), Some(Route { group: 1, flags: 0 }));
         // A host's own address is local even where a static route names it.
         assert_eq!(route("10.0.1.2/32").map(|r| r.flags), Some(ROUTE_F_LOCAL));
-        assert_eq!(t.v4.iter().filter(|(n, _)| n.to_string() == "10.0.1.2/32").count(), 1);
-        assert!(t.v6.iter().any(|(n, r)| n.to_string() == "fd00:1::2/128" && r.flags == ROUTE_F_LOCAL));
+        assert_eq!(
+            t.v4.iter()
+                .filter(|(n, _)| n.to_string() == "10.0.1.2/32")
+                .count(),
+            1
+        );
+        assert!(
+            t.v6.iter()
+                .any(|(n, r)| n.to_string() == "fd00:1::2/128" && r.flags == ROUTE_F_LOCAL)
+        );
     }
 
     #[test]
     fn configured_seed_wins() {
-        let t = Tables::build(&config(&BASE.replace("node = \"r\"", "node = \"r\"\n[dataplane]\nhash_seed = 5")), &FakeHost, 99)
-            .expect("tables");
+        let t = Tables::build(
+            &config(&BASE.replace("node = \"r\"", "node = \"r\"\n[dataplane]\nhash_seed = 5")),
+            &FakeHost,
+            99,
+        )
+        .expect("tables");
         assert_eq!(t.config.hash_seed, 5);
     }
 
     #[test]
     fn missing_interface_names_the_key() {
-        let c = config(&BASE.replace("name = \"r-eth2\"", "name = \"r-eth9\"").replace("interface = \"r-eth2\"", "interface = \"r-eth9\""));
+        let c = config(
+            &BASE
+                .replace("name = \"r-eth2\"", "name = \"r-eth9\"")
+                .replace("interface = \"r-eth2\"", "interface = \"r-eth9\""),
+        );
         let p = Tables::build(&c, &FakeHost, 1).expect_err("no such interface");
         assert_eq!(p.key, "interfaces[2].name");
         assert!(p.reason.contains("r-eth9"));

@@ -16,8 +16,7 @@ use mesh_common::{
 pub static ROUTES_V4: LpmTrie<[u8; 4], Route> = LpmTrie::with_max_entries(ROUTES_V4_CAPACITY, 0);
 
 #[map]
-pub static ROUTES_V6: LpmTrie<[u8; 16], Route> =
-    LpmTrie::with_max_entries(ROUTES_V6_CAPACITY, 0);
+pub static ROUTES_V6: LpmTrie<[u8; 16], Route> = LpmTrie::with_max_entries(ROUTES_V6_CAPACITY, 0);
 
 #[map]
 pub static NEXTHOP_GROUPS: Array<NextHopGroup> =

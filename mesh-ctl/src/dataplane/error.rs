@@ -62,7 +62,11 @@ impl DataplaneError {
                 privileges(io_error)
             }
             Self::ProgramLoad {
-                source: ProgramError::LoadError { io_error, verifier_log },
+                source:
+                    ProgramError::LoadError {
+                        io_error,
+                        verifier_log,
+                    },
                 ..
             } => match io_error.raw_os_error() {
                 // The verifier answers EACCES or EINVAL; only EPERM means privileges.
@@ -73,9 +77,9 @@ impl DataplaneError {
                 )),
             },
             Self::Attach { source, .. } => match source {
-                ProgramError::UnknownInterface { name } => {
-                    Some(format!("there is no interface `{name}` in this network namespace"))
-                }
+                ProgramError::UnknownInterface { name } => Some(format!(
+                    "there is no interface `{name}` in this network namespace"
+                )),
                 ProgramError::SyscallError(e) => match e.io_error.raw_os_error() {
                     Some(nix::libc::EBUSY | nix::libc::EEXIST) => Some(
                         "another XDP program is attached to this interface; meshctl never \
@@ -86,7 +90,10 @@ impl DataplaneError {
                 },
                 _ => None,
             },
-            Self::MapAccess { source: MapError::SyscallError(e), .. } => privileges(&e.io_error),
+            Self::MapAccess {
+                source: MapError::SyscallError(e),
+                ..
+            } => privileges(&e.io_error),
             _ => None,
         }
     }

@@ -34,7 +34,9 @@ pub struct Dataplane {
 impl Dataplane {
     /// Loads the object and the XDP program into the kernel (nothing is attached yet).
     pub fn load() -> Result<Self> {
-        let mut ebpf = EbpfLoader::new().load(OBJECT).map_err(DataplaneError::Object)?;
+        let mut ebpf = EbpfLoader::new()
+            .load(OBJECT)
+            .map_err(DataplaneError::Object)?;
         xdp_mut(&mut ebpf)?
             .load()
             .map_err(|source| DataplaneError::ProgramLoad {
@@ -83,16 +85,20 @@ impl Dataplane {
         {
             let mut egress = self.egress()?;
             for (ifindex, _) in &t.ifaces {
-                egress.insert(*ifindex, *ifindex, None, 0).map_err(|e| match e {
-                    aya::maps::xdp::XdpMapError::MapError(source) => DataplaneError::MapAccess {
-                        map: EGRESS,
-                        action: format!("writing egress port {ifindex}"),
-                        source,
-                    },
-                    aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
-                        unreachable!("no chained program is passed")
-                    }
-                })?;
+                egress
+                    .insert(*ifindex, *ifindex, None, 0)
+                    .map_err(|e| match e {
+                        aya::maps::xdp::XdpMapError::MapError(source) => {
+                            DataplaneError::MapAccess {
+                                map: EGRESS,
+                                action: format!("writing egress port {ifindex}"),
+                                source,
+                            }
+                        }
+                        aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
+                            unreachable!("no chained program is passed")
+                        }
+                    })?;
             }
         }
         {
@@ -166,7 +172,9 @@ impl Dataplane {
     /// Every reason counter, summed over CPUs, in [`Reason::ALL`] order.
     pub fn reasons(&self) -> Result<Vec<(Reason, u64)>> {
         let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.ebpf.map(REASONS).ok_or(DataplaneError::MissingMap(REASONS))?,
+            self.ebpf
+                .map(REASONS)
+                .ok_or(DataplaneError::MissingMap(REASONS))?,
         )
         .map_err(|source| DataplaneError::MapLayout {
             name: REASONS,
@@ -175,11 +183,13 @@ impl Dataplane {
         Reason::ALL
             .iter()
             .map(|&r| {
-                let per_cpu = map.get(&(r as u32), 0).map_err(|source| DataplaneError::MapAccess {
-                    map: REASONS,
-                    action: format!("reading counter {}", r.name()),
-                    source,
-                })?;
+                let per_cpu =
+                    map.get(&(r as u32), 0)
+                        .map_err(|source| DataplaneError::MapAccess {
+                            map: REASONS,
+                            action: format!("reading counter {}", r.name()),
+                            source,
+                        })?;
                 Ok((r, per_cpu.iter().sum()))
             })
             .collect()

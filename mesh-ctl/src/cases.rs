@@ -1,0 +1,342 @@
+//! The verdict cases: one table of crafted frames with the reason each must get, run
+//! through the pure parser (no root) and through the real XDP program (`test_run`).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use mesh_common::{
+    Reason,
+    maps::LAYOUT_VERSION,
+    types::{DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
+};
+
+use crate::{
+    frames::{self, L4, ROUTER_MAC},
+    routes::Tables,
+};
+
+pub const LOCAL_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+pub const LOCAL_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
+pub const SRC_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+pub const SRC_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+/// Behind group 0: one next hop.
+pub const ONE_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+pub const ONE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1);
+/// Behind group 1: four equal-cost next hops.
+pub const ECMP_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 1);
+pub const ECMP_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 1);
+/// Behind group 2: no members.
+pub const EMPTY_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 7, 1);
+/// Behind group 3: an egress the egress map does not hold.
+pub const NO_EGRESS_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 8, 1);
+pub const UNROUTED_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const UNROUTED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const HASH_SEED: u32 = 0x00c0_ffee;
+pub const ECMP_WIDTH: usize = 4;
+
+/// The MAC of next hop `member` of group `group`.
+pub fn neighbor_mac(group: u8, member: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, group, member]
+}
+
+/// The test router: ingress on `ingress` (loopback in `test_run`), egress on `egress`.
+pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
+    let hop = |g: u8, m: usize| NextHop {
+        ifindex: egress[m].0,
+        src_mac: egress[m].1,
+        dst_mac: neighbor_mac(g, m as u8),
+    };
+    let mut one = NextHopGroup {
+        count: 1,
+        ..Default::default()
+    };
+    one.members[0] = hop(0, 0);
+    let mut ecmp = NextHopGroup {
+        count: ECMP_WIDTH as u32,
+        ..Default::default()
+    };
+    for m in 0..ECMP_WIDTH {
+        ecmp.members[m] = hop(1, m);
+    }
+    let mut no_egress = NextHopGroup {
+        count: 1,
+        ..Default::default()
+    };
+    no_egress.members[0] = NextHop {
+        ifindex: 0x7fff_fff0,
+        ..hop(3, 0)
+    };
+    let route = |group| Route { group, flags: 0 };
+    let local = Route {
+        group: 0,
+        flags: ROUTE_F_LOCAL,
+    };
+    let p4 = |s: &str| s.parse().expect("test prefix");
+    let p6 = |s: &str| s.parse().expect("test prefix");
+    let mut ifaces = vec![(
+        ingress,
+        Iface {
+            mac: ROUTER_MAC,
+            ..Default::default()
+        },
+    )];
+    ifaces.extend(egress.iter().map(|&(i, mac)| {
+        (
+            i,
+            Iface {
+                mac,
+                ..Default::default()
+            },
+        )
+    }));
+    Tables {
+        config: DataplaneConfig {
+            layout_version: LAYOUT_VERSION,
+            hash_seed: HASH_SEED,
+            ..Default::default()
+        },
+        ifaces,
+        groups: vec![one, ecmp, NextHopGroup::default(), no_egress],
+        v4: vec![
+            (p4("10.0.1.2/32"), local),
+            (p4("10.0.2.0/24"), route(0)),
+            (p4("10.0.9.0/24"), route(1)),
+            (p4("10.0.7.0/24"), route(2)),
+            (p4("10.0.8.0/24"), route(3)),
+        ],
+        v6: vec![
+            (p6("fd00:1::2/128"), local),
+            (p6("fd00:2::/64"), route(0)),
+            (p6("fd00:9::/64"), route(1)),
+        ],
+    }
+}
+
+/// A named frame and the reason the data plane must give it.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: &'static str,
+    pub frame: Vec<u8>,
+    pub expect: Reason,
+}
+
+fn case(name: &'static str, frame: Vec<u8>, expect: Reason) -> Case {
+    Case {
+        name,
+        frame,
+        expect,
+    }
+}
+
+const UDP: L4 = L4::Udp {
+    src: 40_000,
+    dst: 5201,
+};
+const TCP: L4 = L4::Tcp {
+    src: 40_001,
+    dst: 443,
+};
+
+/// Every verdict the issue names, and then some.
+pub fn verdict_cases() -> Vec<Case> {
+    use Reason::*;
+    use frames::{ext_header as ext, ipv4, ipv6, with_ipv4_options, with_ipv6_ext, with_vlans};
+    let r = ROUTER_MAC;
+    let v4 = |dst, ttl, l4| ipv4(r, SRC_V4, dst, ttl, l4, 32);
+    let v6 = |dst, hops, l4| ipv6(r, SRC_V6, dst, hops, l4, 32);
+    let mut frag_first = v4(ONE_V4, 64, UDP);
+    frames::set_ipv4_fragment(&mut frag_first, true, 0);
+    let mut frag_later = v4(ONE_V4, 64, UDP);
+    frames::set_ipv4_fragment(&mut frag_later, false, 185);
+    let mut bad_ihl = v4(ONE_V4, 64, UDP);
+    bad_ihl[14] = 0x44;
+    frames::fix_ipv4_checksum(&mut bad_ihl, 14);
+    let mut ihl_past_end = v4(ONE_V4, 64, UDP);
+    ihl_past_end[14] = 0x4f;
+    ihl_past_end.truncate(14 + 40);
+    let mut v4_version6 = v4(ONE_V4, 64, UDP);
+    v4_version6[14] = 0x65;
+    let mut v6_version4 = v6(ONE_V6, 64, UDP);
+    v6_version4[14] = 0x40;
+    let mut tot_len_long = v4(ONE_V4, 64, UDP);
+    tot_len_long[16..18].copy_from_slice(&2000u16.to_be_bytes());
+    frames::fix_ipv4_checksum(&mut tot_len_long, 14);
+    let mut tot_len_short = v4(ONE_V4, 64, UDP);
+    tot_len_short[16..18].copy_from_slice(&19u16.to_be_bytes());
+    frames::fix_ipv4_checksum(&mut tot_len_short, 14);
+    let mut payload_long = v6(ONE_V6, 64, UDP);
+    payload_long[18..20].copy_from_slice(&2000u16.to_be_bytes());
+    let mut tcp_cut_by_length = v4(ONE_V4, 64, TCP);
+    tcp_cut_by_length[16..18].copy_from_slice(&22u16.to_be_bytes());
+    frames::fix_ipv4_checksum(&mut tcp_cut_by_length, 14);
+    let mut to_other_host = v4(ONE_V4, 64, UDP);
+    to_other_host[..6].copy_from_slice(&[0x02, 0, 0, 0, 0x99, 0x99]);
+    let mut broadcast = v4(ONE_V4, 64, UDP);
+    broadcast[..6].copy_from_slice(&[0xff; 6]);
+    let seven_ext: Vec<_> = (0..7).map(|_| ext(60, 1)).collect();
+    let six_ext: Vec<_> = (0..6).map(|_| ext(60, 1)).collect();
+    let mut cut_ext = with_ipv6_ext(&v6(ONE_V6, 64, UDP), &[ext(60, 4)]);
+    let cut_to = 14 + 40 + 16;
+    cut_ext.truncate(cut_to);
+    let plen = (cut_to - 54) as u16;
+    cut_ext[18..20].copy_from_slice(&plen.to_be_bytes());
+
+    vec![
+        case("ipv4 udp forwarded", v4(ONE_V4, 64, UDP), ForwardedV4),
+        case("ipv4 tcp forwarded", v4(ONE_V4, 64, TCP), ForwardedV4),
+        case("ipv4 icmp forwarded", v4(ONE_V4, 64, L4::Icmp), ForwardedV4),
+        case("ipv4 ttl 2 forwarded", v4(ONE_V4, 2, UDP), ForwardedV4),
+        case("ipv4 ttl 255 forwarded", v4(ONE_V4, 255, UDP), ForwardedV4),
+        case(
+            "ipv4 with options forwarded",
+            with_ipv4_options(&v4(ONE_V4, 64, TCP), &[0x94, 0x04, 0, 0, 1, 1, 1, 0]),
+            ForwardedV4,
+        ),
+        case(
+            "ipv4 with 40 bytes of options forwarded",
+            with_ipv4_options(&v4(ONE_V4, 64, UDP), &[1; 40]),
+            ForwardedV4,
+        ),
+        case("ipv4 first fragment forwarded", frag_first, ForwardedV4),
+        case("ipv4 later fragment forwarded", frag_later, ForwardedV4),
+        case(
+            "ipv4 in one vlan forwarded",
+            with_vlans(&v4(ONE_V4, 64, UDP), &[(0x8100, 100)]),
+            ForwardedV4,
+        ),
+        case(
+            "ipv4 in two vlans forwarded",
+            with_vlans(&v4(ONE_V4, 64, UDP), &[(0x88a8, 10), (0x8100, 20)]),
+            ForwardedV4,
+        ),
+        case("ipv4 ecmp forwarded", v4(ECMP_V4, 64, UDP), ForwardedV4),
+        case("ipv6 udp forwarded", v6(ONE_V6, 64, UDP), ForwardedV6),
+        case("ipv6 tcp forwarded", v6(ONE_V6, 64, TCP), ForwardedV6),
+        case(
+            "ipv6 icmp echo forwarded",
+            v6(ONE_V6, 64, L4::Icmp),
+            ForwardedV6,
+        ),
+        case(
+            "ipv6 in two vlans forwarded",
+            with_vlans(&v6(ONE_V6, 64, UDP), &[(0x8100, 1), (0x8100, 2)]),
+            ForwardedV6,
+        ),
+        case(
+            "ipv6 hop-by-hop, routing, dest opts forwarded",
+            with_ipv6_ext(&v6(ONE_V6, 64, UDP), &[ext(0, 1), ext(43, 2), ext(60, 1)]),
+            ForwardedV6,
+        ),
+        case(
+            "ipv6 auth header forwarded",
+            with_ipv6_ext(&v6(ONE_V6, 64, TCP), &[ext(51, 2)]),
+            ForwardedV6,
+        ),
+        case(
+            "ipv6 fragment forwarded",
+            with_ipv6_ext(&v6(ONE_V6, 64, UDP), &[ext(44, 1)]),
+            ForwardedV6,
+        ),
+        case(
+            "ipv6 six extension headers forwarded",
+            with_ipv6_ext(&v6(ONE_V6, 64, UDP), &six_ext),
+            ForwardedV6,
+        ),
+        case("ipv6 ecmp forwarded", v6(ECMP_V6, 64, TCP), ForwardedV6),
+        case("ipv4 to a local address", v4(LOCAL_V4, 64, UDP), PassLocal),
+        case(
+            "ipv4 ttl 1 to a local address",
+            v4(LOCAL_V4, 1, UDP),
+            PassLocal,
+        ),
+        case("ipv6 to a local address", v6(LOCAL_V6, 64, TCP), PassLocal),
+        case("ipv4 no route", v4(UNROUTED_V4, 64, UDP), PassNoRoute),
+        case("ipv6 no route", v6(UNROUTED_V6, 64, UDP), PassNoRoute),
+        case("ipv4 ttl 1", v4(ONE_V4, 1, UDP), PassTtlExceeded),
+        case("ipv4 ttl 0", v4(ONE_V4, 0, UDP), PassTtlExceeded),
+        case("ipv6 hop limit 1", v6(ONE_V6, 1, UDP), PassTtlExceeded),
+        case("arp", frames::arp(SRC_V4, LOCAL_V4), PassArp),
+        case(
+            "arp in a vlan",
+            with_vlans(&frames::arp(SRC_V4, LOCAL_V4), &[(0x8100, 5)]),
+            PassArp,
+        ),
+        case(
+            "neighbour solicitation",
+            frames::neighbor_solicitation(SRC_V6, LOCAL_V6),
+            PassNeighborDiscovery,
+        ),
+        case("lldp", frames::lldp(), PassNonIp),
+        case(
+            "three vlan tags",
+            with_vlans(
+                &v4(ONE_V4, 64, UDP),
+                &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
+            ),
+            PassVlanDepth,
+        ),
+        case(
+            "ipv6 seven extension headers",
+            with_ipv6_ext(&v6(ONE_V6, 64, UDP), &seven_ext),
+            PassExtHeaderLimit,
+        ),
+        case("unicast to another host", to_other_host, PassNotForUs),
+        case("broadcast", broadcast, PassNotForUs),
+        case(
+            "empty next-hop group",
+            v4(EMPTY_V4, 64, UDP),
+            PassEmptyGroup,
+        ),
+        case(
+            "egress not in the egress map",
+            v4(NO_EGRESS_V4, 64, UDP),
+            PassNoEgress,
+        ),
+        case("ipv4 ihl 4", bad_ihl, DropBadIhl),
+        case("ipv4 options past the end", ihl_past_end, DropTruncIpv4),
+        case("ipv4 header says version 6", v4_version6, DropBadVersion),
+        case("ipv6 header says version 4", v6_version4, DropBadVersion),
+        case(
+            "ipv4 total length past the frame",
+            tot_len_long,
+            DropBadLength,
+        ),
+        case(
+            "ipv4 total length under the header",
+            tot_len_short,
+            DropBadLength,
+        ),
+        case(
+            "ipv6 payload length past the frame",
+            payload_long,
+            DropBadLength,
+        ),
+        case(
+            "tcp ports cut off by the ipv4 length",
+            tcp_cut_by_length,
+            DropTruncL4,
+        ),
+        case("ipv6 extension header cut off", cut_ext, DropTruncExtHeader),
+    ]
+}
+
+/// Frames cut short at every byte: what truncation at each header must not get through.
+pub fn truncation_sources() -> Vec<(&'static str, Vec<u8>)> {
+    use frames::{ext_header as ext, ipv4, ipv6, with_ipv4_options, with_ipv6_ext, with_vlans};
+    vec![
+        (
+            "ipv4 udp in two vlans with options",
+            with_vlans(
+                &with_ipv4_options(&ipv4(ROUTER_MAC, SRC_V4, ONE_V4, 64, UDP, 8), &[1; 8]),
+                &[(0x88a8, 1), (0x8100, 2)],
+            ),
+        ),
+        (
+            "ipv6 tcp with extension headers",
+            with_ipv6_ext(
+                &ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, TCP, 8),
+                &[ext(0, 1), ext(44, 1), ext(60, 2)],
+            ),
+        ),
+        ("ipv6 tcp", ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, TCP, 0)),
+    ]
+}

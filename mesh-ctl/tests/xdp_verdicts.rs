@@ -1,0 +1,263 @@
+//! The real XDP program in the running kernel, through BPF_PROG_TEST_RUN: every verdict,
+//! the rewritten bytes, the reason counters, ECMP spread and stability.
+//!
+//! Each test runs in a network namespace of its own (unshared by its thread), so the veth
+//! egress ports it creates vanish with it. Needs root; skips with the reason otherwise.
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use mesh_common::{
+    Reason,
+    parse::{Bytes, parse},
+    reason::XDP_REDIRECT,
+};
+use mesh_ctl::{
+    cases::{self, ECMP_WIDTH, HASH_SEED, neighbor_mac, truncation_sources, verdict_cases},
+    dataplane::Dataplane,
+    frames::{self, L4, ROUTER_MAC, ipv4_checksum_ok},
+    netns,
+};
+
+const LOOPBACK: u32 = 1;
+
+/// A loaded data plane with the test router's tables, in a fresh namespace.
+fn router(test: &str) -> Option<(Dataplane, Vec<(u32, [u8; 6])>)> {
+    if !netns::privileged(test) {
+        return None;
+    }
+    netns::unshare_thread().expect("new network namespace");
+    let mut egress = Vec::new();
+    for i in 0..ECMP_WIDTH {
+        let (name, peer) = (format!("e{i}"), format!("p{i}"));
+        let mac = format!("02:00:00:00:ee:{i:02x}");
+        netns::ip(&[
+            "link", "add", &name, "address", &mac, "type", "veth", "peer", "name", &peer,
+        ])
+        .expect("veth for egress");
+        let ifindex = nix::net::if_::if_nametoindex(name.as_str()).expect("ifindex");
+        egress.push((ifindex, [0x02, 0, 0, 0, 0xee, i as u8]));
+    }
+    let mut dp = Dataplane::load().expect("the verifier accepts the program");
+    dp.install(&cases::tables(LOOPBACK, &egress))
+        .expect("tables install");
+    Some((dp, egress))
+}
+
+fn counters(dp: &Dataplane) -> HashMap<Reason, u64> {
+    dp.reasons().expect("reason counters").into_iter().collect()
+}
+
+/// Runs one frame and checks the verdict, that exactly one counter (the expected one)
+/// moved, and that frames not forwarded come back untouched.
+fn check(dp: &Dataplane, name: &str, frame: &[u8], expect: Reason) -> Vec<u8> {
+    let before = counters(dp);
+    let out = dp.test_run(frame, 1).expect("test_run");
+    let after = counters(dp);
+    assert_eq!(
+        out.action,
+        expect.action(),
+        "{name}: verdict (wanted {expect:?})"
+    );
+    for r in Reason::ALL {
+        let delta = after[r] - before[r];
+        let want = u64::from(*r == expect);
+        assert_eq!(
+            delta,
+            want,
+            "{name}: counter {} moved by {delta} (wanted {expect:?})",
+            r.name()
+        );
+    }
+    assert_eq!(out.frame.len(), frame.len(), "{name}: frame length changed");
+    if expect.action() != XDP_REDIRECT {
+        assert_eq!(
+            out.frame, frame,
+            "{name}: a frame not forwarded must not be modified"
+        );
+    }
+    out.frame
+}
+
+/// The next hop the userspace copy of the hash predicts for a frame to an ECMP prefix.
+fn predicted_member(frame: &[u8]) -> usize {
+    let p = parse(&Bytes(frame)).expect("parses");
+    (p.flow.hash(HASH_SEED) % ECMP_WIDTH as u32) as usize
+}
+
+#[test]
+fn every_verdict_with_counters_and_rewritten_bytes() {
+    let Some((dp, egress)) = router("every_verdict_with_counters_and_rewritten_bytes") else {
+        return;
+    };
+    for c in verdict_cases() {
+        let out = check(&dp, c.name, &c.frame, c.expect);
+        if c.expect.action() != XDP_REDIRECT {
+            continue;
+        }
+        let p = parse(&Bytes(&c.frame)).expect("forwarded frames parse");
+        let ecmp = c.name.contains("ecmp");
+        let member = if ecmp { predicted_member(&c.frame) } else { 0 };
+        let group = u8::from(ecmp);
+        assert_eq!(
+            out[..6],
+            neighbor_mac(group, member as u8),
+            "{}: destination MAC",
+            c.name
+        );
+        assert_eq!(out[6..12], egress[member].1, "{}: source MAC", c.name);
+        let l3 = p.l3_off;
+        match c.expect {
+            Reason::ForwardedV4 => {
+                assert_eq!(out[l3 + 8], c.frame[l3 + 8] - 1, "{}: TTL", c.name);
+                assert!(ipv4_checksum_ok(&out, l3), "{}: IPv4 checksum", c.name);
+                assert_eq!(
+                    out[l3 + 12..],
+                    c.frame[l3 + 12..],
+                    "{}: rest of packet",
+                    c.name
+                );
+            }
+            Reason::ForwardedV6 => {
+                assert_eq!(out[l3 + 7], c.frame[l3 + 7] - 1, "{}: hop limit", c.name);
+                assert_eq!(
+                    out[l3 + 8..],
+                    c.frame[l3 + 8..],
+                    "{}: rest of packet",
+                    c.name
+                );
+            }
+            other => panic!("{}: {other:?} is not a forwarding reason", c.name),
+        }
+        // VLAN tags and everything between the MACs and the IP header stay as they were.
+        assert_eq!(out[12..l3], c.frame[12..l3], "{}: tags", c.name);
+    }
+}
+
+#[test]
+fn truncated_at_every_header_matches_the_parser_and_is_never_forwarded() {
+    let Some((dp, _)) = router("truncated_at_every_header") else {
+        return;
+    };
+    for (name, frame) in truncation_sources() {
+        // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header; the parser
+        // tests cover those lengths.
+        for cut in 14..frame.len() {
+            let expect = parse(&Bytes(&frame[..cut])).expect_err("truncated frames never parse");
+            check(&dp, &format!("{name} cut at {cut}"), &frame[..cut], expect);
+        }
+    }
+}
+
+#[test]
+fn ecmp_spreads_flows_and_keeps_each_flow_on_one_path() {
+    let Some((dp, _)) = router("ecmp_spreads_flows") else {
+        return;
+    };
+    let flows = 400u16;
+    let mut per_member = [0u32; ECMP_WIDTH];
+    for port in 0..flows {
+        for v6 in [false, true] {
+            let l4 = L4::Udp {
+                src: 20_000 + port,
+                dst: 53,
+            };
+            let frame = if v6 {
+                frames::ipv6(ROUTER_MAC, cases::SRC_V6, cases::ECMP_V6, 64, l4, 16)
+            } else {
+                frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ECMP_V4, 64, l4, 16)
+            };
+            let mut chosen = None;
+            for _ in 0..3 {
+                let out = dp.test_run(&frame, 1).expect("test_run");
+                assert_eq!(out.action, XDP_REDIRECT);
+                let member = (0..ECMP_WIDTH)
+                    .find(|&m| out.frame[..6] == neighbor_mac(1, m as u8))
+                    .expect("a member of the ECMP group");
+                assert!(
+                    chosen.is_none_or(|c| c == member),
+                    "flow {port} changed path"
+                );
+                chosen = Some(member);
+            }
+            let member = chosen.expect("ran");
+            assert_eq!(
+                member,
+                predicted_member(&frame),
+                "kernel and userspace hash disagree"
+            );
+            per_member[member] += 1;
+        }
+    }
+    let expect = u32::from(flows) * 2 / ECMP_WIDTH as u32;
+    for (m, n) in per_member.iter().enumerate() {
+        assert!(
+            *n > expect * 7 / 10 && *n < expect * 13 / 10,
+            "member {m} carried {n} of {} flows: {per_member:?}",
+            flows * 2
+        );
+    }
+}
+
+#[test]
+fn fragments_of_one_datagram_share_a_path() {
+    let Some((dp, _)) = router("fragments_of_one_datagram_share_a_path") else {
+        return;
+    };
+    for id in 0..64u16 {
+        let src = Ipv4Addr::new(10, 0, 1, (id % 200) as u8 + 10);
+        let mut first = frames::ipv4(
+            ROUTER_MAC,
+            src,
+            cases::ECMP_V4,
+            64,
+            L4::Udp {
+                src: 1000 + id,
+                dst: 53,
+            },
+            64,
+        );
+        frames::set_ipv4_fragment(&mut first, true, 0);
+        let mut later = frames::ipv4(
+            ROUTER_MAC,
+            src,
+            cases::ECMP_V4,
+            64,
+            L4::Udp { src: 9, dst: 9 },
+            64,
+        );
+        frames::set_ipv4_fragment(&mut later, false, 10);
+        let a = dp.test_run(&first, 1).expect("test_run").frame;
+        let b = dp.test_run(&later, 1).expect("test_run").frame;
+        assert_eq!(
+            a[..6],
+            b[..6],
+            "fragments of datagram {id} took different paths"
+        );
+    }
+}
+
+#[test]
+fn nothing_is_forwarded_before_the_config_is_written() {
+    if !netns::privileged("nothing_is_forwarded_before_the_config_is_written") {
+        return;
+    }
+    netns::unshare_thread().expect("new network namespace");
+    let dp = Dataplane::load().expect("loads");
+    let frame = frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ONE_V4, 64, L4::Icmp, 8);
+    check(&dp, "unconfigured", &frame, Reason::PassNotReady);
+}
+
+#[test]
+fn frames_from_interfaces_that_are_not_mesh_interfaces_go_to_the_kernel() {
+    let Some((mut dp, egress)) = router("frames_from_non_mesh_interfaces") else {
+        return;
+    };
+    // Re-install with the ingress (loopback) left out of the mesh interfaces.
+    let mut t = cases::tables(LOOPBACK, &egress);
+    t.ifaces.remove(0);
+    drop(dp);
+    dp = Dataplane::load().expect("loads");
+    dp.install(&t).expect("installs");
+    let frame = frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ONE_V4, 64, L4::Icmp, 8);
+    check(&dp, "not mesh", &frame, Reason::PassNotMesh);
+}
