@@ -20,8 +20,11 @@ use mesh_ctl::{
 
 const LOOPBACK: u32 = 1;
 
+/// Egress ports of the test router: ifindex and MAC.
+type Ports = Vec<(u32, [u8; 6])>;
+
 /// A loaded data plane with the test router's tables, in a fresh namespace.
-fn router(test: &str) -> Option<(Dataplane, Vec<(u32, [u8; 6])>)> {
+fn router(test: &str) -> Option<(Dataplane, Ports)> {
     if !netns::privileged(test) {
         return None;
     }

@@ -23,7 +23,7 @@ pub fn try_forward(ctx: &XdpContext) -> Result<Reason, Reason> {
     }
     let ingress = ctx.ingress_ifindex() as u32;
     // SAFETY: the value is copied out before any other map access.
-    let iface = unsafe { IFACES.get(&ingress) }.ok_or(Reason::PassNotMesh)?;
+    let iface = unsafe { IFACES.get(ingress) }.ok_or(Reason::PassNotMesh)?;
     let our_mac = iface.mac;
 
     let frame = XdpFrame::new(ctx);

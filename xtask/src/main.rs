@@ -1,1 +1,110 @@
-fn main() {}
+//! The single entry point for building, testing, VM runs, the demo and benchmarks.
+
+mod cmd;
+mod setup;
+mod test;
+mod vm;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "x0tta6bl4 developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install everything the build and tests need (idempotent; quick when all is there).
+    Setup {
+        /// Only report what is missing; install nothing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build meshctl (with the eBPF object embedded).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// rustfmt --check and clippy -D warnings.
+    Lint,
+    /// Every test tier: unit, program (test_run), namespace labs, then the VM kernels.
+    Test {
+        /// Run only these tiers.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        tier: Vec<test::Tier>,
+    },
+    /// Run the program tests and labs inside virtme-ng VMs on other kernels.
+    VmTest {
+        /// Kernel series to boot (default: all of them).
+        #[arg(long, value_delimiter = ',')]
+        kernel: Vec<String>,
+    },
+    /// The mesh lab in network namespaces: forwarding, counters, and what comes next.
+    Demo,
+    /// Benchmarks, each against its baseline in the same run.
+    Bench {
+        /// Which benchmark: forward.
+        name: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup { check } => setup::run(check).map(|_| ()),
+        Task::Build { release } => setup::run(false).and_then(|env| cmd::build(&env, release)),
+        Task::Lint => setup::run(false).and_then(|env| cmd::lint(&env)),
+        Task::Test { tier } => setup::run(false).and_then(|env| test::run(&env, &tier)),
+        Task::VmTest { kernel } => setup::run(false).and_then(|env| {
+            let summary = vm::run(&env, &kernel)?;
+            summary.finish()
+        }),
+        Task::Demo => setup::run(false).and_then(|env| cmd::lab(&env, &["demo"])),
+        Task::Bench { name } => setup::run(false).and_then(|env| cmd::lab(&env, &["bench", &name])),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Results shared by test tiers and printed as one closing line.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: Vec<String>,
+    pub skipped: usize,
+}
+
+impl Summary {
+    pub fn absorb(&mut self, other: Summary) {
+        self.passed += other.passed;
+        self.failed.extend(other.failed);
+        self.skipped += other.skipped;
+    }
+
+    /// Prints the closing line and fails if anything failed.
+    pub fn finish(&self) -> Result<()> {
+        for f in &self.failed {
+            eprintln!("FAILED: {f}");
+        }
+        println!(
+            "summary: {} passed, {} failed, {} skipped",
+            self.passed,
+            self.failed.len(),
+            self.skipped
+        );
+        anyhow::ensure!(
+            self.failed.is_empty(),
+            "{} test(s) failed",
+            self.failed.len()
+        );
+        Ok(())
+    }
+}

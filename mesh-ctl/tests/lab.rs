@@ -1,0 +1,1 @@
+//! Namespace labs (filled in next).

@@ -1,0 +1,88 @@
+//! `cargo xtask test`: every tier, one closing summary line.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::Stdio,
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{Summary, cmd, setup::Env, vm};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tier {
+    /// Tests that need no root: parsing, checksums, config, route tables.
+    Unit,
+    /// The real XDP program through BPF_PROG_TEST_RUN with crafted frames.
+    Program,
+    /// Namespace labs with real traffic.
+    Lab,
+    /// Program tests and labs inside VMs on other kernels.
+    Vm,
+}
+
+const ALL: [Tier; 4] = [Tier::Unit, Tier::Program, Tier::Lab, Tier::Vm];
+
+pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
+    let tiers = if tiers.is_empty() { &ALL[..] } else { tiers };
+    let mut total = Summary::default();
+    for tier in tiers {
+        eprintln!("xtask test: tier {tier:?}");
+        let s = match tier {
+            Tier::Unit => cargo_test(
+                env,
+                &["--workspace", "--lib", "--bins", "--test", "parse_cases"],
+                &format!("{tier:?}"),
+            )?,
+            Tier::Program => cargo_test(
+                env,
+                &["-p", "mesh-ctl", "--test", "xdp_verdicts"],
+                "program",
+            )?,
+            Tier::Lab => cargo_test(env, &["-p", "mesh-ctl", "--test", "lab"], "lab")?,
+            Tier::Vm => vm::run(env, &[])?,
+        };
+        total.absorb(s);
+    }
+    total.finish()
+}
+
+/// Runs `cargo test ARGS`, echoing its output and counting libtest's results.
+fn cargo_test(env: &Env, args: &[&str], label: &str) -> Result<Summary> {
+    let mut full = vec!["test"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--", "--test-threads=2"]);
+    let mut c = cmd::cargo(env, &full);
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let mut summary = Summary::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        count_libtest_line(&line, label, &mut summary);
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && summary.failed.is_empty() {
+        summary
+            .failed
+            .push(format!("{label}: cargo test exited with {status}"));
+    }
+    Ok(summary)
+}
+
+/// Counts one libtest line (`test NAME ... ok|FAILED|ignored`) into `summary`.
+pub fn count_libtest_line(line: &str, label: &str, summary: &mut Summary) {
+    let Some(rest) = line.trim().strip_prefix("test ") else {
+        return;
+    };
+    let Some((name, result)) = rest.rsplit_once(" ... ") else {
+        return;
+    };
+    match result.trim() {
+        "ok" => summary.passed += 1,
+        r if r.starts_with("ignored") => summary.skipped += 1,
+        "FAILED" => summary.failed.push(format!("{label}: {name}")),
+        _ => {}
+    }
+}
