@@ -5,5 +5,6 @@ pub mod cases;
 pub mod config;
 pub mod dataplane;
 pub mod frames;
+pub mod lab;
 pub mod netns;
 pub mod routes;

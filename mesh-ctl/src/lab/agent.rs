@@ -1,0 +1,146 @@
+//! `meshctl agent` processes inside lab nodes.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::{BufRead as _, BufReader, Read as _},
+    sync::mpsc::{Receiver, channel},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Lab;
+use crate::config::MacAddr;
+
+/// A next-hop group in an agent's configuration.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    /// (egress interface, neighbour MAC)
+    pub members: Vec<(String, MacAddr)>,
+}
+
+/// What a lab node's agent is told: rendered to the TOML an operator would write.
+#[derive(Debug, Clone, Default)]
+pub struct AgentConfig {
+    pub node: String,
+    pub interfaces: Vec<String>,
+    pub groups: Vec<Group>,
+    /// (prefix, group name)
+    pub routes: Vec<(String, String)>,
+}
+
+impl AgentConfig {
+    pub fn to_toml(&self) -> String {
+        let mut t = format!("node = \"{}\"\n", self.node);
+        for i in &self.interfaces {
+            let _ = write!(t, "\n[[interfaces]]\nname = \"{i}\"\n");
+        }
+        for g in &self.groups {
+            let members: Vec<String> = g
+                .members
+                .iter()
+                .map(|(i, m)| format!("{{ interface = \"{i}\", neighbor = \"{m}\" }}"))
+                .collect();
+            let _ = write!(
+                t,
+                "\n[[groups]]\nname = \"{}\"\nmembers = [{}]\n",
+                g.name,
+                members.join(", ")
+            );
+        }
+        for (prefix, group) in &self.routes {
+            let _ = write!(
+                t,
+                "\n[[routes]]\nprefix = \"{prefix}\"\ngroup = \"{group}\"\n"
+            );
+        }
+        t
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    pub node: String,
+    pid: u32,
+    lines: Receiver<String>,
+}
+
+impl Agent {
+    pub(super) fn start(lab: &mut Lab, config: &AgentConfig) -> Result<Self> {
+        let path = lab.dir().join(format!("{}.toml", config.node));
+        std::fs::write(&path, config.to_toml())?;
+        let meshctl = lab.meshctl.display().to_string();
+        let child = lab.spawn(
+            &config.node,
+            &[&meshctl, "agent", "--config", &path.display().to_string()],
+        )?;
+        let pid = child.id();
+        let stdout = child.stdout.take().context("agent stdout")?;
+        let mut stderr = child.stderr.take().context("agent stderr")?;
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let agent = Self {
+            node: config.node.clone(),
+            pid,
+            lines,
+        };
+        if agent
+            .wait_event("attached", Duration::from_secs(30))
+            .is_err()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            bail!(
+                "meshctl agent in {} did not attach: {}",
+                config.node,
+                err.trim()
+            );
+        }
+        Ok(agent)
+    }
+
+    fn wait_event(&self, event: &str, timeout: Duration) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .with_context(|| format!("agent in {} sent no `{event}` event", self.node))?;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["event"] == event
+            {
+                return Ok(v);
+            }
+        }
+    }
+
+    /// Stops the agent with SIGTERM and returns its final reason counters.
+    pub fn stop(self) -> Result<BTreeMap<String, u64>> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .context("signalling the agent")?;
+        let v = self.wait_event("detached", Duration::from_secs(20))?;
+        let reasons = v["reasons"]
+            .as_object()
+            .context("detached event without counters")?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+            .collect();
+        Ok(reasons)
+    }
+}
