@@ -13,11 +13,15 @@ pub struct SystemHost;
 impl HostView for SystemHost {
     fn iface(&self, name: &str) -> Option<HostIface> {
         let ifindex = nix::net::if_::if_nametoindex(name).ok()?;
-        let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).ok()?;
-        Some(HostIface {
-            ifindex,
-            mac: mac.trim().parse::<MacAddr>().unwrap_or_default(),
-        })
+        // Asked over netlink, not /sys: sysfs shows the namespace it was mounted in,
+        // which is not ours when we entered a namespace with setns.
+        let mac = nix::ifaddrs::getifaddrs()
+            .ok()?
+            .filter(|a| a.interface_name == name)
+            .find_map(|a| a.address?.as_link_addr()?.addr())
+            .map(MacAddr)
+            .unwrap_or_default();
+        Some(HostIface { ifindex, mac })
     }
 
     fn addresses(&self) -> Vec<IpAddr> {

@@ -2,6 +2,7 @@
 
 mod error;
 mod host;
+pub mod labtools;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -198,6 +199,17 @@ impl Dataplane {
     /// Runs the XDP program once over `frame` with BPF_PROG_TEST_RUN; returns the verdict
     /// and the frame as the program left it. `repeat` > 1 measures (duration is per run).
     pub fn test_run(&self, frame: &[u8], repeat: u32) -> Result<TestRunOutput> {
+        self.test_run_on(None, frame, repeat)
+    }
+
+    /// [`Self::test_run`] as if the frame arrived on `ingress` (an ifindex in the calling
+    /// thread's namespace) rather than on loopback.
+    pub fn test_run_on(
+        &self,
+        ingress: Option<u32>,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<TestRunOutput> {
         let prog: &Xdp = self
             .ebpf
             .program(PROG_XDP)
@@ -205,10 +217,17 @@ impl Dataplane {
             .try_into()
             .map_err(|_| DataplaneError::MissingProgram(PROG_XDP))?;
         let mut out = vec![0u8; frame.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex; the kernel wants data_end to be the frame length.
+        let ctx: Vec<u8> = [0, frame.len() as u32, 0, ingress.unwrap_or(0), 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
         let res = prog
             .test_run(TestRunOptions {
                 data_in: Some(frame),
                 data_out: Some(&mut out),
+                ctx_in: ingress.map(|_| ctx.as_slice()),
                 repeat,
                 ..TestRunOptions::new()
             })

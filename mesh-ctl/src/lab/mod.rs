@@ -4,6 +4,8 @@
 //! by the next lab's sweep of namespaces whose owner is gone.
 
 mod agent;
+pub mod bench;
+pub mod demo;
 pub mod topology;
 
 use std::{

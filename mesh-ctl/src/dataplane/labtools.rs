@@ -1,0 +1,143 @@
+//! Lab-only XDP programs for benchmarks: a live-frame generator and a delivery counter.
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, PerCpuArray},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+};
+
+use super::{DataplaneError, Result};
+
+/// The lab tools object, built from `mesh-ebpf`'s `lab` binary.
+pub static LAB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab"));
+
+const GEN: &str = "lab_gen";
+/// Header bytes the generator restores in every frame (mesh-ebpf's lab.rs).
+const TEMPLATE_LEN: usize = 34;
+const COUNT: &str = "lab_count";
+
+fn load(name: &'static str) -> Result<Ebpf> {
+    let mut ebpf = Ebpf::load(LAB_OBJECT).map_err(DataplaneError::Object)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram(name))?
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram(name))?;
+    prog.load().map_err(|source| DataplaneError::ProgramLoad {
+        program: name,
+        source,
+    })?;
+    Ok(ebpf)
+}
+
+/// Injects frames as if a NIC had received them on loopback and the program sent them
+/// out of an interface: BPF_PROG_TEST_RUN with live frames. Use it from a thread inside
+/// the namespace that owns the interface.
+pub struct Generator {
+    ebpf: Ebpf,
+}
+
+impl Generator {
+    /// A generator sending copies of `frame` (at least 34 bytes) out of `egress_ifindex`.
+    pub fn new(egress_ifindex: u32, frame: &[u8]) -> Result<Self> {
+        let mut ebpf = load(GEN)?;
+        let mut target: Array<&mut MapData, u32> = Array::try_from(
+            ebpf.map_mut("GEN_TARGET")
+                .ok_or(DataplaneError::MissingMap("GEN_TARGET"))?,
+        )
+        .map_err(|source| DataplaneError::MapLayout {
+            name: "GEN_TARGET",
+            source,
+        })?;
+        target
+            .set(0, egress_ifindex, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: "GEN_TARGET",
+                action: "writing the target".into(),
+                source,
+            })?;
+        let mut template = [0u8; TEMPLATE_LEN];
+        let head = frame
+            .get(..TEMPLATE_LEN)
+            .ok_or(DataplaneError::MissingMap("GEN_TEMPLATE"))?;
+        template.copy_from_slice(head);
+        let mut t: Array<&mut MapData, [u8; TEMPLATE_LEN]> = Array::try_from(
+            ebpf.map_mut("GEN_TEMPLATE")
+                .ok_or(DataplaneError::MissingMap("GEN_TEMPLATE"))?,
+        )
+        .map_err(|source| DataplaneError::MapLayout {
+            name: "GEN_TEMPLATE",
+            source,
+        })?;
+        t.set(0, template, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: "GEN_TEMPLATE",
+                action: "writing the frame template".into(),
+                source,
+            })?;
+        Ok(Self { ebpf })
+    }
+
+    /// Sends `count` copies of the frame (`frame` must be the one given to `new`).
+    pub fn send(&self, frame: &[u8], count: u32) -> Result<()> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(GEN)
+            .ok_or(DataplaneError::MissingProgram(GEN))?
+            .try_into()
+            .map_err(|_| DataplaneError::MissingProgram(GEN))?;
+        prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: count,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::new()
+        })
+        .map_err(|source| DataplaneError::TestRun {
+            program: GEN,
+            source,
+        })?;
+        Ok(())
+    }
+}
+
+/// Counts and drops every frame arriving on an interface.
+pub struct Counter {
+    ebpf: Ebpf,
+}
+
+impl Counter {
+    /// Attaches to `iface` in the calling thread's namespace.
+    pub fn attach(iface: &str) -> Result<Self> {
+        let mut ebpf = load(COUNT)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(COUNT)
+            .ok_or(DataplaneError::MissingProgram(COUNT))?
+            .try_into()
+            .map_err(|_| DataplaneError::MissingProgram(COUNT))?;
+        prog.attach(iface, XdpMode::Default)
+            .map_err(|source| DataplaneError::Attach {
+                iface: iface.to_owned(),
+                source,
+            })?;
+        Ok(Self { ebpf })
+    }
+
+    /// Frames seen so far.
+    pub fn read(&self) -> Result<u64> {
+        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.ebpf
+                .map("DELIVERED")
+                .ok_or(DataplaneError::MissingMap("DELIVERED"))?,
+        )
+        .map_err(|source| DataplaneError::MapLayout {
+            name: "DELIVERED",
+            source,
+        })?;
+        let v = map.get(&0, 0).map_err(|source| DataplaneError::MapAccess {
+            map: "DELIVERED",
+            action: "reading".into(),
+            source,
+        })?;
+        Ok(v.iter().sum())
+    }
+}

@@ -1,0 +1,352 @@
+//! `bench forward`: the router of the line topology forwarding with our XDP program vs
+//! with the kernel's own IP forwarding, alternating in one run, same generator.
+
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use serde_json::json;
+
+use super::{Lab, topology};
+use crate::{
+    cases,
+    config::{Config, XdpMode},
+    dataplane::{
+        Dataplane, SystemHost,
+        labtools::{Counter, Generator},
+    },
+    frames::{self, L4},
+    netns,
+    routes::Tables,
+};
+
+/// Loss tolerated at a "loss-free" rate (RFC 2544 style; 0.1 %).
+const LOSS_TOLERANCE: f64 = 0.001;
+const SEARCH_STEPS: usize = 9;
+const TRIAL: Duration = Duration::from_millis(800);
+const OVERLOAD_PPS: f64 = 1_000_000.0;
+/// Each live-frame BPF_PROG_TEST_RUN call costs ~13 ms of set-up here, so frames go out in
+/// batches of at least this much of the rate's time, and at least this many frames.
+const PACE_WINDOW: f64 = 0.05;
+const MIN_CHUNK: u64 = 1024;
+const MAX_CHUNK: u64 = 1 << 18;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Xdp,
+    Kernel,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Xdp => "xdp",
+            Mode::Kernel => "kernel",
+        }
+    }
+}
+
+struct Bench {
+    lab: Lab,
+    router: Dataplane,
+    router_ifaces: Vec<String>,
+    generator: Generator,
+    counter: Counter,
+    frame: Vec<u8>,
+    mode: Option<Mode>,
+}
+
+/// One paced trial's outcome.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
+    offered_pps: f64,
+    delivered_pps: f64,
+}
+
+impl Trial {
+    fn loss_free(&self) -> bool {
+        self.delivered_pps >= self.offered_pps * (1.0 - LOSS_TOLERANCE)
+    }
+}
+
+impl Bench {
+    fn setup(meshctl: std::path::PathBuf) -> Result<Self> {
+        let mut lab = Lab::new("bench", meshctl)?;
+        let t = topology::line(&mut lab)?;
+        let (ar, rb) = (
+            lab.link_between("a", "r")?.clone(),
+            lab.link_between("r", "b")?.clone(),
+        );
+        // The kernel baseline: neighbours static so ARP is not in the way, and GRO on the
+        // ingress veth, which is what lets veth receive redirected frames without XDP.
+        lab.exec_ok(
+            "r",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                &ar.a.v4.to_string(),
+                "lladdr",
+                &ar.a.mac.to_string(),
+                "dev",
+                &ar.b.ifname,
+                "nud",
+                "permanent",
+            ],
+        )?;
+        lab.exec_ok(
+            "r",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                &rb.b.v4.to_string(),
+                "lladdr",
+                &rb.b.mac.to_string(),
+                "dev",
+                &rb.a.ifname,
+                "nud",
+                "permanent",
+            ],
+        )?;
+        lab.exec_ok("r", &["ethtool", "-K", &ar.b.ifname, "gro", "on"])?;
+
+        let r_config = t
+            .configs
+            .iter()
+            .find(|c| c.node == "r")
+            .context("router config")?;
+        let file = lab.dir().join("r.toml");
+        std::fs::write(&file, r_config.to_toml())?;
+        let (router, tables) = {
+            let _in = netns::enter(&lab.ns("r"))?;
+            let config = Config::load(&file)?;
+            let tables =
+                Tables::build(&config, &SystemHost, 0x5eed).map_err(|p| p.in_file(&file))?;
+            let mut dp = Dataplane::load()?;
+            dp.install(&tables)?;
+            (dp, tables)
+        };
+        let counter = {
+            let _in = netns::enter(&lab.ns("b"))?;
+            Counter::attach(&rb.b.ifname)?
+        };
+        // 64-byte frames on the wire (60 + FCS): the packet-rate worst case.
+        let frame = frames::ipv4(
+            ar.b.mac.0,
+            ar.a.v4,
+            rb.b.v4,
+            64,
+            L4::Udp {
+                src: 40_000,
+                dst: 9,
+            },
+            18,
+        );
+        ensure!(
+            frame.len() == 60,
+            "benchmark frame is {} bytes",
+            frame.len()
+        );
+        let generator = {
+            let _in = netns::enter(&lab.ns("a"))?;
+            Generator::new(nix::net::if_::if_nametoindex(ar.a.ifname.as_str())?, &frame)?
+        };
+        let _ = tables;
+        Ok(Self {
+            lab,
+            router,
+            router_ifaces: r_config.interfaces.clone(),
+            generator,
+            counter,
+            frame,
+            mode: None,
+        })
+    }
+
+    fn set_mode(&mut self, mode: Mode) -> Result<()> {
+        if self.mode == Some(mode) {
+            return Ok(());
+        }
+        let _in = netns::enter(&self.lab.ns("r"))?;
+        match mode {
+            Mode::Xdp => {
+                self.lab.sysctl("r", "net.ipv4.ip_forward", "0")?;
+                self.router.attach(&self.router_ifaces, XdpMode::Auto)?;
+            }
+            Mode::Kernel => {
+                self.router.detach_all();
+                self.lab.sysctl("r", "net.ipv4.ip_forward", "1")?;
+            }
+        }
+        self.mode = Some(mode);
+        // Let the first packets after a switch (neighbour state, NAPI) settle.
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    }
+
+    /// Offers `rate` pps (None: as fast as the generator goes) for `len`.
+    fn trial(&mut self, mode: Mode, rate: Option<f64>, len: Duration) -> Result<Trial> {
+        self.set_mode(mode)?;
+        let _in = netns::enter(&self.lab.ns("a"))?;
+        let before = self.counter.read()?;
+        let start = Instant::now();
+        let mut sent = 0u64;
+        loop {
+            let elapsed = start.elapsed();
+            if elapsed >= len {
+                break;
+            }
+            let target = rate.map_or(u64::MAX, |r| (r * elapsed.as_secs_f64()) as u64);
+            if sent < target {
+                let n = rate
+                    .map_or(MAX_CHUNK, |r| (r * PACE_WINDOW) as u64)
+                    .clamp(MIN_CHUNK, MAX_CHUNK);
+                self.generator.send(&self.frame, n as u32)?;
+                sent += n;
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        // Frames still in rings and backlogs get a moment to arrive.
+        std::thread::sleep(Duration::from_millis(100));
+        let delivered = self.counter.read()? - before;
+        // A generator that could not keep up with the offered rate (the forwarding runs on
+        // the same CPUs) did not deliver it either: count the shortfall as loss.
+        let offered = rate.map_or(sent as f64, |r| (r * secs).max(sent as f64));
+        Ok(Trial {
+            offered_pps: offered / secs,
+            delivered_pps: delivered as f64 / secs,
+        })
+    }
+
+    /// ns per packet of the forward path, from BPF_PROG_TEST_RUN with repeats.
+    ///
+    /// Repeats run on one buffer that the program rewrites, so this uses a table of its own
+    /// whose next hop writes back the router's own MAC, and TTL 255 with 250 repeats per
+    /// call: every repetition takes the full forward path (parse, LPM, hash, redirect,
+    /// rewrite, checksum).
+    fn ns_per_packet(&self) -> Result<f64> {
+        const REPEAT: u32 = 250;
+        const CALLS: u32 = 4_000;
+        let _in = netns::enter(&self.lab.ns("r"))?;
+        let egress = nix::net::if_::if_nametoindex(self.router_ifaces[1].as_str())?;
+        let mut tables = cases::tables(1, &[(egress, [0x02, 0, 0, 0, 0xee, 0]); cases::ECMP_WIDTH]);
+        tables.groups[0].members[0].dst_mac = frames::ROUTER_MAC;
+        let mut dp = Dataplane::load()?;
+        dp.install(&tables)?;
+        let frame = frames::ipv4(
+            frames::ROUTER_MAC,
+            cases::SRC_V4,
+            cases::ONE_V4,
+            255,
+            L4::Udp {
+                src: 40_000,
+                dst: 9,
+            },
+            18,
+        );
+        let (mut total, mut runs) = (0u128, 0u64);
+        for _ in 0..CALLS {
+            let out = dp.test_run(&frame, REPEAT)?;
+            ensure!(
+                out.action == mesh_common::reason::XDP_REDIRECT,
+                "the measurement frame was not forwarded (verdict {})",
+                out.action
+            );
+            total += out.duration.as_nanos() * u128::from(REPEAT);
+            runs += u64::from(REPEAT);
+        }
+        Ok(total as f64 / runs as f64)
+    }
+}
+
+/// Runs the benchmark, prints progress and the summary line, writes JSON to `out`.
+pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()> {
+    let mut b = Bench::setup(meshctl)?;
+    let modes = [Mode::Xdp, Mode::Kernel];
+    eprintln!(
+        "bench forward: line a - r - b, 60-byte UDP frames generated as XDP live frames on a, counted by XDP on b"
+    );
+
+    let mut ceiling = [0.0; 2];
+    for (i, m) in modes.iter().enumerate() {
+        let t = b.trial(*m, None, TRIAL)?;
+        ceiling[i] = t.delivered_pps;
+        eprintln!(
+            "  {:6} unpaced: {:>9.0} pps offered, {:>9.0} delivered",
+            m.name(),
+            t.offered_pps,
+            t.delivered_pps
+        );
+    }
+
+    // Binary search for the highest loss-free paced rate, alternating modes every step.
+    let mut lo = [0.0f64; 2];
+    let mut hi = [ceiling[0] * 1.05, ceiling[1] * 1.05];
+    let mut trials = Vec::new();
+    for step in 0..SEARCH_STEPS {
+        for (i, m) in modes.iter().enumerate() {
+            let rate = (lo[i] + hi[i]) / 2.0;
+            let t = b.trial(*m, Some(rate), TRIAL)?;
+            let ok = t.loss_free();
+            if ok {
+                lo[i] = rate
+            } else {
+                hi[i] = rate
+            }
+            eprintln!(
+                "  step {}/{SEARCH_STEPS} {:6} offered {:>9.0} pps, delivered {:>9.0}: {}",
+                step + 1,
+                m.name(),
+                t.offered_pps,
+                t.delivered_pps,
+                if ok { "loss-free" } else { "loss" }
+            );
+            trials.push(json!({"mode": m.name(), "offered_pps": t.offered_pps, "delivered_pps": t.delivered_pps, "loss_free": ok}));
+        }
+    }
+    let mut overload = [0.0; 2];
+    for (i, m) in modes.iter().enumerate() {
+        let t = b.trial(*m, Some(OVERLOAD_PPS), Duration::from_secs(1))?;
+        overload[i] = t.delivered_pps;
+        eprintln!(
+            "  {:6} under {OVERLOAD_PPS:.0} pps offered: {:>9.0} delivered",
+            m.name(),
+            t.delivered_pps
+        );
+    }
+    let ns = b.ns_per_packet()?;
+
+    let ratio = lo[0] / lo[1].max(1.0);
+    let overload_ratio = overload[0] / overload[1].max(1.0);
+    let report = json!({
+        "benchmark": "forward",
+        "topology": "line a - r - b (veth, network namespaces)",
+        "frame_bytes": b.frame.len(),
+        "loss_tolerance": LOSS_TOLERANCE,
+        "trial_ms": TRIAL.as_millis() as u64,
+        "xdp_pps": lo[0].round(),
+        "kernel_pps": lo[1].round(),
+        "xdp_over_kernel": ratio,
+        "unpaced_pps": {"xdp": ceiling[0].round(), "kernel": ceiling[1].round()},
+        "overload": {"offered_pps": OVERLOAD_PPS, "xdp_pps": overload[0].round(), "kernel_pps": overload[1].round()},
+        "overload_ratio": overload_ratio,
+        "ns_per_pkt": ns,
+        "trials": trials,
+        "router": Ipv4Addr::new(10, 0, 1, 2).to_string(),
+    });
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    eprintln!("  wrote {}", out.display());
+    println!(
+        "bench forward: xdp_over_kernel={ratio:.2} xdp_pps={:.0} kernel_pps={:.0} overload_ratio={overload_ratio:.1} ns_per_pkt={ns:.0}",
+        lo[0], lo[1]
+    );
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Lab-only programs: a traffic generator driven by BPF_PROG_TEST_RUN live frames, the way
+//! a NIC delivers frames, and a counter that takes delivered frames off the wire.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::bpf_redirect,
+    macros::{map, xdp},
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
+
+/// ifindex the generator transmits on.
+#[map]
+static GEN_TARGET: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Bytes of header the generator writes into every frame it sends.
+pub const TEMPLATE_LEN: usize = 34;
+
+/// The Ethernet and IPv4 header of the frames to send. Live-frame pages are recycled with
+/// whatever the routers downstream wrote into them (MACs, TTL, checksum), so every frame
+/// gets its original header back before it goes out.
+#[map]
+static GEN_TEMPLATE: Array<[u8; TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
+
+/// Frames the counter saw.
+#[map]
+static DELIVERED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Sends every frame it is given out of `GEN_TARGET`.
+#[xdp]
+pub fn lab_gen(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + TEMPLATE_LEN > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    if let Some(template) = GEN_TEMPLATE.get(0) {
+        // SAFETY: bounds checked above; byte arrays have no alignment.
+        unsafe { *(start as *mut [u8; TEMPLATE_LEN]) = *template };
+    }
+    match GEN_TARGET.get(0) {
+        // SAFETY: a plain helper call; the verdict is what the kernel returns.
+        Some(&ifindex) => unsafe { bpf_redirect(ifindex, 0) as u32 },
+        None => xdp_action::XDP_ABORTED,
+    }
+}
+
+/// Counts and drops: the far end of a benchmark.
+#[xdp]
+pub fn lab_count(_ctx: XdpContext) -> u32 {
+    if let Some(n) = DELIVERED.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, touched only by this CPU.
+        unsafe { *n += 1 };
+    }
+    xdp_action::XDP_DROP
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
