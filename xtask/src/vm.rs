@@ -59,6 +59,14 @@ fn build_test_binaries(env: &Env) -> Result<Vec<PathBuf>> {
     c.stderr(Stdio::inherit());
     let out = c.output().context("building test binaries")?;
     if !out.status.success() {
+        // With --message-format=json the compiler's errors are on stdout, as JSON.
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Ok(msg) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(rendered) = msg["message"]["rendered"].as_str()
+            {
+                eprint!("{rendered}");
+            }
+        }
         bail!("building the VM test binaries failed");
     }
     let mut bins = Vec::new();
