@@ -172,3 +172,75 @@ fn diamond_spreads_flows_over_both_paths() {
         "ECMP used one path: {forwarded:?}"
     );
 }
+
+#[test]
+fn agent_attaches_all_or_nothing_and_detaches_on_sigterm() {
+    let Some(mut lab) = lab("lifecycle") else {
+        return;
+    };
+    let t = topology::line(&mut lab).expect("line topology");
+    let r = t
+        .configs
+        .iter()
+        .find(|c| c.node == "r")
+        .expect("router config")
+        .clone();
+    let attached = |lab: &Lab, i: &str| lab.xdp_program("r", i).expect("ip link");
+
+    // A config naming an interface the host does not have: refused, nothing attached.
+    let mut bad = r.clone();
+    bad.interfaces.push("nope0".into());
+    let err = lab
+        .agent(&bad)
+        .err()
+        .expect("an agent with a missing interface must not start");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("interfaces[2].name") && msg.contains("nope0"),
+        "{msg}"
+    );
+    assert_eq!(
+        attached(&lab, "r-a"),
+        None,
+        "invalid config left a program on r-a"
+    );
+
+    // A foreign XDP program on r-b: meshctl must not replace it, nor stay on r-a.
+    let foreign = {
+        let _in = netns::enter(&lab.ns("r")).expect("enter r");
+        mesh_ctl::dataplane::labtools::Counter::attach("r-b").expect("foreign program")
+    };
+    let err = lab
+        .agent(&r)
+        .err()
+        .expect("attach over a foreign program must fail");
+    assert!(
+        format!("{err:#}").contains("another XDP program"),
+        "{err:#}"
+    );
+    assert_eq!(
+        attached(&lab, "r-a"),
+        None,
+        "failed attach left a program on r-a"
+    );
+    assert_eq!(
+        attached(&lab, "r-b").as_deref(),
+        Some("lab_count"),
+        "foreign program was touched"
+    );
+    drop(foreign);
+
+    // A good start attaches everywhere; SIGTERM detaches everywhere.
+    let agent = lab.agent(&r).expect("agent starts");
+    for i in &r.interfaces {
+        assert_eq!(attached(&lab, i).as_deref(), Some("mesh_xdp"), "{i}");
+    }
+    agent.stop().expect("clean stop");
+    for i in &r.interfaces {
+        assert_eq!(
+            attached(&lab, i),
+            None,
+            "{i} still has a program after SIGTERM"
+        );
+    }
+}

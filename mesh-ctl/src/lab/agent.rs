@@ -13,6 +13,9 @@ use anyhow::{Context as _, Result, bail};
 use super::Lab;
 use crate::config::MacAddr;
 
+/// Bounds a hung start; generous because VMs under TCG verify programs slowly.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(180);
+
 /// A next-hop group in an agent's configuration.
 #[derive(Debug, Clone)]
 pub struct Group {

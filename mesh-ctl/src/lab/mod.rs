@@ -258,6 +258,17 @@ impl Lab {
         Agent::start(self, config)
     }
 
+    /// The name of the XDP program attached to an interface, if any.
+    pub fn xdp_program(&self, node: &str, ifname: &str) -> Result<Option<String>> {
+        let out = self.exec_ok(node, &["ip", "-d", "link", "show", "dev", ifname])?;
+        Ok(out.lines().find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("prog/xdp ")
+                .and_then(|rest| rest.split_whitespace().skip_while(|w| *w != "name").nth(1))
+                .map(str::to_owned)
+        }))
+    }
+
     /// Counters of an interface as the kernel keeps them: (rx packets, tx packets).
     pub fn iface_packets(&self, node: &str, ifname: &str) -> Result<(u64, u64)> {
         let read = |what: &str| -> Result<u64> {
