@@ -31,7 +31,15 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
         let s = match tier {
             Tier::Unit => cargo_test(
                 env,
-                &["--workspace", "--lib", "--bins", "--test", "parse_cases"],
+                &[
+                    "--workspace",
+                    "--exclude",
+                    "mesh-ebpf",
+                    "--lib",
+                    "--bins",
+                    "--test",
+                    "parse_cases",
+                ],
                 &format!("{tier:?}"),
             )?,
             Tier::Program => cargo_test(

@@ -6,7 +6,7 @@ use aya::{
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 
-use super::{DataplaneError, Result};
+use super::{DataplaneError, Result, typed};
 
 /// The lab tools object, built from `mesh-ebpf`'s `lab` binary.
 pub static LAB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab"));
@@ -30,6 +30,17 @@ fn load(name: &'static str) -> Result<Ebpf> {
     Ok(ebpf)
 }
 
+/// Writes entry 0 of a one-entry array map.
+fn set_first<V: aya::Pod>(ebpf: &mut Ebpf, name: &'static str, value: V) -> Result<()> {
+    let mut map: Array<&mut MapData, V> = typed(ebpf, name)?;
+    map.set(0, value, 0)
+        .map_err(|source| DataplaneError::MapAccess {
+            map: name,
+            action: "writing entry 0".into(),
+            source,
+        })
+}
+
 /// Injects frames as if a NIC had received them on loopback and the program sent them
 /// out of an interface: BPF_PROG_TEST_RUN with live frames. Use it from a thread inside
 /// the namespace that owns the interface.
@@ -40,41 +51,16 @@ pub struct Generator {
 impl Generator {
     /// A generator sending copies of `frame` (at least 34 bytes) out of `egress_ifindex`.
     pub fn new(egress_ifindex: u32, frame: &[u8]) -> Result<Self> {
-        let mut ebpf = load(GEN)?;
-        let mut target: Array<&mut MapData, u32> = Array::try_from(
-            ebpf.map_mut("GEN_TARGET")
-                .ok_or(DataplaneError::MissingMap("GEN_TARGET"))?,
-        )
-        .map_err(|source| DataplaneError::MapLayout {
-            name: "GEN_TARGET",
-            source,
-        })?;
-        target
-            .set(0, egress_ifindex, 0)
-            .map_err(|source| DataplaneError::MapAccess {
-                map: "GEN_TARGET",
-                action: "writing the target".into(),
-                source,
-            })?;
-        let mut template = [0u8; TEMPLATE_LEN];
-        let head = frame
+        let template: [u8; TEMPLATE_LEN] = frame
             .get(..TEMPLATE_LEN)
-            .ok_or(DataplaneError::MissingMap("GEN_TEMPLATE"))?;
-        template.copy_from_slice(head);
-        let mut t: Array<&mut MapData, [u8; TEMPLATE_LEN]> = Array::try_from(
-            ebpf.map_mut("GEN_TEMPLATE")
-                .ok_or(DataplaneError::MissingMap("GEN_TEMPLATE"))?,
-        )
-        .map_err(|source| DataplaneError::MapLayout {
-            name: "GEN_TEMPLATE",
-            source,
-        })?;
-        t.set(0, template, 0)
-            .map_err(|source| DataplaneError::MapAccess {
-                map: "GEN_TEMPLATE",
-                action: "writing the frame template".into(),
-                source,
+            .and_then(|h| h.try_into().ok())
+            .ok_or(DataplaneError::FrameTooShort {
+                len: frame.len(),
+                need: TEMPLATE_LEN,
             })?;
+        let mut ebpf = load(GEN)?;
+        set_first(&mut ebpf, "GEN_TARGET", egress_ifindex)?;
+        set_first(&mut ebpf, "GEN_TEMPLATE", template)?;
         Ok(Self { ebpf })
     }
 

@@ -293,7 +293,7 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .map_err(|_| DataplaneError::MissingProgram(PROG_XDP))
 }
 
-fn typed<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M>
+pub(crate) fn typed<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M>
 where
     M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
 {

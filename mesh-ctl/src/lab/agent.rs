@@ -95,10 +95,7 @@ impl Agent {
             pid,
             lines,
         };
-        if agent
-            .wait_event("attached", Duration::from_secs(30))
-            .is_err()
-        {
+        if agent.wait_event("attached", ATTACH_TIMEOUT).is_err() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -137,7 +134,7 @@ impl Agent {
             nix::sys::signal::Signal::SIGTERM,
         )
         .context("signalling the agent")?;
-        let v = self.wait_event("detached", Duration::from_secs(20))?;
+        let v = self.wait_event("detached", Duration::from_secs(60))?;
         let reasons = v["reasons"]
             .as_object()
             .context("detached event without counters")?

@@ -81,36 +81,22 @@ impl Bench {
         );
         // The kernel baseline: neighbours static so ARP is not in the way, and GRO on the
         // ingress veth, which is what lets veth receive redirected frames without XDP.
-        lab.exec_ok(
-            "r",
-            &[
+        for (neighbour, via) in [(&ar.a, &ar.b), (&rb.b, &rb.a)] {
+            let (addr, mac) = (neighbour.v4.to_string(), neighbour.mac.to_string());
+            let args = [
                 "ip",
                 "neigh",
                 "replace",
-                &ar.a.v4.to_string(),
+                &addr,
                 "lladdr",
-                &ar.a.mac.to_string(),
+                &mac,
                 "dev",
-                &ar.b.ifname,
+                &via.ifname,
                 "nud",
                 "permanent",
-            ],
-        )?;
-        lab.exec_ok(
-            "r",
-            &[
-                "ip",
-                "neigh",
-                "replace",
-                &rb.b.v4.to_string(),
-                "lladdr",
-                &rb.b.mac.to_string(),
-                "dev",
-                &rb.a.ifname,
-                "nud",
-                "permanent",
-            ],
-        )?;
+            ];
+            lab.exec_ok("r", &args)?;
+        }
         lab.exec_ok("r", &["ethtool", "-K", &ar.b.ifname, "gro", "on"])?;
 
         let r_config = t
