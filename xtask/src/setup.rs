@@ -31,6 +31,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "ethtool",
         "forward benchmark: GRO for the kernel-forwarding baseline",
     ),
+    ("procps", "namespace labs: sysctl"),
     (
         "qemu-system-x86",
         "VM tier: virtme-ng boots kernels under qemu",

@@ -258,10 +258,12 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
         "bench forward: line a - r - b, 60-byte UDP frames generated as XDP live frames on a, counted by XDP on b"
     );
 
+    let mut points: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
     let mut ceiling = [0.0; 2];
     for (i, m) in modes.iter().enumerate() {
         let t = b.trial(*m, None, TRIAL)?;
         ceiling[i] = t.delivered_pps;
+        points[i].push((t.offered_pps, t.delivered_pps));
         eprintln!(
             "  {:6} unpaced: {:>9.0} pps offered, {:>9.0} delivered",
             m.name(),
@@ -293,12 +295,14 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
                 if ok { "loss-free" } else { "loss" }
             );
             trials.push(json!({"mode": m.name(), "offered_pps": t.offered_pps, "delivered_pps": t.delivered_pps, "loss_free": ok}));
+            points[i].push((t.offered_pps, t.delivered_pps));
         }
     }
     let mut overload = [0.0; 2];
     for (i, m) in modes.iter().enumerate() {
         let t = b.trial(*m, Some(OVERLOAD_PPS), Duration::from_secs(1))?;
         overload[i] = t.delivered_pps;
+        points[i].push((t.offered_pps, t.delivered_pps));
         eprintln!(
             "  {:6} under {OVERLOAD_PPS:.0} pps offered: {:>9.0} delivered",
             m.name(),
@@ -329,7 +333,22 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
-    eprintln!("  wrote {}", out.display());
+    let svg = out.with_extension("svg");
+    super::plot::offered_vs_delivered(
+        &svg,
+        "bench forward: router r, 60-byte frames",
+        &[
+            super::plot::Series {
+                name: "r forwards with x0tta6bl4 XDP",
+                points: points[0].clone(),
+            },
+            super::plot::Series {
+                name: "r forwards with kernel IP forwarding",
+                points: points[1].clone(),
+            },
+        ],
+    )?;
+    eprintln!("  wrote {} and {}", out.display(), svg.display());
     println!(
         "bench forward: xdp_over_kernel={ratio:.2} xdp_pps={:.0} kernel_pps={:.0} overload_ratio={overload_ratio:.1} ns_per_pkt={ns:.0}",
         lo[0], lo[1]

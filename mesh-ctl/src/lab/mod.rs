@@ -6,6 +6,7 @@
 mod agent;
 pub mod bench;
 pub mod demo;
+pub mod plot;
 pub mod topology;
 
 use std::{
