@@ -244,3 +244,37 @@ fn agent_attaches_all_or_nothing_and_detaches_on_sigterm() {
         );
     }
 }
+
+#[test]
+fn ttl_one_goes_to_the_kernel_which_answers_time_exceeded() {
+    let Some(mut lab) = lab("ttl") else { return };
+    let t = topology::line(&mut lab).expect("line topology");
+    let mut agents = start_all(&mut lab, &t);
+    // In production the kernel stays the slow path: with its forwarding on, it answers
+    // what XDP hands it. XDP still forwards everything else.
+    lab.sysctl("r", "net.ipv4.ip_forward", "1").expect("sysctl");
+    let v4 = t.dst_v4.to_string();
+    let out = lab
+        .exec(
+            &t.src,
+            &["ping", "-n", "-c", "1", "-W", "2", "-t", "1", &v4],
+        )
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let router = lab.link_between("a", "r").expect("link").b.v4.to_string();
+    assert!(
+        text.contains("Time to live exceeded") && text.contains(&router),
+        "expected ICMP time exceeded from {router}: {text}"
+    );
+    assert_eq!(lab.ping(&t.src, &v4, 5).expect("ping"), 5);
+    let r = agents
+        .remove("r")
+        .expect("router agent")
+        .stop()
+        .expect("counters");
+    assert!(
+        r["pass_ttl_exceeded"] >= 1,
+        "TTL 1 was not handed to the kernel: {r:?}"
+    );
+    assert!(r["forwarded_v4"] >= 10, "XDP stopped forwarding: {r:?}");
+}
