@@ -209,13 +209,15 @@ impl Bench {
         })
     }
 
-    /// ns per packet of the forward path, from BPF_PROG_TEST_RUN with repeats.
+    /// ns per packet from BPF_PROG_TEST_RUN with repeats: the full forward path, and for
+    /// where the time goes, frames that stop earlier (after parsing and the interface
+    /// check; after the route lookup misses).
     ///
     /// Repeats run on one buffer that the program rewrites, so this uses a table of its own
     /// whose next hop writes back the router's own MAC, and TTL 255 with 250 repeats per
     /// call: every repetition takes the full forward path (parse, LPM, hash, redirect,
-    /// rewrite, checksum).
-    fn ns_per_packet(&self) -> Result<f64> {
+    /// rewrite, checksum). Frames the program passes are not modified at all.
+    fn ns_per_packet(&self) -> Result<Breakdown> {
         const REPEAT: u32 = 250;
         const CALLS: u32 = 4_000;
         let _in = netns::enter(&self.lab.ns("r"))?;
@@ -224,30 +226,52 @@ impl Bench {
         tables.groups[0].members[0].dst_mac = frames::ROUTER_MAC;
         let mut dp = Dataplane::load()?;
         dp.install(&tables)?;
-        let frame = frames::ipv4(
-            frames::ROUTER_MAC,
-            cases::SRC_V4,
-            cases::ONE_V4,
-            255,
-            L4::Udp {
-                src: 40_000,
-                dst: 9,
-            },
-            18,
-        );
-        let (mut total, mut runs) = (0u128, 0u64);
-        for _ in 0..CALLS {
-            let out = dp.test_run(&frame, REPEAT)?;
-            ensure!(
-                out.action == mesh_common::reason::XDP_REDIRECT,
-                "the measurement frame was not forwarded (verdict {})",
-                out.action
-            );
-            total += out.duration.as_nanos() * u128::from(REPEAT);
-            runs += u64::from(REPEAT);
-        }
-        Ok(total as f64 / runs as f64)
+        let udp = L4::Udp {
+            src: 40_000,
+            dst: 9,
+        };
+        let measure = |dst_mac, dst, expect: mesh_common::Reason| -> Result<f64> {
+            let frame = frames::ipv4(dst_mac, cases::SRC_V4, dst, 255, udp, 18);
+            let mut total = 0u128;
+            for _ in 0..CALLS {
+                let out = dp.test_run(&frame, REPEAT)?;
+                ensure!(
+                    out.action == expect.action(),
+                    "the measurement frame for {} got verdict {}",
+                    expect.name(),
+                    out.action
+                );
+                total += out.duration.as_nanos();
+            }
+            Ok(total as f64 / f64::from(CALLS))
+        };
+        Ok(Breakdown {
+            forward: measure(
+                frames::ROUTER_MAC,
+                cases::ONE_V4,
+                mesh_common::Reason::ForwardedV4,
+            )?,
+            parse_only: measure(
+                frames::HOST_MAC,
+                cases::ONE_V4,
+                mesh_common::Reason::PassNotForUs,
+            )?,
+            route_miss: measure(
+                frames::ROUTER_MAC,
+                cases::UNROUTED_V4,
+                mesh_common::Reason::PassNoRoute,
+            )?,
+        })
     }
+}
+
+/// ns per packet of the forward path and of the paths that stop earlier.
+struct Breakdown {
+    forward: f64,
+    /// Config and interface lookups, parse, MAC check (then passed: not for us).
+    parse_only: f64,
+    /// The above plus an LPM lookup that misses (then passed: no route).
+    route_miss: f64,
 }
 
 /// Runs the benchmark, prints progress and the summary line, writes JSON to `out`.
@@ -309,7 +333,12 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
             t.delivered_pps
         );
     }
-    let ns = b.ns_per_packet()?;
+    let breakdown = b.ns_per_packet()?;
+    let ns = breakdown.forward;
+    eprintln!(
+        "  test_run ns/packet: {:.0} forward; {:.0} stopping after parse and MAC check; {:.0} after a route miss",
+        breakdown.forward, breakdown.parse_only, breakdown.route_miss
+    );
 
     let ratio = lo[0] / lo[1].max(1.0);
     let overload_ratio = overload[0] / overload[1].max(1.0);
@@ -326,6 +355,11 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
         "overload": {"offered_pps": OVERLOAD_PPS, "xdp_pps": overload[0].round(), "kernel_pps": overload[1].round()},
         "overload_ratio": overload_ratio,
         "ns_per_pkt": ns,
+        "ns_per_pkt_breakdown": {
+            "forward": breakdown.forward,
+            "parse_and_mac_check": breakdown.parse_only,
+            "parse_and_route_miss": breakdown.route_miss,
+        },
         "trials": trials,
         "router": Ipv4Addr::new(10, 0, 1, 2).to_string(),
     });
