@@ -86,6 +86,28 @@ impl Generator {
     }
 }
 
+/// ns per run of the trivial counter program (one per-CPU increment, then drop) under
+/// BPF_PROG_TEST_RUN: the harness's own cost, to subtract from other programs' figures.
+pub fn baseline_ns(frame: &[u8], repeat: u32) -> Result<f64> {
+    let ebpf = load(COUNT)?;
+    let prog: &Xdp = ebpf
+        .program(COUNT)
+        .ok_or(DataplaneError::MissingProgram(COUNT))?
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram(COUNT))?;
+    let res = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..TestRunOptions::new()
+        })
+        .map_err(|source| DataplaneError::TestRun {
+            program: COUNT,
+            source,
+        })?;
+    Ok(res.duration.as_nanos() as f64)
+}
+
 /// Counts and drops every frame arriving on an interface.
 pub struct Counter {
     ebpf: Ebpf,

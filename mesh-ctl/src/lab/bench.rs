@@ -15,7 +15,7 @@ use crate::{
     config::{Config, XdpMode},
     dataplane::{
         Dataplane, SystemHost,
-        labtools::{Counter, Generator},
+        labtools::{Counter, Generator, baseline_ns},
     },
     frames::{self, L4},
     netns,
@@ -245,7 +245,20 @@ impl Bench {
             }
             Ok(total as f64 / f64::from(CALLS))
         };
+        let frame = frames::ipv4(
+            frames::ROUTER_MAC,
+            cases::SRC_V4,
+            cases::ONE_V4,
+            255,
+            udp,
+            18,
+        );
+        let mut harness = 0.0;
+        for _ in 0..CALLS {
+            harness += baseline_ns(&frame, REPEAT)?;
+        }
         Ok(Breakdown {
+            harness: harness / f64::from(CALLS),
             forward: measure(
                 frames::ROUTER_MAC,
                 cases::ONE_V4,
@@ -267,6 +280,8 @@ impl Bench {
 
 /// ns per packet of the forward path and of the paths that stop earlier.
 struct Breakdown {
+    /// A program that only bumps a counter: what test_run itself costs per run.
+    harness: f64,
     forward: f64,
     /// Config and interface lookups, parse, MAC check (then passed: not for us).
     parse_only: f64,
@@ -336,8 +351,8 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
     let breakdown = b.ns_per_packet()?;
     let ns = breakdown.forward;
     eprintln!(
-        "  test_run ns/packet: {:.0} forward; {:.0} stopping after parse and MAC check; {:.0} after a route miss",
-        breakdown.forward, breakdown.parse_only, breakdown.route_miss
+        "  test_run ns/packet: {:.0} forward; {:.0} stopping after parse and MAC check; {:.0} after a route miss; {:.0} for a program that only counts",
+        breakdown.forward, breakdown.parse_only, breakdown.route_miss, breakdown.harness
     );
 
     let ratio = lo[0] / lo[1].max(1.0);
@@ -359,6 +374,7 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
             "forward": breakdown.forward,
             "parse_and_mac_check": breakdown.parse_only,
             "parse_and_route_miss": breakdown.route_miss,
+            "counter_only_program": breakdown.harness,
         },
         "trials": trials,
         "router": Ipv4Addr::new(10, 0, 1, 2).to_string(),
