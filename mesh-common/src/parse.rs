@@ -213,7 +213,13 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
                 let h: [u8; 8] = read(f, off, Reason::DropTruncExtHeader)?;
                 next = h[0];
                 fragment = 1;
-                8
+                // What follows is payload in all but the first fragment, so stop here in
+                // every fragment: they all hash on the same (addresses, next header).
+                off += 8;
+                if off > end {
+                    return Err(Reason::DropTruncExtHeader);
+                }
+                break;
             }
             IPPROTO_AH => {
                 let h: [u8; 2] = read(f, off, Reason::DropTruncExtHeader)?;
@@ -227,17 +233,19 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
             return Err(Reason::DropTruncExtHeader);
         }
     }
-    if matches!(
-        next,
-        IPPROTO_HOPOPTS
-            | IPPROTO_ROUTING
-            | IPPROTO_FRAGMENT
-            | IPPROTO_AH
-            | IPPROTO_DSTOPTS
-            | IPPROTO_MH
-            | IPPROTO_HIP
-            | IPPROTO_SHIM6
-    ) {
+    if fragment == 0
+        && matches!(
+            next,
+            IPPROTO_HOPOPTS
+                | IPPROTO_ROUTING
+                | IPPROTO_FRAGMENT
+                | IPPROTO_AH
+                | IPPROTO_DSTOPTS
+                | IPPROTO_MH
+                | IPPROTO_HIP
+                | IPPROTO_SHIM6
+        )
+    {
         return Err(Reason::PassExtHeaderLimit);
     }
     let mut flow = FlowTuple {
@@ -248,6 +256,9 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         dst_port: 0,
     };
     if fragment == 0 && next == IPPROTO_ICMPV6 {
+        if off + 4 > end {
+            return Err(Reason::DropTruncL4);
+        }
         // The whole 4-byte ICMPv6 header, never a lone byte: LLVM turns a 1-byte bounds
         // check into `p >= end`, which gives the verifier no range to work with.
         let icmp: [u8; 4] = read(f, off, Reason::DropTruncL4)?;

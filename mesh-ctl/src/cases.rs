@@ -174,6 +174,15 @@ pub fn verdict_cases() -> Vec<Case> {
     broadcast[..6].copy_from_slice(&[0xff; 6]);
     let seven_ext: Vec<_> = (0..7).map(|_| ext(60, 1)).collect();
     let six_ext: Vec<_> = (0..6).map(|_| ext(60, 1)).collect();
+    // A later fragment of an AH-protected datagram: after the Fragment header comes
+    // payload, here UDP bytes whose 0x40 would read as a huge AH length.
+    let mut later_ah_fragment = with_ipv6_ext(&v6(ONE_V6, 64, UDP), &[ext(44, 1)]);
+    later_ah_fragment[54] = 51;
+    later_ah_fragment[56..58].copy_from_slice(&0x0320u16.to_be_bytes());
+    // ICMPv6 whose payload length ends before the ICMP header (the bytes after it are
+    // Ethernet padding).
+    let mut icmp_cut_by_length = v6(ONE_V6, 64, L4::Icmp);
+    icmp_cut_by_length[18..20].copy_from_slice(&2u16.to_be_bytes());
     let mut cut_ext = with_ipv6_ext(&v6(ONE_V6, 64, UDP), &[ext(60, 4)]);
     let cut_to = 14 + 40 + 16;
     cut_ext.truncate(cut_to);
@@ -239,6 +248,11 @@ pub fn verdict_cases() -> Vec<Case> {
         case(
             "ipv6 six extension headers forwarded",
             with_ipv6_ext(&v6(ONE_V6, 64, UDP), &six_ext),
+            ForwardedV6,
+        ),
+        case(
+            "ipv6 later fragment of an ah datagram forwarded",
+            later_ah_fragment,
             ForwardedV6,
         ),
         case("ipv6 ecmp forwarded", v6(ECMP_V6, 64, TCP), ForwardedV6),
@@ -316,6 +330,11 @@ pub fn verdict_cases() -> Vec<Case> {
             DropTruncL4,
         ),
         case("ipv6 extension header cut off", cut_ext, DropTruncExtHeader),
+        case(
+            "icmpv6 header cut off by the payload length",
+            icmp_cut_by_length,
+            DropTruncL4,
+        ),
     ]
 }
 

@@ -85,3 +85,36 @@ fn fragments_ignore_ports_so_they_share_a_path() {
     assert_eq!(first.flow.src_port, 0);
     assert_ne!(get("ipv4 udp forwarded").flow.src_port, 0);
 }
+
+#[test]
+fn ipv6_fragments_of_one_datagram_hash_alike_whatever_follows_the_fragment_header() {
+    use mesh_ctl::{
+        cases::{ONE_V6, SRC_V6},
+        frames::{L4, ROUTER_MAC, ext_header, ipv6, with_ipv6_ext},
+    };
+    let udp = ipv6(
+        ROUTER_MAC,
+        SRC_V6,
+        ONE_V6,
+        64,
+        L4::Udp {
+            src: 40_000,
+            dst: 53,
+        },
+        64,
+    );
+    // First fragment: Fragment, Destination Options, then UDP.
+    let mut first = with_ipv6_ext(&udp, &[ext_header(44, 1), ext_header(60, 1)]);
+    first[56..58].copy_from_slice(&1u16.to_be_bytes()); // offset 0, more fragments
+    // A later fragment: Fragment (next header: Destination Options), then payload bytes.
+    let mut later = with_ipv6_ext(&udp, &[ext_header(44, 1)]);
+    later[54] = 60;
+    later[56..58].copy_from_slice(&0x0320u16.to_be_bytes());
+    let a = parse(&Bytes(&first)).expect("first fragment parses");
+    let b = parse(&Bytes(&later)).expect("later fragment parses");
+    assert_eq!((a.fragment, b.fragment), (1, 1));
+    assert_eq!(
+        a.flow, b.flow,
+        "fragments of one datagram must share a flow key"
+    );
+}
