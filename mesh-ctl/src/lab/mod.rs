@@ -270,18 +270,14 @@ impl Lab {
         }))
     }
 
-    /// Counters of an interface as the kernel keeps them: (rx packets, tx packets).
-    pub fn iface_packets(&self, node: &str, ifname: &str) -> Result<(u64, u64)> {
-        let read = |what: &str| -> Result<u64> {
-            let s = self.exec_ok(
-                node,
-                &["cat", &format!("/sys/class/net/{ifname}/statistics/{what}")],
-            )?;
-            s.trim()
-                .parse()
-                .with_context(|| format!("parsing {what} of {ifname}"))
-        };
-        Ok((read("rx_packets")?, read("tx_packets")?))
+    /// One of an interface's counters as the kernel keeps them (`rx_packets`,
+    /// `rx_dropped`, `tx_dropped`, ...), read inside the node.
+    pub fn iface_stat(&self, node: &str, ifname: &str, what: &str) -> Result<u64> {
+        let path = format!("/sys/class/net/{ifname}/statistics/{what}");
+        let s = self.exec_ok(node, &["cat", &path])?;
+        s.trim()
+            .parse()
+            .with_context(|| format!("parsing {what} of {ifname} in {node}"))
     }
 
     /// Sends `count` pings from `node` to `dst`; returns how many were answered.
