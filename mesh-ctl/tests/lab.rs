@@ -159,6 +159,15 @@ fn diamond_spreads_flows_over_both_paths() {
     let bytes = tcp["end"]["sum_received"]["bytes"].as_u64().expect("bytes");
     assert!(bytes > 0, "16 flows moved nothing");
 
+    let udp = lab
+        .iperf3(&t.src, &v6, &["-u", "-b", "5M", "-t", "1", "-P", "4"])
+        .expect("iperf3 udp over ipv6");
+    let sent = udp["end"]["sum"]["packets"].as_u64().expect("udp packets");
+    let lost = udp["end"]["sum"]["lost_packets"]
+        .as_u64()
+        .expect("udp lost");
+    assert!(sent > lost, "no UDP datagram crossed the diamond over IPv6");
+
     let mut forwarded = BTreeMap::new();
     for node in &t.routers {
         let r = agents

@@ -122,7 +122,21 @@ pub fn diamond(lab: &mut Lab) -> Result<Topology> {
         ],
     )?;
     host_default(lab, "s", &sa)?;
-    host_default(lab, "d", &bd)?;
+    // d answers from its loopback service address, not its link address: a connected UDP
+    // socket (iperf3's) only accepts replies from the address it sent to.
+    let gw = bd.peer_of("d");
+    let (v4_src, v6_src) = (dst_v4.to_string(), dst_v6.to_string());
+    let (gw4, gw6) = (gw.v4.to_string(), gw.v6.to_string());
+    lab.exec_ok(
+        "d",
+        &["ip", "route", "add", "default", "via", &gw4, "src", &v4_src],
+    )?;
+    lab.exec_ok(
+        "d",
+        &[
+            "ip", "-6", "route", "add", "default", "via", &gw6, "src", &v6_src,
+        ],
+    )?;
     let dst = |g: &str| {
         vec![
             (format!("{dst_v4}/32"), g.to_owned()),
