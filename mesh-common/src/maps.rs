@@ -28,3 +28,19 @@ pub const EGRESS_CAPACITY: u32 = 256;
 pub const IFACES_CAPACITY: u32 = 256;
 /// Members of one next-hop group (ECMP width).
 pub const MAX_NEXTHOPS: usize = 8;
+
+/// The lab-only object (`mesh-ebpf`'s `lab` binary): a live-frame generator and a counter.
+pub mod lab {
+    /// Generator program: restores the header template, redirects to `GEN_TARGET`.
+    pub const PROG_GEN: &str = "lab_gen";
+    /// Counter program: counts into `DELIVERED` and drops.
+    pub const PROG_COUNT: &str = "lab_count";
+    /// `Array<u32>`, one entry: the ifindex the generator sends on.
+    pub const GEN_TARGET: &str = "GEN_TARGET";
+    /// `Array<[u8; GEN_TEMPLATE_LEN]>`, one entry: the header restored in every frame.
+    pub const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
+    /// `PerCpuArray<u64>`, one entry: frames the counter saw.
+    pub const DELIVERED: &str = "DELIVERED";
+    /// Header bytes the generator restores: Ethernet and an option-less IPv4 header.
+    pub const GEN_TEMPLATE_LEN: usize = 34;
+}

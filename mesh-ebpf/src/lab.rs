@@ -10,13 +10,13 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
+use mesh_common::maps::lab::GEN_TEMPLATE_LEN as TEMPLATE_LEN;
+
+// Map and program names must match mesh_common::maps::lab.
 
 /// ifindex the generator transmits on.
 #[map]
 static GEN_TARGET: Array<u32> = Array::with_max_entries(1, 0);
-
-/// Bytes of header the generator writes into every frame it sends.
-pub const TEMPLATE_LEN: usize = 34;
 
 /// The Ethernet and IPv4 header of the frames to send. Live-frame pages are recycled with
 /// whatever the routers downstream wrote into them (MACs, TTL, checksum), so every frame

@@ -2,31 +2,28 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    maps::{Array, MapData},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, XdpMode},
 };
 
-use super::{DataplaneError, Result, typed};
+use mesh_common::maps::lab::{
+    DELIVERED, GEN_TARGET, GEN_TEMPLATE, GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT,
+    PROG_GEN as GEN,
+};
+
+use super::{DataplaneError, Result, sum_over_cpus, typed, xdp, xdp_mut};
 
 /// The lab tools object, built from `mesh-ebpf`'s `lab` binary.
 pub static LAB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab"));
 
-const GEN: &str = "lab_gen";
-/// Header bytes the generator restores in every frame (mesh-ebpf's lab.rs).
-const TEMPLATE_LEN: usize = 34;
-const COUNT: &str = "lab_count";
-
 fn load(name: &'static str) -> Result<Ebpf> {
     let mut ebpf = Ebpf::load(LAB_OBJECT).map_err(DataplaneError::Object)?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or(DataplaneError::MissingProgram(name))?
-        .try_into()
-        .map_err(|_| DataplaneError::MissingProgram(name))?;
-    prog.load().map_err(|source| DataplaneError::ProgramLoad {
-        program: name,
-        source,
-    })?;
+    xdp_mut(&mut ebpf, name)?
+        .load()
+        .map_err(|source| DataplaneError::ProgramLoad {
+            program: name,
+            source,
+        })?;
     Ok(ebpf)
 }
 
@@ -49,7 +46,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// A generator sending copies of `frame` (at least 34 bytes) out of `egress_ifindex`.
+    /// A generator sending copies of `frame` (at least the header template) out of `egress_ifindex`.
     pub fn new(egress_ifindex: u32, frame: &[u8]) -> Result<Self> {
         let template: [u8; TEMPLATE_LEN] = frame
             .get(..TEMPLATE_LEN)
@@ -59,29 +56,24 @@ impl Generator {
                 need: TEMPLATE_LEN,
             })?;
         let mut ebpf = load(GEN)?;
-        set_first(&mut ebpf, "GEN_TARGET", egress_ifindex)?;
-        set_first(&mut ebpf, "GEN_TEMPLATE", template)?;
+        set_first(&mut ebpf, GEN_TARGET, egress_ifindex)?;
+        set_first(&mut ebpf, GEN_TEMPLATE, template)?;
         Ok(Self { ebpf })
     }
 
     /// Sends `count` copies of the frame (`frame` must be the one given to `new`).
     pub fn send(&self, frame: &[u8], count: u32) -> Result<()> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(GEN)
-            .ok_or(DataplaneError::MissingProgram(GEN))?
-            .try_into()
-            .map_err(|_| DataplaneError::MissingProgram(GEN))?;
-        prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat: count,
-            attrs: TestRunAttrs::new().xdp_live_frames(64),
-            ..TestRunOptions::new()
-        })
-        .map_err(|source| DataplaneError::TestRun {
-            program: GEN,
-            source,
-        })?;
+        xdp(&self.ebpf, GEN)?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat: count,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..TestRunOptions::new()
+            })
+            .map_err(|source| DataplaneError::TestRun {
+                program: GEN,
+                source,
+            })?;
         Ok(())
     }
 }
@@ -90,12 +82,7 @@ impl Generator {
 /// BPF_PROG_TEST_RUN: the harness's own cost, to subtract from other programs' figures.
 pub fn baseline_ns(frame: &[u8], repeat: u32) -> Result<f64> {
     let ebpf = load(COUNT)?;
-    let prog: &Xdp = ebpf
-        .program(COUNT)
-        .ok_or(DataplaneError::MissingProgram(COUNT))?
-        .try_into()
-        .map_err(|_| DataplaneError::MissingProgram(COUNT))?;
-    let res = prog
+    let res = xdp(&ebpf, COUNT)?
         .test_run(TestRunOptions {
             data_in: Some(frame),
             repeat,
@@ -117,12 +104,8 @@ impl Counter {
     /// Attaches to `iface` in the calling thread's namespace.
     pub fn attach(iface: &str) -> Result<Self> {
         let mut ebpf = load(COUNT)?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(COUNT)
-            .ok_or(DataplaneError::MissingProgram(COUNT))?
-            .try_into()
-            .map_err(|_| DataplaneError::MissingProgram(COUNT))?;
-        prog.attach(iface, XdpMode::Default)
+        xdp_mut(&mut ebpf, COUNT)?
+            .attach(iface, XdpMode::Default)
             .map_err(|source| DataplaneError::Attach {
                 iface: iface.to_owned(),
                 source,
@@ -132,20 +115,6 @@ impl Counter {
 
     /// Frames seen so far.
     pub fn read(&self) -> Result<u64> {
-        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.ebpf
-                .map("DELIVERED")
-                .ok_or(DataplaneError::MissingMap("DELIVERED"))?,
-        )
-        .map_err(|source| DataplaneError::MapLayout {
-            name: "DELIVERED",
-            source,
-        })?;
-        let v = map.get(&0, 0).map_err(|source| DataplaneError::MapAccess {
-            map: "DELIVERED",
-            action: "reading".into(),
-            source,
-        })?;
-        Ok(v.iter().sum())
+        sum_over_cpus(&self.ebpf, DELIVERED, 0)
     }
 }

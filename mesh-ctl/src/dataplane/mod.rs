@@ -38,7 +38,7 @@ impl Dataplane {
         let mut ebpf = EbpfLoader::new()
             .load(OBJECT)
             .map_err(DataplaneError::Object)?;
-        xdp_mut(&mut ebpf)?
+        xdp_mut(&mut ebpf, PROG_XDP)?
             .load()
             .map_err(|source| DataplaneError::ProgramLoad {
                 program: PROG_XDP,
@@ -140,7 +140,7 @@ impl Dataplane {
             config::XdpMode::Skb => XdpMode::Skb,
         };
         for name in ifaces {
-            match xdp_mut(&mut self.ebpf)?.attach(name, mode) {
+            match xdp_mut(&mut self.ebpf, PROG_XDP)?.attach(name, mode) {
                 Ok(id) => self.attached.push((name.clone(), id)),
                 Err(source) => {
                     self.detach_all();
@@ -157,7 +157,7 @@ impl Dataplane {
     /// Detaches from every interface (dropping the data plane does the same).
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
-        if let Ok(prog) = xdp_mut(&mut self.ebpf) {
+        if let Ok(prog) = xdp_mut(&mut self.ebpf, PROG_XDP) {
             for (_, id) in attached {
                 // A link that is already gone (interface deleted) has nothing left to undo.
                 let _gone = prog.detach(id);
@@ -172,27 +172,9 @@ impl Dataplane {
 
     /// Every reason counter, summed over CPUs, in [`Reason::ALL`] order.
     pub fn reasons(&self) -> Result<Vec<(Reason, u64)>> {
-        let map: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
-            self.ebpf
-                .map(REASONS)
-                .ok_or(DataplaneError::MissingMap(REASONS))?,
-        )
-        .map_err(|source| DataplaneError::MapLayout {
-            name: REASONS,
-            source,
-        })?;
         Reason::ALL
             .iter()
-            .map(|&r| {
-                let per_cpu =
-                    map.get(&(r as u32), 0)
-                        .map_err(|source| DataplaneError::MapAccess {
-                            map: REASONS,
-                            action: format!("reading counter {}", r.name()),
-                            source,
-                        })?;
-                Ok((r, per_cpu.iter().sum()))
-            })
+            .map(|&r| Ok((r, sum_over_cpus(&self.ebpf, REASONS, r as u32)?)))
             .collect()
     }
 
@@ -210,12 +192,7 @@ impl Dataplane {
         frame: &[u8],
         repeat: u32,
     ) -> Result<TestRunOutput> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROG_XDP)
-            .ok_or(DataplaneError::MissingProgram(PROG_XDP))?
-            .try_into()
-            .map_err(|_| DataplaneError::MissingProgram(PROG_XDP))?;
+        let prog = xdp(&self.ebpf, PROG_XDP)?;
         let mut out = vec![0u8; frame.len() + 256];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex; the kernel wants data_end to be the frame length.
@@ -286,11 +263,34 @@ pub struct TestRunOutput {
     pub duration: std::time::Duration,
 }
 
-fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
-    ebpf.program_mut(PROG_XDP)
-        .ok_or(DataplaneError::MissingProgram(PROG_XDP))?
+/// The XDP program `name` of an object.
+pub(crate) fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp> {
+    ebpf.program(name)
+        .ok_or(DataplaneError::MissingProgram(name))?
         .try_into()
-        .map_err(|_| DataplaneError::MissingProgram(PROG_XDP))
+        .map_err(|_| DataplaneError::MissingProgram(name))
+}
+
+pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+    ebpf.program_mut(name)
+        .ok_or(DataplaneError::MissingProgram(name))?
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram(name))
+}
+
+/// Entry `index` of the per-CPU `u64` array map `name`, summed over CPUs.
+pub(crate) fn sum_over_cpus(ebpf: &Ebpf, name: &'static str, index: u32) -> Result<u64> {
+    let map: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?)
+            .map_err(|source| DataplaneError::MapLayout { name, source })?;
+    let per_cpu = map
+        .get(&index, 0)
+        .map_err(|source| DataplaneError::MapAccess {
+            map: name,
+            action: format!("reading entry {index}"),
+            source,
+        })?;
+    Ok(per_cpu.iter().sum())
 }
 
 pub(crate) fn typed<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M>
