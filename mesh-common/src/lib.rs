@@ -9,6 +9,7 @@ pub mod hash;
 pub mod maps;
 pub mod parse;
 pub mod reason;
+pub mod telemetry;
 pub mod types;
 
 #[cfg(feature = "user")]

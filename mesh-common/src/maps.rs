@@ -1,7 +1,7 @@
 //! Map names and capacities: the one place both sides take them from.
 
 /// Bumped whenever the key or value layout of any map below changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// IPv4 routes: `LpmTrie<[u8; 4], Route>`.
 pub const ROUTES_V4: &str = "ROUTES_V4";
@@ -18,14 +18,39 @@ pub const CONFIG: &str = "CONFIG";
 /// One counter per [`crate::Reason`]: `PerCpuArray<u64>`.
 pub const REASONS: &str = "REASONS";
 
+/// Per-flow counters: `LruPerCpuHashMap<FlowKey, FlowStats>`, capacity set at load time.
+pub const FLOWS: &str = "FLOWS";
+/// Per-interface counters: `PerCpuArray<LinkStats>`, indexed by `Iface::slot`.
+pub const LINKS: &str = "LINKS";
+/// Per-neighbour counters: `LruPerCpuHashMap<NeighborKey, NeighborStats>`.
+pub const NEIGHBORS: &str = "NEIGHBORS";
+/// Telemetry bookkeeping: `PerCpuArray<u64>`, see [`crate::telemetry::counter`].
+pub const TELEMETRY: &str = "TELEMETRY";
+/// New-flow samples and drop events: `RingBuf` of [`crate::telemetry::Event`].
+pub const EVENTS: &str = "EVENTS";
+/// Per-CPU drop-event rate limit: `PerCpuArray<EventBudget>`, one entry.
+pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
+
 /// The XDP forwarding program.
 pub const PROG_XDP: &str = "mesh_xdp";
+/// The TC egress telemetry program.
+pub const PROG_TC_EGRESS: &str = "mesh_tc_egress";
 
 pub const ROUTES_V4_CAPACITY: u32 = 65_536;
 pub const ROUTES_V6_CAPACITY: u32 = 65_536;
 pub const NEXTHOP_GROUPS_CAPACITY: u32 = 4_096;
 pub const EGRESS_CAPACITY: u32 = 256;
 pub const IFACES_CAPACITY: u32 = 256;
+/// Default flow-table capacity; the config may set anything in
+/// `FLOWS_MIN_CAPACITY..=FLOWS_MAX_CAPACITY`.
+pub const FLOWS_DEFAULT_CAPACITY: u32 = 65_536;
+pub const FLOWS_MIN_CAPACITY: u32 = 256;
+pub const FLOWS_MAX_CAPACITY: u32 = 4_194_304;
+/// One slot per mesh interface.
+pub const LINKS_CAPACITY: u32 = IFACES_CAPACITY;
+pub const NEIGHBORS_CAPACITY: u32 = 4_096;
+/// Ring buffer bytes (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Members of one next-hop group (ECMP width).
 pub const MAX_NEXTHOPS: usize = 8;
 

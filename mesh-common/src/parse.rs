@@ -70,6 +70,9 @@ pub struct Parsed {
     /// Non-zero when the packet is a fragment (ports are then zero).
     pub fragment: u32,
     pub flow: FlowTuple,
+    /// The TCP flags byte (CWR..FIN) of a TCP segment; 0 otherwise or when the TCP header
+    /// is shorter than its flags (the verdict does not depend on them).
+    pub tcp_flags: u8,
 }
 
 impl Parsed {
@@ -112,6 +115,19 @@ fn words16(b: [u8; 16]) -> [u32; 4] {
         u32::from_ne_bytes([b[8], b[9], b[10], b[11]]),
         u32::from_ne_bytes([b[12], b[13], b[14], b[15]]),
     ]
+}
+
+/// The flags byte of the TCP header at `l4`, if the frame holds it.
+#[inline(always)]
+fn tcp_flags<F: Frame>(f: &F, l4: usize, end: usize) -> u8 {
+    if l4 + 16 > end {
+        return 0;
+    }
+    // Data offset, flags and window together: 4 bytes, never a lone byte (see below).
+    match read::<F, [u8; 4]>(f, l4 + 12, Reason::DropTruncL4) {
+        Ok(b) => b[1],
+        Err(_) => 0,
+    }
 }
 
 #[inline(always)]
@@ -171,6 +187,7 @@ fn parse_v4<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         src_port: 0,
         dst_port: 0,
     };
+    let mut flags = 0;
     if fragment == 0 && has_ports(ip.proto) {
         if ihl + 4 > tot_len {
             return Err(Reason::DropTruncL4);
@@ -178,6 +195,9 @@ fn parse_v4<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         let ports: [u8; 4] = read(f, l3 + ihl, Reason::DropTruncL4)?;
         flow.src_port = u16::from_be_bytes([ports[0], ports[1]]);
         flow.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+        if ip.proto == IPPROTO_TCP {
+            flags = tcp_flags(f, l3 + ihl, l3 + tot_len);
+        }
     }
     Ok(Parsed {
         family: Family::V4,
@@ -185,6 +205,7 @@ fn parse_v4<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         ttl: ip.ttl,
         fragment,
         flow,
+        tcp_flags: flags,
     })
 }
 
@@ -267,6 +288,7 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
             return Err(Reason::PassNeighborDiscovery);
         }
     }
+    let mut flags = 0;
     if fragment == 0 && has_ports(next) {
         if off + 4 > end {
             return Err(Reason::DropTruncL4);
@@ -274,6 +296,9 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         let ports: [u8; 4] = read(f, off, Reason::DropTruncL4)?;
         flow.src_port = u16::from_be_bytes([ports[0], ports[1]]);
         flow.dst_port = u16::from_be_bytes([ports[2], ports[3]]);
+        if next == IPPROTO_TCP {
+            flags = tcp_flags(f, off, end);
+        }
     }
     Ok(Parsed {
         family: Family::V6,
@@ -281,6 +306,7 @@ fn parse_v6<F: Frame>(f: &F, l3: usize) -> Result<Parsed, Reason> {
         ttl: ip.hop_limit,
         fragment,
         flow,
+        tcp_flags: flags,
     })
 }
 

@@ -1,4 +1,7 @@
-use crate::types::{DataplaneConfig, Iface, NextHop, NextHopGroup, Route};
+use crate::{
+    telemetry::{Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats},
+    types::{DataplaneConfig, Iface, NextHop, NextHopGroup, Route},
+};
 
 // SAFETY: all are #[repr(C)], Copy, made of integers and byte arrays with explicit padding.
 unsafe impl aya::Pod for Route {}
@@ -6,3 +9,10 @@ unsafe impl aya::Pod for NextHop {}
 unsafe impl aya::Pod for NextHopGroup {}
 unsafe impl aya::Pod for Iface {}
 unsafe impl aya::Pod for DataplaneConfig {}
+unsafe impl aya::Pod for FlowKey {}
+unsafe impl aya::Pod for FlowStats {}
+unsafe impl aya::Pod for LinkStats {}
+unsafe impl aya::Pod for NeighborKey {}
+unsafe impl aya::Pod for NeighborStats {}
+unsafe impl aya::Pod for Event {}
+unsafe impl aya::Pod for EventBudget {}

@@ -22,6 +22,8 @@ pub struct Route {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
     pub ifindex: u32,
+    /// The egress interface's `LINKS` slot.
+    pub slot: u32,
     /// Source MAC written on egress (the egress interface's own address).
     pub src_mac: [u8; 6],
     /// Destination MAC written on egress (the neighbour's address).
@@ -63,6 +65,8 @@ pub struct Iface {
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
     pub flags: u32,
+    /// Index of this interface's counters in `LINKS`, `0..LINKS_CAPACITY`.
+    pub slot: u32,
 }
 
 /// Data plane settings, one entry in the `CONFIG` array.
@@ -73,6 +77,15 @@ pub struct DataplaneConfig {
     pub layout_version: u32,
     /// Per-node seed for the ECMP hash, so that routers in series don't polarize.
     pub hash_seed: u32,
+    /// `CFG_F_*` bits.
     pub flags: u32,
+    /// Send 1 in this many new flows to the agent as an event; 0 sends none.
+    pub flow_sample_n: u32,
+    /// Drop events per CPU per second at most; 0 sends none.
+    pub drop_events_per_s: u32,
     pub _pad: u32,
 }
+
+/// [`DataplaneConfig::flags`]: keep per-flow and per-neighbour counters and send events.
+/// Per-interface and per-reason counters are always kept.
+pub const CFG_F_FLOW_TELEMETRY: u32 = 1;

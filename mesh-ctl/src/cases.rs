@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use mesh_common::{
     Reason,
     maps::LAYOUT_VERSION,
-    types::{DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
+    types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
 };
 
 use crate::{
@@ -42,6 +42,7 @@ pub fn neighbor_mac(group: u8, member: u8) -> [u8; 6] {
 pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
     let hop = |g: u8, m: usize| NextHop {
         ifindex: egress[m].0,
+        slot: m as u32 + 1,
         src_mac: egress[m].1,
         dst_mac: neighbor_mac(g, m as u8),
     };
@@ -79,11 +80,12 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
             ..Default::default()
         },
     )];
-    ifaces.extend(egress.iter().map(|&(i, mac)| {
+    ifaces.extend(egress.iter().enumerate().map(|(slot, &(i, mac))| {
         (
             i,
             Iface {
                 mac,
+                slot: slot as u32 + 1,
                 ..Default::default()
             },
         )
@@ -92,6 +94,7 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
         config: DataplaneConfig {
             layout_version: LAYOUT_VERSION,
             hash_seed: HASH_SEED,
+            flags: CFG_F_FLOW_TELEMETRY,
             ..Default::default()
         },
         ifaces,

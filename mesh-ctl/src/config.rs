@@ -4,12 +4,15 @@
 use std::{
     collections::HashSet,
     fmt,
+    net::SocketAddr,
     path::{Path, PathBuf},
     str::FromStr,
 };
 
 use ipnet::IpNet;
-use mesh_common::maps::MAX_NEXTHOPS;
+use mesh_common::maps::{
+    FLOWS_DEFAULT_CAPACITY, FLOWS_MAX_CAPACITY, FLOWS_MIN_CAPACITY, MAX_NEXTHOPS,
+};
 use serde::{Deserialize, Deserializer};
 
 /// Why a configuration was refused.
@@ -145,6 +148,28 @@ pub enum XdpMode {
     Skb,
 }
 
+/// How the TC egress program is attached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcAttach {
+    /// TCX where the kernel has it (6.6+), else a clsact qdisc with a cls_bpf filter.
+    #[default]
+    Auto,
+    /// TCX links only.
+    Tcx,
+    /// clsact qdisc and a cls_bpf filter (netlink), on any kernel.
+    Netlink,
+}
+
+/// Where our TC egress program goes among the interface's TCX programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcPosition {
+    First,
+    #[default]
+    Last,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
@@ -153,6 +178,81 @@ pub struct Dataplane {
     /// ECMP hash seed; 0 picks a random one at start.
     #[serde(default)]
     pub hash_seed: u32,
+    #[serde(default)]
+    pub tc_attach: TcAttach,
+    #[serde(default)]
+    pub tc_position: TcPosition,
+}
+
+/// Telemetry: what the data plane records and how the agent reads it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Telemetry {
+    /// Per-flow and per-neighbour tracking and events (per-interface counters are always on).
+    pub flows: bool,
+    /// Flow-table entries; the least recently used flow is evicted when it is full.
+    pub flow_capacity: u32,
+    /// How often the agent reads the maps.
+    pub interval_ms: u64,
+    /// Flows idle this long are removed from the table.
+    pub idle_timeout_s: u64,
+    /// Flows kept per sort order for `meshctl flows`.
+    pub top_k: usize,
+    /// 1 in this many new flows is sent as an event; 0 sends none.
+    pub sample_new_flows: u32,
+    /// Drop events per CPU per second at most; 0 sends none.
+    pub drop_events_per_s: u32,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            flows: true,
+            flow_capacity: FLOWS_DEFAULT_CAPACITY,
+            interval_ms: 1000,
+            idle_timeout_s: 60,
+            top_k: 100,
+            sample_new_flows: 64,
+            drop_events_per_s: 100,
+        }
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    pub enabled: bool,
+    /// Loopback by default: metrics say a lot about the traffic.
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// The local API `meshctl` talks to.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Unix socket; its directory is created root-only.
+    pub socket: PathBuf,
+}
+
+/// Where the agent listens and `meshctl` looks by default.
+pub const DEFAULT_SOCKET: &str = "/run/x0tta6bl4/agent.sock";
+
+impl Default for Api {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -192,6 +292,12 @@ pub struct Config {
     pub node: String,
     #[serde(default)]
     pub dataplane: Dataplane,
+    #[serde(default)]
+    pub telemetry: Telemetry,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub api: Api,
     pub interfaces: Vec<Interface>,
     #[serde(default)]
     pub groups: Vec<Group>,
@@ -327,6 +433,41 @@ impl Config {
         for (l, prefix) in self.local.iter().enumerate() {
             check_prefix(prefix, &format!("local[{l}]"))?;
         }
+        self.validate_telemetry()
+    }
+
+    fn validate_telemetry(&self) -> Result<(), Problem> {
+        let t = &self.telemetry;
+        if !(FLOWS_MIN_CAPACITY..=FLOWS_MAX_CAPACITY).contains(&t.flow_capacity) {
+            return Err(Problem::new(
+                "telemetry.flow_capacity",
+                format!(
+                    "{} is outside {FLOWS_MIN_CAPACITY}..={FLOWS_MAX_CAPACITY}",
+                    t.flow_capacity
+                ),
+            ));
+        }
+        if !(100..=60_000).contains(&t.interval_ms) {
+            return Err(Problem::new(
+                "telemetry.interval_ms",
+                format!("{} is outside 100..=60000", t.interval_ms),
+            ));
+        }
+        if t.idle_timeout_s == 0 || t.idle_timeout_s * 1000 < t.interval_ms {
+            return Err(Problem::new(
+                "telemetry.idle_timeout_s",
+                "must be at least one interval",
+            ));
+        }
+        if !(1..=100_000).contains(&t.top_k) {
+            return Err(Problem::new(
+                "telemetry.top_k",
+                format!("{} is outside 1..=100000", t.top_k),
+            ));
+        }
+        if !self.api.socket.is_absolute() {
+            return Err(Problem::new("api.socket", "must be an absolute path"));
+        }
         Ok(())
     }
 }
@@ -435,6 +576,31 @@ group = "to-b"
                 "dataplane.xdp_mode",
             ),
             ("hash_seed = 7", "hash_sed = 7", "dataplane"),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[telemetry]\nflow_capacity = 10",
+                "telemetry.flow_capacity",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[telemetry]\ninterval_ms = 5",
+                "telemetry.interval_ms",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[metrics]\nlisten = \"localhost\"",
+                "metrics.listen",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[api]\nsocket = \"agent.sock\"",
+                "api.socket",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\ntc_position = \"middle\"",
+                "dataplane.tc_position",
+            ),
             (
                 "name = \"r-eth1\"\n",
                 "name = \"r-eth0\"\n",

@@ -9,7 +9,7 @@ use mesh_common::{
         EGRESS_CAPACITY, IFACES_CAPACITY, LAYOUT_VERSION, NEXTHOP_GROUPS_CAPACITY,
         ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
-    types::{DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
+    types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
 };
 
 use crate::config::{Config, MacAddr, Problem};
@@ -45,7 +45,8 @@ impl Tables {
     pub fn build(config: &Config, host: &dyn HostView, hash_seed: u32) -> Result<Self, Problem> {
         let mut ifaces = Vec::new();
         let mut by_name = HashMap::new();
-        for (i, iface) in config.interfaces.iter().enumerate() {
+        for (slot, iface) in config.interfaces.iter().enumerate() {
+            let i = slot;
             let found = host.iface(&iface.name).ok_or_else(|| {
                 Problem::new(
                     format!("interfaces[{i}].name"),
@@ -56,21 +57,23 @@ impl Tables {
                 found.ifindex,
                 Iface {
                     mac: found.mac.0,
+                    slot: slot as u32,
                     ..Default::default()
                 },
             ));
-            by_name.insert(iface.name.as_str(), found);
+            by_name.insert(iface.name.as_str(), (found, slot as u32));
         }
 
         let mut groups = Vec::new();
         let mut group_ids = HashMap::new();
         for group in &config.groups {
             let mut g = NextHopGroup::default();
-            for (slot, member) in g.members.iter_mut().zip(&group.members) {
+            for (entry, member) in g.members.iter_mut().zip(&group.members) {
                 // validate() checked that the member's interface is a mesh interface.
-                let egress = by_name[member.interface.as_str()];
-                *slot = NextHop {
+                let (egress, slot) = by_name[member.interface.as_str()];
+                *entry = NextHop {
                     ifindex: egress.ifindex,
+                    slot,
                     src_mac: egress.mac.0,
                     dst_mac: member.neighbor.0,
                 };
@@ -142,6 +145,13 @@ impl Tables {
                 } else {
                     hash_seed
                 },
+                flags: if config.telemetry.flows {
+                    CFG_F_FLOW_TELEMETRY
+                } else {
+                    0
+                },
+                flow_sample_n: config.telemetry.sample_new_flows,
+                drop_events_per_s: config.telemetry.drop_events_per_s,
                 ..Default::default()
             },
             ifaces,

@@ -1,20 +1,34 @@
 use core::mem::size_of;
 
-use aya_ebpf::programs::XdpContext;
+use aya_ebpf::programs::{TcContext, XdpContext};
 use mesh_common::parse::Frame;
 
 /// The packet between `data` and `data_end`, with the bounds checks the verifier wants.
-pub struct XdpFrame {
+pub struct Packet {
     start: usize,
     end: usize,
+    /// The packet's full length: `end - start` for XDP; for an skb, which may hold only its
+    /// headers in `data..data_end`, `skb->len`.
+    len: usize,
 }
 
-impl XdpFrame {
+impl Packet {
     #[inline(always)]
-    pub fn new(ctx: &XdpContext) -> Self {
+    pub fn xdp(ctx: &XdpContext) -> Self {
+        let (start, end) = (ctx.data(), ctx.data_end());
+        Self {
+            start,
+            end,
+            len: opaque(end - start),
+        }
+    }
+
+    #[inline(always)]
+    pub fn tc(ctx: &TcContext) -> Self {
         Self {
             start: ctx.data(),
             end: ctx.data_end(),
+            len: ctx.len() as usize,
         }
     }
 
@@ -25,15 +39,19 @@ impl XdpFrame {
     }
 }
 
-impl Frame for XdpFrame {
+/// Hides a value's origin from LLVM: were it to see that `len == end - start`, it would use
+/// the parser's length-field checks to delete later `ptr_at` bounds checks as redundant,
+/// and the verifier, which cannot follow that reasoning, would reject the program.
+#[inline(always)]
+fn opaque(v: usize) -> usize {
+    // SAFETY: reading a live local.
+    unsafe { core::ptr::read_volatile(&v) }
+}
+
+impl Frame for Packet {
     #[inline(always)]
     fn len(&self) -> usize {
-        let len = self.end - self.start;
-        // Opaque on purpose: were LLVM to see that `len == end - start`, it would use the
-        // parser's length-field checks to delete later `ptr_at` bounds checks as redundant,
-        // and the verifier, which cannot follow that reasoning, would reject the program.
-        // SAFETY: reading a live local.
-        unsafe { core::ptr::read_volatile(&len) }
+        opaque(self.len)
     }
 
     #[inline(always)]

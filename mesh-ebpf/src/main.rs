@@ -1,22 +1,44 @@
 #![no_std]
 #![no_main]
 
+mod egress;
 mod frame;
 mod maps;
 mod route;
 mod stats;
+mod telemetry;
 
-use aya_ebpf::{macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 
 /// Routes every frame arriving on a mesh interface: forward, pass to the kernel, or drop.
 #[xdp]
 pub fn mesh_xdp(ctx: XdpContext) -> u32 {
-    let reason = match route::try_forward(&ctx) {
+    // What routing learns for telemetry lives in a per-CPU scratch slot: the forwarding
+    // path's stack has no room left for it.
+    let Some(seen) = maps::SEEN.get_ptr_mut(0) else {
+        return mesh_common::reason::XDP_PASS;
+    };
+    // SAFETY: this CPU's slot; XDP runs with preemption off, so nothing else touches it.
+    let seen = unsafe { &mut *seen };
+    seen.reset();
+    let reason = match route::try_forward(&ctx, seen) {
         Ok(forwarded) => forwarded,
         Err(not_forwarded) => not_forwarded,
     };
     stats::count(reason);
+    telemetry::ingress(reason, seen);
     reason.action()
+}
+
+/// Counts what the host itself sends on a mesh interface; never changes the frame's fate.
+#[classifier]
+pub fn mesh_tc_egress(ctx: TcContext) -> i32 {
+    egress::count(&ctx);
+    // TCX_NEXT / TC_ACT_UNSPEC: whatever runs after us decides, as if we were not here.
+    aya_ebpf::bindings::TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]

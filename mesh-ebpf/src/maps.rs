@@ -1,13 +1,14 @@
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LpmTrie, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use mesh_common::{
     maps::{
-        EGRESS_CAPACITY, IFACES_CAPACITY, NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY,
-        ROUTES_V6_CAPACITY,
+        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY, LINKS_CAPACITY,
+        NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
     reason::REASON_COUNT,
+    telemetry::{EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, counter},
     types::{DataplaneConfig, Iface, NextHopGroup, Route},
 };
 
@@ -33,3 +34,28 @@ pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+
+/// Capacity here is a default; meshctl sets the configured one before loading.
+#[map]
+pub static FLOWS: LruPerCpuHashMap<FlowKey, FlowStats> =
+    LruPerCpuHashMap::with_max_entries(FLOWS_DEFAULT_CAPACITY, 0);
+
+#[map]
+pub static LINKS: PerCpuArray<LinkStats> = PerCpuArray::with_max_entries(LINKS_CAPACITY, 0);
+
+#[map]
+pub static NEIGHBORS: LruPerCpuHashMap<NeighborKey, NeighborStats> =
+    LruPerCpuHashMap::with_max_entries(NEIGHBORS_CAPACITY, 0);
+
+#[map]
+pub static TELEMETRY: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch space for one frame's [`crate::route::Seen`].
+#[map]
+pub static SEEN: PerCpuArray<crate::route::Seen> = PerCpuArray::with_max_entries(1, 0);

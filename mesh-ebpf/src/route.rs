@@ -5,36 +5,85 @@ use mesh_common::{
     maps::LAYOUT_VERSION,
     parse::{Family, Frame, Parsed, parse},
     reason::XDP_PASS,
+    telemetry::{DIR_INGRESS, FlowKey},
     types::{NextHop, ROUTE_F_LOCAL},
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
-    frame::XdpFrame,
+    frame::Packet,
     maps::{CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, ROUTES_V4, ROUTES_V6},
 };
 
+/// What the forwarding path learned about a frame, for telemetry to record afterwards.
+/// Kept small: it lives on the forwarding path's stack.
+#[derive(Default)]
+pub struct Seen {
+    /// `DataplaneConfig::flags`, `flow_sample_n`, `drop_events_per_s`.
+    pub flags: u32,
+    pub sample_n: u32,
+    pub drop_events_per_s: u32,
+    /// Non-zero once the frame arrived on a mesh interface (`slot` is then valid).
+    pub mesh: u32,
+    /// The ingress interface's `LINKS` slot.
+    pub slot: u32,
+    /// Frame length as received.
+    pub len: u32,
+    /// Non-zero once `key` holds the frame's flow.
+    pub parsed: u32,
+    pub tcp_flags: u32,
+    pub key: FlowKey,
+    /// Source MAC as received (the rewrite replaces it).
+    pub src_mac: [u8; 6],
+    /// Non-zero when the frame was forwarded to `hop`.
+    pub forwarded: u32,
+    pub hop: NextHop,
+}
+
+impl Seen {
+    /// Forgets the previous frame: only the flags that guard the other fields.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.flags = 0;
+        self.drop_events_per_s = 0;
+        self.mesh = 0;
+        self.parsed = 0;
+        self.forwarded = 0;
+        self.key.ifindex = 0;
+    }
+}
+
 /// Forwards an IP packet to its next hop, or says why not.
 #[inline(always)]
-pub fn try_forward(ctx: &XdpContext) -> Result<Reason, Reason> {
-    let config = CONFIG.get(0).ok_or(Reason::PassNotReady)?;
+pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> {
+    let config = *CONFIG.get(0).ok_or(Reason::PassNotReady)?;
     if config.layout_version != LAYOUT_VERSION {
         return Err(Reason::PassNotReady);
     }
+    seen.flags = config.flags;
+    seen.sample_n = config.flow_sample_n;
+    seen.drop_events_per_s = config.drop_events_per_s;
     let ingress = ctx.ingress_ifindex() as u32;
+    seen.key.ifindex = ingress;
     // SAFETY: the value is copied out before any other map access.
-    let iface = unsafe { IFACES.get(ingress) }.ok_or(Reason::PassNotMesh)?;
-    let our_mac = iface.mac;
+    let iface = *unsafe { IFACES.get(ingress) }.ok_or(Reason::PassNotMesh)?;
+    seen.mesh = 1;
+    seen.slot = iface.slot;
 
-    let frame = XdpFrame::new(ctx);
-    let pkt = parse(&frame)?;
-
-    let dst_mac: [u8; 6] = match frame.ptr_at::<[u8; 6]>(0) {
+    let frame = Packet::xdp(ctx);
+    seen.len = frame.len() as u32;
+    let macs: [[u8; 6]; 2] = match frame.ptr_at::<[[u8; 6]; 2]>(0) {
         // SAFETY: bounds checked by ptr_at.
         Some(p) => unsafe { *p },
         None => return Err(Reason::DropTruncEthernet),
     };
-    if dst_mac != our_mac {
+    seen.src_mac = macs[1];
+    let pkt = parse(&frame)?;
+    seen.key = FlowKey::new(ingress, DIR_INGRESS, pkt.family, &pkt.flow);
+    seen.tcp_flags = u32::from(pkt.tcp_flags);
+    seen.parsed = 1;
+
+    if macs[0] != iface.mac {
         return Err(Reason::PassNotForUs);
     }
 
@@ -61,11 +110,14 @@ pub fn try_forward(ctx: &XdpContext) -> Result<Reason, Reason> {
     if EGRESS.redirect(hop.ifindex, u64::from(XDP_PASS)).is_err() {
         return Err(Reason::PassNoEgress);
     }
-    rewrite(&frame, &pkt, &hop)
+    let reason = rewrite(&frame, &pkt, &hop)?;
+    seen.hop = hop;
+    seen.forwarded = 1;
+    Ok(reason)
 }
 
 #[inline(always)]
-fn rewrite(frame: &XdpFrame, pkt: &Parsed, hop: &NextHop) -> Result<Reason, Reason> {
+fn rewrite(frame: &Packet, pkt: &Parsed, hop: &NextHop) -> Result<Reason, Reason> {
     let macs = frame
         .ptr_at_mut::<[[u8; 6]; 2]>(0)
         .ok_or(Reason::DropTruncEthernet)?;

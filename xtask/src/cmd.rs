@@ -35,7 +35,7 @@ pub fn status(mut c: Command) -> Result<()> {
 }
 
 pub fn build(env: &Env, release: bool) -> Result<()> {
-    let mut args = vec!["build", "--workspace"];
+    let mut args = vec!["build", "--workspace", "--exclude", "mesh-ebpf"];
     if release {
         args.push("--release");
     }

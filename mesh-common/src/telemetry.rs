@@ -1,0 +1,169 @@
+//! Telemetry records the data plane keeps per flow, per link and per neighbour, and the
+//! events it sends to the agent.
+
+use crate::{hash::FlowTuple, parse::Family};
+
+/// [`FlowKey::direction`]: seen by XDP on ingress.
+pub const DIR_INGRESS: u8 = 0;
+/// [`FlowKey::direction`]: sent by this host, seen by the TC egress program.
+pub const DIR_EGRESS: u8 = 1;
+
+/// Identifies a flow: where it was seen, and its 5-tuple.
+///
+/// Addresses are network-order bytes read as native words, as in [`FlowTuple`]; IPv4 uses
+/// word 0 and leaves the rest zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Ingress interface (XDP) or egress interface (TC).
+    pub ifindex: u32,
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// [`DIR_INGRESS`] or [`DIR_EGRESS`].
+    pub direction: u8,
+    pub _pad: u8,
+}
+
+impl FlowKey {
+    #[inline(always)]
+    pub fn new(ifindex: u32, direction: u8, family: Family, t: &FlowTuple) -> Self {
+        Self {
+            ifindex,
+            src: t.src,
+            dst: t.dst,
+            src_port: t.src_port,
+            dst_port: t.dst_port,
+            proto: t.proto,
+            family: match family {
+                Family::V4 => 4,
+                Family::V6 => 6,
+            },
+            direction,
+            _pad: 0,
+        }
+    }
+}
+
+/// One CPU's share of a flow's counters (`FLOWS` is a per-CPU LRU hash).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    /// Frame bytes, Ethernet header included (as interface counters count them).
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns` of the first and last packet this CPU saw; 0 if none.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub forwarded: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// OR of the TCP flags byte of every segment (0 for other protocols).
+    pub tcp_flags: u32,
+    pub _pad: u32,
+}
+
+/// One CPU's share of a mesh interface's counters (`LINKS`, indexed by [`crate::types::Iface::slot`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Every frame XDP saw arriving on the interface.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Of those: forwarded, passed to the kernel, dropped.
+    pub forwarded: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    /// Frames the data plane forwarded out of this interface.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames the host's own stack sent out of this interface (TC egress).
+    pub host_tx_packets: u64,
+    pub host_tx_bytes: u64,
+}
+
+/// A neighbour: an interface and the peer's MAC address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NeighborKey {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// One CPU's share of a neighbour's counters (`NEIGHBORS`, a per-CPU LRU hash).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NeighborStats {
+    /// Frames from this neighbour (source MAC) that XDP saw.
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Frames the data plane forwarded to it.
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Frames the host's own stack sent to it (TC egress).
+    pub host_tx_packets: u64,
+    pub host_tx_bytes: u64,
+}
+
+/// Indexes of the `TELEMETRY` per-CPU counter array.
+pub mod counter {
+    /// Flows inserted into `FLOWS` (evictions = created - expired by the agent - present).
+    pub const FLOWS_CREATED: u32 = 0;
+    /// Flows that could not be inserted (the kernel refused even with LRU eviction).
+    pub const FLOWS_INSERT_FAILED: u32 = 1;
+    /// Events written to the ring buffer.
+    pub const EVENTS_SENT: u32 = 2;
+    /// Events lost because the ring buffer was full.
+    pub const EVENTS_LOST: u32 = 3;
+    /// Drop events held back by the per-CPU rate limit.
+    pub const DROP_EVENTS_SUPPRESSED: u32 = 4;
+    /// Neighbours inserted into `NEIGHBORS`.
+    pub const NEIGHBORS_CREATED: u32 = 5;
+    /// Frames the TC egress program saw on mesh interfaces.
+    pub const EGRESS_FRAMES: u32 = 6;
+    /// Egress frames whose headers could not be parsed (counted per link, not per flow).
+    pub const EGRESS_UNPARSED: u32 = 7;
+    pub const COUNT: u32 = 8;
+}
+
+/// [`Event::kind`]: a sampled new flow.
+pub const EVENT_NEW_FLOW: u32 = 1;
+/// [`Event::kind`]: a frame the data plane dropped.
+pub const EVENT_DROP: u32 = 2;
+
+/// A ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `EVENT_*`.
+    pub kind: u32,
+    /// The [`crate::Reason`] of the frame's verdict.
+    pub reason: u32,
+    /// Frame length in bytes.
+    pub len: u32,
+    /// Non-zero when `key` holds the frame's flow (drops of malformed frames have none).
+    pub has_key: u32,
+    pub ts_ns: u64,
+    pub key: FlowKey,
+    pub _pad: u32,
+}
+
+/// Per-CPU drop-event budget: at most `CONFIG.drop_events_per_s` per CPU per second.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBudget {
+    pub window_start_ns: u64,
+    pub sent: u64,
+}
+
+// The kernel and meshctl must agree on these sizes; padding is explicit so no byte is
+// left uninitialized in a map key.
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
+const _: () = assert!(core::mem::size_of::<FlowStats>() == 64);
+const _: () = assert!(core::mem::size_of::<NeighborKey>() == 12);
+const _: () = assert!(core::mem::size_of::<Event>() == 72);
