@@ -167,3 +167,46 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 44);
 const _: () = assert!(core::mem::size_of::<FlowStats>() == 64);
 const _: () = assert!(core::mem::size_of::<NeighborKey>() == 12);
 const _: () = assert!(core::mem::size_of::<Event>() == 72);
+
+impl FlowStats {
+    /// Adds another CPU's share: sums, earliest first, latest last, OR of flags.
+    pub fn merge(&mut self, o: &Self) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        if o.first_ns != 0 && (self.first_ns == 0 || o.first_ns < self.first_ns) {
+            self.first_ns = o.first_ns;
+        }
+        self.last_ns = self.last_ns.max(o.last_ns);
+        self.forwarded += o.forwarded;
+        self.passed += o.passed;
+        self.dropped += o.dropped;
+        self.tcp_flags |= o.tcp_flags;
+    }
+}
+
+impl LinkStats {
+    /// Adds another CPU's share.
+    pub fn merge(&mut self, o: &Self) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.forwarded += o.forwarded;
+        self.passed += o.passed;
+        self.dropped += o.dropped;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.host_tx_packets += o.host_tx_packets;
+        self.host_tx_bytes += o.host_tx_bytes;
+    }
+}
+
+impl NeighborStats {
+    /// Adds another CPU's share.
+    pub fn merge(&mut self, o: &Self) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.host_tx_packets += o.host_tx_packets;
+        self.host_tx_bytes += o.host_tx_bytes;
+    }
+}

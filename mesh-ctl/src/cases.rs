@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use mesh_common::{
     Reason,
     maps::LAYOUT_VERSION,
-    types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
+    types::{
+        CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route,
+    },
 };
 
 use crate::{

@@ -9,7 +9,9 @@ use mesh_common::{
         EGRESS_CAPACITY, IFACES_CAPACITY, LAYOUT_VERSION, NEXTHOP_GROUPS_CAPACITY,
         ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
-    types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route},
+    types::{
+        CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route,
+    },
 };
 
 use crate::config::{Config, MacAddr, Problem};

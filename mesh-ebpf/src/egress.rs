@@ -38,7 +38,9 @@ pub fn count(ctx: &TcContext) {
     if config.flags & CFG_F_FLOW_TELEMETRY == 0 {
         return;
     }
-    if ctx.data_end() - ctx.data() < HEADERS as usize && ctx.len() > ctx.data_end() as u32 - ctx.data() as u32 {
+    if ctx.data_end() - ctx.data() < HEADERS as usize
+        && ctx.len() > ctx.data_end() as u32 - ctx.data() as u32
+    {
         // Headers split off into fragments: pull them into the linear part. Failure only
         // means we count the frame per link and not per flow.
         let _partial = ctx.pull_data(ctx.len().min(HEADERS));

@@ -8,8 +8,7 @@ use mesh_common::{
     Reason,
     reason::{XDP_DROP, XDP_PASS, XDP_REDIRECT},
     telemetry::{
-        EVENT_DROP, EVENT_NEW_FLOW, Event, FlowKey, FlowStats,
-        NeighborKey, NeighborStats, counter,
+        EVENT_DROP, EVENT_NEW_FLOW, Event, FlowKey, FlowStats, NeighborKey, NeighborStats, counter,
     },
     types::CFG_F_FLOW_TELEMETRY,
 };

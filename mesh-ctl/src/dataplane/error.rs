@@ -2,7 +2,11 @@
 
 use std::io;
 
-use aya::{EbpfError, maps::MapError, programs::ProgramError};
+use aya::{
+    EbpfError,
+    maps::MapError,
+    programs::{ProgramError, tc::TcError},
+};
 
 /// What went wrong loading, attaching or programming the data plane.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +15,7 @@ pub enum DataplaneError {
     #[error("loading the eBPF object")]
     Object(#[source] EbpfError),
     /// A program the object must contain is missing or of another type.
-    #[error("the eBPF object has no XDP program `{0}`")]
+    #[error("the eBPF object has no program `{0}` of the expected type")]
     MissingProgram(&'static str),
     /// The kernel refused to load a program (verifier or privileges).
     #[error("loading program `{program}` into the kernel")]
@@ -48,6 +52,31 @@ pub enum DataplaneError {
         #[source]
         source: ProgramError,
     },
+    /// Attaching the TC egress program to an interface failed.
+    #[error("attaching TC egress to interface `{iface}`")]
+    AttachTc {
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    /// Adding the clsact qdisc the netlink attach needs failed.
+    #[error("adding a clsact qdisc to interface `{iface}`")]
+    Clsact {
+        iface: String,
+        #[source]
+        source: TcError,
+    },
+    /// A batch map operation failed.
+    #[error("{action} map `{map}` in batches")]
+    Batch {
+        map: &'static str,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The number of possible CPUs could not be read.
+    #[error("reading the number of possible CPUs")]
+    Cpus(#[source] io::Error),
     /// Running a program with BPF_PROG_TEST_RUN failed.
     #[error("running program `{program}` with BPF_PROG_TEST_RUN")]
     TestRun {
@@ -97,6 +126,20 @@ impl DataplaneError {
                 source: MapError::SyscallError(e),
                 ..
             } => privileges(&e.io_error),
+            Self::AttachTc { source, .. } => match source {
+                ProgramError::UnknownInterface { name } => Some(format!(
+                    "there is no interface `{name}` in this network namespace"
+                )),
+                ProgramError::SyscallError(e) => match e.io_error.raw_os_error() {
+                    Some(nix::libc::EINVAL | nix::libc::EOPNOTSUPP) => Some(
+                        "this kernel may lack TCX (Linux 6.6+): set `dataplane.tc_attach = \"netlink\"`"
+                            .to_owned(),
+                    ),
+                    _ => privileges(&e.io_error),
+                },
+                _ => None,
+            },
+            Self::Batch { source, .. } => privileges(source),
             _ => None,
         }
     }

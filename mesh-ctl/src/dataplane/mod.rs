@@ -1,25 +1,59 @@
 //! The only module that touches aya: loads the XDP object, attaches it, writes the maps.
 
+mod batch;
 mod error;
 mod host;
 pub mod labtools;
+mod telemetry;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{
+        Array, DevMapHash, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
+        lpm_trie::Key,
+    },
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
+        tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
+        xdp::XdpLinkId,
+    },
+    util::KernelVersion,
 };
 use mesh_common::{
     Reason,
-    maps::{CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6},
-    types::{DataplaneConfig, Iface, NextHopGroup, Route},
+    maps::{
+        CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS,
+        NEIGHBORS, NEXTHOP_GROUPS, PROG_TC_EGRESS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6,
+        TELEMETRY,
+    },
+    telemetry::{EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats},
+    types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHopGroup, Route},
 };
 
 pub use self::{
     error::{DataplaneError, explain},
     host::SystemHost,
+    telemetry::FlowRecord,
 };
 use crate::{config, routes::Tables};
+
+/// How the TC egress program ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcMode {
+    /// A TCX link (kernel 6.6+): programs of others keep their place in the chain.
+    Tcx,
+    /// A cls_bpf filter on a clsact qdisc (netlink), for older kernels.
+    Netlink,
+}
+
+impl TcMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcx => "tcx",
+            Self::Netlink => "netlink",
+        }
+    }
+}
 
 /// The data plane object, built from `mesh-ebpf` by the build script.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mesh"));
@@ -30,12 +64,23 @@ type Result<T> = std::result::Result<T, DataplaneError>;
 pub struct Dataplane {
     ebpf: Ebpf,
     attached: Vec<(String, XdpLinkId)>,
+    egress: Vec<(String, SchedClassifierLinkId)>,
+    /// Possible CPUs: the number of values in a per-CPU map entry.
+    ncpus: usize,
+    flow_capacity: u32,
 }
 
 impl Dataplane {
-    /// Loads the object and the XDP program into the kernel (nothing is attached yet).
+    /// Loads the object and its programs into the kernel (nothing is attached yet), with
+    /// the default flow-table capacity.
     pub fn load() -> Result<Self> {
+        Self::load_with(FLOWS_DEFAULT_CAPACITY)
+    }
+
+    /// [`Self::load`] with a flow table of `flow_capacity` entries.
+    pub fn load_with(flow_capacity: u32) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries(FLOWS, flow_capacity)
             .load(OBJECT)
             .map_err(DataplaneError::Object)?;
         xdp_mut(&mut ebpf, PROG_XDP)?
@@ -44,9 +89,19 @@ impl Dataplane {
                 program: PROG_XDP,
                 source,
             })?;
+        classifier_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| DataplaneError::ProgramLoad {
+                program: PROG_TC_EGRESS,
+                source,
+            })?;
+        let ncpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
         let mut dp = Self {
             ebpf,
             attached: Vec::new(),
+            egress: Vec::new(),
+            ncpus,
+            flow_capacity,
         };
         dp.check_layout()?;
         Ok(dp)
@@ -61,7 +116,35 @@ impl Dataplane {
         self.ifaces()?;
         self.config_map()?;
         self.reason_map()?;
+        typed::<PerCpuHashMap<_, FlowKey, FlowStats>>(&mut self.ebpf, FLOWS)?;
+        typed::<PerCpuArray<_, LinkStats>>(&mut self.ebpf, LINKS)?;
+        typed::<PerCpuHashMap<_, NeighborKey, NeighborStats>>(&mut self.ebpf, NEIGHBORS)?;
+        typed::<PerCpuArray<_, u64>>(&mut self.ebpf, TELEMETRY)?;
+        typed::<PerCpuArray<_, EventBudget>>(&mut self.ebpf, EVENT_BUDGET)?;
+        typed::<RingBuf<_>>(&mut self.ebpf, EVENTS)?;
         Ok(())
+    }
+
+    /// Turns per-flow telemetry on or off in the running data plane (the config's other
+    /// fields are kept).
+    pub fn set_flow_telemetry(&mut self, on: bool) -> Result<()> {
+        let mut map = self.config_map()?;
+        let mut config = map.get(&0, 0).map_err(|source| DataplaneError::MapAccess {
+            map: CONFIG,
+            action: "reading the data plane config".to_owned(),
+            source,
+        })?;
+        if on {
+            config.flags |= CFG_F_FLOW_TELEMETRY;
+        } else {
+            config.flags &= !CFG_F_FLOW_TELEMETRY;
+        }
+        map.set(0, config, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: CONFIG,
+                action: "writing the data plane config".to_owned(),
+                source,
+            })
     }
 
     /// Writes the tables so that nothing ever points at an entry not yet written:
@@ -154,12 +237,74 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Detaches from every interface (dropping the data plane does the same).
+    /// Attaches the TC egress program to every named interface, or to none. With TCX,
+    /// `position` places it first or last among the programs already there, which keep
+    /// their order; with netlink it is added as a filter of its own. Returns the mode used.
+    pub fn attach_egress(
+        &mut self,
+        ifaces: &[String],
+        how: config::TcAttach,
+        position: config::TcPosition,
+    ) -> Result<TcMode> {
+        let mode = match how {
+            config::TcAttach::Tcx => TcMode::Tcx,
+            config::TcAttach::Netlink => TcMode::Netlink,
+            config::TcAttach::Auto if tcx_supported() => TcMode::Tcx,
+            config::TcAttach::Auto => TcMode::Netlink,
+        };
+        for name in ifaces {
+            if mode == TcMode::Netlink {
+                match tc::qdisc_add_clsact(name) {
+                    Ok(()) => {}
+                    // Someone's clsact is already there: we add our filter beside theirs.
+                    Err(tc::TcError::NetlinkError(e))
+                        if e.raw_os_error() == Some(nix::libc::EEXIST) => {}
+                    Err(source) => {
+                        self.detach_all();
+                        return Err(DataplaneError::Clsact {
+                            iface: name.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+            let options = match (mode, position) {
+                (TcMode::Tcx, config::TcPosition::First) => {
+                    TcAttachOptions::TcxOrder(LinkOrder::first())
+                }
+                (TcMode::Tcx, config::TcPosition::Last) => {
+                    TcAttachOptions::TcxOrder(LinkOrder::last())
+                }
+                (TcMode::Netlink, _) => TcAttachOptions::Netlink(NlOptions::default()),
+            };
+            let prog = classifier_mut(&mut self.ebpf)?;
+            match prog.attach_with_options(name, TcAttachType::Egress, options) {
+                Ok(id) => self.egress.push((name.clone(), id)),
+                Err(source) => {
+                    self.detach_all();
+                    return Err(DataplaneError::AttachTc {
+                        iface: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(mode)
+    }
+
+    /// Detaches from every interface (dropping the data plane does the same). A clsact
+    /// qdisc we added stays: other filters may have joined it since.
     pub fn detach_all(&mut self) {
         let attached = std::mem::take(&mut self.attached);
         if let Ok(prog) = xdp_mut(&mut self.ebpf, PROG_XDP) {
             for (_, id) in attached {
                 // A link that is already gone (interface deleted) has nothing left to undo.
+                let _gone = prog.detach(id);
+            }
+        }
+        let egress = std::mem::take(&mut self.egress);
+        if let Ok(prog) = classifier_mut(&mut self.ebpf) {
+            for (_, id) in egress {
                 let _gone = prog.detach(id);
             }
         }
@@ -269,6 +414,18 @@ pub(crate) fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp> {
         .ok_or(DataplaneError::MissingProgram(name))?
         .try_into()
         .map_err(|_| DataplaneError::MissingProgram(name))
+}
+
+/// TCX links arrived in Linux 6.6.
+fn tcx_supported() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
+fn classifier_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    ebpf.program_mut(PROG_TC_EGRESS)
+        .ok_or(DataplaneError::MissingProgram(PROG_TC_EGRESS))?
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram(PROG_TC_EGRESS))
 }
 
 pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {

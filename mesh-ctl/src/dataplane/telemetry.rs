@@ -1,0 +1,160 @@
+//! Reading the telemetry maps: per-CPU values summed, in plain Rust types.
+
+use std::os::fd::AsFd as _;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use mesh_common::{
+    maps::{EVENTS, FLOWS, LINKS, NEIGHBORS, TELEMETRY},
+    telemetry::{FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, counter},
+};
+
+use super::{Dataplane, DataplaneError, Result, batch};
+
+/// A flow and its counters summed over CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub key: FlowKey,
+    pub stats: FlowStats,
+}
+
+impl Dataplane {
+    fn map_data(&self, name: &'static str) -> Result<&MapData> {
+        match self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap(name))?
+        {
+            aya::maps::Map::PerCpuLruHashMap(m)
+            | aya::maps::Map::PerCpuHashMap(m)
+            | aya::maps::Map::PerCpuArray(m) => Ok(m),
+            _ => Err(DataplaneError::MissingMap(name)),
+        }
+    }
+
+    /// Every flow in the table, replacing `out`'s contents; returns the entry count.
+    pub fn read_flows(&self, out: &mut Vec<FlowRecord>) -> Result<usize> {
+        out.clear();
+        let fd = self.map_data(FLOWS)?.fd().as_fd();
+        batch::lookup_percpu::<FlowKey, FlowStats>(fd, self.ncpus, |key, per_cpu| {
+            let mut stats = FlowStats::default();
+            for s in per_cpu {
+                stats.merge(s);
+            }
+            out.push(FlowRecord { key: *key, stats });
+        })
+        .map_err(|source| DataplaneError::Batch {
+            map: FLOWS,
+            action: "reading",
+            source,
+        })
+    }
+
+    /// The baseline `bench maps` compares against: aya's per-key iteration.
+    pub fn read_flows_per_key(&self, out: &mut Vec<FlowRecord>) -> Result<usize> {
+        out.clear();
+        let map: aya::maps::PerCpuHashMap<&MapData, FlowKey, FlowStats> =
+            aya::maps::PerCpuHashMap::try_from(
+                self.ebpf
+                    .map(FLOWS)
+                    .ok_or(DataplaneError::MissingMap(FLOWS))?,
+            )
+            .map_err(|source| DataplaneError::MapLayout {
+                name: FLOWS,
+                source,
+            })?;
+        for entry in map.iter() {
+            // An entry evicted between listing its key and reading it is just skipped.
+            let Ok((key, per_cpu)) = entry else { continue };
+            let mut stats = FlowStats::default();
+            for s in per_cpu.iter() {
+                stats.merge(s);
+            }
+            out.push(FlowRecord { key, stats });
+        }
+        Ok(out.len())
+    }
+
+    /// Removes flows (idle ones, as the agent decides); returns how many were removed.
+    pub fn remove_flows(&self, keys: &[FlowKey]) -> Result<usize> {
+        let fd = self.map_data(FLOWS)?.fd().as_fd();
+        batch::delete(fd, keys).map_err(|source| DataplaneError::Batch {
+            map: FLOWS,
+            action: "deleting",
+            source,
+        })
+    }
+
+    /// The flow table's capacity as loaded.
+    pub fn flow_capacity(&self) -> u32 {
+        self.flow_capacity
+    }
+
+    /// Counters of interface slots `0..slots`, summed over CPUs.
+    pub fn read_links(&self, slots: u32) -> Result<Vec<LinkStats>> {
+        let map: PerCpuArray<&MapData, LinkStats> = PerCpuArray::try_from(
+            self.ebpf
+                .map(LINKS)
+                .ok_or(DataplaneError::MissingMap(LINKS))?,
+        )
+        .map_err(|source| DataplaneError::MapLayout {
+            name: LINKS,
+            source,
+        })?;
+        (0..slots)
+            .map(|slot| {
+                let per_cpu = map
+                    .get(&slot, 0)
+                    .map_err(|source| DataplaneError::MapAccess {
+                        map: LINKS,
+                        action: format!("reading slot {slot}"),
+                        source,
+                    })?;
+                let mut sum = LinkStats::default();
+                for s in per_cpu.iter() {
+                    sum.merge(s);
+                }
+                Ok(sum)
+            })
+            .collect()
+    }
+
+    /// Every neighbour the data plane has seen, with its counters summed over CPUs.
+    pub fn read_neighbors(&self) -> Result<Vec<(NeighborKey, NeighborStats)>> {
+        let mut out = Vec::new();
+        let fd = self.map_data(NEIGHBORS)?.fd().as_fd();
+        batch::lookup_percpu::<NeighborKey, NeighborStats>(fd, self.ncpus, |key, per_cpu| {
+            let mut sum = NeighborStats::default();
+            for s in per_cpu {
+                sum.merge(s);
+            }
+            out.push((*key, sum));
+        })
+        .map_err(|source| DataplaneError::Batch {
+            map: NEIGHBORS,
+            action: "reading",
+            source,
+        })?;
+        Ok(out)
+    }
+
+    /// The `TELEMETRY` bookkeeping counters, summed over CPUs, by `counter::*` index.
+    pub fn telemetry_counters(&self) -> Result<[u64; counter::COUNT as usize]> {
+        let mut out = [0; counter::COUNT as usize];
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = super::sum_over_cpus(&self.ebpf, TELEMETRY, i as u32)?;
+        }
+        Ok(out)
+    }
+
+    /// Takes the event ring buffer out of the data plane, for a reader task to own.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS)
+            .ok_or(DataplaneError::MissingMap(EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| DataplaneError::MapLayout {
+            name: EVENTS,
+            source,
+        })
+    }
+}
