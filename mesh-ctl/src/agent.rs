@@ -1,15 +1,28 @@
 //! `meshctl agent`: load, attach, install static routes, run until told to stop.
 
-use std::path::Path;
+use std::{
+    path::Path,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
 use mesh_common::Reason;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
+use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
+    api::{self, Shared},
     config::Config,
-    dataplane::{Dataplane, SystemHost},
+    dataplane::{Dataplane, FlowRecord, SystemHost},
     routes::Tables,
+    telemetry::{
+        LinkName, Reading, Snapshot, Tracker,
+        events::{self, Recent},
+        metrics as tmetrics,
+    },
 };
 
 /// Everything that can be checked before the kernel is touched: the file, and the
@@ -24,27 +37,96 @@ pub fn prepare(file: &Path) -> anyhow::Result<(Config, Tables)> {
 /// Runs the agent until SIGINT or SIGTERM, then detaches and prints the final counters.
 pub async fn run(file: &Path) -> anyhow::Result<()> {
     let (config, tables) = prepare(file)?;
-    let mut dp = Dataplane::load().context("loading the data plane")?;
+    let mut dp =
+        Dataplane::load_with(config.telemetry.flow_capacity).context("loading the data plane")?;
     dp.install(&tables).context("installing routes")?;
     let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
     dp.attach(&names, config.dataplane.xdp_mode)
         .context("attaching to the mesh interfaces")?;
+    let tc_mode = dp
+        .attach_egress(
+            &names,
+            config.dataplane.tc_attach,
+            config.dataplane.tc_position,
+        )
+        .context("attaching TC egress telemetry to the mesh interfaces")?;
+    let events = dp.take_events().context("opening the event ring buffer")?;
+
+    if config.metrics.enabled {
+        PrometheusBuilder::new()
+            .with_http_listener(config.metrics.listen)
+            .set_buckets_for_metric(
+                Matcher::Full(tmetrics::MAP_READ.to_owned()),
+                tmetrics::MAP_READ_BUCKETS,
+            )
+            .context("configuring the Prometheus exporter")?
+            .install()
+            .with_context(|| {
+                format!(
+                    "starting the Prometheus listener on {}",
+                    config.metrics.listen
+                )
+            })?;
+        tmetrics::describe();
+    }
+    let shared = Arc::new(Shared {
+        node: config.node.clone(),
+        snapshot: RwLock::new(Snapshot::default()),
+        recent: Mutex::new(Recent::new(RECENT_EVENTS)),
+    });
+    let listener = api::bind(&config.api.socket).context("opening the API socket")?;
+    let api_task = tokio::spawn(api::serve(listener, shared.clone()));
+
+    let links: Vec<LinkName> = tables
+        .ifaces
+        .iter()
+        .zip(&names)
+        .map(|((ifindex, _), name)| LinkName {
+            name: name.clone(),
+            ifindex: *ifindex,
+        })
+        .collect();
+    let events_task = tokio::spawn(read_events(events, shared.clone(), links.clone()));
+
     event(json!({
         "event": "attached",
         "node": config.node,
         "interfaces": names,
+        "tc_egress": tc_mode.name(),
         "routes_v4": tables.v4.len(),
         "routes_v6": tables.v6.len(),
         "groups": tables.groups.len(),
+        "flow_capacity": dp.flow_capacity(),
+        "metrics": config.metrics.enabled.then(|| config.metrics.listen.to_string()),
+        "socket": config.api.socket,
     }));
 
+    let mut collector = Collector::new(&config, links);
+    let mut tick = tokio::time::interval(Duration::from_millis(config.telemetry.interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = collector.collect(&dp, &shared, config.metrics.enabled) {
+                    // A failed read is reported and retried next interval; forwarding
+                    // does not depend on it.
+                    event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
+                }
+            }
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for SIGINT")?;
+                break;
+            }
+            _ = term.recv() => break,
+        }
     }
 
+    api_task.abort();
+    events_task.abort();
+    // The socket is ours; a later agent would replace it anyway.
+    let _gone = std::fs::remove_file(&config.api.socket);
     let reasons = dp.reasons().context("reading the reason counters")?;
     dp.detach_all();
     event(json!({
@@ -53,6 +135,117 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         "reasons": reason_object(&reasons),
     }));
     Ok(())
+}
+
+/// Recent events kept for `meshctl drops`.
+const RECENT_EVENTS: usize = 256;
+
+/// Reads the ring buffer whenever the kernel says it has data, without blocking the loop.
+async fn read_events(ring: RingBuf<MapData>, shared: Arc<Shared>, links: Vec<LinkName>) {
+    // SAFETY: the ring buffer owns its fd and keeps it open, unchanged, for as long as the
+    // AsyncFd owns the ring buffer.
+    let registered = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
+    let Ok(mut fd) = registered else {
+        event(json!({"event": "telemetry_error", "error": "cannot poll the event ring buffer"}));
+        return;
+    };
+    let name_of = |ifindex: u32| {
+        links
+            .iter()
+            .find(|l| l.ifindex == ifindex)
+            .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
+    };
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
+        let ring = guard.get_inner_mut();
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut batch = Vec::new();
+        let mut malformed = 0;
+        while let Some(item) = ring.next() {
+            match events::decode(&item) {
+                Ok(e) => batch.push(events::view(&e, at, &name_of)),
+                Err(_) => malformed += 1,
+            }
+        }
+        if let Ok(mut recent) = shared.recent.lock() {
+            recent.malformed += malformed;
+            for e in batch {
+                recent.push(e);
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// The Monitor side of telemetry: reads the maps each interval and publishes.
+struct Collector {
+    tracker: Tracker,
+    flows: Vec<FlowRecord>,
+}
+
+impl Collector {
+    fn new(config: &Config, links: Vec<LinkName>) -> Self {
+        Self {
+            tracker: Tracker::new(
+                links,
+                config.telemetry.idle_timeout_s * 1_000_000_000,
+                config.telemetry.top_k,
+            ),
+            flows: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self, dp: &Dataplane, shared: &Shared, publish: bool) -> anyhow::Result<()> {
+        let started = Instant::now();
+        dp.read_flows(&mut self.flows)
+            .context("reading the flow table")?;
+        let links = dp
+            .read_links(self.tracker.links().len() as u32)
+            .context("reading the link counters")?;
+        let neighbors = dp
+            .read_neighbors()
+            .context("reading the neighbour counters")?;
+        let reasons = dp.reasons().context("reading the reason counters")?;
+        let counters = dp
+            .telemetry_counters()
+            .context("reading the telemetry counters")?;
+        let read_ns = started.elapsed().as_nanos() as u64;
+        let now_ns = monotonic_ns().context("reading CLOCK_MONOTONIC")?;
+        let (snapshot, decision) = self.tracker.update(&Reading {
+            now_ns,
+            flows: &self.flows,
+            flow_capacity: dp.flow_capacity(),
+            links: &links,
+            neighbors: &neighbors,
+            reasons: &reasons,
+            counters,
+            read_ns,
+        });
+        if !decision.expire.is_empty() {
+            let n = dp
+                .remove_flows(&decision.expire)
+                .context("removing idle flows")?;
+            self.tracker.expired(n);
+        }
+        if publish {
+            let recent = shared.recent.lock().ok();
+            tmetrics::publish(&snapshot, recent.as_deref());
+        }
+        if let Ok(mut s) = shared.snapshot.write() {
+            *s = snapshot;
+        }
+        Ok(())
+    }
+}
+
+/// The clock `bpf_ktime_get_ns` reads, so flow times compare with ours.
+fn monotonic_ns() -> nix::Result<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    Ok(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 fn reason_object(reasons: &[(Reason, u64)]) -> serde_json::Value {

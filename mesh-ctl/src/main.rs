@@ -2,8 +2,16 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
-use mesh_ctl::{agent, dataplane::explain};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use mesh_ctl::{
+    agent,
+    api::{self, Request},
+    config::DEFAULT_SOCKET,
+    dataplane::explain,
+    telemetry::SortKey,
+    views::{self, Output},
+};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +35,49 @@ enum Command {
         #[arg(long)]
         check_config: bool,
     },
+    /// Flows the data plane tracks, largest first.
+    Flows {
+        /// How many flows to show (the agent keeps its configured top-K).
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
+        sort: SortKey,
+        #[command(flatten)]
+        view: View,
+    },
+    /// Per-interface and per-neighbour counters and rates.
+    Links {
+        #[command(flatten)]
+        view: View,
+    },
+    /// Frames by verdict reason, and recent drop events.
+    Drops {
+        #[command(flatten)]
+        view: View,
+    },
+}
+
+/// Options every view takes.
+#[derive(Args)]
+struct View {
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    /// The agent's API socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+}
+
+fn show(
+    view: &View,
+    request: Request,
+    render: fn(&serde_json::Value) -> String,
+) -> anyhow::Result<()> {
+    let answer = api::query(&view.socket, &request).context("asking the agent")?;
+    match view.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&answer["data"])?),
+        Output::Table => print!("{}", render(&answer["data"])),
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -51,6 +102,11 @@ fn main() -> ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(agent::run(&config))),
+        Command::Flows { top, sort, view } => {
+            show(&view, Request::Flows { top, sort }, views::flows)
+        }
+        Command::Links { view } => show(&view, Request::Links, views::links),
+        Command::Drops { view } => show(&view, Request::Drops, views::drops),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,13 @@
 //! Namespace labs with real traffic: routers run `meshctl agent` with IP forwarding off,
 //! so every packet that crosses them was forwarded by the XDP program.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use mesh_ctl::{
+    api::Request,
     lab::{Agent, Lab, topology},
     netns,
+    telemetry::SortKey,
 };
 
 fn lab(tag: &str) -> Option<Lab> {
@@ -291,4 +293,202 @@ fn ttl_one_goes_to_the_kernel_which_answers_time_exceeded() {
         "TTL 1 was not handed to the kernel: {r:?}"
     );
     assert!(r["forwarded_v4"] >= 10, "XDP stopped forwarding: {r:?}");
+}
+
+/// Telemetry settings for agents in the telemetry tests: a short interval so tests wait
+/// less, every new flow sampled.
+const TELEMETRY: &str = "[telemetry]\ninterval_ms = 200\nsample_new_flows = 1\n";
+const INTERVAL: Duration = Duration::from_millis(200);
+
+fn within(what: &str, ours: u64, theirs: u64, pct: f64) {
+    let diff = ours.abs_diff(theirs) as f64;
+    assert!(
+        theirs > 0 && diff <= theirs as f64 * pct / 100.0,
+        "{what}: ours {ours}, reference {theirs} (differ by more than {pct} %)"
+    );
+}
+
+fn link<'a>(links: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    links["links"]
+        .as_array()
+        .expect("links array")
+        .iter()
+        .find(|l| l["link"] == name)
+        .unwrap_or_else(|| panic!("no link {name} in {links}"))
+}
+
+fn flows(agent: &Agent) -> Vec<serde_json::Value> {
+    agent
+        .query(&Request::Flows {
+            top: 100_000,
+            sort: SortKey::Bytes,
+        })
+        .expect("flows")["flows"]
+        .as_array()
+        .expect("flows array")
+        .clone()
+}
+
+#[test]
+fn telemetry_matches_kernel_counters_and_iperf3() {
+    let Some(mut lab) = lab("telemetry") else {
+        return;
+    };
+    let mut t = topology::line(&mut lab).expect("line topology");
+    for c in &mut t.configs {
+        c.extra = format!("{TELEMETRY}top_k = 1000\n");
+    }
+    let agents = start_all(&mut lab, &t);
+    let r = &agents["r"];
+    // Which TC attach the kernel gets: TCX from 6.6, the clsact fallback before.
+    let tcx = kernel_at_least(6, 6);
+    assert_eq!(
+        r.attached["tc_egress"],
+        if tcx { "tcx" } else { "netlink" },
+        "TC attach mode for this kernel"
+    );
+    let (v4, b_v4) = (t.dst_v4.to_string(), t.dst_v4);
+
+    assert_eq!(lab.ping(&t.src, &v4, 20).expect("ping"), 20);
+    lab.iperf3_server(&t.dst).expect("iperf3 server");
+    let udp = lab
+        .iperf3(&t.src, &v4, &["-u", "-b", "20M", "-l", "1000", "-t", "2"])
+        .expect("iperf3 udp");
+    let tcp = lab.iperf3(&t.src, &v4, &["-t", "2"]).expect("iperf3 tcp");
+    // Traffic the router sends itself leaves through TC egress, not XDP.
+    let r_b = lab
+        .link_between("r", "b")
+        .expect("link r-b")
+        .end("r")
+        .ifname
+        .clone();
+    let r_a = lab
+        .link_between("a", "r")
+        .expect("link a-r")
+        .end("r")
+        .ifname
+        .clone();
+    assert_eq!(lab.ping("r", &v4, 10).expect("ping from r"), 10);
+    r.settle(2, INTERVAL);
+
+    // Per link: the agent's figures against the kernel's own interface counters.
+    let links = r.query(&Request::Links).expect("links");
+    let stat = |node, ifname: &str, what| lab.iface_stat(node, ifname, what).expect("counters");
+    let ra = link(&links, &r_a);
+    within(
+        "r-a rx packets",
+        ra["rx_packets"].as_u64().expect("rx"),
+        stat("r", &r_a, "rx_packets"),
+        1.0,
+    );
+    within(
+        "r-a rx bytes",
+        ra["rx_bytes"].as_u64().expect("rx bytes"),
+        stat("r", &r_a, "rx_bytes"),
+        1.0,
+    );
+    let rb = link(&links, &r_b);
+    let b_if = lab
+        .link_between("r", "b")
+        .expect("link")
+        .end("b")
+        .ifname
+        .clone();
+    let sent_to_b =
+        rb["tx_packets"].as_u64().expect("tx") + rb["host_tx_packets"].as_u64().expect("host tx");
+    within(
+        "r-b tx packets vs b's rx",
+        sent_to_b,
+        stat("b", &b_if, "rx_packets") + stat("b", &b_if, "rx_dropped"),
+        1.0,
+    );
+    assert!(
+        rb["host_tx_packets"].as_u64().expect("host tx") >= 10,
+        "the router's own pings leave through TC egress: {rb}"
+    );
+
+    // Per flow: against what iperf3 reports.
+    let flows = flows(r);
+    let to_b = |proto: &str| {
+        flows
+            .iter()
+            .filter(|f| {
+                f["protocol"] == proto
+                    && f["direction"] == "ingress"
+                    && f["dst"] == format!("{b_v4}:5201")
+            })
+            .max_by_key(|f| f["bytes"].as_u64())
+            .unwrap_or_else(|| panic!("no {proto} flow to {b_v4}:5201 in {flows:?}"))
+            .clone()
+    };
+    let u = to_b("udp");
+    let udp_sent = udp["end"]["sum"]["packets"].as_u64().expect("udp packets");
+    within(
+        "UDP flow packets vs iperf3",
+        u["packets"].as_u64().expect("packets"),
+        udp_sent,
+        1.0,
+    );
+    // Each datagram is 1000 bytes of payload in UDP, IPv4 and Ethernet headers.
+    within(
+        "UDP flow bytes vs iperf3",
+        u["bytes"].as_u64().expect("bytes"),
+        udp_sent * (1000 + 8 + 20 + 14),
+        1.0,
+    );
+    let c = to_b("tcp");
+    // Data segments carry Ethernet, IPv4 and TCP with timestamps: 14 + 20 + 32 bytes.
+    let payload =
+        c["bytes"].as_u64().expect("bytes") - c["packets"].as_u64().expect("packets") * 66;
+    // iperf3's sender counts what it wrote, its receiver what arrived inside the timed
+    // interval; the segments on the wire lie between the two.
+    let sent = tcp["end"]["sum_sent"]["bytes"].as_u64().expect("tcp sent");
+    let received = tcp["end"]["sum_received"]["bytes"]
+        .as_u64()
+        .expect("tcp received");
+    within("TCP flow payload vs iperf3 bytes sent", payload, sent, 1.0);
+    assert!(
+        payload >= received,
+        "TCP flow payload {payload} < iperf3 bytes received {received}"
+    );
+    assert!(
+        c["tcp_flags"].as_str().expect("flags").contains('S'),
+        "SYN seen: {c}"
+    );
+    let icmp_out = flows
+        .iter()
+        .find(|f| {
+            f["direction"] == "egress" && f["protocol"] == "icmp" && f["link"] == r_b.as_str()
+        })
+        .unwrap_or_else(|| panic!("no egress ICMP flow on {r_b}: {flows:?}"));
+    assert!(
+        icmp_out["packets"].as_u64().expect("packets") >= 10,
+        "{icmp_out}"
+    );
+
+    let drops = r.query(&Request::Drops).expect("drops");
+    let forwarded: u64 = drops["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter(|x| x["action"] == "forward")
+        .map(|x| x["packets"].as_u64().expect("packets"))
+        .sum();
+    let link_forwarded: u64 = links["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["forwarded"].as_u64().expect("forwarded"))
+        .sum();
+    assert_eq!(forwarded, link_forwarded, "reason and link counters agree");
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = nix::sys::utsname::uname().expect("uname");
+    let release = release.release().to_string_lossy();
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
 }

@@ -38,6 +38,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("kmod", "VM tier: depmod for the guest kernels"),
     ("busybox-static", "VM tier: virtme-ng's guest init"),
+    (
+        "prometheus",
+        "telemetry lab: promtool checks the metrics scrape",
+    ),
 ];
 
 /// The name under which Debian's rustc is linked into rustup.

@@ -3,7 +3,8 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::{BufRead as _, BufReader, Read as _},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    path::PathBuf,
     sync::mpsc::{Receiver, channel},
     time::{Duration, Instant},
 };
@@ -11,7 +12,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::Lab;
-use crate::config::MacAddr;
+use crate::{api::Request, config::MacAddr};
 
 /// Bounds a hung start; generous because VMs under TCG verify programs slowly.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(180);
@@ -32,6 +33,8 @@ pub struct AgentConfig {
     pub groups: Vec<Group>,
     /// (prefix, group name)
     pub routes: Vec<(String, String)>,
+    /// Extra TOML tables appended as written (`[telemetry]`, `[dataplane]`, ...).
+    pub extra: String,
 }
 
 impl AgentConfig {
@@ -59,6 +62,8 @@ impl AgentConfig {
                 "\n[[routes]]\nprefix = \"{prefix}\"\ngroup = \"{group}\"\n"
             );
         }
+        t.push('\n');
+        t.push_str(&self.extra);
         t
     }
 }
@@ -66,14 +71,25 @@ impl AgentConfig {
 /// A running agent.
 pub struct Agent {
     pub node: String,
+    /// The network namespace it runs in.
+    pub ns: String,
     pid: u32,
     lines: Receiver<String>,
+    /// Its API socket (Unix sockets are not per namespace, so each agent gets its own).
+    pub socket: PathBuf,
+    /// The `attached` event it printed.
+    pub attached: serde_json::Value,
 }
 
 impl Agent {
     pub(super) fn start(lab: &mut Lab, config: &AgentConfig) -> Result<Self> {
         let path = lab.dir().join(format!("{}.toml", config.node));
-        std::fs::write(&path, config.to_toml())?;
+        let socket = lab.dir().join(format!("{}.sock", config.node));
+        let mut toml = config.to_toml();
+        if !config.extra.contains("[api]") {
+            let _ = write!(toml, "\n[api]\nsocket = \"{}\"\n", socket.display());
+        }
+        std::fs::write(&path, toml)?;
         let meshctl = lab.meshctl.display().to_string();
         let child = lab.spawn(
             &config.node,
@@ -90,12 +106,18 @@ impl Agent {
                 }
             }
         });
-        let agent = Self {
+        let mut agent = Self {
             node: config.node.clone(),
+            ns: lab.ns(&config.node),
             pid,
             lines,
+            socket,
+            attached: serde_json::Value::Null,
         };
-        if agent.wait_event("attached", ATTACH_TIMEOUT).is_err() {
+        let attached = agent.wait_event("attached", ATTACH_TIMEOUT);
+        if let Ok(v) = attached {
+            agent.attached = v;
+        } else {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -125,6 +147,49 @@ impl Agent {
                 return Ok(v);
             }
         }
+    }
+
+    /// Asks the agent's API; returns the answer's `data`.
+    pub fn query(&self, request: &Request) -> Result<serde_json::Value> {
+        let v = crate::api::query(&self.socket, request)
+            .with_context(|| format!("querying the agent in {}", self.node))?;
+        Ok(v["data"].clone())
+    }
+
+    /// Waits until the agent has read the maps at least `n` more times, so what it serves
+    /// reflects everything sent before the call.
+    pub fn settle(&self, intervals: u32, interval: Duration) {
+        std::thread::sleep(interval * (intervals + 1));
+    }
+
+    /// Scrapes the agent's Prometheus endpoint at `addr` inside its namespace.
+    pub fn scrape(&self, addr: &str) -> Result<String> {
+        let (ns, addr) = (self.ns.clone(), addr.to_owned());
+        // A thread of its own enters the namespace, so the caller's stays where it is.
+        std::thread::spawn(move || -> Result<String> {
+            let _inside = crate::netns::enter(&ns)?;
+            let mut stream = std::net::TcpStream::connect(&addr)
+                .with_context(|| format!("connecting to the metrics endpoint {addr}"))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                stream,
+                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            let (head, body) = response
+                .split_once("\r\n\r\n")
+                .context("HTTP response without a body")?;
+            if !head.starts_with("HTTP/1.1 200") {
+                bail!(
+                    "metrics endpoint answered {}",
+                    head.lines().next().unwrap_or("")
+                );
+            }
+            Ok(body.to_owned())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?
     }
 
     /// Stops the agent with SIGTERM and returns its final reason counters.

@@ -81,6 +81,7 @@ pub fn line(lab: &mut Lab) -> Result<Topology> {
         interfaces: vec![ar.end("r").ifname.clone(), rb.end("r").ifname.clone()],
         groups: vec![group("to-a", &[(&ar, "r")]), group("to-b", &[(&rb, "r")])],
         routes,
+        ..Default::default()
     };
     Ok(Topology {
         configs: vec![edge("a", &[&ar]), edge("b", &[&rb]), r],
@@ -163,6 +164,7 @@ pub fn diamond(lab: &mut Lab) -> Result<Topology> {
             group("ecmp", &[(&ab, "a"), (&ac, "a")]),
         ],
         routes: a_routes,
+        ..Default::default()
     };
     let middle = |node: &str, up: &Link, down: &Link| {
         let mut routes = subnet_routes(&sa, "to-a");
@@ -174,6 +176,7 @@ pub fn diamond(lab: &mut Lab) -> Result<Topology> {
             interfaces: vec![up.end(node).ifname.clone(), down.end(node).ifname.clone()],
             groups: vec![group("to-a", &[(up, node)]), group("to-d", &[(down, node)])],
             routes,
+            ..Default::default()
         }
     };
     let b = middle("b", &ab, &bd);

@@ -1,0 +1,257 @@
+//! Rendering API answers for people: aligned tables with rates in SI units.
+
+use serde_json::Value;
+
+/// Output format of the meshctl views.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+/// Left-aligned first column, right-aligned numbers: what `ip -s` and `ss` readers expect.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&width).enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if i == 0 || cell.parse::<f64>().is_err() && !is_si(cell) {
+                out.push_str(&format!("{cell:<w$}"));
+            } else {
+                out.push_str(&format!("{cell:>w$}"));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+fn is_si(cell: &str) -> bool {
+    cell.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '/')
+        .parse::<f64>()
+        .is_ok()
+}
+
+/// 1234567 → `1.23M`.
+pub fn si(v: f64) -> String {
+    let (v, suffix) = match v.abs() {
+        a if a >= 1e12 => (v / 1e12, "T"),
+        a if a >= 1e9 => (v / 1e9, "G"),
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => return format!("{v:.0}"),
+    };
+    format!("{v:.2}{suffix}")
+}
+
+fn n(v: &Value) -> String {
+    v.as_u64().map_or_else(|| "-".to_owned(), |x| x.to_string())
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or("-").to_owned()
+}
+
+pub fn flows(data: &Value) -> String {
+    let t = &data["flow_table"];
+    let mut out = format!(
+        "flow table: {} of {} ({:.1} %), created {}, evicted {}, expired {}\n\n",
+        n(&t["active"]),
+        n(&t["capacity"]),
+        f(&t["fill_ratio"]) * 100.0,
+        n(&t["created_total"]),
+        n(&t["evicted_total"]),
+        n(&t["expired_total"]),
+    );
+    let rows: Vec<Vec<String>> = data["flows"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|x| {
+            vec![
+                s(&x["link"]),
+                s(&x["direction"]),
+                s(&x["protocol"]),
+                s(&x["src"]),
+                s(&x["dst"]),
+                n(&x["packets"]),
+                n(&x["bytes"]),
+                si(f(&x["pps"])),
+                format!("{}b/s", si(f(&x["bps"]))),
+                s(&x["tcp_flags"]),
+                format!("{:.0}s", f(&x["age_s"])),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "LINK",
+            "DIR",
+            "PROTO",
+            "SOURCE",
+            "DESTINATION",
+            "PACKETS",
+            "BYTES",
+            "PPS",
+            "RATE",
+            "FLAGS",
+            "AGE",
+        ],
+        &rows,
+    ));
+    out
+}
+
+pub fn links(data: &Value) -> String {
+    let rows: Vec<Vec<String>> = data["links"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            vec![
+                s(&l["link"]),
+                n(&l["rx_packets"]),
+                n(&l["rx_bytes"]),
+                n(&l["forwarded"]),
+                n(&l["passed"]),
+                n(&l["dropped"]),
+                n(&l["tx_packets"]),
+                n(&l["host_tx_packets"]),
+                format!("{}b/s", si(f(&l["rx_bps"]))),
+                format!("{}b/s", si(f(&l["tx_bps"]))),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "LINK",
+            "RX",
+            "RX_BYTES",
+            "FORWARDED",
+            "PASSED",
+            "DROPPED",
+            "TX",
+            "HOST_TX",
+            "RX_RATE",
+            "TX_RATE",
+        ],
+        &rows,
+    );
+    let neighbors: Vec<Vec<String>> = data["neighbors"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|x| {
+            vec![
+                s(&x["link"]),
+                s(&x["mac"]),
+                n(&x["rx_packets"]),
+                n(&x["rx_bytes"]),
+                n(&x["tx_packets"]),
+                n(&x["tx_bytes"]),
+                n(&x["host_tx_packets"]),
+            ]
+        })
+        .collect();
+    if !neighbors.is_empty() {
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "LINK", "NEIGHBOR", "RX", "RX_BYTES", "TX", "TX_BYTES", "HOST_TX",
+            ],
+            &neighbors,
+        ));
+    }
+    out
+}
+
+pub fn drops(data: &Value) -> String {
+    let rows: Vec<Vec<String>> = data["reasons"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r["packets"].as_u64().unwrap_or(0) > 0 || r["action"] == "drop")
+        .map(|r| {
+            vec![
+                s(&r["reason"]),
+                s(&r["action"]),
+                n(&r["packets"]),
+                si(f(&r["pps"])),
+                s(&r["description"]),
+            ]
+        })
+        .collect();
+    let mut out = table(&["REASON", "ACTION", "PACKETS", "PPS", "MEANING"], &rows);
+    let recent: Vec<Vec<String>> = data["recent_drops"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .take(20)
+        .map(|e| {
+            vec![
+                format!("{:.3}", f(&e["at_unix_s"])),
+                s(&e["link"]),
+                s(&e["reason"]),
+                n(&e["len"]),
+                e["flow"].as_str().unwrap_or("-").to_owned(),
+            ]
+        })
+        .collect();
+    if !recent.is_empty() {
+        out.push_str("\nrecent drops (newest first)\n");
+        out.push_str(&table(&["AT", "LINK", "REASON", "LEN", "FLOW"], &recent));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_numbers_go_right() {
+        let t = table(
+            &["LINK", "PACKETS"],
+            &[
+                vec!["a".into(), "5".into()],
+                vec!["long-name".into(), "12345".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "LINK       PACKETS\na                5\nlong-name    12345\n"
+        );
+    }
+
+    #[test]
+    fn si_units() {
+        assert_eq!(si(999.0), "999");
+        assert_eq!(si(1_500.0), "1.50k");
+        assert_eq!(si(2_340_000_000.0), "2.34G");
+    }
+}
