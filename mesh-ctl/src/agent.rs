@@ -88,6 +88,11 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         .collect();
     let events_task = tokio::spawn(read_events(events, shared.clone(), links.clone()));
 
+    let mut collector = Collector::new(&config, links);
+    // A first reading before we announce ourselves: the API never serves an empty view.
+    collector
+        .collect(&dp, &shared, config.metrics.enabled)
+        .context("reading the telemetry maps")?;
     event(json!({
         "event": "attached",
         "node": config.node,
@@ -101,7 +106,6 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         "socket": config.api.socket,
     }));
 
-    let mut collector = Collector::new(&config, links);
     let mut tick = tokio::time::interval(Duration::from_millis(config.telemetry.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

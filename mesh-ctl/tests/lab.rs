@@ -3,10 +3,14 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use mesh_common::telemetry::counter;
 use mesh_ctl::{
     api::Request,
+    config::{TcAttach, TcPosition},
+    dataplane::Dataplane,
     lab::{Agent, Lab, topology},
     netns,
+    routes::Tables,
     telemetry::SortKey,
 };
 
@@ -491,4 +495,258 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     (ma, mi) >= (major, minor)
+}
+
+/// Series in a Prometheus text exposition, by name and labels.
+fn series(scrape: &str) -> std::collections::BTreeSet<String> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s.to_owned()))
+        .collect()
+}
+
+fn gauge(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the scrape"))
+}
+
+fn promtool_check(scrape: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian `prometheus`; `cargo xtask setup` installs it)");
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(scrape.as_bytes())
+        .expect("feeding promtool");
+    let out = child.wait_with_output().expect("promtool result");
+    assert!(
+        out.status.success(),
+        "promtool check metrics refused the scrape:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sends one datagram from each of `n` fresh sockets (new source ports): `n` new flows.
+fn udp_flows(lab: &Lab, node: &str, dst: std::net::IpAddr, n: usize) {
+    let ns = lab.ns(node);
+    std::thread::spawn(move || {
+        let _inside = netns::enter(&ns).expect("enter the node's namespace");
+        // All open at once, so no source port is reused.
+        let sockets: Vec<_> = (0..n)
+            .map(|_| std::net::UdpSocket::bind("0.0.0.0:0").expect("udp socket"))
+            .collect();
+        for s in &sockets {
+            s.send_to(b"flow", (dst, 9)).expect("send a datagram");
+        }
+    })
+    .join()
+    .expect("flow sender");
+}
+
+#[test]
+fn prometheus_scrape_passes_promtool_and_series_do_not_grow_with_flows() {
+    let Some(mut lab) = lab("prometheus") else {
+        return;
+    };
+    let mut t = topology::line(&mut lab).expect("line topology");
+    for c in &mut t.configs {
+        c.extra = TELEMETRY.to_owned();
+    }
+    let agents = start_all(&mut lab, &t);
+    let r = &agents["r"];
+    let metrics = "127.0.0.1:9464";
+    assert_eq!(lab.ping(&t.src, &t.dst_v4.to_string(), 5).expect("ping"), 5);
+    lab.iperf3_server(&t.dst).expect("iperf3 server");
+    // Scraped while traffic runs.
+    let traffic = {
+        let (ns, dst) = (lab.ns(&t.src), t.dst_v4.to_string());
+        std::thread::spawn(move || {
+            std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, "iperf3", "-u", "-b", "10M", "-t", "2", "-c", &dst,
+                ])
+                .output()
+                .expect("iperf3 during the scrape")
+        })
+    };
+    r.settle(3, INTERVAL);
+    let first = r.scrape(metrics).expect("scrape during traffic");
+    assert!(traffic.join().expect("iperf3 thread").status.success());
+    promtool_check(&first);
+    let before = series(&first);
+    let flows_before = gauge(&first, "x0tta6bl4_flows");
+    assert!(
+        before
+            .iter()
+            .any(|s| s.starts_with("x0tta6bl4_link_rx_packets_total{link=")),
+        "per-link series present: {before:?}"
+    );
+
+    udp_flows(&lab, &t.src, t.dst_v4.into(), 500);
+    r.settle(2, INTERVAL);
+    let second = r.scrape(metrics).expect("scrape after 500 new flows");
+    promtool_check(&second);
+    let flows_after = gauge(&second, "x0tta6bl4_flows");
+    assert!(
+        flows_after >= flows_before + 500.0,
+        "500 new flows tracked: {flows_before} -> {flows_after}"
+    );
+    let after = series(&second);
+    assert_eq!(
+        before, after,
+        "the series set must not change with the number of flows"
+    );
+}
+
+/// Another party's TC egress program on `ifname` in `node`: a second, independent instance
+/// of our object (its own program id and maps), attached with TCX before anything else.
+fn foreign_tcx(lab: &Lab, node: &str, ifname: &str) -> (Dataplane, u32) {
+    use mesh_common::{
+        maps::LAYOUT_VERSION,
+        types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface},
+    };
+    let _inside = netns::enter(&lab.ns(node)).expect("enter the node");
+    let ifindex = nix::net::if_::if_nametoindex(ifname).expect("ifindex");
+    let mut dp = Dataplane::load().expect("load the foreign instance");
+    dp.install(&Tables {
+        config: DataplaneConfig {
+            layout_version: LAYOUT_VERSION,
+            flags: CFG_F_FLOW_TELEMETRY,
+            ..Default::default()
+        },
+        ifaces: vec![(ifindex, Iface::default())],
+        groups: Vec::new(),
+        v4: Vec::new(),
+        v6: Vec::new(),
+    })
+    .expect("foreign tables");
+    dp.attach_egress(&[ifname.to_owned()], TcAttach::Tcx, TcPosition::First)
+        .expect("foreign TCX attach");
+    let id = dp.egress_program_id().expect("foreign program id");
+    (dp, id)
+}
+
+fn tcx_order(lab: &Lab, node: &str, ifname: &str) -> Vec<u32> {
+    let _inside = netns::enter(&lab.ns(node)).expect("enter the node");
+    Dataplane::tcx_egress_programs(ifname).expect("query TCX programs")
+}
+
+fn egress_frames(dp: &Dataplane) -> u64 {
+    dp.telemetry_counters().expect("foreign counters")[counter::EGRESS_FRAMES as usize]
+}
+
+fn host_tx(agent: &Agent, ifname: &str) -> u64 {
+    link(&agent.query(&Request::Links).expect("links"), ifname)["host_tx_packets"]
+        .as_u64()
+        .expect("host tx")
+}
+
+#[test]
+fn tc_egress_keeps_foreign_tcx_programs_running_and_in_place() {
+    if !kernel_at_least(6, 6) {
+        eprintln!("skipping: TCX needs Linux 6.6 or later (the clsact fallback is tested instead)");
+        return;
+    }
+    let Some(mut lab) = lab("tcx") else { return };
+    let mut t = topology::line(&mut lab).expect("line topology");
+    let r_b = lab
+        .link_between("r", "b")
+        .expect("link")
+        .end("r")
+        .ifname
+        .clone();
+    let dst = t.dst_v4.to_string();
+    let (foreign, foreign_id) = foreign_tcx(&lab, "r", &r_b);
+    let router = t
+        .configs
+        .iter()
+        .position(|c| c.node == "r")
+        .expect("router config");
+
+    for (position, foreign_index) in [("first", 1), ("last", 0)] {
+        t.configs[router].extra = format!(
+            "{TELEMETRY}\n[dataplane]\ntc_attach = \"tcx\"\ntc_position = \"{position}\"\n"
+        );
+        let r = lab.agent(&t.configs[router]).expect("router agent");
+        let order = tcx_order(&lab, "r", &r_b);
+        assert_eq!(order.len(), 2, "ours and the foreign program: {order:?}");
+        assert_eq!(
+            order[foreign_index], foreign_id,
+            "with position {position} the foreign program is at {foreign_index}: {order:?}"
+        );
+        let (theirs, ours) = (egress_frames(&foreign), host_tx(&r, &r_b));
+        assert_eq!(lab.ping("r", &dst, 5).expect("ping from r"), 5);
+        r.settle(2, INTERVAL);
+        assert!(
+            egress_frames(&foreign) >= theirs + 5,
+            "the foreign program still sees every frame (position {position})"
+        );
+        assert!(
+            host_tx(&r, &r_b) >= ours + 5,
+            "our program counts the router's own frames (position {position})"
+        );
+        r.stop().expect("router stops");
+        assert_eq!(
+            tcx_order(&lab, "r", &r_b),
+            [foreign_id],
+            "detaching removed ours and only ours"
+        );
+    }
+}
+
+#[test]
+fn tc_egress_clsact_fallback_counts_host_traffic() {
+    let Some(mut lab) = lab("clsact") else { return };
+    let mut t = topology::line(&mut lab).expect("line topology");
+    let r_b = lab
+        .link_between("r", "b")
+        .expect("link")
+        .end("r")
+        .ifname
+        .clone();
+    let router = t
+        .configs
+        .iter()
+        .position(|c| c.node == "r")
+        .expect("router config");
+    t.configs[router].extra = format!("{TELEMETRY}\n[dataplane]\ntc_attach = \"netlink\"\n");
+    let r = lab.agent(&t.configs[router]).expect("router agent");
+    assert_eq!(r.attached["tc_egress"], "netlink");
+    let filters = lab
+        .exec_ok("r", &["tc", "filter", "show", "dev", &r_b, "egress"])
+        .expect("tc filter show");
+    assert!(
+        filters.contains("mesh_tc_egress"),
+        "our cls_bpf filter: {filters}"
+    );
+    assert_eq!(
+        lab.ping("r", &t.dst_v4.to_string(), 5)
+            .expect("ping from r"),
+        5
+    );
+    r.settle(2, INTERVAL);
+    assert!(
+        host_tx(&r, &r_b) >= 5,
+        "host traffic counted through clsact"
+    );
+    r.stop().expect("router stops");
+    let filters = lab
+        .exec_ok("r", &["tc", "filter", "show", "dev", &r_b, "egress"])
+        .expect("tc filter show");
+    assert!(
+        !filters.contains("mesh_tc_egress"),
+        "our filter removed: {filters}"
+    );
 }

@@ -292,6 +292,35 @@ impl Dataplane {
         Ok(mode)
     }
 
+    /// The kernel's id of our TC egress program.
+    pub fn egress_program_id(&self) -> Result<u32> {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(PROG_TC_EGRESS)
+            .ok_or(DataplaneError::MissingProgram(PROG_TC_EGRESS))?
+            .try_into()
+            .map_err(|_| DataplaneError::MissingProgram(PROG_TC_EGRESS))?;
+        prog.info()
+            .map(|i| i.id())
+            .map_err(|source| DataplaneError::AttachTc {
+                iface: String::new(),
+                source,
+            })
+    }
+
+    /// Ids of the TCX egress programs on `iface` (in the calling thread's namespace), in
+    /// the order they run: ours and everyone else's.
+    pub fn tcx_egress_programs(iface: &str) -> Result<Vec<u32>> {
+        let (_, programs) =
+            SchedClassifier::query_tcx(iface, TcAttachType::Egress).map_err(|source| {
+                DataplaneError::AttachTc {
+                    iface: iface.to_owned(),
+                    source,
+                }
+            })?;
+        Ok(programs.iter().map(|p| p.id()).collect())
+    }
+
     /// Detaches from every interface (dropping the data plane does the same). A clsact
     /// qdisc we added stays: other filters may have joined it since.
     pub fn detach_all(&mut self) {
