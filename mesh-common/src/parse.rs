@@ -70,8 +70,8 @@ pub struct Parsed {
     /// Non-zero when the packet is a fragment (ports are then zero).
     pub fragment: u32,
     pub flow: FlowTuple,
-    /// The TCP flags byte (CWR..FIN) of a TCP segment; 0 otherwise or when the TCP header
-    /// is shorter than its flags (the verdict does not depend on them).
+    /// The TCP flags byte (CWR..FIN) of a TCP segment; 0 otherwise or when less than 16
+    /// bytes of TCP header are present (the verdict does not depend on them).
     pub tcp_flags: u8,
 }
 

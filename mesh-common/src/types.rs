@@ -86,6 +86,7 @@ pub struct DataplaneConfig {
     pub _pad: u32,
 }
 
-/// [`DataplaneConfig::flags`]: keep per-flow and per-neighbour counters and send events.
-/// Per-interface and per-reason counters are always kept.
+/// [`DataplaneConfig::flags`]: keep per-flow and per-neighbour counters and send new-flow
+/// events. Per-interface and per-reason counters are always kept; drop events depend only
+/// on `drop_events_per_s` (0 turns them off).
 pub const CFG_F_FLOW_TELEMETRY: u32 = 1;

@@ -118,3 +118,56 @@ fn ipv6_fragments_of_one_datagram_hash_alike_whatever_follows_the_fragment_heade
         "fragments of one datagram must share a flow key"
     );
 }
+
+#[test]
+fn tcp_flags_are_read_for_tcp_only_and_only_when_the_header_holds_them() {
+    use mesh_ctl::{
+        cases::{ONE_V4, ONE_V6, SRC_V4, SRC_V6},
+        frames::{L4, ROUTER_MAC, fix_ipv4_checksum, ipv4, ipv6},
+    };
+    const V4_L4: usize = 14 + 20;
+    const V6_L4: usize = 14 + 40;
+    let tcp = L4::Tcp {
+        src: 40_001,
+        dst: 443,
+    };
+    let udp = L4::Udp {
+        src: 40_000,
+        dst: 53,
+    };
+    let flags_of = |frame: &[u8]| parse(&Bytes(frame)).expect("parses").tcp_flags;
+
+    // Distinct flags per family, so a parser reading one fixed offset cannot pass both.
+    let mut v4 = ipv4(ROUTER_MAC, SRC_V4, ONE_V4, 64, tcp, 16);
+    v4[V4_L4 + 13] = 0x12;
+    assert_eq!(flags_of(&v4), 0x12, "ipv4 tcp");
+    let mut v6 = ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, tcp, 16);
+    v6[V6_L4 + 13] = 0xc1;
+    assert_eq!(flags_of(&v6), 0xc1, "ipv6 tcp");
+
+    // Where TCP keeps its flags, UDP has payload: set it, and it must still read as 0.
+    let mut v4_udp = ipv4(ROUTER_MAC, SRC_V4, ONE_V4, 64, udp, 16);
+    v4_udp[V4_L4 + 13] = 0xff;
+    assert_eq!(flags_of(&v4_udp), 0, "ipv4 udp");
+    let mut v6_udp = ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, udp, 16);
+    v6_udp[V6_L4 + 13] = 0xff;
+    assert_eq!(flags_of(&v6_udp), 0, "ipv6 udp");
+
+    // The IP length ends the TCP header after the ports but before the flags byte. The
+    // bytes past it are still in the frame (Ethernet padding) in one variant and cut off
+    // in the other: neither may be read as flags.
+    for tcp_len in 4..=13 {
+        let mut v4_short = v4.clone();
+        v4_short[16..18].copy_from_slice(&(20 + tcp_len as u16).to_be_bytes());
+        fix_ipv4_checksum(&mut v4_short, 14);
+        let mut v6_short = v6.clone();
+        v6_short[18..20].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+        for (name, frame, l4) in [("ipv4", v4_short, V4_L4), ("ipv6", v6_short, V6_L4)] {
+            let padded = parse(&Bytes(&frame)).expect("ports are there");
+            assert_eq!(padded.tcp_flags, 0, "{name} tcp of {tcp_len} bytes, padded");
+            assert_ne!(padded.flow.src_port, 0, "{name}: ports still read");
+            let cut = parse(&Bytes(&frame[..l4 + tcp_len])).expect("ports are there");
+            assert_eq!(cut.tcp_flags, 0, "{name} tcp of {tcp_len} bytes, cut");
+        }
+    }
+}

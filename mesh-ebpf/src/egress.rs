@@ -65,8 +65,9 @@ pub fn count(ctx: &TcContext) {
     match parse(&frame) {
         Ok(pkt) => {
             let key = FlowKey::new(ifindex, DIR_EGRESS, pkt.family, &pkt.flow);
-            // No verdict of ours: `u32::MAX` counts packets and bytes only.
-            flow(&key, packets, len, now, pkt.tcp_flags, u32::MAX, 0);
+            // No verdict of ours: `u32::MAX` counts packets and bytes only; no reason
+            // either, which is why egress flows are never sampled.
+            flow(&key, packets, len, now, pkt.tcp_flags, u32::MAX, 0, 0);
         }
         Err(_) => bump(counter::EGRESS_UNPARSED),
     }

@@ -50,6 +50,9 @@ impl Seen {
         self.parsed = 0;
         self.forwarded = 0;
         self.key.ifindex = 0;
+        // A group address is never counted as a neighbour: a frame too short to have a
+        // source MAC must not inherit the previous frame's.
+        self.src_mac = [0xff; 6];
     }
 }
 

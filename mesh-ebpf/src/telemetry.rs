@@ -74,6 +74,7 @@ pub fn ingress(reason: Reason, seen: &Seen) {
             now,
             seen.tcp_flags as u8,
             action,
+            reason as u32,
             seen.sample_n,
         );
     }
@@ -160,8 +161,13 @@ fn get_or_insert<K, V>(
     map.get_ptr_mut(key)
 }
 
-/// Adds a frame to its flow's counters.
+/// Adds a frame to its flow's counters; `reason` is the frame's verdict, for the new-flow
+/// event when the flow is new and sampled.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "inlined; a struct would cost stack"
+)]
 pub fn flow(
     key: &FlowKey,
     packets: u64,
@@ -169,8 +175,13 @@ pub fn flow(
     now: u64,
     tcp_flags: u8,
     action: u32,
+    reason: u32,
     sample_n: u32,
 ) {
+    #[expect(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value, the 64-byte zero would be copied onto the stack"
+    )]
     let v = match FLOWS.get_ptr_mut(key) {
         Some(v) => v,
         None => {
@@ -178,7 +189,14 @@ pub fn flow(
                 bump(counter::FLOWS_CREATED);
                 // SAFETY: a plain helper call.
                 if sample_n != 0 && unsafe { bpf_get_prandom_u32() } % sample_n == 0 {
-                    send(EVENT_NEW_FLOW, 0, len as u32, now, Some(key), key.ifindex);
+                    send(
+                        EVENT_NEW_FLOW,
+                        reason,
+                        len as u32,
+                        now,
+                        Some(key),
+                        key.ifindex,
+                    );
                 }
             }
             match FLOWS.get_ptr_mut(key) {

@@ -58,7 +58,7 @@ pub fn lookup_percpu<K: Pod, V: Pod>(
     mut each: impl FnMut(&K, &[V]),
 ) -> io::Result<usize> {
     // The kernel lays per-CPU values out 8-byte aligned; ours are multiples of 8.
-    const { assert!(size_of::<V>() % 8 == 0) };
+    const { assert!(size_of::<V>().is_multiple_of(8)) };
     let mut chunk = CHUNK;
     // SAFETY: Pod types are plain bytes; all-zero is a valid value.
     let mut keys: Vec<K> = vec![unsafe { zeroed() }; chunk];

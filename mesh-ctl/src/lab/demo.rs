@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 
 use super::{Lab, topology};
 
@@ -43,6 +43,41 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
     );
     println!("  iperf3 UDP over IPv6, 4 flows, 50 Mbit/s, 2 s: {sent} datagrams, {lost} lost");
 
+    if let Some(a) = agents.get("a") {
+        // Let the agent take one more reading, then show what an operator would run.
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        for args in [
+            &["links"][..],
+            &["flows", "--top", "8", "--sort", "bytes"][..],
+            &["drops"][..],
+        ] {
+            println!("\ntelemetry on a: meshctl {}", args.join(" "));
+            let out = std::process::Command::new(&lab.meshctl)
+                .args(args)
+                .arg("--socket")
+                .arg(&a.socket)
+                .output()
+                .context("running meshctl")?;
+            ensure!(
+                out.status.success(),
+                "meshctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                println!("  {line}");
+            }
+        }
+        let scrape = a.scrape("127.0.0.1:9464")?;
+        let series = scrape
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .count();
+        println!(
+            "\nPrometheus on a (127.0.0.1:9464 in its namespace): {series} series, none per flow"
+        );
+    }
+
     println!("\ndata plane counters (per reason, from each router's XDP program)");
     println!(
         "  {:<4} {:>12} {:>12} {:>10} {:>10} {:>8}",
@@ -72,6 +107,6 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
     println!(
         "\nb and c both carry a's s -> d flows: the per-flow hash spreads them, one path per flow."
     );
-    println!("Next in the roadmap: telemetry, probing and self-healing reroute (issues 3 and 4).");
+    println!("Next in the roadmap: probing and self-healing reroute (issue 4).");
     Ok(())
 }
