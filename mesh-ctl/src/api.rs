@@ -190,3 +190,67 @@ pub fn query(path: &Path, request: &Request) -> Result<serde_json::Value, ApiErr
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        Shared {
+            node: "r".into(),
+            snapshot: RwLock::new(Snapshot::default()),
+            recent: Mutex::new(Recent::new(4)),
+        }
+    }
+
+    #[test]
+    fn no_agent_is_a_clear_error() {
+        let path = std::env::temp_dir().join(format!("x0-no-agent-{}.sock", std::process::id()));
+        let err = query(&path, &Request::Links).expect_err("nothing listens");
+        assert!(matches!(err, ApiError::NoAgent { .. }), "{err:?}");
+        assert!(err.to_string().contains("no agent is running"), "{err}");
+    }
+
+    #[test]
+    fn bad_requests_get_an_error_answer() {
+        let s = shared();
+        for line in [
+            "",
+            "nonsense",
+            "{\"query\":\"routes\"}",
+            "{\"query\":\"flows\"}",
+        ] {
+            let a = answer(&s, line);
+            assert_eq!(a["ok"], false, "{line:?} -> {a}");
+            assert!(
+                a["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("bad request"))
+            );
+        }
+        let a = answer(&s, "{\"query\":\"flows\",\"top\":5,\"sort\":\"rate\"}");
+        assert_eq!(a["ok"], true, "{a}");
+    }
+
+    #[tokio::test]
+    async fn serves_over_a_root_only_socket() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("x0-api-{}", std::process::id()));
+        let path = dir.join("sub/agent.sock");
+        let listener = bind(&path).expect("bind");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().expect("dir")), 0o700);
+        let server = tokio::spawn(serve(listener, Arc::new(shared())));
+        let p = path.clone();
+        let got = tokio::task::spawn_blocking(move || query(&p, &Request::Drops))
+            .await
+            .expect("client thread")
+            .expect("answer");
+        assert_eq!(got["node"], "r");
+        // A second agent must not steal a live socket.
+        assert!(bind(&path).is_err(), "a live socket was replaced");
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -44,7 +44,14 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
             )?,
             Tier::Program => cargo_test(
                 env,
-                &["-p", "mesh-ctl", "--test", "xdp_verdicts"],
+                &[
+                    "-p",
+                    "mesh-ctl",
+                    "--test",
+                    "xdp_verdicts",
+                    "--test",
+                    "telemetry",
+                ],
                 "program",
             )?,
             Tier::Lab => cargo_test(env, &["-p", "mesh-ctl", "--test", "lab"], "lab")?,
