@@ -24,6 +24,9 @@ pub const FLOWS: &str = "FLOWS";
 pub const LINKS: &str = "LINKS";
 /// Per-neighbour counters: `LruPerCpuHashMap<NeighborKey, NeighborStats>`.
 pub const NEIGHBORS: &str = "NEIGHBORS";
+/// Frames forwarded to each next-hop neighbour: `PerCpuArray<NeighborTx>`, indexed by
+/// `NextHop::neighbor`.
+pub const NEIGHBOR_TX: &str = "NEIGHBOR_TX";
 /// Telemetry bookkeeping: `PerCpuArray<u64>`, see [`crate::telemetry::counter`].
 pub const TELEMETRY: &str = "TELEMETRY";
 /// New-flow samples and drop events: `RingBuf` of [`crate::telemetry::Event`].
@@ -49,6 +52,8 @@ pub const FLOWS_MAX_CAPACITY: u32 = 4_194_304;
 /// One slot per mesh interface.
 pub const LINKS_CAPACITY: u32 = IFACES_CAPACITY;
 pub const NEIGHBORS_CAPACITY: u32 = 4_096;
+/// Distinct next-hop neighbours the routes may use.
+pub const NEIGHBOR_TX_CAPACITY: u32 = 1_024;
 /// Ring buffer bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Members of one next-hop group (ECMP width).
@@ -64,6 +69,13 @@ pub mod lab {
     pub const GEN_TARGET: &str = "GEN_TARGET";
     /// `Array<[u8; GEN_TEMPLATE_LEN]>`, one entry: the header restored in every frame.
     pub const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
+    /// `Array<u32>`, two entries: how many flows the generator spreads frames over (by L4
+    /// source port, 0 or 1: none) and the first source port.
+    pub const GEN_FLOWS: &str = "GEN_FLOWS";
+    pub const GEN_FLOWS_COUNT: u32 = 0;
+    pub const GEN_FLOWS_FIRST_PORT: u32 = 1;
+    /// `PerCpuArray<u32>`, one entry: frames the generator sent on each CPU.
+    pub const GEN_SEQ: &str = "GEN_SEQ";
     /// `PerCpuArray<u64>`, one entry: frames the counter saw.
     pub const DELIVERED: &str = "DELIVERED";
     /// Header bytes the generator restores: Ethernet and an option-less IPv4 header.

@@ -1,5 +1,7 @@
 use crate::{
-    telemetry::{Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats},
+    telemetry::{
+        Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
+    },
     types::{DataplaneConfig, Iface, NextHop, NextHopGroup, Route},
 };
 
@@ -15,4 +17,5 @@ unsafe impl aya::Pod for LinkStats {}
 unsafe impl aya::Pod for NeighborKey {}
 unsafe impl aya::Pod for NeighborStats {}
 unsafe impl aya::Pod for Event {}
+unsafe impl aya::Pod for NeighborTx {}
 unsafe impl aya::Pod for EventBudget {}

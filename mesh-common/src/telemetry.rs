@@ -102,12 +102,20 @@ pub struct NeighborStats {
     /// Frames from this neighbour (source MAC) that XDP saw.
     pub rx_packets: u64,
     pub rx_bytes: u64,
-    /// Frames the data plane forwarded to it.
+    /// Frames the data plane forwarded to it (kept in `NEIGHBOR_TX`; meshctl merges them).
     pub tx_packets: u64,
     pub tx_bytes: u64,
     /// Frames the host's own stack sent to it (TC egress).
     pub host_tx_packets: u64,
     pub host_tx_bytes: u64,
+}
+
+/// One CPU's share of what was forwarded to a next-hop neighbour (`NEIGHBOR_TX`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NeighborTx {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// Indexes of the `TELEMETRY` per-CPU counter array.

@@ -24,6 +24,8 @@ pub struct NextHop {
     pub ifindex: u32,
     /// The egress interface's `LINKS` slot.
     pub slot: u32,
+    /// This neighbour's entry in `NEIGHBOR_TX`.
+    pub neighbor: u32,
     /// Source MAC written on egress (the egress interface's own address).
     pub src_mac: [u8; 6],
     /// Destination MAC written on egress (the neighbour's address).
@@ -90,3 +92,7 @@ pub struct DataplaneConfig {
 /// events. Per-interface and per-reason counters are always kept; drop events depend only
 /// on `drop_events_per_s` (0 turns them off).
 pub const CFG_F_FLOW_TELEMETRY: u32 = 1;
+/// [`DataplaneConfig::flags`]: count frames per neighbour MAC in `NEIGHBORS` (received by
+/// source MAC, sent by the host's stack). Frames forwarded to a next hop are counted in
+/// `NEIGHBOR_TX` always.
+pub const CFG_F_NEIGHBOR_TELEMETRY: u32 = 2;

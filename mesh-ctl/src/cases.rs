@@ -6,8 +6,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use mesh_common::{
     Reason,
     maps::LAYOUT_VERSION,
+    telemetry::NeighborKey,
     types::{
-        CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route,
+        CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY, DataplaneConfig, Iface, NextHop,
+        NextHopGroup, ROUTE_F_LOCAL, Route,
     },
 };
 
@@ -45,6 +47,7 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
     let hop = |g: u8, m: usize| NextHop {
         ifindex: egress[m].0,
         slot: m as u32 + 1,
+        neighbor: u32::from(g) * egress.len() as u32 + m as u32,
         src_mac: egress[m].1,
         dst_mac: neighbor_mac(g, m as u8),
     };
@@ -96,7 +99,7 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
         config: DataplaneConfig {
             layout_version: LAYOUT_VERSION,
             hash_seed: HASH_SEED,
-            flags: CFG_F_FLOW_TELEMETRY,
+            flags: CFG_F_FLOW_TELEMETRY | CFG_F_NEIGHBOR_TELEMETRY,
             ..Default::default()
         },
         ifaces,
@@ -113,6 +116,18 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
             (p6("fd00:2::/64"), route(0)),
             (p6("fd00:9::/64"), route(1)),
         ],
+        neighbors: (0..4u8)
+            .flat_map(|g| {
+                egress
+                    .iter()
+                    .enumerate()
+                    .map(move |(m, &(ifindex, _))| NeighborKey {
+                        ifindex,
+                        mac: neighbor_mac(g, m as u8),
+                        _pad: [0; 2],
+                    })
+            })
+            .collect(),
     }
 }
 

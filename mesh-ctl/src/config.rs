@@ -188,8 +188,11 @@ pub struct Dataplane {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Telemetry {
-    /// Per-flow and per-neighbour tracking and events (per-interface counters are always on).
+    /// Per-flow tracking and new-flow events (per-interface counters are always on).
     pub flows: bool,
+    /// Per-neighbour-MAC counters of what is received and what the host sends (what is
+    /// forwarded to each next hop is always counted).
+    pub neighbors: bool,
     /// Flow-table entries; the least recently used flow is evicted when it is full.
     pub flow_capacity: u32,
     /// How often the agent reads the maps.
@@ -208,6 +211,7 @@ impl Default for Telemetry {
     fn default() -> Self {
         Self {
             flows: true,
+            neighbors: true,
             flow_capacity: FLOWS_DEFAULT_CAPACITY,
             interval_ms: 1000,
             idle_timeout_s: 60,

@@ -6,11 +6,13 @@ use std::{collections::HashMap, net::IpAddr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mesh_common::{
     maps::{
-        EGRESS_CAPACITY, IFACES_CAPACITY, LAYOUT_VERSION, NEXTHOP_GROUPS_CAPACITY,
-        ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
+        EGRESS_CAPACITY, IFACES_CAPACITY, LAYOUT_VERSION, NEIGHBOR_TX_CAPACITY,
+        NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
+    telemetry::NeighborKey,
     types::{
-        CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHop, NextHopGroup, ROUTE_F_LOCAL, Route,
+        CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY, DataplaneConfig, Iface, NextHop,
+        NextHopGroup, ROUTE_F_LOCAL, Route,
     },
 };
 
@@ -40,6 +42,8 @@ pub struct Tables {
     pub groups: Vec<NextHopGroup>,
     pub v4: Vec<(Ipv4Net, Route)>,
     pub v6: Vec<(Ipv6Net, Route)>,
+    /// Next-hop neighbours; `NextHop::neighbor` indexes this list.
+    pub neighbors: Vec<NeighborKey>,
 }
 
 impl Tables {
@@ -68,14 +72,28 @@ impl Tables {
 
         let mut groups = Vec::new();
         let mut group_ids = HashMap::new();
+        let mut neighbors: Vec<NeighborKey> = Vec::new();
         for group in &config.groups {
             let mut g = NextHopGroup::default();
             for (entry, member) in g.members.iter_mut().zip(&group.members) {
                 // validate() checked that the member's interface is a mesh interface.
                 let (egress, slot) = by_name[member.interface.as_str()];
+                let key = NeighborKey {
+                    ifindex: egress.ifindex,
+                    mac: member.neighbor.0,
+                    _pad: [0; 2],
+                };
+                let neighbor = match neighbors.iter().position(|n| *n == key) {
+                    Some(i) => i,
+                    None => {
+                        neighbors.push(key);
+                        neighbors.len() - 1
+                    }
+                } as u32;
                 *entry = NextHop {
                     ifindex: egress.ifindex,
                     slot,
+                    neighbor,
                     src_mac: egress.mac.0,
                     dst_mac: member.neighbor.0,
                 };
@@ -120,6 +138,11 @@ impl Tables {
             ),
             ("groups", groups.len(), NEXTHOP_GROUPS_CAPACITY),
             (
+                "groups (distinct next-hop neighbours)",
+                neighbors.len(),
+                NEIGHBOR_TX_CAPACITY,
+            ),
+            (
                 "routes (IPv4, with local addresses)",
                 v4.len(),
                 ROUTES_V4_CAPACITY,
@@ -151,6 +174,10 @@ impl Tables {
                     CFG_F_FLOW_TELEMETRY
                 } else {
                     0
+                } | if config.telemetry.neighbors {
+                    CFG_F_NEIGHBOR_TELEMETRY
+                } else {
+                    0
                 },
                 flow_sample_n: config.telemetry.sample_new_flows,
                 drop_events_per_s: config.telemetry.drop_events_per_s,
@@ -160,6 +187,7 @@ impl Tables {
             groups,
             v4,
             v6,
+            neighbors,
         })
     }
 }

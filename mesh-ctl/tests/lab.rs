@@ -630,6 +630,7 @@ fn foreign_tcx(lab: &Lab, node: &str, ifname: &str) -> (Dataplane, u32) {
         groups: Vec::new(),
         v4: Vec::new(),
         v6: Vec::new(),
+        neighbors: Vec::new(),
     })
     .expect("foreign tables");
     dp.attach_egress(&[ifname.to_owned()], TcAttach::Tcx, TcPosition::First)

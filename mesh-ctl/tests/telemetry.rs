@@ -660,6 +660,8 @@ fn with_flow_telemetry_off_frames_forward_and_only_links_count() {
         return;
     };
     dp.set_flow_telemetry(false).expect("telemetry off");
+    dp.set_neighbor_telemetry(false)
+        .expect("neighbour telemetry off");
     let mut rb = dp.take_events().expect("event ring buffer");
     let frames = [udp_v4(40_000), tcp(Family::V6, TCP_SYN)];
     let links0 = links(&dp);
@@ -687,7 +689,16 @@ fn with_flow_telemetry_off_frames_forward_and_only_links_count() {
         "egress link counters"
     );
     assert!(flows(&dp).is_empty(), "flows with telemetry off");
-    assert!(neighbors(&dp).is_empty(), "neighbours with telemetry off");
+    // What is forwarded to a next hop is always counted (an array slot, like links);
+    // nothing else per neighbour.
+    let neigh = neighbors(&dp);
+    assert_eq!(neigh.len(), 1, "only the next hop: {neigh:?}");
+    assert!(
+        neigh
+            .values()
+            .all(|s| s.rx_packets == 0 && s.host_tx_packets == 0 && s.tx_packets == n),
+        "next-hop tx only: {neigh:?}"
+    );
     let tele = telemetry(&dp);
     assert_eq!(tele[counter::FLOWS_CREATED as usize], 0, "FLOWS_CREATED");
     assert_eq!(
@@ -701,6 +712,8 @@ fn with_flow_telemetry_off_frames_forward_and_only_links_count() {
     // The same frames with the switch back on are tracked: the maps were empty for the
     // switch, not because these frames make no entries.
     dp.set_flow_telemetry(true).expect("telemetry on");
+    dp.set_neighbor_telemetry(true)
+        .expect("neighbour telemetry on");
     for f in &frames {
         forward(&dp, "telemetry on", f);
     }

@@ -1,17 +1,17 @@
 //! TC egress: per-link, per-neighbour and per-flow counters for what the host sends.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use mesh_common::{
     maps::LAYOUT_VERSION,
     parse::{Frame, parse},
     telemetry::{DIR_EGRESS, FlowKey, counter},
-    types::CFG_F_FLOW_TELEMETRY,
+    types::{CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY},
 };
 
 use crate::{
     frame::Packet,
     maps::{CONFIG, IFACES},
-    telemetry::{bump, flow, host_tx, neighbor},
+    telemetry::{bump, coarse_now, flow, host_tx, neighbor},
 };
 
 /// Bytes of headers we want in the linear part of the skb to parse them.
@@ -35,7 +35,7 @@ pub fn count(ctx: &TcContext) {
     // A GSO super-packet leaves as several frames.
     let packets = u64::from(gso_segs.max(1));
     host_tx(iface.slot, packets, len);
-    if config.flags & CFG_F_FLOW_TELEMETRY == 0 {
+    if config.flags & (CFG_F_FLOW_TELEMETRY | CFG_F_NEIGHBOR_TELEMETRY) == 0 {
         return;
     }
     if ctx.data_end() - ctx.data() < HEADERS as usize
@@ -54,20 +54,30 @@ pub fn count(ctx: &TcContext) {
             return;
         }
     };
-    // SAFETY: a plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if dst_mac[0] & 1 == 0 {
+    if config.flags & CFG_F_NEIGHBOR_TELEMETRY != 0 && dst_mac[0] & 1 == 0 {
         neighbor(ifindex, dst_mac, len, |n| {
             n.host_tx_packets += packets;
             n.host_tx_bytes += len;
         });
+    }
+    if config.flags & CFG_F_FLOW_TELEMETRY == 0 {
+        return;
     }
     match parse(&frame) {
         Ok(pkt) => {
             let key = FlowKey::new(ifindex, DIR_EGRESS, pkt.family, &pkt.flow);
             // No verdict of ours: `u32::MAX` counts packets and bytes only; no reason
             // either, which is why egress flows are never sampled.
-            flow(&key, packets, len, now, pkt.tcp_flags, u32::MAX, 0, 0);
+            flow(
+                &key,
+                packets,
+                len,
+                coarse_now(),
+                pkt.tcp_flags,
+                u32::MAX,
+                0,
+                0,
+            );
         }
         Err(_) => bump(counter::EGRESS_UNPARSED),
     }

@@ -5,10 +5,13 @@ use aya_ebpf::{
 use mesh_common::{
     maps::{
         EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY, LINKS_CAPACITY,
-        NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
+        NEIGHBOR_TX_CAPACITY, NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY,
+        ROUTES_V6_CAPACITY,
     },
     reason::REASON_COUNT,
-    telemetry::{EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, counter},
+    telemetry::{
+        EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter,
+    },
     types::{DataplaneConfig, Iface, NextHopGroup, Route},
 };
 
@@ -46,6 +49,10 @@ pub static LINKS: PerCpuArray<LinkStats> = PerCpuArray::with_max_entries(LINKS_C
 #[map]
 pub static NEIGHBORS: LruPerCpuHashMap<NeighborKey, NeighborStats> =
     LruPerCpuHashMap::with_max_entries(NEIGHBORS_CAPACITY, 0);
+
+#[map]
+pub static NEIGHBOR_TX: PerCpuArray<NeighborTx> =
+    PerCpuArray::with_max_entries(NEIGHBOR_TX_CAPACITY, 0);
 
 #[map]
 pub static TELEMETRY: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -23,11 +23,15 @@ use mesh_common::{
     Reason,
     maps::{
         CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS,
-        NEIGHBORS, NEXTHOP_GROUPS, PROG_TC_EGRESS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6,
-        TELEMETRY,
+        NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROG_TC_EGRESS, PROG_XDP, REASONS, ROUTES_V4,
+        ROUTES_V6, TELEMETRY,
     },
-    telemetry::{EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats},
-    types::{CFG_F_FLOW_TELEMETRY, DataplaneConfig, Iface, NextHopGroup, Route},
+    telemetry::{
+        EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
+    },
+    types::{
+        CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY, DataplaneConfig, Iface, NextHopGroup, Route,
+    },
 };
 
 pub use self::{
@@ -68,6 +72,8 @@ pub struct Dataplane {
     /// Possible CPUs: the number of values in a per-CPU map entry.
     ncpus: usize,
     flow_capacity: u32,
+    /// Next-hop neighbours as installed: `NEIGHBOR_TX` index → (ifindex, MAC).
+    neighbors: Vec<NeighborKey>,
 }
 
 impl Dataplane {
@@ -102,6 +108,7 @@ impl Dataplane {
             egress: Vec::new(),
             ncpus,
             flow_capacity,
+            neighbors: Vec::new(),
         };
         dp.check_layout()?;
         Ok(dp)
@@ -120,6 +127,7 @@ impl Dataplane {
         typed::<PerCpuArray<_, LinkStats>>(&mut self.ebpf, LINKS)?;
         typed::<PerCpuHashMap<_, NeighborKey, NeighborStats>>(&mut self.ebpf, NEIGHBORS)?;
         typed::<PerCpuArray<_, u64>>(&mut self.ebpf, TELEMETRY)?;
+        typed::<PerCpuArray<_, NeighborTx>>(&mut self.ebpf, NEIGHBOR_TX)?;
         typed::<PerCpuArray<_, EventBudget>>(&mut self.ebpf, EVENT_BUDGET)?;
         typed::<RingBuf<_>>(&mut self.ebpf, EVENTS)?;
         Ok(())
@@ -128,6 +136,15 @@ impl Dataplane {
     /// Turns per-flow telemetry on or off in the running data plane (the config's other
     /// fields are kept).
     pub fn set_flow_telemetry(&mut self, on: bool) -> Result<()> {
+        self.set_flag(CFG_F_FLOW_TELEMETRY, on)
+    }
+
+    /// Turns per-neighbour-MAC counting on or off in the running data plane.
+    pub fn set_neighbor_telemetry(&mut self, on: bool) -> Result<()> {
+        self.set_flag(CFG_F_NEIGHBOR_TELEMETRY, on)
+    }
+
+    fn set_flag(&mut self, flag: u32, on: bool) -> Result<()> {
         let mut map = self.config_map()?;
         let mut config = map.get(&0, 0).map_err(|source| DataplaneError::MapAccess {
             map: CONFIG,
@@ -135,9 +152,9 @@ impl Dataplane {
             source,
         })?;
         if on {
-            config.flags |= CFG_F_FLOW_TELEMETRY;
+            config.flags |= flag;
         } else {
-            config.flags &= !CFG_F_FLOW_TELEMETRY;
+            config.flags &= !flag;
         }
         map.set(0, config, 0)
             .map_err(|source| DataplaneError::MapAccess {
@@ -209,6 +226,7 @@ impl Dataplane {
                     .map_err(write(ROUTES_V6, format!("route {prefix}")))?;
             }
         }
+        self.neighbors = t.neighbors.clone();
         self.config_map()?
             .set(0, t.config, 0)
             .map_err(write(CONFIG, "the data plane config".to_owned()))

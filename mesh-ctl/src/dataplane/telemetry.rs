@@ -4,8 +4,8 @@ use std::os::fd::AsFd as _;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use mesh_common::{
-    maps::{EVENTS, FLOWS, LINKS, NEIGHBORS, TELEMETRY},
-    telemetry::{FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, counter},
+    maps::{EVENTS, FLOWS, LINKS, NEIGHBOR_TX, NEIGHBORS, TELEMETRY},
+    telemetry::{FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter},
 };
 
 use super::{Dataplane, DataplaneError, Result, batch};
@@ -118,9 +118,10 @@ impl Dataplane {
             .collect()
     }
 
-    /// Every neighbour the data plane has seen, with its counters summed over CPUs.
+    /// Every neighbour the data plane has seen, with its counters summed over CPUs: what
+    /// `NEIGHBORS` counted, merged with what was forwarded to each next hop.
     pub fn read_neighbors(&self) -> Result<Vec<(NeighborKey, NeighborStats)>> {
-        let mut out = Vec::new();
+        let mut out: Vec<(NeighborKey, NeighborStats)> = Vec::new();
         let fd = self.map_data(NEIGHBORS)?.fd().as_fd();
         batch::lookup_percpu::<NeighborKey, NeighborStats>(fd, self.ncpus, |key, per_cpu| {
             let mut sum = NeighborStats::default();
@@ -134,6 +135,39 @@ impl Dataplane {
             action: "reading",
             source,
         })?;
+        let tx: PerCpuArray<&MapData, NeighborTx> = PerCpuArray::try_from(
+            self.ebpf
+                .map(NEIGHBOR_TX)
+                .ok_or(DataplaneError::MissingMap(NEIGHBOR_TX))?,
+        )
+        .map_err(|source| DataplaneError::MapLayout {
+            name: NEIGHBOR_TX,
+            source,
+        })?;
+        for (i, key) in self.neighbors.iter().enumerate() {
+            let per_cpu = tx
+                .get(&(i as u32), 0)
+                .map_err(|source| DataplaneError::MapAccess {
+                    map: NEIGHBOR_TX,
+                    action: format!("reading neighbour {i}"),
+                    source,
+                })?;
+            let (packets, bytes) = per_cpu
+                .iter()
+                .fold((0, 0), |(p, b), v| (p + v.packets, b + v.bytes));
+            if packets == 0 {
+                continue;
+            }
+            let entry = match out.iter().position(|(k, _)| k == key) {
+                Some(at) => &mut out[at].1,
+                None => {
+                    out.push((*key, NeighborStats::default()));
+                    &mut out.last_mut().expect("just pushed").1
+                }
+            };
+            entry.tx_packets += packets;
+            entry.tx_bytes += bytes;
+        }
         Ok(out)
     }
 
