@@ -379,3 +379,27 @@ pub fn truncation_sources() -> Vec<(&'static str, Vec<u8>)> {
         ("ipv6 tcp", ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, TCP, 0)),
     ]
 }
+
+/// The test router's egress ports: `ECMP_WIDTH` veths in the calling thread's
+/// namespace (a test unshares one first), as (ifindex, MAC).
+pub fn egress_ports() -> anyhow::Result<Vec<(u32, [u8; 6])>> {
+    let mut egress = Vec::new();
+    for i in 0..ECMP_WIDTH {
+        let (name, peer) = (format!("e{i}"), format!("p{i}"));
+        let mac = [0x02, 0, 0, 0, 0xee, i as u8];
+        crate::netns::ip(&[
+            "link",
+            "add",
+            &name,
+            "address",
+            &crate::config::MacAddr(mac).to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])?;
+        egress.push((nix::net::if_::if_nametoindex(name.as_str())?, mac));
+    }
+    Ok(egress)
+}

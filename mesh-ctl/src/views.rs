@@ -71,6 +71,17 @@ fn s(v: &Value) -> String {
     v.as_str().unwrap_or("-").to_owned()
 }
 
+/// One table row per element of the array `data[key]` (none if it is missing).
+fn each_row(data: &Value, key: &str, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    data[key]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(row)
+        .collect()
+}
+
 pub fn flows(data: &Value) -> String {
     let t = &data["flow_table"];
     let mut out = format!(
@@ -82,27 +93,21 @@ pub fn flows(data: &Value) -> String {
         n(&t["evicted_total"]),
         n(&t["expired_total"]),
     );
-    let rows: Vec<Vec<String>> = data["flows"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|x| {
-            vec![
-                s(&x["link"]),
-                s(&x["direction"]),
-                s(&x["protocol"]),
-                s(&x["src"]),
-                s(&x["dst"]),
-                n(&x["packets"]),
-                n(&x["bytes"]),
-                si(f(&x["pps"])),
-                format!("{}b/s", si(f(&x["bps"]))),
-                s(&x["tcp_flags"]),
-                format!("{:.0}s", f(&x["age_s"])),
-            ]
-        })
-        .collect();
+    let rows = each_row(data, "flows", |x| {
+        vec![
+            s(&x["link"]),
+            s(&x["direction"]),
+            s(&x["protocol"]),
+            s(&x["src"]),
+            s(&x["dst"]),
+            n(&x["packets"]),
+            n(&x["bytes"]),
+            si(f(&x["pps"])),
+            format!("{}b/s", si(f(&x["bps"]))),
+            s(&x["tcp_flags"]),
+            format!("{:.0}s", f(&x["age_s"])),
+        ]
+    });
     out.push_str(&table(
         &[
             "LINK",
@@ -123,26 +128,20 @@ pub fn flows(data: &Value) -> String {
 }
 
 pub fn links(data: &Value) -> String {
-    let rows: Vec<Vec<String>> = data["links"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|l| {
-            vec![
-                s(&l["link"]),
-                n(&l["rx_packets"]),
-                n(&l["rx_bytes"]),
-                n(&l["forwarded"]),
-                n(&l["passed"]),
-                n(&l["dropped"]),
-                n(&l["tx_packets"]),
-                n(&l["host_tx_packets"]),
-                format!("{}b/s", si(f(&l["rx_bps"]))),
-                format!("{}b/s", si(f(&l["tx_bps"]))),
-            ]
-        })
-        .collect();
+    let rows = each_row(data, "links", |l| {
+        vec![
+            s(&l["link"]),
+            n(&l["rx_packets"]),
+            n(&l["rx_bytes"]),
+            n(&l["forwarded"]),
+            n(&l["passed"]),
+            n(&l["dropped"]),
+            n(&l["tx_packets"]),
+            n(&l["host_tx_packets"]),
+            format!("{}b/s", si(f(&l["rx_bps"]))),
+            format!("{}b/s", si(f(&l["tx_bps"]))),
+        ]
+    });
     let mut out = table(
         &[
             "LINK",
@@ -158,23 +157,17 @@ pub fn links(data: &Value) -> String {
         ],
         &rows,
     );
-    let neighbors: Vec<Vec<String>> = data["neighbors"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|x| {
-            vec![
-                s(&x["link"]),
-                s(&x["mac"]),
-                n(&x["rx_packets"]),
-                n(&x["rx_bytes"]),
-                n(&x["tx_packets"]),
-                n(&x["tx_bytes"]),
-                n(&x["host_tx_packets"]),
-            ]
-        })
-        .collect();
+    let neighbors = each_row(data, "neighbors", |x| {
+        vec![
+            s(&x["link"]),
+            s(&x["mac"]),
+            n(&x["rx_packets"]),
+            n(&x["rx_bytes"]),
+            n(&x["tx_packets"]),
+            n(&x["tx_bytes"]),
+            n(&x["host_tx_packets"]),
+        ]
+    });
     if !neighbors.is_empty() {
         out.push('\n');
         out.push_str(&table(

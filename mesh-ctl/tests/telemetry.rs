@@ -53,17 +53,7 @@ fn router(
         return None;
     }
     netns::unshare_thread().expect("new network namespace");
-    let mut egress = Vec::new();
-    for i in 0..ECMP_WIDTH {
-        let (name, peer) = (format!("e{i}"), format!("p{i}"));
-        let mac = format!("02:00:00:00:ee:{i:02x}");
-        netns::ip(&[
-            "link", "add", &name, "address", &mac, "type", "veth", "peer", "name", &peer,
-        ])
-        .expect("veth for egress");
-        let ifindex = nix::net::if_::if_nametoindex(name.as_str()).expect("ifindex");
-        egress.push((ifindex, [0x02, 0, 0, 0, 0xee, i as u8]));
-    }
+    let egress = cases::egress_ports().expect("veths for egress");
     let mut dp = Dataplane::load_with(flow_capacity).expect("the verifier accepts the program");
     let mut t = cases::tables(LOOPBACK, &egress);
     configure(&mut t.config);

@@ -29,17 +29,7 @@ fn router(test: &str) -> Option<(Dataplane, Ports)> {
         return None;
     }
     netns::unshare_thread().expect("new network namespace");
-    let mut egress = Vec::new();
-    for i in 0..ECMP_WIDTH {
-        let (name, peer) = (format!("e{i}"), format!("p{i}"));
-        let mac = format!("02:00:00:00:ee:{i:02x}");
-        netns::ip(&[
-            "link", "add", &name, "address", &mac, "type", "veth", "peer", "name", &peer,
-        ])
-        .expect("veth for egress");
-        let ifindex = nix::net::if_::if_nametoindex(name.as_str()).expect("ifindex");
-        egress.push((ifindex, [0x02, 0, 0, 0, 0xee, i as u8]));
-    }
+    let egress = cases::egress_ports().expect("veths for egress");
     let mut dp = Dataplane::load().expect("the verifier accepts the program");
     dp.install(&cases::tables(LOOPBACK, &egress))
         .expect("tables install");
