@@ -10,7 +10,9 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use mesh_common::maps::lab::GEN_TEMPLATE_LEN as TEMPLATE_LEN;
+use mesh_common::maps::lab::{
+    GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN,
+};
 
 // Map and program names must match mesh_common::maps::lab.
 
@@ -23,6 +25,15 @@ static GEN_TARGET: Array<u32> = Array::with_max_entries(1, 0);
 /// gets its original header back before it goes out.
 #[map]
 static GEN_TEMPLATE: Array<[u8; TEMPLATE_LEN]> = Array::with_max_entries(1, 0);
+
+/// Flows to spread frames over, by L4 source port: `GEN_FLOWS_COUNT` and
+/// `GEN_FLOWS_FIRST_PORT`. A count of 0 or 1 leaves every frame as given.
+#[map]
+static GEN_FLOWS: Array<u32> = Array::with_max_entries(2, 0);
+
+/// Frames this CPU generated, for the source-port rotation.
+#[map]
+static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Frames the counter saw.
 #[map]
@@ -39,11 +50,42 @@ pub fn lab_gen(ctx: XdpContext) -> u32 {
         // SAFETY: bounds checked above; byte arrays have no alignment.
         unsafe { *(start as *mut [u8; TEMPLATE_LEN]) = *template };
     }
+    spread_flows(start, end);
     match GEN_TARGET.get(0) {
         // SAFETY: a plain helper call; the verdict is what the kernel returns.
         Some(&ifindex) => unsafe { bpf_redirect(ifindex, 0) as u32 },
         None => xdp_action::XDP_ABORTED,
     }
+}
+
+/// Gives frame n the source port `first + n % count`: consecutive frames belong to
+/// different flows, as when many senders share a link, which is the hard case for per-flow
+/// state (every frame looks up another entry).
+#[inline(always)]
+fn spread_flows(start: usize, end: usize) {
+    let (Some(&count), Some(&first)) = (
+        GEN_FLOWS.get(GEN_FLOWS_COUNT),
+        GEN_FLOWS.get(GEN_FLOWS_FIRST_PORT),
+    ) else {
+        return;
+    };
+    // The L4 header follows the option-less IPv4 header of the template; its source port
+    // is the first field for UDP and TCP alike.
+    if count <= 1 || start + TEMPLATE_LEN + 2 > end {
+        return;
+    }
+    let Some(seq) = GEN_SEQ.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, touched only by this CPU.
+    let n = unsafe {
+        let n = *seq;
+        *seq = n.wrapping_add(1);
+        n
+    };
+    let port = first.wrapping_add(n % count) as u16;
+    // SAFETY: bounds checked above; byte arrays have no alignment.
+    unsafe { *((start + TEMPLATE_LEN) as *mut [u8; 2]) = port.to_be_bytes() };
 }
 
 /// Counts and drops: the far end of a benchmark.

@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// The mesh demo: a diamond of XDP routers, traffic across it, counters per node.
     Demo,
-    /// A benchmark against its baseline: forward.
+    /// A benchmark against its baseline: forward, telemetry, maps.
     Bench { name: String },
 }
 
@@ -42,7 +42,12 @@ fn main() -> Result<()> {
             "forward" => {
                 lab::bench::forward(meshctl()?, &PathBuf::from("target/bench/forward.json"))
             }
-            other => bail!("no benchmark `{other}` (have: forward)"),
+            "telemetry" => lab::bench_telemetry::telemetry(
+                meshctl()?,
+                &PathBuf::from("target/bench/telemetry.json"),
+            ),
+            "maps" => lab::bench_maps::maps(&PathBuf::from("target/bench/maps.json")),
+            other => bail!("no benchmark `{other}` (have: forward, telemetry, maps)"),
         },
     }
 }

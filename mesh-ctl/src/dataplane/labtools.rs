@@ -2,16 +2,22 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData},
+    maps::{Array, MapData, PerCpuHashMap, PerCpuValues},
     programs::{TestRun, TestRunAttrs, TestRunOptions, XdpMode},
 };
 
-use mesh_common::maps::lab::{
-    DELIVERED, GEN_TARGET, GEN_TEMPLATE, GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT,
-    PROG_GEN as GEN,
+use mesh_common::{
+    maps::{
+        FLOWS,
+        lab::{
+            DELIVERED, GEN_FLOWS, GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TARGET, GEN_TEMPLATE,
+            GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT, PROG_GEN as GEN,
+        },
+    },
+    telemetry::{FlowKey, FlowStats},
 };
 
-use super::{DataplaneError, Result, sum_over_cpus, typed, xdp, xdp_mut};
+use super::{Dataplane, DataplaneError, Result, sum_over_cpus, typed, xdp, xdp_mut};
 
 /// The lab tools object, built from `mesh-ebpf`'s `lab` binary.
 pub static LAB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab"));
@@ -61,6 +67,25 @@ impl Generator {
         Ok(Self { ebpf })
     }
 
+    /// Spreads the frames over `count` flows: frame n gets L4 source port
+    /// `first_port + n % count` (the frame must be UDP or TCP over option-less IPv4).
+    /// A count of 0 or 1 sends every frame as given.
+    pub fn set_flows(&mut self, count: u32, first_port: u16) -> Result<()> {
+        let mut map: Array<&mut MapData, u32> = typed(&mut self.ebpf, GEN_FLOWS)?;
+        for (index, value) in [
+            (GEN_FLOWS_COUNT, count),
+            (GEN_FLOWS_FIRST_PORT, u32::from(first_port)),
+        ] {
+            map.set(index, value, 0)
+                .map_err(|source| DataplaneError::MapAccess {
+                    map: GEN_FLOWS,
+                    action: format!("writing entry {index}"),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// Sends `count` copies of the frame (`frame` must be the one given to `new`).
     pub fn send(&self, frame: &[u8], count: u32) -> Result<()> {
         xdp(&self.ebpf, GEN)?
@@ -79,20 +104,26 @@ impl Generator {
 }
 
 /// ns per run of the trivial counter program (one per-CPU increment, then drop) under
-/// BPF_PROG_TEST_RUN: the harness's own cost, to subtract from other programs' figures.
-pub fn baseline_ns(frame: &[u8], repeat: u32) -> Result<f64> {
+/// BPF_PROG_TEST_RUN, the mean over `calls` calls of `repeat` runs: the harness's own
+/// cost, to subtract from other programs' figures.
+pub fn baseline_ns(frame: &[u8], repeat: u32, calls: u32) -> Result<f64> {
     let ebpf = load(COUNT)?;
-    let res = xdp(&ebpf, COUNT)?
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat,
-            ..TestRunOptions::new()
-        })
-        .map_err(|source| DataplaneError::TestRun {
-            program: COUNT,
-            source,
-        })?;
-    Ok(res.duration.as_nanos() as f64)
+    let prog = xdp(&ebpf, COUNT)?;
+    let mut total = 0u128;
+    for _ in 0..calls {
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::new()
+            })
+            .map_err(|source| DataplaneError::TestRun {
+                program: COUNT,
+                source,
+            })?;
+        total += res.duration.as_nanos();
+    }
+    Ok(total as f64 / f64::from(calls.max(1)))
 }
 
 /// Counts and drops every frame arriving on an interface.
@@ -116,5 +147,31 @@ impl Counter {
     /// Frames seen so far.
     pub fn read(&self) -> Result<u64> {
         sum_over_cpus(&self.ebpf, DELIVERED, 0)
+    }
+}
+
+impl Dataplane {
+    /// Possible CPUs: how many values each per-CPU map entry holds.
+    pub fn possible_cpus(&self) -> usize {
+        self.ncpus
+    }
+
+    /// Writes a flow straight into the flow table, CPU `c`'s share being `share(c)` for
+    /// every possible CPU: a benchmark's stand-in for traffic on all of them.
+    pub fn insert_flow(
+        &mut self,
+        key: &FlowKey,
+        share: impl FnMut(usize) -> FlowStats,
+    ) -> Result<()> {
+        let values = PerCpuValues::try_from((0..self.ncpus).map(share).collect::<Vec<_>>())
+            .map_err(DataplaneError::Cpus)?;
+        let mut map: PerCpuHashMap<&mut MapData, FlowKey, FlowStats> =
+            typed(&mut self.ebpf, FLOWS)?;
+        map.insert(key, values, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: FLOWS,
+                action: "inserting a flow".to_owned(),
+                source,
+            })
     }
 }

@@ -34,7 +34,7 @@ const MIN_CHUNK: u64 = 1024;
 const MAX_CHUNK: u64 = 1 << 18;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(super) enum Mode {
     Xdp,
     Kernel,
 }
@@ -48,21 +48,23 @@ impl Mode {
     }
 }
 
-struct Bench {
-    lab: Lab,
-    router: Dataplane,
+/// The line a - r - b with r's data plane loaded, a generator on a and a counter on b.
+pub(super) struct Bench {
+    pub(super) lab: Lab,
+    pub(super) router: Dataplane,
     router_ifaces: Vec<String>,
-    generator: Generator,
+    pub(super) generator: Generator,
     counter: Counter,
-    frame: Vec<u8>,
+    /// What the generator sends: 60-byte UDP from a to b.
+    pub(super) frame: Vec<u8>,
     mode: Option<Mode>,
 }
 
 /// One paced trial's outcome.
 #[derive(Debug, Clone, Copy)]
-struct Trial {
-    offered_pps: f64,
-    delivered_pps: f64,
+pub(super) struct Trial {
+    pub(super) offered_pps: f64,
+    pub(super) delivered_pps: f64,
 }
 
 impl Trial {
@@ -72,7 +74,7 @@ impl Trial {
 }
 
 impl Bench {
-    fn setup(meshctl: std::path::PathBuf) -> Result<Self> {
+    pub(super) fn setup(meshctl: std::path::PathBuf) -> Result<Self> {
         let mut lab = Lab::new("bench", meshctl)?;
         let t = topology::line(&mut lab)?;
         let (ar, rb) = (
@@ -152,7 +154,7 @@ impl Bench {
         })
     }
 
-    fn set_mode(&mut self, mode: Mode) -> Result<()> {
+    pub(super) fn set_mode(&mut self, mode: Mode) -> Result<()> {
         if self.mode == Some(mode) {
             return Ok(());
         }
@@ -174,7 +176,7 @@ impl Bench {
     }
 
     /// Offers `rate` pps (None: as fast as the generator goes) for `len`.
-    fn trial(&mut self, mode: Mode, rate: Option<f64>, len: Duration) -> Result<Trial> {
+    pub(super) fn trial(&mut self, mode: Mode, rate: Option<f64>, len: Duration) -> Result<Trial> {
         self.set_mode(mode)?;
         let _in = netns::enter(&self.lab.ns("a"))?;
         let before = self.counter.read()?;
@@ -218,47 +220,13 @@ impl Bench {
     /// call: every repetition takes the full forward path (parse, LPM, hash, redirect,
     /// rewrite, checksum). Frames the program passes are not modified at all.
     fn ns_per_packet(&self) -> Result<Breakdown> {
-        const REPEAT: u32 = 250;
-        const CALLS: u32 = 4_000;
         let _in = netns::enter(&self.lab.ns("r"))?;
-        let egress = nix::net::if_::if_nametoindex(self.router_ifaces[1].as_str())?;
-        let mut tables = cases::tables(1, &[(egress, [0x02, 0, 0, 0, 0xee, 0]); cases::ECMP_WIDTH]);
-        tables.groups[0].members[0].dst_mac = frames::ROUTER_MAC;
-        let mut dp = Dataplane::load()?;
-        dp.install(&tables)?;
-        let udp = L4::Udp {
-            src: 40_000,
-            dst: 9,
+        let dp = self.test_router()?;
+        let measure = |dst_mac, dst, expect| {
+            ns_per_run(&dp, &test_frame(dst_mac, dst, MEASURE_UDP), expect, CALLS)
         };
-        let measure = |dst_mac, dst, expect: mesh_common::Reason| -> Result<f64> {
-            let frame = frames::ipv4(dst_mac, cases::SRC_V4, dst, 255, udp, 18);
-            let mut total = 0u128;
-            for _ in 0..CALLS {
-                let out = dp.test_run(&frame, REPEAT)?;
-                ensure!(
-                    out.action == expect.action(),
-                    "the measurement frame for {} got verdict {}",
-                    expect.name(),
-                    out.action
-                );
-                total += out.duration.as_nanos();
-            }
-            Ok(total as f64 / f64::from(CALLS))
-        };
-        let frame = frames::ipv4(
-            frames::ROUTER_MAC,
-            cases::SRC_V4,
-            cases::ONE_V4,
-            255,
-            udp,
-            18,
-        );
-        let mut harness = 0.0;
-        for _ in 0..CALLS {
-            harness += baseline_ns(&frame, REPEAT)?;
-        }
         Ok(Breakdown {
-            harness: harness / f64::from(CALLS),
+            harness: harness_ns(CALLS)?,
             forward: measure(
                 frames::ROUTER_MAC,
                 cases::ONE_V4,
@@ -276,6 +244,63 @@ impl Bench {
             )?,
         })
     }
+
+    /// A data plane of its own in r's namespace for `test_run` measurements (see
+    /// [`Self::ns_per_packet`]): ingress on loopback, group 0's next hop out of r's
+    /// interface to b with the router's own MAC, so repeats keep taking the full forward
+    /// path. Its config is [`cases::tables`]': flow and neighbour telemetry on, no new
+    /// flows sampled.
+    pub(super) fn test_router(&self) -> Result<Dataplane> {
+        let _in = netns::enter(&self.lab.ns("r"))?;
+        let egress = nix::net::if_::if_nametoindex(self.router_ifaces[1].as_str())?;
+        let mut tables = cases::tables(1, &[(egress, [0x02, 0, 0, 0, 0xee, 0]); cases::ECMP_WIDTH]);
+        tables.groups[0].members[0].dst_mac = frames::ROUTER_MAC;
+        let mut dp = Dataplane::load()?;
+        dp.install(&tables)?;
+        Ok(dp)
+    }
+}
+
+/// Repeats per `test_run` call in the ns/packet measurements, and calls per figure.
+pub(super) const REPEAT: u32 = 250;
+pub(super) const CALLS: u32 = 4_000;
+/// The flow of the ns/packet measurement frames.
+pub(super) const MEASURE_UDP: L4 = L4::Udp {
+    src: 40_000,
+    dst: 9,
+};
+
+/// A 60-byte measurement frame with TTL 255 (so [`REPEAT`] forwards never run it out).
+pub(super) fn test_frame(dst_mac: [u8; 6], dst: Ipv4Addr, l4: L4) -> Vec<u8> {
+    frames::ipv4(dst_mac, cases::SRC_V4, dst, 255, l4, 18)
+}
+
+/// Mean ns per run of `frame` over `calls` `test_run` calls of [`REPEAT`] runs each;
+/// fails unless every call gives `expect`'s verdict.
+pub(super) fn ns_per_run(
+    dp: &Dataplane,
+    frame: &[u8],
+    expect: mesh_common::Reason,
+    calls: u32,
+) -> Result<f64> {
+    let mut total = 0u128;
+    for _ in 0..calls {
+        let out = dp.test_run(frame, REPEAT)?;
+        ensure!(
+            out.action == expect.action(),
+            "the measurement frame for {} got verdict {}",
+            expect.name(),
+            out.action
+        );
+        total += out.duration.as_nanos();
+    }
+    Ok(total as f64 / f64::from(calls))
+}
+
+/// Mean ns per run of a program that only bumps a counter: the `test_run` harness itself.
+pub(super) fn harness_ns(calls: u32) -> Result<f64> {
+    let frame = test_frame(frames::ROUTER_MAC, cases::ONE_V4, MEASURE_UDP);
+    Ok(baseline_ns(&frame, REPEAT, calls)?)
 }
 
 /// ns per packet of the forward path and of the paths that stop earlier.
@@ -404,4 +429,23 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
         lo[0], lo[1]
     );
     Ok(())
+}
+
+/// The median of `samples` (the mean of the middle two for an even count); 0 if empty.
+pub(super) fn median(samples: &[f64]) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The `p`-th percentile of `samples` by nearest rank; 0 if empty.
+pub(super) fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = (p / 100.0 * s.len() as f64).ceil() as usize;
+    s.get(rank.saturating_sub(1)).copied().unwrap_or(0.0)
 }

@@ -5,6 +5,8 @@
 
 mod agent;
 pub mod bench;
+pub mod bench_maps;
+pub mod bench_telemetry;
 pub mod demo;
 pub mod plot;
 pub mod topology;
