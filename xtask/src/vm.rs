@@ -2,7 +2,7 @@
 //! 6.12 kernels (TCG: this machine's KVM cannot run qemu).
 
 use std::{
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Write as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -228,9 +228,15 @@ fn run_guest(series: &str, kernel: &Path, bins: &[PathBuf]) -> Result<Summary> {
     let label = format!("linux {series}");
     let mut summary = Summary::default();
     let (mut done, mut panicked, mut booted) = (false, false, None);
+    // The whole guest console, for what the summary lines leave out.
+    let log_path = cmd::root().join(format!("target/vm/guest-{series}.log"));
+    let mut log = std::fs::File::create(&log_path).context("creating the guest log")?;
+    // A test's panic message is on the lines after `panicked at`: show them too.
+    let mut message_lines = 0;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_default();
         let line = line.trim_end_matches('\r');
+        let _ = writeln!(log, "{line}");
         if let Some(v) = line.strip_prefix("VMTEST-KERNEL ") {
             eprintln!("xtask vm-test: guest kernel {v}");
             booted = Some(v.to_owned());
@@ -245,6 +251,14 @@ fn run_guest(series: &str, kernel: &Path, bins: &[PathBuf]) -> Result<Summary> {
             || line.starts_with("skipped")
         {
             println!("[{label}] {line}");
+            message_lines = if line.contains("panicked") { 3 } else { 0 };
+        } else if message_lines > 0 {
+            message_lines -= 1;
+            if line.starts_with("stack backtrace") {
+                message_lines = 0;
+            } else {
+                println!("[{label}]   {line}");
+            }
         }
         count_libtest_line(line, &label, &mut summary);
     }
