@@ -21,7 +21,7 @@ use crate::{
     telemetry::{
         LinkName, Reading, Snapshot, Tracker,
         events::{self, Recent},
-        metrics as tmetrics,
+        link_name, metrics as tmetrics,
     },
 };
 
@@ -153,12 +153,7 @@ async fn read_events(ring: RingBuf<MapData>, shared: Arc<Shared>, links: Vec<Lin
         event(json!({"event": "telemetry_error", "error": "cannot poll the event ring buffer"}));
         return;
     };
-    let name_of = |ifindex: u32| {
-        links
-            .iter()
-            .find(|l| l.ifindex == ifindex)
-            .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
-    };
+    let name_of = |ifindex: u32| link_name(&links, ifindex);
     loop {
         let Ok(mut guard) = fd.readable_mut().await else {
             return;

@@ -495,14 +495,9 @@ fn telemetry_matches_kernel_counters_and_iperf3() {
     assert_eq!(forwarded, link_forwarded, "reason and link counters agree");
 }
 
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = nix::sys::utsname::uname().expect("uname");
-    let release = release.release().to_string_lossy();
-    let mut parts = release
-        .split(['.', '-'])
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (ma, mi) >= (major, minor)
+fn kernel_at_least(major: u8, minor: u8) -> bool {
+    aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(major, minor, 0))
 }
 
 /// Series in a Prometheus text exposition, by name and labels.

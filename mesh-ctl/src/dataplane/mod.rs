@@ -484,9 +484,7 @@ pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a 
 
 /// Entry `index` of the per-CPU `u64` array map `name`, summed over CPUs.
 pub(crate) fn sum_over_cpus(ebpf: &Ebpf, name: &'static str, index: u32) -> Result<u64> {
-    let map: PerCpuArray<&MapData, u64> =
-        PerCpuArray::try_from(ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?)
-            .map_err(|source| DataplaneError::MapLayout { name, source })?;
+    let map: PerCpuArray<&MapData, u64> = typed_ref(ebpf, name)?;
     let per_cpu = map
         .get(&index, 0)
         .map_err(|source| DataplaneError::MapAccess {
@@ -495,6 +493,15 @@ pub(crate) fn sum_over_cpus(ebpf: &Ebpf, name: &'static str, index: u32) -> Resu
             source,
         })?;
     Ok(per_cpu.iter().sum())
+}
+
+/// [`typed`] for reading: the map `name` as `M`, checked against our layout.
+pub(crate) fn typed_ref<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M>
+where
+    M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.map(name).ok_or(DataplaneError::MissingMap(name))?;
+    M::try_from(map).map_err(|source| DataplaneError::MapLayout { name, source })
 }
 
 pub(crate) fn typed<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M>

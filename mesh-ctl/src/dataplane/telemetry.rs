@@ -8,7 +8,7 @@ use mesh_common::{
     telemetry::{FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter},
 };
 
-use super::{Dataplane, DataplaneError, Result, batch};
+use super::{Dataplane, DataplaneError, Result, batch, typed_ref};
 
 /// A flow and its counters summed over CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,15 +53,7 @@ impl Dataplane {
     pub fn read_flows_per_key(&self, out: &mut Vec<FlowRecord>) -> Result<usize> {
         out.clear();
         let map: aya::maps::PerCpuHashMap<&MapData, FlowKey, FlowStats> =
-            aya::maps::PerCpuHashMap::try_from(
-                self.ebpf
-                    .map(FLOWS)
-                    .ok_or(DataplaneError::MissingMap(FLOWS))?,
-            )
-            .map_err(|source| DataplaneError::MapLayout {
-                name: FLOWS,
-                source,
-            })?;
+            typed_ref(&self.ebpf, FLOWS)?;
         for entry in map.iter() {
             // An entry evicted between listing its key and reading it is just skipped.
             let Ok((key, per_cpu)) = entry else { continue };
@@ -91,15 +83,7 @@ impl Dataplane {
 
     /// Counters of interface slots `0..slots`, summed over CPUs.
     pub fn read_links(&self, slots: u32) -> Result<Vec<LinkStats>> {
-        let map: PerCpuArray<&MapData, LinkStats> = PerCpuArray::try_from(
-            self.ebpf
-                .map(LINKS)
-                .ok_or(DataplaneError::MissingMap(LINKS))?,
-        )
-        .map_err(|source| DataplaneError::MapLayout {
-            name: LINKS,
-            source,
-        })?;
+        let map: PerCpuArray<&MapData, LinkStats> = typed_ref(&self.ebpf, LINKS)?;
         (0..slots)
             .map(|slot| {
                 let per_cpu = map
@@ -135,15 +119,7 @@ impl Dataplane {
             action: "reading",
             source,
         })?;
-        let tx: PerCpuArray<&MapData, NeighborTx> = PerCpuArray::try_from(
-            self.ebpf
-                .map(NEIGHBOR_TX)
-                .ok_or(DataplaneError::MissingMap(NEIGHBOR_TX))?,
-        )
-        .map_err(|source| DataplaneError::MapLayout {
-            name: NEIGHBOR_TX,
-            source,
-        })?;
+        let tx: PerCpuArray<&MapData, NeighborTx> = typed_ref(&self.ebpf, NEIGHBOR_TX)?;
         for (i, key) in self.neighbors.iter().enumerate() {
             let per_cpu = tx
                 .get(&(i as u32), 0)

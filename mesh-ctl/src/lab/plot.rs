@@ -1,9 +1,62 @@
 //! Plots for benchmark results people would rather see than read.
 
-use std::path::Path;
+use std::{ops::Range, path::Path};
 
 use anyhow::{Result, anyhow};
-use plotters::prelude::*;
+use plotters::{
+    coord::{Shift, types::RangedCoordf64},
+    prelude::*,
+};
+
+type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn drawing_error(path: &Path) -> impl Fn(DrawingAreaErrorKind<std::io::Error>) -> anyhow::Error {
+    move |e| anyhow!("drawing {}: {e:?}", path.display())
+}
+
+/// A white 900×560 SVG canvas at `path`.
+fn canvas(path: &Path) -> Result<Area<'_>> {
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(drawing_error(path))?;
+    Ok(root)
+}
+
+/// A titled chart over `x` × `y` on `root`, both plots' look.
+fn chart<'a, 'b>(
+    root: &'a Area<'b>,
+    path: &Path,
+    title: &str,
+    x: Range<f64>,
+    y: Range<f64>,
+) -> Result<Chart<'a, 'b>> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(drawing_error(path))
+}
+
+/// Draws the series legend at `position` and writes the file.
+fn finish<'a, 'b>(
+    root: &'a Area<'b>,
+    mut chart: Chart<'a, 'b>,
+    path: &Path,
+    position: SeriesLabelPosition,
+) -> Result<()> {
+    let e = drawing_error(path);
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .position(position)
+        .draw()
+        .map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(())
+}
 
 /// One series of points: (offered, delivered) packets per second for
 /// [`offered_vs_delivered`], (round, packets per second) for [`per_round`].
@@ -20,25 +73,18 @@ pub fn offered_vs_delivered(path: &Path, title: &str, series: &[Series<'_>]) -> 
         .fold(1.0f64, f64::max)
         / 1e6
         * 1.1;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    let e = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
-    root.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..max, 0f64..max)
-        .map_err(e)?;
+    let e = drawing_error(path);
+    let root = canvas(path)?;
+    let mut chart = chart(&root, path, title, 0.0..max, 0.0..max)?;
     chart
         .configure_mesh()
         .x_desc("offered (Mpps)")
         .y_desc("delivered (Mpps)")
         .draw()
-        .map_err(e)?;
+        .map_err(&e)?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (max, max)], BLACK.mix(0.3)))
-        .map_err(e)?
+        .map_err(&e)?
         .label("no loss")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.3)));
     for (i, s) in series.iter().enumerate() {
@@ -46,19 +92,11 @@ pub fn offered_vs_delivered(path: &Path, title: &str, series: &[Series<'_>]) -> 
         let points = s.points.iter().map(|&(o, d)| (o / 1e6, d / 1e6));
         chart
             .draw_series(points.map(|p| Circle::new(p, 4, colour.filled())))
-            .map_err(e)?
+            .map_err(&e)?
             .label(s.name)
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(e)?;
-    root.present().map_err(e)?;
-    Ok(())
+    finish(&root, chart, path, SeriesLabelPosition::UpperLeft)
 }
 
 /// One value per round (x: round number, y: packets per second), one colour per series:
@@ -67,23 +105,16 @@ pub fn per_round(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> 
     let points = || series.iter().flat_map(|s| s.points.iter());
     let rounds = points().map(|&(r, _)| r).fold(1.0f64, f64::max) + 0.5;
     let max = points().map(|&(_, v)| v).fold(1.0f64, f64::max) / 1e6 * 1.15;
-    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    let e = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
-    root.fill(&WHITE).map_err(e)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0.5f64..rounds, 0f64..max)
-        .map_err(e)?;
+    let e = drawing_error(path);
+    let root = canvas(path)?;
+    let mut chart = chart(&root, path, title, 0.5..rounds, 0.0..max)?;
     chart
         .configure_mesh()
         .x_desc("round")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc("delivered (Mpps)")
         .draw()
-        .map_err(e)?;
+        .map_err(&e)?;
     for (i, s) in series.iter().enumerate() {
         let colour = Palette99::pick(i).to_rgba();
         let points: Vec<_> = s.points.iter().map(|&(r, v)| (r, v / 1e6)).collect();
@@ -92,20 +123,48 @@ pub fn per_round(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> 
                 points.iter().copied(),
                 colour.stroke_width(2),
             ))
-            .map_err(e)?
+            .map_err(&e)?
             .label(s.name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
-            .map_err(e)?;
+            .map_err(&e)?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.9))
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(e)?;
-    root.present().map_err(e)?;
-    Ok(())
+    finish(&root, chart, path, SeriesLabelPosition::LowerRight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_plots_render_their_series() {
+        let dir = std::env::temp_dir().join(format!("x0-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let series = [
+            Series {
+                name: "series-one",
+                points: vec![(1.0, 1.0e6), (2.0, 0.9e6)],
+            },
+            Series {
+                name: "series-two",
+                points: vec![(1.0, 0.5e6), (2.0, 0.6e6)],
+            },
+        ];
+        for (file, draw) in [
+            (
+                "a.svg",
+                offered_vs_delivered as fn(&Path, &str, &[Series<'_>]) -> Result<()>,
+            ),
+            ("b.svg", per_round),
+        ] {
+            let path = dir.join(file);
+            draw(&path, "plot-title", &series).expect("plot");
+            let svg = std::fs::read_to_string(&path).expect("svg written");
+            for want in ["plot-title", "series-one", "series-two"] {
+                assert!(svg.contains(want), "{file} lacks {want}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

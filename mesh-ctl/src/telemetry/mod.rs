@@ -26,6 +26,14 @@ pub struct LinkName {
     pub ifindex: u32,
 }
 
+/// The name of the mesh interface `ifindex`, or `if<N>` for one we do not know.
+pub fn link_name(links: &[LinkName], ifindex: u32) -> String {
+    links
+        .iter()
+        .find(|l| l.ifindex == ifindex)
+        .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
+}
+
 /// Everything one interval read from the data plane.
 pub struct Reading<'a> {
     /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` uses.
@@ -113,12 +121,7 @@ impl Tracker {
         }
         self.prev_flows = next_prev;
 
-        let name_of = |ifindex: u32| {
-            self.links
-                .iter()
-                .find(|l| l.ifindex == ifindex)
-                .map_or_else(|| format!("if{ifindex}"), |l| l.name.clone())
-        };
+        let name_of = |ifindex: u32| link_name(&self.links, ifindex);
         let top = |key: SortKey| {
             let score = |x: &(&FlowRecord, f64, f64)| match key {
                 SortKey::Bytes => x.0.stats.bytes as f64,
