@@ -55,7 +55,7 @@ pub fn count(ctx: &TcContext) {
         }
     };
     if config.flags & CFG_F_NEIGHBOR_TELEMETRY != 0 && dst_mac[0] & 1 == 0 {
-        neighbor(ifindex, dst_mac, len, |n| {
+        neighbor(ifindex, dst_mac, |n| {
             n.host_tx_packets += packets;
             n.host_tx_bytes += len;
         });

@@ -56,7 +56,7 @@ pub fn ingress(reason: Reason, seen: &Seen) {
         drop_event(reason, seen);
     }
     if seen.flags & CFG_F_NEIGHBOR_TELEMETRY != 0 && seen.src_mac[0] & 1 == 0 {
-        neighbor(seen.key.ifindex, seen.src_mac, len, |n| {
+        neighbor(seen.key.ifindex, seen.src_mac, |n| {
             n.rx_packets += 1;
             n.rx_bytes += len;
         });
@@ -114,7 +114,7 @@ pub fn bump(index: u32) {
 
 /// Applies `update` to this CPU's counters for the neighbour, creating the entry first.
 #[inline(always)]
-pub fn neighbor(ifindex: u32, mac: [u8; 6], _len: u64, update: impl Fn(&mut NeighborStats)) {
+pub fn neighbor(ifindex: u32, mac: [u8; 6], update: impl Fn(&mut NeighborStats)) {
     let key = NeighborKey {
         ifindex,
         mac,
