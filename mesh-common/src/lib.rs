@@ -8,6 +8,7 @@ pub mod csum;
 pub mod hash;
 pub mod maps;
 pub mod parse;
+pub mod probe;
 pub mod reason;
 pub mod telemetry;
 pub mod types;

@@ -1,7 +1,7 @@
 //! Map names and capacities: the one place both sides take them from.
 
 /// Bumped whenever the key or value layout of any map below changes.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// IPv4 routes: `LpmTrie<[u8; 4], Route>`.
 pub const ROUTES_V4: &str = "ROUTES_V4";
@@ -34,6 +34,14 @@ pub const EVENTS: &str = "EVENTS";
 /// Per-CPU drop-event rate limit: `PerCpuArray<EventBudget>`, one entry.
 pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 
+/// Who each probe slot is: `Array<NeighborKey>` (ifindex and MAC), written by the agent;
+/// a reply is only recorded if it arrives from there. Indexed like `NEIGHBOR_TX`.
+pub const PROBE_PEERS: &str = "PROBE_PEERS";
+/// Probe replies per slot: `Array<ProbeState>`, written by XDP.
+pub const PROBE_STATE: &str = "PROBE_STATE";
+/// Layout stamp of a pinned set of maps: `Array<u32>`, one entry, [`LAYOUT_VERSION`].
+pub const META: &str = "META";
+
 /// The XDP forwarding program.
 pub const PROG_XDP: &str = "mesh_xdp";
 /// The TC egress telemetry program.
@@ -54,6 +62,8 @@ pub const LINKS_CAPACITY: u32 = IFACES_CAPACITY;
 pub const NEIGHBORS_CAPACITY: u32 = 4_096;
 /// Distinct next-hop neighbours the routes may use.
 pub const NEIGHBOR_TX_CAPACITY: u32 = 1_024;
+/// Probe slots: one per neighbour, the same index as its `NEIGHBOR_TX` entry.
+pub const PROBE_CAPACITY: u32 = NEIGHBOR_TX_CAPACITY;
 /// Ring buffer bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 /// Members of one next-hop group (ECMP width).

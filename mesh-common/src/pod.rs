@@ -1,4 +1,5 @@
 use crate::{
+    probe::{ProbeHdr, ProbeState},
     telemetry::{
         Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
     },
@@ -19,3 +20,5 @@ unsafe impl aya::Pod for NeighborStats {}
 unsafe impl aya::Pod for Event {}
 unsafe impl aya::Pod for NeighborTx {}
 unsafe impl aya::Pod for EventBudget {}
+unsafe impl aya::Pod for ProbeHdr {}
+unsafe impl aya::Pod for ProbeState {}

@@ -9,6 +9,7 @@
 /// XDP verdicts, as in `enum xdp_action`.
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
 macro_rules! reasons {
@@ -68,6 +69,11 @@ reasons! {
     DropTruncIpv6 = 21, "drop_trunc_ipv6", XDP_DROP, "truncated inside the IPv6 header";
     DropTruncExtHeader = 22, "drop_trunc_ext_header", XDP_DROP, "truncated inside an IPv6 extension header";
     DropTruncL4 = 23, "drop_trunc_l4", XDP_DROP, "truncated before the transport ports";
+    ForwardedBackupV4 = 24, "forwarded_backup_v4", XDP_REDIRECT, "IPv4 packet forwarded on the loop-free alternate: the primary next hop's link is silent";
+    ForwardedBackupV6 = 25, "forwarded_backup_v6", XDP_REDIRECT, "IPv6 packet forwarded on the loop-free alternate: the primary next hop's link is silent";
+    ProbeEchoed = 26, "probe_echoed", XDP_TX, "a neighbour's link probe, sent back to it";
+    ProbeReply = 27, "probe_reply", XDP_DROP, "the reply to one of our link probes: recorded and consumed";
+    DropBadProbe = 28, "drop_bad_probe", XDP_DROP, "a probe frame that is truncated, of another version, not for this interface, or a reply from an unexpected neighbour";
 }
 
 /// Number of reasons, the length of the counter array.
@@ -90,8 +96,10 @@ mod tests {
     #[test]
     fn malformed_frames_are_dropped_everything_else_passed_or_forwarded() {
         for r in Reason::ALL {
-            let expect = if r.name().starts_with("drop_") {
+            let expect = if r.name().starts_with("drop_") || *r == Reason::ProbeReply {
                 XDP_DROP
+            } else if *r == Reason::ProbeEchoed {
+                XDP_TX
             } else if r.name().starts_with("forwarded_") {
                 XDP_REDIRECT
             } else {

@@ -9,7 +9,7 @@ pub const ROUTE_F_LOCAL: u32 = 1;
 
 /// The value of an LPM route entry.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Route {
     /// Index into the next-hop group array (ignored for local routes).
     pub group: u32,
@@ -19,7 +19,7 @@ pub struct Route {
 
 /// One way out: the egress interface and the Ethernet addresses to write.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NextHop {
     pub ifindex: u32,
     /// The egress interface's `LINKS` slot.
@@ -32,20 +32,24 @@ pub struct NextHop {
     pub dst_mac: [u8; 6],
 }
 
-/// Equal-cost next hops for a set of prefixes; a flow hash picks one member.
+/// Equal-cost next hops for a set of prefixes; a flow hash picks one member. Each member
+/// may have a precomputed loop-free alternate (RFC 5286) that the data plane itself
+/// switches to while the member's link is silent.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NextHopGroup {
     /// Members in use, `0..=MAX_NEXTHOPS`; 0 means the group is empty.
     pub count: u32,
     pub _pad: u32,
     pub members: [NextHop; MAX_NEXTHOPS],
+    /// `backups[i]` protects `members[i]`; a zero `ifindex` means none.
+    pub backups: [NextHop; MAX_NEXTHOPS],
 }
 
 impl NextHopGroup {
-    /// The member a flow with `hash` takes, or `None` for an empty group.
+    /// The index of the member a flow with `hash` takes, or `None` for an empty group.
     #[inline(always)]
-    pub fn select(&self, hash: u32) -> Option<&NextHop> {
+    pub fn select_index(&self, hash: u32) -> Option<usize> {
         let count = self.count;
         if count == 0 {
             return None;
@@ -54,8 +58,13 @@ impl NextHopGroup {
         // modulo). Checking `count <= MAX_NEXTHOPS` here would let LLVM prove the mask
         // redundant and delete it; a corrupt larger count just lands on an unused slot,
         // whose zero ifindex the egress map refuses.
-        self.members
-            .get((hash % count) as usize & (MAX_NEXTHOPS - 1))
+        Some((hash % count) as usize & (MAX_NEXTHOPS - 1))
+    }
+
+    /// The member a flow with `hash` takes, or `None` for an empty group.
+    #[inline(always)]
+    pub fn select(&self, hash: u32) -> Option<&NextHop> {
+        self.members.get(self.select_index(hash)?)
     }
 }
 
@@ -85,7 +94,9 @@ pub struct DataplaneConfig {
     pub flow_sample_n: u32,
     /// Drop events per CPU per second at most; 0 sends none.
     pub drop_events_per_s: u32,
-    pub _pad: u32,
+    /// A next hop whose last probe reply is older than this is bypassed on its backup
+    /// (if the backup's is fresh); 0 turns fast reroute off.
+    pub probe_dead_us: u32,
 }
 
 /// [`DataplaneConfig::flags`]: keep per-flow and per-neighbour counters and send new-flow

@@ -128,6 +128,12 @@ impl FromStr for MacAddr {
     }
 }
 
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for MacAddr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -170,7 +176,7 @@ pub enum TcPosition {
     Last,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
     #[serde(default)]
@@ -182,6 +188,92 @@ pub struct Dataplane {
     pub tc_attach: TcAttach,
     #[serde(default)]
     pub tc_position: TcPosition,
+    /// bpffs directory holding our maps, programs and links; a restarted agent adopts
+    /// what it finds there.
+    #[serde(default = "default_pin_dir")]
+    pub pin_dir: PathBuf,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Self {
+            xdp_mode: XdpMode::default(),
+            hash_seed: 0,
+            tc_attach: TcAttach::default(),
+            tc_position: TcPosition::default(),
+            pin_dir: default_pin_dir(),
+        }
+    }
+}
+
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from(crate::dataplane::pins::DEFAULT_PIN_DIR)
+}
+
+/// Link probing: the data plane answers and records probes; these are the timers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Probe {
+    /// Each neighbour is probed this often.
+    pub interval_ms: u64,
+    /// A link whose last reply is older than this is bypassed by the data plane itself
+    /// (fast reroute) and reported down by the agent; 0 turns fast reroute off.
+    pub dead_ms: u64,
+    /// A link that came back is used for routing again only after replying this long.
+    pub up_hold_ms: u64,
+    /// Link quality (loss, RTT, jitter) is computed over windows this long.
+    pub window_ms: u64,
+    /// A link's advertised cost changes only when the new one differs by this much.
+    pub cost_change_pct: u32,
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5,
+            dead_ms: 20,
+            up_hold_ms: 2_000,
+            window_ms: 100,
+            cost_change_pct: 25,
+        }
+    }
+}
+
+/// Link-state routing between agents.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Routing {
+    /// Discover neighbours, flood link-state adverts and install shortest paths.
+    pub enabled: bool,
+    /// Prefixes this node advertises to the mesh.
+    pub prefixes: Vec<IpNet>,
+    /// UDP port of the control messages (IPv6 link-local multicast on mesh interfaces).
+    pub port: u16,
+    pub hello_interval_ms: u64,
+    /// A neighbour unheard this long is gone.
+    pub hello_dead_ms: u64,
+    /// Our advert is re-flooded this often even if nothing changed.
+    pub refresh_s: u64,
+    /// Adverts not refreshed for this long are dropped.
+    pub max_age_s: u64,
+    /// After a start, routes are only added or changed, never removed, for this long:
+    /// a restarted agent must relearn the mesh before it may take anything away.
+    pub restart_hold_ms: u64,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            prefixes: Vec::new(),
+            port: 6697,
+            hello_interval_ms: 100,
+            hello_dead_ms: 1_000,
+            refresh_s: 30,
+            max_age_s: 120,
+            restart_hold_ms: 3_000,
+        }
+    }
 }
 
 /// Telemetry: what the data plane records and how the agent reads it.
@@ -302,6 +394,10 @@ pub struct Config {
     pub metrics: Metrics,
     #[serde(default)]
     pub api: Api,
+    #[serde(default)]
+    pub probe: Probe,
+    #[serde(default)]
+    pub routing: Routing,
     pub interfaces: Vec<Interface>,
     #[serde(default)]
     pub groups: Vec<Group>,
@@ -437,7 +533,76 @@ impl Config {
         for (l, prefix) in self.local.iter().enumerate() {
             check_prefix(prefix, &format!("local[{l}]"))?;
         }
+        for (i, prefix) in self.routing.prefixes.iter().enumerate() {
+            check_prefix(prefix, &format!("routing.prefixes[{i}]"))?;
+        }
+        if !self.dataplane.pin_dir.is_absolute() {
+            return Err(Problem::new("dataplane.pin_dir", "must be an absolute path"));
+        }
+        self.validate_probe()?;
         self.validate_telemetry()
+    }
+
+    fn validate_probe(&self) -> Result<(), Problem> {
+        let p = &self.probe;
+        if !(1..=1_000).contains(&p.interval_ms) {
+            return Err(Problem::new(
+                "probe.interval_ms",
+                format!("{} is outside 1..=1000", p.interval_ms),
+            ));
+        }
+        if p.dead_ms != 0 && p.dead_ms < 2 * p.interval_ms {
+            return Err(Problem::new(
+                "probe.dead_ms",
+                format!(
+                    "{} would call a link dead before two probes could be answered; use 0 \
+                     (off) or at least 2 x probe.interval_ms = {}",
+                    p.dead_ms,
+                    2 * p.interval_ms
+                ),
+            ));
+        }
+        if p.dead_ms > u64::from(u32::MAX / 1000) {
+            return Err(Problem::new("probe.dead_ms", "must be below 4294967 ms"));
+        }
+        if p.window_ms < p.interval_ms * 4 || p.window_ms > 60_000 {
+            return Err(Problem::new(
+                "probe.window_ms",
+                "must hold at least 4 probe intervals and be at most 60000",
+            ));
+        }
+        if !(1..=1_000).contains(&p.cost_change_pct) {
+            return Err(Problem::new(
+                "probe.cost_change_pct",
+                format!("{} is outside 1..=1000", p.cost_change_pct),
+            ));
+        }
+        let r = &self.routing;
+        if r.port == 0 {
+            return Err(Problem::new("routing.port", "must not be 0"));
+        }
+        if !(10..=60_000).contains(&r.hello_interval_ms) {
+            return Err(Problem::new(
+                "routing.hello_interval_ms",
+                format!("{} is outside 10..=60000", r.hello_interval_ms),
+            ));
+        }
+        if r.hello_dead_ms < 3 * r.hello_interval_ms {
+            return Err(Problem::new(
+                "routing.hello_dead_ms",
+                format!(
+                    "must be at least 3 hello intervals ({} ms)",
+                    3 * r.hello_interval_ms
+                ),
+            ));
+        }
+        if r.refresh_s == 0 || r.max_age_s < 2 * r.refresh_s {
+            return Err(Problem::new(
+                "routing.max_age_s",
+                "must be at least twice routing.refresh_s (and refresh_s above 0)",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_telemetry(&self) -> Result<(), Problem> {

@@ -55,6 +55,8 @@ enum Command {
         #[command(flatten)]
         view: View,
     },
+    /// Install this binary, the systemd unit and an example configuration.
+    Install(mesh_ctl::install::Options),
 }
 
 /// Options every view takes.
@@ -107,6 +109,7 @@ fn main() -> ExitCode {
         }
         Command::Links { view } => show(&view, Request::Links, views::links),
         Command::Drops { view } => show(&view, Request::Drops, views::drops),
+        Command::Install(opts) => mesh_ctl::install::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 mod egress;
 mod frame;
 mod maps;
+mod probe;
 mod route;
 mod stats;
 mod telemetry;

@@ -5,9 +5,10 @@ use aya_ebpf::{
 use mesh_common::{
     maps::{
         EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY, LINKS_CAPACITY,
-        NEIGHBOR_TX_CAPACITY, NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY,
-        ROUTES_V6_CAPACITY,
+        NEIGHBOR_TX_CAPACITY, NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, PROBE_CAPACITY,
+        ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
+    probe::ProbeState,
     reason::REASON_COUNT,
     telemetry::{
         EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter,
@@ -66,3 +67,13 @@ pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entrie
 /// Scratch space for one frame's [`crate::route::Seen`].
 #[map]
 pub static SEEN: PerCpuArray<crate::route::Seen> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static PROBE_PEERS: Array<NeighborKey> = Array::with_max_entries(PROBE_CAPACITY, 0);
+
+#[map]
+pub static PROBE_STATE: Array<ProbeState> = Array::with_max_entries(PROBE_CAPACITY, 0);
+
+/// The layout stamp a restarted agent checks before adopting pinned maps.
+#[map]
+pub static META: Array<u32> = Array::with_max_entries(1, 0);

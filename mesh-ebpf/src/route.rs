@@ -1,9 +1,10 @@
-use aya_ebpf::{maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::XdpContext};
 use mesh_common::{
     Reason,
     csum::ipv4_decrement_ttl,
     maps::LAYOUT_VERSION,
     parse::{Family, Frame, Parsed, parse},
+    probe::ETH_P_MESH_PROBE,
     reason::XDP_PASS,
     telemetry::{DIR_INGRESS, FlowKey},
     types::{NextHop, ROUTE_F_LOCAL},
@@ -12,7 +13,8 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     frame::Packet,
-    maps::{CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, ROUTES_V4, ROUTES_V6},
+    maps::{CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
+    probe,
 };
 
 /// What the forwarding path learned about a frame, for telemetry to record afterwards.
@@ -81,6 +83,15 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
         None => return Err(Reason::DropTruncEthernet),
     };
     seen.src_mac = macs[1];
+    let ether_type = frame
+        .ptr_at::<[u8; 2]>(12)
+        .ok_or(Reason::DropTruncEthernet)?;
+    // SAFETY: bounds checked by ptr_at.
+    if u16::from_be_bytes(unsafe { *ether_type }) == ETH_P_MESH_PROBE {
+        // Probes are link maintenance, not traffic: no link, flow or neighbour counters.
+        seen.mesh = 0;
+        return Err(probe::handle(XdpContext { ctx: ctx.ctx }));
+    }
     let pkt = parse(&frame)?;
     seen.key = FlowKey::new(ingress, DIR_INGRESS, pkt.family, &pkt.flow);
     seen.tcp_flags = u32::from(pkt.tcp_flags);
@@ -104,19 +115,49 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     let group = NEXTHOP_GROUPS
         .get(route.group)
         .ok_or(Reason::PassEmptyGroup)?;
-    let hop: NextHop = *group
-        .select(pkt.flow.hash(config.hash_seed))
+    let member = group
+        .select_index(pkt.flow.hash(config.hash_seed))
         .ok_or(Reason::PassEmptyGroup)?;
+    // References into the array map, not copies: the stack has no room for another hop.
+    let mut hop: &NextHop = group.members.get(member).ok_or(Reason::PassEmptyGroup)?;
+    let mut backup = false;
+    if config.probe_dead_us != 0
+        && let Some(alt) = group.backups.get(member)
+        && alt.ifindex != 0
+    {
+        let dead_ns = u64::from(config.probe_dead_us) * 1000;
+        // SAFETY: a helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // Only a fresh alternate is worth switching to: when both are silent (say, our
+        // own agent stopped probing) the primary stays, and forwarding goes on unchanged.
+        if silent(hop.neighbor, now, dead_ns) && !silent(alt.neighbor, now, dead_ns) {
+            hop = alt;
+            backup = true;
+        }
+    }
 
     // The redirect only takes effect when we return, so the frame is still untouched if the
     // egress is missing and the kernel gets it as it arrived.
     if EGRESS.redirect(hop.ifindex, u64::from(XDP_PASS)).is_err() {
         return Err(Reason::PassNoEgress);
     }
-    let reason = rewrite(&frame, &pkt, &hop)?;
-    seen.hop = hop;
+    let reason = rewrite(&frame, &pkt, hop)?;
+    seen.hop = *hop;
     seen.forwarded = 1;
-    Ok(reason)
+    Ok(match (backup, reason) {
+        (true, Reason::ForwardedV4) => Reason::ForwardedBackupV4,
+        (true, Reason::ForwardedV6) => Reason::ForwardedBackupV6,
+        _ => reason,
+    })
+}
+
+/// Whether a neighbour's last probe reply is older than `dead_ns` (or never came).
+#[inline(always)]
+fn silent(neighbor: u32, now: u64, dead_ns: u64) -> bool {
+    match PROBE_STATE.get(neighbor) {
+        Some(state) => now.saturating_sub(state.last_reply_ns) > dead_ns,
+        None => true,
+    }
 }
 
 #[inline(always)]

@@ -1,6 +1,10 @@
 //! mesh-lab: the namespace lab for the demo and benchmarks (run by `cargo xtask`).
 
-use std::path::PathBuf;
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -22,6 +26,26 @@ enum Command {
     Demo,
     /// A benchmark against its baseline: forward, telemetry, maps.
     Bench { name: String },
+    /// Sends the timestamped UDP stream at a fixed rate (run inside a lab node); prints a
+    /// JSON summary at the end. SIGINT/SIGTERM end it early, with the summary.
+    StreamSend {
+        #[arg(long)]
+        dst: IpAddr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        pps: u32,
+        #[arg(long)]
+        duration_ms: u64,
+    },
+    /// Receives the stream (run inside a lab node): prints `ready` once listening, then
+    /// every arrival as JSON when the duration ends or on SIGINT/SIGTERM.
+    StreamRecv {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        duration_ms: u64,
+    },
 }
 
 fn meshctl() -> Result<PathBuf> {
@@ -35,6 +59,39 @@ fn meshctl() -> Result<PathBuf> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    match cli.command {
+        // The stream ends own no namespaces: signals only end them early, with a report.
+        Command::StreamSend {
+            dst,
+            port,
+            pps,
+            duration_ms,
+        } => {
+            lab::stream::stop_on_signals()?;
+            let summary = lab::stream::send(
+                SocketAddr::new(dst, port),
+                pps,
+                Duration::from_millis(duration_ms),
+            )?;
+            println!(
+                "{}",
+                serde_json::to_string(&summary).context("encoding the summary")?
+            );
+            return Ok(());
+        }
+        Command::StreamRecv { port, duration_ms } => {
+            lab::stream::stop_on_signals()?;
+            let arrivals = lab::stream::recv(port, Duration::from_millis(duration_ms), || {
+                println!("ready");
+            })?;
+            println!(
+                "{}",
+                serde_json::to_string(&arrivals).context("encoding the arrivals")?
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     lab::cleanup_on_signals()?;
     match cli.command {
         Command::Demo => lab::demo::run(meshctl()?),
@@ -49,5 +106,6 @@ fn main() -> Result<()> {
             "maps" => lab::bench_maps::maps(&PathBuf::from("target/bench/maps.json")),
             other => bail!("no benchmark `{other}` (have: forward, telemetry, maps)"),
         },
+        Command::StreamSend { .. } | Command::StreamRecv { .. } => Ok(()),
     }
 }

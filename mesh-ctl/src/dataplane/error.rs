@@ -77,6 +77,24 @@ pub enum DataplaneError {
     /// The number of possible CPUs could not be read.
     #[error("reading the number of possible CPUs")]
     Cpus(#[source] io::Error),
+    /// The data plane was adopted from pins: its programs are not loaded in this process.
+    #[error("this data plane was adopted from its pins; its programs are not loaded here")]
+    Adopted,
+    /// Pinning or opening a pin under the bpffs directory failed.
+    #[error("{action} `{}`", path.display())]
+    Pin {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The pinned maps were made by a build with another layout.
+    #[error("the maps pinned at `{}` have layout version {found}; this meshctl needs {want}", dir.display())]
+    PinnedLayout {
+        dir: std::path::PathBuf,
+        found: u32,
+        want: u32,
+    },
     /// Running a program with BPF_PROG_TEST_RUN failed.
     #[error("running program `{program}` with BPF_PROG_TEST_RUN")]
     TestRun {

@@ -166,7 +166,7 @@ impl Dataplane {
         let values = PerCpuValues::try_from((0..self.ncpus).map(share).collect::<Vec<_>>())
             .map_err(DataplaneError::Cpus)?;
         let mut map: PerCpuHashMap<&mut MapData, FlowKey, FlowStats> =
-            typed(&mut self.ebpf, FLOWS)?;
+            typed(&mut self.maps, FLOWS)?;
         map.insert(key, values, 0)
             .map_err(|source| DataplaneError::MapAccess {
                 map: FLOWS,

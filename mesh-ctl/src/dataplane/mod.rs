@@ -4,7 +4,11 @@ mod batch;
 mod error;
 mod host;
 pub mod labtools;
+mod pinning;
+pub mod pins;
+mod probes;
 mod telemetry;
+mod update;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -22,10 +26,11 @@ use aya::{
 use mesh_common::{
     Reason,
     maps::{
-        CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS,
-        NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROG_TC_EGRESS, PROG_XDP, REASONS, ROUTES_V4,
-        ROUTES_V6, TELEMETRY,
+        CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS, META,
+        NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_STATE, PROG_TC_EGRESS,
+        PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
     },
+    probe::ProbeState,
     telemetry::{
         EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
     },
@@ -37,6 +42,8 @@ use mesh_common::{
 pub use self::{
     error::{DataplaneError, explain},
     host::SystemHost,
+    pinning::{Detached, detach_pinned},
+    probes::ProbeReading,
     telemetry::FlowRecord,
 };
 use crate::{config, routes::Tables};
@@ -64,9 +71,64 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 
-/// A loaded data plane; dropping it detaches from every interface.
+/// Every map of the object: what is pinned, adopted and layout-checked.
+pub const ALL_MAPS: &[&str] = &[
+    ROUTES_V4,
+    ROUTES_V6,
+    NEXTHOP_GROUPS,
+    EGRESS,
+    IFACES,
+    CONFIG,
+    REASONS,
+    FLOWS,
+    LINKS,
+    NEIGHBORS,
+    NEIGHBOR_TX,
+    TELEMETRY,
+    EVENTS,
+    EVENT_BUDGET,
+    PROBE_PEERS,
+    PROBE_STATE,
+    META,
+];
+
+/// Where typed map handles come from: a loaded object, or maps adopted from pins.
+pub(crate) trait MapSource {
+    fn map(&self, name: &str) -> Option<&aya::maps::Map>;
+    fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map>;
+}
+
+impl MapSource for Ebpf {
+    fn map(&self, name: &str) -> Option<&aya::maps::Map> {
+        Ebpf::map(self, name)
+    }
+
+    fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
+        Ebpf::map_mut(self, name)
+    }
+}
+
+/// The data plane's maps, owned apart from the programs.
+#[derive(Default)]
+pub(crate) struct MapStore(std::collections::HashMap<&'static str, aya::maps::Map>);
+
+impl MapSource for MapStore {
+    fn map(&self, name: &str) -> Option<&aya::maps::Map> {
+        self.0.get(name)
+    }
+
+    fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
+        self.0.get_mut(name)
+    }
+}
+
+/// A loaded data plane. Without pins, dropping it detaches from every interface; with
+/// pins, what it attached stays attached until [`detach_pinned`].
 pub struct Dataplane {
-    ebpf: Ebpf,
+    /// The programs, when this process loaded them (not when it adopted pins).
+    ebpf: Option<Ebpf>,
+    maps: MapStore,
+    pins: Option<pins::PinDir>,
     attached: Vec<(String, XdpLinkId)>,
     egress: Vec<(String, SchedClassifierLinkId)>,
     /// Possible CPUs: the number of values in a per-CPU map entry.
@@ -102,8 +164,15 @@ impl Dataplane {
                 source,
             })?;
         let ncpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
+        let mut maps = MapStore::default();
+        for &name in ALL_MAPS {
+            let map = ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))?;
+            maps.0.insert(name, map);
+        }
         let mut dp = Self {
-            ebpf,
+            ebpf: Some(ebpf),
+            maps,
+            pins: None,
             attached: Vec::new(),
             egress: Vec::new(),
             ncpus,
@@ -123,13 +192,16 @@ impl Dataplane {
         self.ifaces()?;
         self.config_map()?;
         self.reason_map()?;
-        typed::<PerCpuHashMap<_, FlowKey, FlowStats>>(&mut self.ebpf, FLOWS)?;
-        typed::<PerCpuArray<_, LinkStats>>(&mut self.ebpf, LINKS)?;
-        typed::<PerCpuHashMap<_, NeighborKey, NeighborStats>>(&mut self.ebpf, NEIGHBORS)?;
-        typed::<PerCpuArray<_, u64>>(&mut self.ebpf, TELEMETRY)?;
-        typed::<PerCpuArray<_, NeighborTx>>(&mut self.ebpf, NEIGHBOR_TX)?;
-        typed::<PerCpuArray<_, EventBudget>>(&mut self.ebpf, EVENT_BUDGET)?;
-        typed::<RingBuf<_>>(&mut self.ebpf, EVENTS)?;
+        typed::<PerCpuHashMap<_, FlowKey, FlowStats>>(&mut self.maps, FLOWS)?;
+        typed::<PerCpuArray<_, LinkStats>>(&mut self.maps, LINKS)?;
+        typed::<PerCpuHashMap<_, NeighborKey, NeighborStats>>(&mut self.maps, NEIGHBORS)?;
+        typed::<PerCpuArray<_, u64>>(&mut self.maps, TELEMETRY)?;
+        typed::<PerCpuArray<_, NeighborTx>>(&mut self.maps, NEIGHBOR_TX)?;
+        typed::<PerCpuArray<_, EventBudget>>(&mut self.maps, EVENT_BUDGET)?;
+        typed::<RingBuf<_>>(&mut self.maps, EVENTS)?;
+        typed::<Array<_, NeighborKey>>(&mut self.maps, PROBE_PEERS)?;
+        typed::<Array<_, ProbeState>>(&mut self.maps, PROBE_STATE)?;
+        typed::<Array<_, u32>>(&mut self.maps, META)?;
         Ok(())
     }
 
@@ -162,6 +234,48 @@ impl Dataplane {
                 action: "writing the data plane config".to_owned(),
                 source,
             })
+    }
+
+    /// Writes the interfaces, egress ports and data plane settings, no routes: what the
+    /// agent writes before its routes come and go one by one.
+    pub fn install_base(&mut self, t: &Tables) -> Result<()> {
+        let write = |map: &'static str, what: String| {
+            move |source| DataplaneError::MapAccess {
+                map,
+                action: format!("writing {what}"),
+                source,
+            }
+        };
+        {
+            let mut ifaces = self.ifaces()?;
+            for (ifindex, iface) in &t.ifaces {
+                ifaces
+                    .insert(ifindex, iface, 0)
+                    .map_err(write(IFACES, format!("interface {ifindex}")))?;
+            }
+        }
+        {
+            let mut egress = self.egress()?;
+            for (ifindex, _) in &t.ifaces {
+                egress
+                    .insert(*ifindex, *ifindex, None, 0)
+                    .map_err(|e| match e {
+                        aya::maps::xdp::XdpMapError::MapError(source) => {
+                            DataplaneError::MapAccess {
+                                map: EGRESS,
+                                action: format!("writing egress port {ifindex}"),
+                                source,
+                            }
+                        }
+                        aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
+                            unreachable!("no chained program is passed")
+                        }
+                    })?;
+            }
+        }
+        self.config_map()?
+            .set(0, t.config, 0)
+            .map_err(write(CONFIG, "the data plane config".to_owned()))
     }
 
     /// Writes the tables so that nothing ever points at an entry not yet written:
@@ -241,7 +355,7 @@ impl Dataplane {
             config::XdpMode::Skb => XdpMode::Skb,
         };
         for name in ifaces {
-            match xdp_mut(&mut self.ebpf, PROG_XDP)?.attach(name, mode) {
+            match xdp_mut(self.programs()?, PROG_XDP)?.attach(name, mode) {
                 Ok(id) => self.attached.push((name.clone(), id)),
                 Err(source) => {
                     self.detach_all();
@@ -295,7 +409,7 @@ impl Dataplane {
                 }
                 (TcMode::Netlink, _) => TcAttachOptions::Netlink(NlOptions::default()),
             };
-            let prog = classifier_mut(&mut self.ebpf)?;
+            let prog = classifier_mut(self.programs()?)?;
             match prog.attach_with_options(name, TcAttachType::Egress, options) {
                 Ok(id) => self.egress.push((name.clone(), id)),
                 Err(source) => {
@@ -314,6 +428,8 @@ impl Dataplane {
     pub fn egress_program_id(&self) -> Result<u32> {
         let prog: &SchedClassifier = self
             .ebpf
+            .as_ref()
+            .ok_or(DataplaneError::Adopted)?
             .program(PROG_TC_EGRESS)
             .ok_or(DataplaneError::MissingProgram(PROG_TC_EGRESS))?
             .try_into()
@@ -342,15 +458,18 @@ impl Dataplane {
     /// Detaches from every interface (dropping the data plane does the same). A clsact
     /// qdisc we added stays: other filters may have joined it since.
     pub fn detach_all(&mut self) {
+        let Some(ebpf) = self.ebpf.as_mut() else {
+            return;
+        };
         let attached = std::mem::take(&mut self.attached);
-        if let Ok(prog) = xdp_mut(&mut self.ebpf, PROG_XDP) {
+        if let Ok(prog) = xdp_mut(ebpf, PROG_XDP) {
             for (_, id) in attached {
                 // A link that is already gone (interface deleted) has nothing left to undo.
                 let _gone = prog.detach(id);
             }
         }
         let egress = std::mem::take(&mut self.egress);
-        if let Ok(prog) = classifier_mut(&mut self.ebpf) {
+        if let Ok(prog) = classifier_mut(ebpf) {
             for (_, id) in egress {
                 let _gone = prog.detach(id);
             }
@@ -366,7 +485,7 @@ impl Dataplane {
     pub fn reasons(&self) -> Result<Vec<(Reason, u64)>> {
         Reason::ALL
             .iter()
-            .map(|&r| Ok((r, sum_over_cpus(&self.ebpf, REASONS, r as u32)?)))
+            .map(|&r| Ok((r, sum_over_cpus(&self.maps, REASONS, r as u32)?)))
             .collect()
     }
 
@@ -384,7 +503,7 @@ impl Dataplane {
         frame: &[u8],
         repeat: u32,
     ) -> Result<TestRunOutput> {
-        let prog = xdp(&self.ebpf, PROG_XDP)?;
+        let prog = xdp(self.ebpf.as_ref().ok_or(DataplaneError::Adopted)?, PROG_XDP)?;
         let mut out = vec![0u8; frame.len() + 256];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex; the kernel wants data_end to be the frame length.
@@ -412,37 +531,43 @@ impl Dataplane {
         })
     }
 
+    /// The loaded programs; an adopted data plane has none (they run from the pins).
+    fn programs(&mut self) -> Result<&mut Ebpf> {
+        self.ebpf.as_mut().ok_or(DataplaneError::Adopted)
+    }
+
     fn routes_v4(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 4], Route>> {
-        typed(&mut self.ebpf, ROUTES_V4)
+        typed(&mut self.maps, ROUTES_V4)
     }
 
     fn routes_v6(&mut self) -> Result<LpmTrie<&mut MapData, [u8; 16], Route>> {
-        typed(&mut self.ebpf, ROUTES_V6)
+        typed(&mut self.maps, ROUTES_V6)
     }
 
     fn groups(&mut self) -> Result<Array<&mut MapData, NextHopGroup>> {
-        typed(&mut self.ebpf, NEXTHOP_GROUPS)
+        typed(&mut self.maps, NEXTHOP_GROUPS)
     }
 
     fn egress(&mut self) -> Result<DevMapHash<&mut MapData>> {
-        typed(&mut self.ebpf, EGRESS)
+        typed(&mut self.maps, EGRESS)
     }
 
     fn ifaces(&mut self) -> Result<HashMap<&mut MapData, u32, Iface>> {
-        typed(&mut self.ebpf, IFACES)
+        typed(&mut self.maps, IFACES)
     }
 
     fn config_map(&mut self) -> Result<Array<&mut MapData, DataplaneConfig>> {
-        typed(&mut self.ebpf, CONFIG)
+        typed(&mut self.maps, CONFIG)
     }
 
     fn reason_map(&mut self) -> Result<PerCpuArray<&mut MapData, u64>> {
-        typed(&mut self.ebpf, REASONS)
+        typed(&mut self.maps, REASONS)
     }
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
+        // Pinned attachments outlive us by design; only unpinned ones are undone.
         self.detach_all();
     }
 }
@@ -483,7 +608,11 @@ pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a 
 }
 
 /// Entry `index` of the per-CPU `u64` array map `name`, summed over CPUs.
-pub(crate) fn sum_over_cpus(ebpf: &Ebpf, name: &'static str, index: u32) -> Result<u64> {
+pub(crate) fn sum_over_cpus(
+    ebpf: &impl MapSource,
+    name: &'static str,
+    index: u32,
+) -> Result<u64> {
     let map: PerCpuArray<&MapData, u64> = typed_ref(ebpf, name)?;
     let per_cpu = map
         .get(&index, 0)
@@ -496,7 +625,7 @@ pub(crate) fn sum_over_cpus(ebpf: &Ebpf, name: &'static str, index: u32) -> Resu
 }
 
 /// [`typed`] for reading: the map `name` as `M`, checked against our layout.
-pub(crate) fn typed_ref<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M>
+pub(crate) fn typed_ref<'a, M>(ebpf: &'a impl MapSource, name: &'static str) -> Result<M>
 where
     M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
 {
@@ -504,7 +633,7 @@ where
     M::try_from(map).map_err(|source| DataplaneError::MapLayout { name, source })
 }
 
-pub(crate) fn typed<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M>
+pub(crate) fn typed<'a, M>(ebpf: &'a mut impl MapSource, name: &'static str) -> Result<M>
 where
     M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
 {

@@ -8,7 +8,7 @@ use mesh_common::{
     telemetry::{FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter},
 };
 
-use super::{Dataplane, DataplaneError, Result, batch, typed_ref};
+use super::{Dataplane, DataplaneError, MapSource as _, Result, batch, typed_ref};
 
 /// A flow and its counters summed over CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct FlowRecord {
 impl Dataplane {
     fn map_data(&self, name: &'static str) -> Result<&MapData> {
         match self
-            .ebpf
+            .maps
             .map(name)
             .ok_or(DataplaneError::MissingMap(name))?
         {
@@ -53,7 +53,7 @@ impl Dataplane {
     pub fn read_flows_per_key(&self, out: &mut Vec<FlowRecord>) -> Result<usize> {
         out.clear();
         let map: aya::maps::PerCpuHashMap<&MapData, FlowKey, FlowStats> =
-            typed_ref(&self.ebpf, FLOWS)?;
+            typed_ref(&self.maps, FLOWS)?;
         for entry in map.iter() {
             // An entry evicted between listing its key and reading it is just skipped.
             let Ok((key, per_cpu)) = entry else { continue };
@@ -83,7 +83,7 @@ impl Dataplane {
 
     /// Counters of interface slots `0..slots`, summed over CPUs.
     pub fn read_links(&self, slots: u32) -> Result<Vec<LinkStats>> {
-        let map: PerCpuArray<&MapData, LinkStats> = typed_ref(&self.ebpf, LINKS)?;
+        let map: PerCpuArray<&MapData, LinkStats> = typed_ref(&self.maps, LINKS)?;
         (0..slots)
             .map(|slot| {
                 let per_cpu = map
@@ -119,7 +119,7 @@ impl Dataplane {
             action: "reading",
             source,
         })?;
-        let tx: PerCpuArray<&MapData, NeighborTx> = typed_ref(&self.ebpf, NEIGHBOR_TX)?;
+        let tx: PerCpuArray<&MapData, NeighborTx> = typed_ref(&self.maps, NEIGHBOR_TX)?;
         for (i, key) in self.neighbors.iter().enumerate() {
             let per_cpu = tx
                 .get(&(i as u32), 0)
@@ -151,7 +151,7 @@ impl Dataplane {
     pub fn telemetry_counters(&self) -> Result<[u64; counter::COUNT as usize]> {
         let mut out = [0; counter::COUNT as usize];
         for (i, v) in out.iter_mut().enumerate() {
-            *v = super::sum_over_cpus(&self.ebpf, TELEMETRY, i as u32)?;
+            *v = super::sum_over_cpus(&self.maps, TELEMETRY, i as u32)?;
         }
         Ok(out)
     }
@@ -159,8 +159,9 @@ impl Dataplane {
     /// Takes the event ring buffer out of the data plane, for a reader task to own.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self
-            .ebpf
-            .take_map(EVENTS)
+            .maps
+            .0
+            .remove(EVENTS)
             .ok_or(DataplaneError::MissingMap(EVENTS))?;
         RingBuf::try_from(map).map_err(|source| DataplaneError::MapLayout {
             name: EVENTS,

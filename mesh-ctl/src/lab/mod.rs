@@ -1,15 +1,21 @@
-//! The namespace lab: mesh nodes as network namespaces, links as veth pairs. One module
+//! The namespace lab: mesh nodes as network namespaces, links as veth pairs, or as
+//! "wires" (a bridge in a namespace of its own, where faults are injected). One module
 //! for tests, the demo and benchmarks. Everything it creates is removed when the `Lab`
 //! drops, on Ctrl-C (see [`cleanup_on_signals`]), and, should a process die before that,
 //! by the next lab's sweep of namespaces whose owner is gone.
 
 mod agent;
+pub mod babel;
 pub mod bench;
 pub mod bench_maps;
+pub mod bench_scale;
 pub mod bench_telemetry;
 pub mod demo;
+pub mod mesh6;
 pub mod plot;
+pub mod stream;
 pub mod topology;
+mod wire;
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
@@ -22,6 +28,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 pub use self::agent::{Agent, AgentConfig, Group};
+pub use self::wire::{Count, Fault, Wire, WireCounters};
 use crate::config::MacAddr;
 
 /// Namespaces of every live lab in this process, for the signal handler.
@@ -38,7 +45,8 @@ pub struct End {
     pub v6: Ipv6Addr,
 }
 
-/// A veth pair between two nodes, with a /24 and a /64 of its own.
+/// A link between two nodes, with a /24 and a /64 of its own: a veth pair, or two veths
+/// meeting in a wire namespace ([`Lab::wire_link`], see [`Lab::wire`]).
 #[derive(Debug, Clone)]
 pub struct Link {
     pub index: u8,
@@ -69,8 +77,12 @@ impl Link {
 /// A lab: namespaces, links and the processes started in them.
 pub struct Lab {
     prefix: String,
+    /// Every namespace the lab made (nodes and wires), deleted on drop.
     nodes: Vec<String>,
     links: Vec<Link>,
+    wires: Vec<Wire>,
+    /// The UDP port the next measured stream uses.
+    next_port: u16,
     children: Vec<Child>,
     pub meshctl: PathBuf,
     dir: PathBuf,
@@ -87,6 +99,8 @@ impl Lab {
             prefix,
             nodes: Vec::new(),
             links: Vec::new(),
+            wires: Vec::new(),
+            next_port: stream::FIRST_PORT,
             children: Vec::new(),
             meshctl,
             dir,
@@ -110,13 +124,7 @@ impl Lab {
     /// Adds a node: a namespace with loopback up and IP forwarding off, so only XDP can
     /// forward between its interfaces.
     pub fn node(&mut self, name: &str) -> Result<()> {
-        let ns = self.ns(name);
-        LIVE.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ns.clone());
-        self.nodes.push(ns.clone());
-        run("ip", &["netns", "add", &ns])?;
-        self.exec_ok(name, &["ip", "link", "set", "lo", "up"])?;
+        self.add_namespace(name)?;
         for (key, value) in [
             ("net.ipv4.ip_forward", "0"),
             ("net.ipv6.conf.all.forwarding", "0"),
@@ -129,6 +137,18 @@ impl Lab {
         Ok(())
     }
 
+    /// Creates the namespace of `name` with loopback up, registered for every cleanup path.
+    fn add_namespace(&mut self, name: &str) -> Result<()> {
+        let ns = self.ns(name);
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ns.clone());
+        self.nodes.push(ns.clone());
+        run("ip", &["netns", "add", &ns])?;
+        self.exec_ok(name, &["ip", "link", "set", "lo", "up"])?;
+        Ok(())
+    }
+
     /// Sets a sysctl inside a node.
     pub fn sysctl(&self, node: &str, key: &str, value: &str) -> Result<()> {
         self.exec_ok(node, &["sysctl", "-qw", &format!("{key}={value}")])
@@ -138,19 +158,7 @@ impl Lab {
     /// Links `a` and `b`: interfaces `a-b` in `a` and `b-a` in `b`, link `n` (from 1)
     /// gets 10.0.n.0/24 and fd00:n::/64, `a` the .1 / ::1 end.
     pub fn link(&mut self, a: &str, b: &str) -> Result<Link> {
-        let index = u8::try_from(self.links.len() + 1).context("too many links")?;
-        let end = |node: &str, other: &str, host: u8| End {
-            node: node.to_owned(),
-            ifname: format!("{node}-{other}"),
-            mac: MacAddr([0x02, 0x10, 0, 0, index, host]),
-            v4: Ipv4Addr::new(10, 0, index, host),
-            v6: Ipv6Addr::new(0xfd00, u16::from(index), 0, 0, 0, 0, 0, u16::from(host)),
-        };
-        let link = Link {
-            index,
-            a: end(a, b, 1),
-            b: end(b, a, 2),
-        };
+        let link = self.plan_link(a, b)?;
         let (nsa, nsb) = (self.ns(a), self.ns(b));
         run(
             "ip",
@@ -174,38 +182,61 @@ impl Lab {
             ],
         )?;
         for e in [&link.a, &link.b] {
-            self.exec_ok(
-                &e.node,
-                &[
-                    "ip",
-                    "addr",
-                    "add",
-                    &format!("{}/24", e.v4),
-                    "dev",
-                    &e.ifname,
-                ],
-            )?;
-            self.exec_ok(
-                &e.node,
-                &[
-                    "ip",
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{}/64", e.v6),
-                    "dev",
-                    &e.ifname,
-                    "nodad",
-                ],
-            )?;
-            // veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL) that does not
-            // exist; frames XDP redirects would arrive with half-done checksums. A real
-            // wire always carries complete ones, so compute them in software.
-            self.exec_ok(&e.node, &["ethtool", "-K", &e.ifname, "tx", "off"])?;
-            self.exec_ok(&e.node, &["ip", "link", "set", &e.ifname, "up"])?;
+            self.configure_end(e)?;
         }
         self.links.push(link.clone());
         Ok(link)
+    }
+
+    /// Names and addresses the next link between `a` and `b`.
+    fn plan_link(&self, a: &str, b: &str) -> Result<Link> {
+        let index = u8::try_from(self.links.len() + 1).context("too many links")?;
+        let end = |node: &str, other: &str, host: u8| End {
+            node: node.to_owned(),
+            ifname: format!("{node}-{other}"),
+            mac: MacAddr([0x02, 0x10, 0, 0, index, host]),
+            v4: Ipv4Addr::new(10, 0, index, host),
+            v6: Ipv6Addr::new(0xfd00, u16::from(index), 0, 0, 0, 0, 0, u16::from(host)),
+        };
+        Ok(Link {
+            index,
+            a: end(a, b, 1),
+            b: end(b, a, 2),
+        })
+    }
+
+    /// Addresses a node's end of a link and brings it up.
+    fn configure_end(&self, e: &End) -> Result<()> {
+        self.exec_ok(
+            &e.node,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", e.v4),
+                "dev",
+                &e.ifname,
+            ],
+        )?;
+        self.exec_ok(
+            &e.node,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{}/64", e.v6),
+                "dev",
+                &e.ifname,
+                "nodad",
+            ],
+        )?;
+        // veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL) that does not
+        // exist; frames XDP redirects would arrive with half-done checksums. A real
+        // wire always carries complete ones, so compute them in software.
+        self.exec_ok(&e.node, &["ethtool", "-K", &e.ifname, "tx", "off"])?;
+        self.exec_ok(&e.node, &["ip", "link", "set", &e.ifname, "up"])?;
+        Ok(())
     }
 
     /// The link between two nodes.

@@ -1,0 +1,122 @@
+//! The bpffs layout: everything of ours lives under one directory, so a restarted agent
+//! finds it and `meshctl detach` knows exactly what to remove.
+//!
+//! ```text
+//! <pin_dir>/maps/<MAP NAME>          every map, META holding the layout version
+//! <pin_dir>/progs/<PROGRAM NAME>     the XDP and TC programs
+//! <pin_dir>/links/xdp-<ifname>       XDP link per mesh interface
+//! <pin_dir>/links/tcx-<ifname>       TCX egress link (6.6+)
+//! <pin_dir>/links/tcnl-<ifname>/     marker: a netlink (cls_bpf) egress filter of ours
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The default pin directory.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/x0tta6bl4";
+
+const MAPS: &str = "maps";
+const PROGS: &str = "progs";
+const LINKS: &str = "links";
+const XDP_LINK: &str = "xdp-";
+const TCX_LINK: &str = "tcx-";
+const TC_NETLINK: &str = "tcnl-";
+
+/// Paths under one pin directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinDir(PathBuf);
+
+/// How an interface's pinned attachment was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    Xdp,
+    Tcx,
+    /// Not a link: a netlink filter, marked by an empty directory.
+    TcNetlink,
+}
+
+impl PinDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self(dir.into())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn maps(&self) -> PathBuf {
+        self.0.join(MAPS)
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps().join(name)
+    }
+
+    pub fn progs(&self) -> PathBuf {
+        self.0.join(PROGS)
+    }
+
+    pub fn prog(&self, name: &str) -> PathBuf {
+        self.progs().join(name)
+    }
+
+    pub fn links(&self) -> PathBuf {
+        self.0.join(LINKS)
+    }
+
+    pub fn link(&self, kind: LinkKind, iface: &str) -> PathBuf {
+        let prefix = match kind {
+            LinkKind::Xdp => XDP_LINK,
+            LinkKind::Tcx => TCX_LINK,
+            LinkKind::TcNetlink => TC_NETLINK,
+        };
+        self.links().join(format!("{prefix}{iface}"))
+    }
+
+    /// Every pinned attachment: (kind, interface name, path).
+    pub fn attachments(&self) -> Vec<(LinkKind, String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(self.links()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let (kind, iface) = if let Some(i) = name.strip_prefix(XDP_LINK) {
+                    (LinkKind::Xdp, i)
+                } else if let Some(i) = name.strip_prefix(TCX_LINK) {
+                    (LinkKind::Tcx, i)
+                } else if let Some(i) = name.strip_prefix(TC_NETLINK) {
+                    (LinkKind::TcNetlink, i)
+                } else {
+                    return None;
+                };
+                Some((kind, iface.to_owned(), e.path()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.2.cmp(&b.2));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_are_recognized_by_prefix_only() {
+        let dir = std::env::temp_dir().join(format!("pins-test-{}", std::process::id()));
+        let pins = PinDir::new(&dir);
+        std::fs::create_dir_all(pins.link(LinkKind::TcNetlink, "eth1"))
+            .expect("creating a marker");
+        std::fs::write(pins.link(LinkKind::Xdp, "eth0"), b"").expect("creating a file");
+        std::fs::write(pins.links().join("other"), b"").expect("creating a file");
+        let found = pins.attachments();
+        std::fs::remove_dir_all(&dir).expect("cleaning up");
+        let names: Vec<_> = found.iter().map(|(k, i, _)| (*k, i.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![(LinkKind::TcNetlink, "eth1"), (LinkKind::Xdp, "eth0")],
+            "only our prefixes count"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! `bench scale`: placeholder while the routing core is built.

@@ -1,0 +1,400 @@
+//! Wire links: the two node ends of a link meet in a namespace of their own (the "wire"),
+//! bridged there, so faults can be injected on the path between two nodes without
+//! touching either node: a silent black hole, random loss, or a lost carrier.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use nix::time::{ClockId, clock_gettime};
+
+use super::{Lab, Link, run};
+
+/// The nftables table (family `bridge`) in every wire namespace.
+const TABLE: &str = "wire";
+/// The bridge joining the two wire-side veths.
+const BRIDGE: &str = "wire";
+/// Our probe frames' EtherType.
+const PROBE_ETHERTYPE: u16 = 0x88b5;
+/// Babel's UDP port, which our control messages share.
+const CONTROL_PORT: u16 = 6696;
+
+/// The wire of one link: its namespace and the veths there facing each node end.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The index of the link it carries.
+    pub link: u8,
+    /// Its lab node name (`w<index>`), usable with [`Lab::exec`].
+    pub node: String,
+    /// Its namespace name.
+    pub ns: String,
+    /// The wire-side veth whose peer is the link's `a` end.
+    pub a_side: String,
+    /// The wire-side veth whose peer is the link's `b` end.
+    pub b_side: String,
+}
+
+/// A fault injected in a wire, outside the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Every frame crossing the wire is dropped, both ways; both ends keep their carrier.
+    Silent,
+    /// Each frame crossing the wire is dropped with probability `permille` / 1000.
+    Gray { permille: u32 },
+    /// The wire-side veth facing the link's `a` end goes down: that end loses carrier
+    /// (the `b` end keeps it, and what it sends is lost).
+    Down,
+}
+
+/// Packets and bytes of one nftables counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Count {
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            packets: self.packets.saturating_sub(earlier.packets),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+        }
+    }
+}
+
+/// What crossed a wire (both directions), counted before any fault drops it: what the
+/// nodes offered to the link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WireCounters {
+    /// Every frame.
+    pub frames: Count,
+    /// Probe frames (EtherType 0x88b5).
+    pub probe: Count,
+    /// UDP to port 6696: babel, and our control messages.
+    pub control: Count,
+}
+
+impl WireCounters {
+    /// What was counted between `earlier` and `self`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            frames: self.frames.since(earlier.frames),
+            probe: self.probe.since(earlier.probe),
+            control: self.control.since(earlier.control),
+        }
+    }
+
+    /// Frames that are neither probes nor control: the traffic the mesh carries.
+    pub fn data_packets(&self) -> u64 {
+        self.frames
+            .packets
+            .saturating_sub(self.probe.packets)
+            .saturating_sub(self.control.packets)
+    }
+}
+
+/// The table: counters first, then a `fault` chain that [`Lab::fault`] refills.
+fn table_script() -> String {
+    format!(
+        "table bridge {TABLE} {{
+  counter frames {{}}
+  counter probe {{}}
+  counter control {{}}
+  chain fault {{}}
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    counter name \"frames\"
+    ether type {PROBE_ETHERTYPE:#06x} counter name \"probe\"
+    udp dport {CONTROL_PORT} counter name \"control\"
+    jump fault
+  }}
+}}
+"
+    )
+}
+
+/// Replaces the fault chain's rules in one transaction: `rule` or none.
+fn fault_script(rule: Option<&str>) -> String {
+    let mut s = format!("flush chain bridge {TABLE} fault\n");
+    if let Some(rule) = rule {
+        s.push_str(&format!("add rule bridge {TABLE} fault {rule}\n"));
+    }
+    s
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in every namespace.
+pub fn monotonic_ns() -> Result<u64> {
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).context("reading CLOCK_MONOTONIC")?;
+    let ns = i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec());
+    u64::try_from(ns).context("CLOCK_MONOTONIC out of range")
+}
+
+impl Lab {
+    /// Links `a` and `b` like [`Lab::link`] (same names, MACs and addresses at the node
+    /// ends), but through a wire: each end is a veth whose peer is in the wire namespace
+    /// `<prefix>-w<index>`, where both peers are ports of a bridge. Faults go there.
+    pub fn wire_link(&mut self, a: &str, b: &str) -> Result<Link> {
+        let link = self.plan_link(a, b)?;
+        let wire = Wire {
+            link: link.index,
+            node: format!("w{}", link.index),
+            ns: self.ns(&format!("w{}", link.index)),
+            a_side: "end-a".into(),
+            b_side: "end-b".into(),
+        };
+        self.add_namespace(&wire.node)?;
+        // The wire is a cable, not a host: no IPv6 of its own, so it sends nothing.
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6",
+            "net.ipv6.conf.default.disable_ipv6",
+        ] {
+            self.sysctl(&wire.node, key, "1")?;
+        }
+        let w = wire.node.as_str();
+        // STP off and no forwarding delay: frames pass the moment a port is up. No
+        // multicast snooping: babel's multicast floods like on a plain segment. The group
+        // mask passes link-local groups a real cable would carry (the kernel refuses the
+        // STP, pause and LACP bits).
+        self.exec_ok(
+            w,
+            &[
+                "ip",
+                "link",
+                "add",
+                "name",
+                BRIDGE,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+                "mcast_snooping",
+                "0",
+                "group_fwd_mask",
+                "0xfff8",
+            ],
+        )?;
+        for (end, side) in [(&link.a, &wire.a_side), (&link.b, &wire.b_side)] {
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &end.ifname,
+                    "netns",
+                    &self.ns(&end.node),
+                    "address",
+                    &end.mac.to_string(),
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    side,
+                    "netns",
+                    &wire.ns,
+                ],
+            )?;
+            self.exec_ok(w, &["ip", "link", "set", side, "master", BRIDGE])?;
+            // GRO turns on NAPI, without which a veth drops the frames its peer's XDP
+            // program sends (XDP_TX, XDP_REDIRECT). Checksums and segmentation in
+            // software: what reaches a node is a complete, wire-sized frame.
+            self.exec_ok(
+                w,
+                &[
+                    "ethtool", "-K", side, "gro", "on", "tx", "off", "tso", "off", "gso", "off",
+                ],
+            )?;
+            self.exec_ok(w, &["ip", "link", "set", side, "up"])?;
+        }
+        self.exec_ok(w, &["ip", "link", "set", BRIDGE, "up"])?;
+        self.nft(&wire, "table", &table_script())?;
+        for e in [&link.a, &link.b] {
+            self.configure_end(e)?;
+        }
+        self.links.push(link.clone());
+        self.wires.push(wire);
+        Ok(link)
+    }
+
+    /// The wire of a link made by [`Lab::wire_link`].
+    pub fn wire(&self, link: &Link) -> Result<&Wire> {
+        self.wires
+            .iter()
+            .find(|w| w.link == link.index)
+            .with_context(|| {
+                format!(
+                    "link {} ({}-{}) is not a wire link",
+                    link.index, link.a.node, link.b.node
+                )
+            })
+    }
+
+    /// Injects a fault in a link's wire, replacing any fault already there.
+    pub fn fault(&self, link: &Link, fault: Fault) -> Result<()> {
+        let wire = self.wire(link)?;
+        let rule = match fault {
+            Fault::Silent => Some("drop".to_owned()),
+            Fault::Gray { permille } => {
+                if permille > 1000 {
+                    bail!("gray fault of {permille} permille: at most 1000");
+                }
+                Some(format!("numgen random mod 1000 < {permille} drop"))
+            }
+            Fault::Down => None,
+        };
+        // Undo the previous fault first, so that the step that injects this one comes
+        // last and `fault_at` reads the clock right after it.
+        if fault == Fault::Down {
+            self.nft(wire, "fault", &fault_script(None))?;
+            self.set_side(wire, &wire.b_side, true)?;
+            self.set_side(wire, &wire.a_side, false)
+        } else {
+            self.set_side(wire, &wire.a_side, true)?;
+            self.set_side(wire, &wire.b_side, true)?;
+            self.nft(wire, "fault", &fault_script(rule.as_deref()))
+        }
+    }
+
+    /// [`Lab::fault`], returning CLOCK_MONOTONIC (ns) just after the fault took effect.
+    pub fn fault_at(&self, link: &Link, fault: Fault) -> Result<u64> {
+        self.fault(link, fault)?;
+        monotonic_ns()
+    }
+
+    /// Removes whatever fault a link's wire has; a no-op on a healthy wire.
+    pub fn heal(&self, link: &Link) -> Result<()> {
+        let wire = self.wire(link)?;
+        self.nft(wire, "heal", &fault_script(None))?;
+        self.set_side(wire, &wire.a_side, true)?;
+        self.set_side(wire, &wire.b_side, true)
+    }
+
+    /// What crossed a link's wire since it was made.
+    pub fn wire_counters(&self, link: &Link) -> Result<WireCounters> {
+        let wire = self.wire(link)?;
+        let out = self.exec_ok(
+            &wire.node,
+            &["nft", "-j", "list", "counters", "table", "bridge", TABLE],
+        )?;
+        parse_counters(&out).with_context(|| format!("counters of wire {}", wire.node))
+    }
+
+    /// Whether a node's interface has carrier (LOWER_UP).
+    pub fn has_carrier(&self, node: &str, ifname: &str) -> Result<bool> {
+        let out = self.exec_ok(node, &["ip", "-o", "link", "show", "dev", ifname])?;
+        let flags = out
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(flags, _)| flags)
+            .with_context(|| format!("no flags in `ip link` of {ifname} in {node}: {out}"))?;
+        Ok(flags.split(',').any(|f| f == "LOWER_UP"))
+    }
+
+    fn set_side(&self, wire: &Wire, side: &str, up: bool) -> Result<()> {
+        let state = if up { "up" } else { "down" };
+        self.exec_ok(&wire.node, &["ip", "link", "set", side, state])
+            .map(drop)
+    }
+
+    /// Runs an nft script in a wire (`what` names the script's file in the lab dir).
+    fn nft(&self, wire: &Wire, what: &str, script: &str) -> Result<()> {
+        let path = self.dir().join(format!("{}-{what}.nft", wire.node));
+        std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        let path = path.to_string_lossy().into_owned();
+        self.exec_ok(&wire.node, &["nft", "-f", &path]).map(drop)
+    }
+}
+
+/// Reads `nft -j list counters` output.
+fn parse_counters(json: &str) -> Result<WireCounters> {
+    let v: serde_json::Value = serde_json::from_str(json).context("parsing nft's JSON")?;
+    let items = v["nftables"]
+        .as_array()
+        .context("no `nftables` array in nft's JSON")?;
+    let mut c = WireCounters::default();
+    let mut found = 0;
+    for item in items {
+        let Some(counter) = item.get("counter") else {
+            continue;
+        };
+        let count = Count {
+            packets: counter["packets"].as_u64().context("counter packets")?,
+            bytes: counter["bytes"].as_u64().context("counter bytes")?,
+        };
+        let slot = match counter["name"].as_str() {
+            Some("frames") => &mut c.frames,
+            Some("probe") => &mut c.probe,
+            Some("control") => &mut c.control,
+            _ => continue,
+        };
+        *slot = count;
+        found += 1;
+    }
+    if found != 3 {
+        bail!("expected 3 wire counters, found {found}");
+    }
+    Ok(c)
+}
+
+/// Polls `cond` every `every` until it holds or `limit` passes; returns whether it held.
+pub(super) fn wait_until(
+    limit: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> Result<bool>,
+) -> Result<bool> {
+    let start = std::time::Instant::now();
+    loop {
+        if cond()? {
+            return Ok(true);
+        }
+        if start.elapsed() >= limit {
+            return Ok(false);
+        }
+        std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_parse_from_nft_json() {
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
+            {"counter": {"family": "bridge", "name": "frames", "table": "wire", "handle": 3, "packets": 10, "bytes": 1000}},
+            {"counter": {"family": "bridge", "name": "probe", "table": "wire", "handle": 4, "packets": 2, "bytes": 120}},
+            {"counter": {"family": "bridge", "name": "control", "table": "wire", "handle": 5, "packets": 3, "bytes": 300}}]}"#;
+        let c = parse_counters(json).expect("parses");
+        assert_eq!(c.frames.packets, 10);
+        assert_eq!(c.probe.bytes, 120);
+        assert_eq!(c.control.packets, 3);
+        assert_eq!(c.data_packets(), 5);
+        let later = WireCounters {
+            frames: Count {
+                packets: 15,
+                bytes: 1500,
+            },
+            ..c
+        };
+        assert_eq!(later.since(&c).frames.packets, 5);
+        assert_eq!(later.since(&c).probe.packets, 0);
+    }
+
+    #[test]
+    fn counters_missing_one_is_an_error() {
+        let json = r#"{"nftables": [{"counter": {"name": "frames", "packets": 1, "bytes": 1}}]}"#;
+        assert!(parse_counters(json).is_err(), "a missing counter must fail");
+    }
+
+    #[test]
+    fn fault_script_flushes_before_adding() {
+        let s = fault_script(Some("drop"));
+        let flush = s.find("flush chain").expect("flush");
+        let add = s.find("add rule").expect("add");
+        assert!(flush < add, "the old fault must go first: {s}");
+        assert!(
+            !fault_script(None).contains("add rule"),
+            "healing adds nothing"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Link quality from probe counters: loss, RTT and jitter per window, smoothed, turned
+//! into a cost (ETX-like, plus RTT), with hysteresis so that a noisy or flapping link
+//! does not make routes flap. Pure: readings and times come in as arguments.
+
+use mesh_common::probe::ProbeState;
+use serde::Serialize;
+
+/// The knobs, from `[probe]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub window_ns: u64,
+    pub dead_ns: u64,
+    pub up_hold_ns: u64,
+    pub cost_change_pct: u32,
+}
+
+/// Cost of a perfect link; loss multiplies it (ETX), each millisecond of RTT adds one.
+pub const BASE_COST: u32 = 10;
+/// A changed cost must persist this many windows before it is advertised.
+const CONFIRM_WINDOWS: u32 = 2;
+/// Weight of the newest window in the smoothed figures.
+const EWMA: f64 = 0.3;
+/// Replies a never-used link must have given before it carries traffic.
+const FIRST_REPLIES: u64 = 3;
+
+/// Whether routing may use the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    Down,
+    Up,
+}
+
+/// What changed in one update, for the Analyze stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    None,
+    /// Usable again (or for the first time).
+    Up,
+    /// Silent for `silent_ms`.
+    Down { silent_ms: f64 },
+    /// The advertised cost moves.
+    Cost { from: u32, to: u32 },
+}
+
+/// One link's quality record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quality {
+    pub state: LinkState,
+    /// Smoothed round-trip probe loss, 0..1.
+    pub loss: f64,
+    pub rtt_ms: f64,
+    pub jitter_ms: f64,
+    /// What we advertise (and route with), once known.
+    pub cost: Option<u32>,
+    pub last_reply_ns: u64,
+    pub replies: u64,
+    pub sent: u64,
+    /// Ever been up: the hold-down applies to links that went down, not new ones.
+    #[serde(skip)]
+    was_up: bool,
+    #[serde(skip)]
+    alive_since_ns: Option<u64>,
+    #[serde(skip)]
+    window_start_ns: u64,
+    #[serde(skip)]
+    window_base: (u64, ProbeState),
+    #[serde(skip)]
+    windows_beyond: u32,
+}
+
+impl Quality {
+    pub fn new(now_ns: u64) -> Self {
+        Self {
+            state: LinkState::Down,
+            loss: 0.0,
+            rtt_ms: 0.0,
+            jitter_ms: 0.0,
+            cost: None,
+            last_reply_ns: 0,
+            replies: 0,
+            sent: 0,
+            was_up: false,
+            alive_since_ns: None,
+            window_start_ns: now_ns,
+            window_base: (0, ProbeState::default()),
+            windows_beyond: 0,
+        }
+    }
+
+    /// Whether the last reply is recent enough: the data plane's own test.
+    pub fn alive(&self, now_ns: u64, s: &Settings) -> bool {
+        self.last_reply_ns != 0 && now_ns.saturating_sub(self.last_reply_ns) <= s.dead_ns
+    }
+
+    /// Takes a new reading: `sent` requests so far and the data plane's reply state.
+    pub fn update(&mut self, now_ns: u64, sent: u64, probe: &ProbeState, s: &Settings) -> Change {
+        self.last_reply_ns = probe.last_reply_ns;
+        self.replies = probe.replies;
+        self.sent = sent;
+        let alive = self.alive(now_ns, s);
+        if now_ns.saturating_sub(self.window_start_ns) >= s.window_ns {
+            self.close_window(sent, probe);
+            self.judge_window(s);
+            self.window_start_ns = now_ns;
+        }
+        match (self.state, alive) {
+            (LinkState::Up, false) => {
+                self.state = LinkState::Down;
+                self.alive_since_ns = None;
+                Change::Down {
+                    silent_ms: now_ns.saturating_sub(self.last_reply_ns) as f64 / 1e6,
+                }
+            }
+            (LinkState::Down, true) => {
+                let since = *self.alive_since_ns.get_or_insert(now_ns);
+                let ready = if self.was_up {
+                    now_ns.saturating_sub(since) >= s.up_hold_ns
+                } else {
+                    probe.replies >= FIRST_REPLIES
+                };
+                if ready {
+                    self.state = LinkState::Up;
+                    self.was_up = true;
+                    self.cost.get_or_insert(self.candidate_cost());
+                    Change::Up
+                } else {
+                    Change::None
+                }
+            }
+            (LinkState::Down, false) => {
+                self.alive_since_ns = None;
+                Change::None
+            }
+            (LinkState::Up, true) => self.cost_change(),
+        }
+    }
+
+    fn close_window(&mut self, sent: u64, probe: &ProbeState) {
+        let (sent0, base) = self.window_base;
+        let d_sent = sent.saturating_sub(sent0);
+        // A reply may land in the window after its request: never more replies than sent.
+        let d_rep = probe.replies.saturating_sub(base.replies).min(d_sent);
+        if d_sent > 0 {
+            let loss = 1.0 - d_rep as f64 / d_sent as f64;
+            self.loss = EWMA * loss + (1.0 - EWMA) * self.loss;
+        }
+        let n = probe.replies.saturating_sub(base.replies);
+        if n > 0 {
+            let mean_ns = probe.rtt_sum_ns.saturating_sub(base.rtt_sum_ns) as f64 / n as f64;
+            let mean_us = mean_ns / 1e3;
+            let sq = probe.rtt_sq_sum_us2.saturating_sub(base.rtt_sq_sum_us2) as f64 / n as f64;
+            let sd_us = (sq - mean_us * mean_us).max(0.0).sqrt();
+            self.rtt_ms = EWMA * mean_ns / 1e6 + (1.0 - EWMA) * self.rtt_ms;
+            self.jitter_ms = EWMA * sd_us / 1e3 + (1.0 - EWMA) * self.jitter_ms;
+        }
+        self.window_base = (sent, *probe);
+    }
+
+    /// The cost the current figures call for.
+    pub fn candidate_cost(&self) -> u32 {
+        let etx = 1.0 / (1.0 - self.loss.min(0.9));
+        (f64::from(BASE_COST) * etx).round() as u32 + self.rtt_ms.floor() as u32
+    }
+
+    /// Counts the windows in a row whose figures call for a cost beyond the threshold.
+    fn judge_window(&mut self, s: &Settings) {
+        let Some(from) = self.cost else {
+            return;
+        };
+        let to = self.candidate_cost();
+        let threshold = (u64::from(from) * u64::from(s.cost_change_pct)).div_ceil(100);
+        self.windows_beyond = if u64::from(from.abs_diff(to)) >= threshold.max(1) {
+            self.windows_beyond + 1
+        } else {
+            0
+        };
+    }
+
+    fn cost_change(&mut self) -> Change {
+        let to = self.candidate_cost();
+        match self.cost {
+            None => {
+                self.cost = Some(to);
+                Change::None
+            }
+            Some(from) if self.windows_beyond >= CONFIRM_WINDOWS && from != to => {
+                self.windows_beyond = 0;
+                self.cost = Some(to);
+                Change::Cost { from, to }
+            }
+            Some(_) => Change::None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn settings() -> Settings {
+        Settings {
+            window_ns: 100 * MS,
+            dead_ns: 20 * MS,
+            up_hold_ns: 2_000 * MS,
+            cost_change_pct: 25,
+        }
+    }
+
+    /// Drives a link probed every 5 ms; `answered(i)` says whether probe i came back.
+    struct Link {
+        q: Quality,
+        sent: u64,
+        state: ProbeState,
+        now: u64,
+    }
+
+    impl Link {
+        fn new() -> Self {
+            Self {
+                q: Quality::new(0),
+                sent: 0,
+                state: ProbeState::default(),
+                now: 0,
+            }
+        }
+
+        fn run(&mut self, probes: u64, answered: impl Fn(u64) -> bool) -> Vec<Change> {
+            let mut changes = Vec::new();
+            for _ in 0..probes {
+                self.now += 5 * MS;
+                self.sent += 1;
+                if answered(self.sent) {
+                    self.state.replies += 1;
+                    self.state.last_reply_ns = self.now;
+                    self.state.rtt_sum_ns += 100_000;
+                    self.state.rtt_sq_sum_us2 += 100 * 100;
+                }
+                let c = self.q.update(self.now, self.sent, &self.state, &settings());
+                if c != Change::None {
+                    changes.push(c);
+                }
+            }
+            changes
+        }
+    }
+
+    #[test]
+    fn a_clean_link_comes_up_at_base_cost_and_stays() {
+        let mut l = Link::new();
+        let changes = l.run(400, |_| true);
+        assert_eq!(changes, vec![Change::Up], "one change only");
+        assert_eq!(l.q.cost, Some(BASE_COST));
+        assert!(l.q.rtt_ms > 0.05 && l.q.rtt_ms < 0.2, "rtt {}", l.q.rtt_ms);
+    }
+
+    #[test]
+    fn silence_takes_it_down_after_the_dead_time_and_back_only_after_the_hold() {
+        let mut l = Link::new();
+        l.run(100, |_| true);
+        let down = l.run(10, |_| false);
+        assert!(
+            matches!(down.as_slice(), [Change::Down { silent_ms }] if *silent_ms > 20.0),
+            "{down:?}"
+        );
+        // Replies again: not up before 2 s of them.
+        let early = l.run(300, |_| true);
+        assert!(early.is_empty(), "came back after 1.5 s: {early:?}");
+        let later = l.run(200, |_| true);
+        assert_eq!(later, vec![Change::Up]);
+    }
+
+    #[test]
+    fn heavy_loss_raises_the_cost_light_loss_does_not() {
+        let mut heavy = Link::new();
+        heavy.run(40, |_| true);
+        // 36 % round-trip loss: 20 % each way. Never 4 in a row lost, so never down.
+        let changes = heavy.run(2000, |i| i % 25 >= 9 || i % 3 == 0);
+        assert!(
+            changes
+                .iter()
+                .any(|c| matches!(c, Change::Cost { from: 10, to } if *to > 13)),
+            "{changes:?}"
+        );
+        let mut light = Link::new();
+        light.run(40, |_| true);
+        let changes = light.run(4000, |i| i % 1000 != 0);
+        assert!(changes.is_empty(), "0.1 % loss changed something: {changes:?}");
+    }
+
+    #[test]
+    fn a_flapping_link_goes_down_once_and_stays_down_while_it_flaps() {
+        let mut l = Link::new();
+        l.run(100, |_| true);
+        // 100 ms on, 100 ms off, for 4 s.
+        let changes = l.run(800, |i| (i / 20) % 2 == 0);
+        let ups = changes.iter().filter(|c| **c == Change::Up).count();
+        let downs = changes
+            .iter()
+            .filter(|c| matches!(c, Change::Down { .. }))
+            .count();
+        assert_eq!((downs, ups), (1, 0), "{changes:?}");
+    }
+}

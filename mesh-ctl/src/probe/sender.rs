@@ -1,0 +1,154 @@
+//! Sends a probe request to every peer every interval from a thread of its own, so that
+//! a busy agent never delays probes (a late probe looks like a dying link). Replies never
+//! come back here: the far side's XDP answers, ours records and consumes.
+
+use std::{
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use mesh_common::probe::{ETH_P_MESH_PROBE, PROBE_FRAME_LEN, PROBE_OFFSET, ProbeHdr};
+use nix::libc;
+
+/// One neighbour to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// `PROBE_PEERS` slot: the cookie the reply carries back.
+    pub slot: u32,
+    pub ifindex: u32,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+}
+
+/// The probe sender thread; stops when dropped.
+pub struct Sender {
+    peers: Arc<Mutex<Vec<Peer>>>,
+    sent: Arc<Vec<AtomicU64>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sender {
+    /// Starts sending every `interval` to the peers set with [`Self::set_peers`].
+    pub fn start(interval: Duration, slots: usize) -> anyhow::Result<Self> {
+        // SAFETY: plain socket(2); the result is checked before use.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("opening a packet socket for probes (needs CAP_NET_RAW)");
+        }
+        // SAFETY: a fresh descriptor we own.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new((0..slots).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (peers, sent, stop) = (peers.clone(), sent.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("probe-sender".into())
+                .spawn(move || run(&socket, interval, &peers, &sent, &stop))
+                .context("starting the probe sender thread")?
+        };
+        Ok(Self {
+            peers,
+            sent,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Replaces the set of peers probed from the next tick on.
+    pub fn set_peers(&self, peers: Vec<Peer>) {
+        if let Ok(mut p) = self.peers.lock() {
+            *p = peers;
+        }
+    }
+
+    /// Requests sent so far to slot `slot`.
+    pub fn sent(&self, slot: u32) -> u64 {
+        self.sent
+            .get(slot as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(
+    socket: &OwnedFd,
+    interval: Duration,
+    peers: &Mutex<Vec<Peer>>,
+    sent: &[AtomicU64],
+    stop: &AtomicBool,
+) {
+    let mut seq: u32 = 0;
+    let mut frame = [0u8; PROBE_FRAME_LEN];
+    let mut next = now_ns();
+    let step = interval.as_nanos() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let list = peers.lock().map(|p| p.clone()).unwrap_or_default();
+        seq = seq.wrapping_add(1);
+        for peer in &list {
+            let hdr = ProbeHdr::request(peer.slot, seq, now_ns());
+            frame[..6].copy_from_slice(&peer.dst_mac);
+            frame[6..12].copy_from_slice(&peer.src_mac);
+            frame[12..14].copy_from_slice(&ETH_P_MESH_PROBE.to_be_bytes());
+            // SAFETY: ProbeHdr is repr(C), 24 bytes of integers and byte arrays.
+            let bytes: [u8; 24] = unsafe { core::mem::transmute(hdr) };
+            frame[PROBE_OFFSET..PROBE_OFFSET + 24].copy_from_slice(&bytes);
+            if send(socket, peer.ifindex, &peer.dst_mac, &frame) {
+                if let Some(c) = sent.get(peer.slot as usize) {
+                    c.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        // Absolute deadlines: a late tick is not made up for, and never drifts.
+        next += step;
+        let now = now_ns();
+        if next <= now {
+            next = now + step;
+            continue;
+        }
+        std::thread::sleep(Duration::from_nanos(next - now));
+    }
+}
+
+fn send(socket: &OwnedFd, ifindex: u32, dst: &[u8; 6], frame: &[u8]) -> bool {
+    // SAFETY: zeroed sockaddr_ll is a valid value; the fields we need are set below.
+    let mut addr: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = ETH_P_MESH_PROBE.to_be();
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(dst);
+    // SAFETY: frame and addr are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            libc::MSG_DONTWAIT,
+            (&raw const addr).cast(),
+            core::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    n == frame.len() as isize
+}
+
+fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,89 @@
+//! Link probes in the data plane: a neighbour's request goes straight back (`XDP_TX`), a
+//! reply to ours is recorded in `PROBE_STATE` and consumed.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use mesh_common::{
+    Reason,
+    maps::PROBE_CAPACITY,
+    probe::{PROBE_MAGIC, PROBE_OFFSET, PROBE_REPLY, PROBE_REQUEST, PROBE_VERSION, ProbeHdr},
+    types::Iface,
+};
+
+use crate::{
+    frame::Packet,
+    maps::{IFACES, PROBE_PEERS, PROBE_STATE},
+};
+
+/// Answers or records one probe frame that arrived on a mesh interface.
+///
+/// A BPF subprogram of its own, so its stack is not added to the forwarding path's.
+///
+/// Takes the context by value and looks the interface up again, so that the caller keeps
+/// nothing on its stack for us: the forwarding path's frame is at the verifier's limit.
+#[inline(never)]
+pub fn handle(ctx: XdpContext) -> Reason {
+    match try_handle(&ctx) {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+#[inline(always)]
+fn try_handle(ctx: &XdpContext) -> Result<Reason, Reason> {
+    // SAFETY: the value is copied out before any other map access.
+    let iface: Iface =
+        *unsafe { IFACES.get(ctx.ingress_ifindex() as u32) }.ok_or(Reason::DropBadProbe)?;
+    let frame = Packet::xdp(ctx);
+    let macs = frame
+        .ptr_at_mut::<[[u8; 6]; 2]>(0)
+        .ok_or(Reason::DropBadProbe)?;
+    let hdr = frame
+        .ptr_at_mut::<ProbeHdr>(PROBE_OFFSET)
+        .ok_or(Reason::DropBadProbe)?;
+    // SAFETY: both bounds checked by ptr_at_mut; byte arrays have no alignment.
+    let (macs, hdr) = unsafe { (&mut *macs, &mut *hdr) };
+    if macs[0] != iface.mac || hdr.magic != PROBE_MAGIC || hdr.version != PROBE_VERSION {
+        return Err(Reason::DropBadProbe);
+    }
+    match hdr.kind {
+        PROBE_REQUEST => {
+            let from = macs[1];
+            *macs = [from, iface.mac];
+            hdr.kind = PROBE_REPLY;
+            Ok(Reason::ProbeEchoed)
+        }
+        PROBE_REPLY => record(ctx, &macs[1], hdr),
+        _ => Err(Reason::DropBadProbe),
+    }
+}
+
+#[inline(always)]
+fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Reason> {
+    let slot = u32::from_le_bytes(hdr.cookie);
+    if slot >= PROBE_CAPACITY {
+        return Err(Reason::DropBadProbe);
+    }
+    let peer = PROBE_PEERS.get(slot).ok_or(Reason::DropBadProbe)?;
+    let state = PROBE_STATE.get_ptr_mut(slot).ok_or(Reason::DropBadProbe)?;
+    // SAFETY: an array slot; a racing reply on another CPU can at worst lose one update.
+    let state = unsafe { &mut *state };
+    if peer.ifindex != ctx.ingress_ifindex() as u32 || peer.mac != *from {
+        state.mismatched = state.mismatched.wrapping_add(1);
+        return Err(Reason::DropBadProbe);
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    let sent = u64::from_le_bytes(hdr.sent_ns);
+    // A reply from the future is forged or from another clock: liveness yes, RTT no.
+    if sent <= now {
+        let rtt = now - sent;
+        state.rtt_sum_ns += rtt;
+        let us = rtt / 1000;
+        state.rtt_sq_sum_us2 += us * us;
+    }
+    state.last_reply_ns = now;
+    state.replies += 1;
+    let seq = u32::from_le_bytes(hdr.seq);
+    if seq > state.last_seq {
+        state.last_seq = seq;
+    }
+    Ok(Reason::ProbeReply)
+}
