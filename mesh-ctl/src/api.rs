@@ -26,9 +26,22 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "query", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Request {
-    Flows { top: usize, sort: SortKey },
+    Flows {
+        top: usize,
+        sort: SortKey,
+    },
     Links,
     Drops,
+    Status,
+    Neighbors,
+    Routes,
+    Lsdb,
+    Events,
+    /// Test knob: with `on`, the agent stops recomputing routes (the data plane's fast
+    /// reroute still works).
+    Freeze {
+        on: bool,
+    },
 }
 
 /// What the agent shares with the API: the last snapshot and recent events.
@@ -37,6 +50,9 @@ pub struct Shared {
     pub node: String,
     pub snapshot: RwLock<Snapshot>,
     pub recent: Mutex<Recent>,
+    /// Routing views by name (`status`, `neighbors`, `routes`, `lsdb`, `events`).
+    pub mesh: RwLock<serde_json::Value>,
+    pub frozen: std::sync::atomic::AtomicBool,
 }
 
 /// Why the API could not answer.
@@ -136,6 +152,30 @@ pub fn answer(shared: &Shared, line: &str) -> serde_json::Value {
         Ok(r) => r,
         Err(e) => return json!({"ok": false, "error": format!("bad request: {e}")}),
     };
+    let mesh_view = |name: &str| {
+        shared
+            .mesh
+            .read()
+            .map(|m| m.get(name).cloned().unwrap_or(serde_json::Value::Null))
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let routing = match &request {
+        Request::Status => Some(mesh_view("status")),
+        Request::Neighbors => Some(mesh_view("neighbors")),
+        Request::Routes => Some(mesh_view("routes")),
+        Request::Lsdb => Some(mesh_view("lsdb")),
+        Request::Events => Some(mesh_view("events")),
+        Request::Freeze { on } => {
+            shared
+                .frozen
+                .store(*on, std::sync::atomic::Ordering::Relaxed);
+            Some(json!({ "frozen": on }))
+        }
+        _ => None,
+    };
+    if let Some(data) = routing {
+        return json!({"ok": true, "node": shared.node, "data": data});
+    }
     let Ok(s) = shared.snapshot.read() else {
         return json!({"ok": false, "error": "the agent's snapshot is unavailable"});
     };
@@ -161,6 +201,7 @@ pub fn answer(shared: &Shared, line: &str) -> serde_json::Value {
                 .unwrap_or_default();
             json!({"reasons": s.reasons, "counters": s.counters, "recent_drops": recent})
         }
+        _ => unreachable!("routing views are answered above"),
     };
     json!({"ok": true, "node": shared.node, "data": data})
 }
@@ -200,6 +241,8 @@ mod tests {
             node: "r".into(),
             snapshot: RwLock::new(Snapshot::default()),
             recent: Mutex::new(Recent::new(4)),
+            mesh: RwLock::new(json!({"status": {"node": "r"}})),
+            frozen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

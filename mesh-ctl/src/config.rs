@@ -537,7 +537,10 @@ impl Config {
             check_prefix(prefix, &format!("routing.prefixes[{i}]"))?;
         }
         if !self.dataplane.pin_dir.is_absolute() {
-            return Err(Problem::new("dataplane.pin_dir", "must be an absolute path"));
+            return Err(Problem::new(
+                "dataplane.pin_dir",
+                "must be an absolute path",
+            ));
         }
         self.validate_probe()?;
         self.validate_telemetry()

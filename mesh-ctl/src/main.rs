@@ -55,6 +55,38 @@ enum Command {
         #[command(flatten)]
         view: View,
     },
+    /// The agent at a glance: neighbours, adverts, routes, actions.
+    Status {
+        #[command(flatten)]
+        view: View,
+    },
+    /// Neighbours per interface, with link state, cost, loss, RTT and jitter.
+    Neighbors {
+        #[command(flatten)]
+        view: View,
+    },
+    /// Computed routes: next hops and the loop-free alternate protecting each.
+    Routes {
+        #[command(flatten)]
+        view: View,
+    },
+    /// The link-state database: every node's advert.
+    Lsdb {
+        #[command(flatten)]
+        view: View,
+    },
+    /// Recent detections and actions, newest first, with their reasons.
+    Events {
+        #[command(flatten)]
+        view: View,
+    },
+    /// Remove everything of ours from the kernel: XDP and TC attachments, programs and
+    /// maps pinned under the pin directory. Forwarding through this node stops.
+    Detach {
+        /// The agent's bpffs pin directory (`[dataplane] pin_dir`).
+        #[arg(long, value_name = "DIR", default_value = mesh_ctl::dataplane::pins::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Install this binary, the systemd unit and an example configuration.
     Install(mesh_ctl::install::Options),
 }
@@ -109,6 +141,25 @@ fn main() -> ExitCode {
         }
         Command::Links { view } => show(&view, Request::Links, views::links),
         Command::Drops { view } => show(&view, Request::Drops, views::drops),
+        Command::Status { view } => show(&view, Request::Status, views::status),
+        Command::Neighbors { view } => show(&view, Request::Neighbors, views::neighbors),
+        Command::Routes { view } => show(&view, Request::Routes, views::routes),
+        Command::Lsdb { view } => show(&view, Request::Lsdb, views::lsdb),
+        Command::Events { view } => show(&view, Request::Events, views::events),
+        Command::Detach { pin_dir } => {
+            let pins = mesh_ctl::dataplane::pins::PinDir::new(&pin_dir);
+            mesh_ctl::dataplane::detach_pinned(&pins)
+                .with_context(|| format!("detaching what is pinned under {}", pin_dir.display()))
+                .map(|d| {
+                    println!(
+                        "detached from {} interface(s) [{}]; removed {} pins under {}",
+                        d.links.len(),
+                        d.links.join(", "),
+                        d.pins,
+                        pin_dir.display()
+                    );
+                })
+        }
         Command::Install(opts) => mesh_ctl::install::run(&opts),
     };
     match result {

@@ -248,3 +248,130 @@ mod tests {
         assert_eq!(si(2_340_000_000.0), "2.34G");
     }
 }
+
+fn list(v: &Value) -> String {
+    v.as_array().map_or_else(
+        || "-".to_owned(),
+        |a| {
+            a.iter()
+                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+    )
+}
+
+pub fn status(data: &Value) -> String {
+    let mut out = String::new();
+    for key in [
+        "node",
+        "routing",
+        "frozen",
+        "restart_hold",
+        "neighbors",
+        "adjacent",
+        "adverts",
+        "routes_v4",
+        "routes_v6",
+        "groups",
+        "spf_runs",
+        "actions",
+        "probe_interval_ms",
+        "probe_dead_ms",
+    ] {
+        let v = &data[key];
+        let shown = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        out.push_str(&format!("{key:<18} {shown}\n"));
+    }
+    out
+}
+
+pub fn neighbors(data: &Value) -> String {
+    let rows = each_row(data, "neighbors", |x| {
+        vec![
+            s(&x["node"]),
+            s(&x["interface"]),
+            s(&x["mac"]),
+            if x["adjacent"] == Value::Bool(true) {
+                "adjacent".to_owned()
+            } else if x["two_way"] == Value::Bool(true) {
+                s(&x["state"])
+            } else {
+                "one-way".to_owned()
+            },
+            n(&x["cost"]),
+            format!("{:.2}", f(&x["loss"]) * 100.0),
+            format!("{:.3}", f(&x["rtt_ms"])),
+            format!("{:.3}", f(&x["jitter_ms"])),
+            n(&x["probes_sent"]),
+            n(&x["probe_replies"]),
+        ]
+    });
+    table(
+        &[
+            "NEIGHBOR",
+            "IFACE",
+            "MAC",
+            "STATE",
+            "COST",
+            "LOSS%",
+            "RTT_MS",
+            "JITTER_MS",
+            "SENT",
+            "REPLIES",
+        ],
+        &rows,
+    )
+}
+
+pub fn routes(data: &Value) -> String {
+    let rows = each_row(data, "routes", |x| {
+        vec![
+            s(&x["prefix"]),
+            s(&x["origin"]),
+            n(&x["cost"]),
+            list(&x["next_hops"]),
+            list(&x["backups"]),
+        ]
+    });
+    let mut out = table(&["PREFIX", "ORIGIN", "COST", "NEXT_HOPS", "BACKUPS"], &rows);
+    out.push_str(&format!(
+        "\ninstalled: {} IPv4, {} IPv6 routes (static and local included), {} groups\n",
+        n(&data["installed_v4"]),
+        n(&data["installed_v6"]),
+        n(&data["groups"])
+    ));
+    out
+}
+
+pub fn lsdb(data: &Value) -> String {
+    let rows = each_row(data, "adverts", |x| {
+        let links = x["links"].as_array().map_or_else(String::new, |l| {
+            l.iter()
+                .map(|l| format!("{}:{}", s(&l["neighbor"]), n(&l["cost"])))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        vec![
+            s(&x["origin"]),
+            n(&x["seq"]),
+            n(&x["age_ms"]),
+            links,
+            list(&x["prefixes"]),
+        ]
+    });
+    table(&["ORIGIN", "SEQ", "AGE_MS", "LINKS", "PREFIXES"], &rows)
+}
+
+pub fn events(data: &Value) -> String {
+    let rows = each_row(data, "events", |x| {
+        vec![
+            format!("{:.3}", f(&x["at"])),
+            s(&x["stage"]),
+            s(&x["kind"]),
+            s(&x["detail"]),
+            s(&x["reason"]),
+        ]
+    });
+    table(&["AT", "STAGE", "KIND", "DETAIL", "REASON"], &rows)
+}

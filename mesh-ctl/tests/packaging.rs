@@ -10,7 +10,7 @@ use std::{
 };
 
 use mesh_ctl::{
-    config::Config,
+    config::{Api, Config, Dataplane, Metrics, Probe, Routing, Telemetry},
     install::{self, BINARY_MODE, CONFIG_MODE, EXAMPLE_CONFIG, UNIT_MODE, UNIT_NAME},
     lab::Lab,
     netns,
@@ -19,8 +19,6 @@ use mesh_ctl::{
 const MESHCTL: &str = env!("CARGO_BIN_EXE_meshctl");
 /// The interface names the example uses, replaced by ones that exist where it matters.
 const EXAMPLE_IFACES: [&str; 2] = ["mesh0", "mesh1"];
-/// Marks a key or (as a line of its own) the start of sections meshctl does not have yet.
-const DRAFT: &str = "# (draft)";
 
 /// A scratch directory tree, removed on drop (also when the test fails).
 struct Tree(PathBuf);
@@ -96,27 +94,9 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The example with its interfaces renamed; without the draft keys and sections unless
-/// `drafts`.
-fn example(ifaces: [&str; 2], drafts: bool) -> String {
+/// The example with its interfaces renamed.
+fn example(ifaces: [&str; 2]) -> String {
     let mut text = EXAMPLE_CONFIG.to_owned();
-    if !drafts {
-        let cut = text
-            .lines()
-            .scan(0, |at, line| {
-                let start = *at;
-                *at += line.len() + 1;
-                Some((start, line))
-            })
-            .find(|(_, line)| line.starts_with(DRAFT))
-            .map_or(text.len(), |(start, _)| start);
-        text.truncate(cut);
-        text = text
-            .lines()
-            .filter(|l| l.trim_start().starts_with('#') || !l.contains(DRAFT))
-            .map(|l| format!("{l}\n"))
-            .collect();
-    }
     for (from, to) in EXAMPLE_IFACES.iter().zip(ifaces) {
         text = text.replace(&format!("\"{from}\""), &format!("\"{to}\""));
     }
@@ -259,11 +239,11 @@ fn installed_unit_sandbox_rates_ok() {
 }
 
 #[test]
-fn example_config_parses() {
+fn example_config_parses_and_shows_the_defaults() {
     let ifaces = ["x0-west", "x0-east"];
-    let text = example(ifaces, false);
+    let text = example(ifaces);
     let config = Config::parse(&text, Path::new("mesh.example.toml"))
-        .unwrap_or_else(|e| panic!("the example (without drafts) should parse: {e}"));
+        .unwrap_or_else(|e| panic!("the example should parse: {e}"));
     let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(names, ifaces, "interfaces after substitution");
     assert_eq!(
@@ -276,19 +256,25 @@ fn example_config_parses() {
         text.matches("[[groups]]").count(),
         "every group in the file"
     );
+    // The example says its optional values are the defaults; keep it honest when they
+    // change. Only the advertised prefixes are the example's own.
+    assert_eq!(config.dataplane, Dataplane::default(), "[dataplane]");
+    assert_eq!(config.telemetry, Telemetry::default(), "[telemetry]");
+    assert_eq!(config.metrics, Metrics::default(), "[metrics]");
+    assert_eq!(config.api, Api::default(), "[api]");
+    assert_eq!(config.probe, Probe::default(), "[probe]");
     assert!(
-        !text.contains("[probe]") && !text.contains("pin_dir ="),
-        "the drafts should be gone:\n{text}"
+        !config.routing.prefixes.is_empty(),
+        "the example advertises"
     );
-}
-
-#[test]
-#[ignore = "the example's draft keys ([dataplane] pin_dir, [probe], [routing]) are not in config.rs yet"]
-fn full_example_config_parses() {
-    let text = example(["x0-west", "x0-east"], true);
-    if let Err(e) = Config::parse(&text, Path::new("mesh.example.toml")) {
-        panic!("the full example should parse: {e}");
-    }
+    assert_eq!(
+        Routing {
+            prefixes: Vec::new(),
+            ..config.routing.clone()
+        },
+        Routing::default(),
+        "[routing]"
+    );
 }
 
 #[test]
@@ -314,7 +300,7 @@ fn example_config_passes_check_config_where_its_interfaces_exist() {
         .expect("running meshctl agent --check-config")
     };
 
-    let ok = check("mesh.toml", &example(ifaces, false));
+    let ok = check("mesh.toml", &example(ifaces));
     assert!(
         ok.status.success(),
         "--check-config refused the example: {}",
@@ -323,7 +309,7 @@ fn example_config_passes_check_config_where_its_interfaces_exist() {
     assert!(stdout(&ok).contains("valid"), "{}", stdout(&ok));
 
     // The same file with the placeholder names must fail: the check looks at the host.
-    let missing = check("placeholder.toml", &example(EXAMPLE_IFACES, false));
+    let missing = check("placeholder.toml", &example(EXAMPLE_IFACES));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(
         !missing.status.success() && stderr.contains(EXAMPLE_IFACES[0]),

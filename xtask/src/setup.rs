@@ -27,6 +27,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "namespace labs: ip netns, veth"),
     ("iputils-ping", "namespace labs: ping"),
     ("iperf3", "namespace labs: TCP and UDP traffic"),
+    ("nftables", "failure labs: faults injected in the wires"),
+    ("babeld", "bench failover: the baseline routing daemon"),
     (
         "ethtool",
         "forward benchmark: GRO for the kernel-forwarding baseline",

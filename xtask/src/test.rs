@@ -54,7 +54,22 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                 ],
                 "program",
             )?,
-            Tier::Lab => cargo_test(env, &["-p", "mesh-ctl", "--test", "lab"], "lab")?,
+            Tier::Lab => cargo_test(
+                env,
+                &[
+                    "-p",
+                    "mesh-ctl",
+                    "--test",
+                    "lab",
+                    "--test",
+                    "mesh",
+                    "--test",
+                    "failure_lab",
+                    "--test",
+                    "packaging",
+                ],
+                "lab",
+            )?,
             Tier::Vm => vm::run(env, &[])?,
         };
         total.absorb(s);

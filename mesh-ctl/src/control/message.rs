@@ -113,7 +113,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
     let body = &bytes[HEADER..];
     let bad = |e: serde_json::Error| FrameError::Body(e.to_string());
     match kind {
-        KIND_HELLO => serde_json::from_slice(body).map(Message::Hello).map_err(bad),
+        KIND_HELLO => serde_json::from_slice(body)
+            .map(Message::Hello)
+            .map_err(bad),
         KIND_LSA => serde_json::from_slice(body).map(Message::Lsa).map_err(bad),
         other => Err(FrameError::Kind(other)),
     }
@@ -158,7 +160,10 @@ mod tests {
     fn every_truncation_and_extension_is_refused() {
         let bytes = encode(&lsa()).expect("encodes");
         for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n]).is_err(), "a {n}-byte prefix was accepted");
+            assert!(
+                decode(&bytes[..n]).is_err(),
+                "a {n}-byte prefix was accepted"
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);

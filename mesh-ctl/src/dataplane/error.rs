@@ -95,6 +95,9 @@ pub enum DataplaneError {
         found: u32,
         want: u32,
     },
+    /// Every next-hop group id is in use.
+    #[error("all {0} next-hop groups are in use")]
+    GroupsFull(u32),
     /// Running a program with BPF_PROG_TEST_RUN failed.
     #[error("running program `{program}` with BPF_PROG_TEST_RUN")]
     TestRun {

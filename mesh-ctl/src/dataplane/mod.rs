@@ -27,8 +27,8 @@ use mesh_common::{
     Reason,
     maps::{
         CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS, META,
-        NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_STATE, PROG_TC_EGRESS,
-        PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
+        NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_STATE, PROG_TC_EGRESS, PROG_XDP,
+        REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
     },
     probe::ProbeState,
     telemetry::{
@@ -42,7 +42,7 @@ use mesh_common::{
 pub use self::{
     error::{DataplaneError, explain},
     host::SystemHost,
-    pinning::{Detached, detach_pinned},
+    pinning::{Detached, Start, detach_pinned},
     probes::ProbeReading,
     telemetry::FlowRecord,
 };
@@ -166,7 +166,9 @@ impl Dataplane {
         let ncpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
         let mut maps = MapStore::default();
         for &name in ALL_MAPS {
-            let map = ebpf.take_map(name).ok_or(DataplaneError::MissingMap(name))?;
+            let map = ebpf
+                .take_map(name)
+                .ok_or(DataplaneError::MissingMap(name))?;
             maps.0.insert(name, map);
         }
         let mut dp = Self {
@@ -608,11 +610,7 @@ pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a 
 }
 
 /// Entry `index` of the per-CPU `u64` array map `name`, summed over CPUs.
-pub(crate) fn sum_over_cpus(
-    ebpf: &impl MapSource,
-    name: &'static str,
-    index: u32,
-) -> Result<u64> {
+pub(crate) fn sum_over_cpus(ebpf: &impl MapSource, name: &'static str, index: u32) -> Result<u64> {
     let map: PerCpuArray<&MapData, u64> = typed_ref(ebpf, name)?;
     let per_cpu = map
         .get(&index, 0)

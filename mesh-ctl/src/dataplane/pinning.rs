@@ -102,21 +102,20 @@ impl Dataplane {
         let mut maps = MapStore::default();
         for &name in ALL_MAPS {
             let path = pins.map(name);
-            let data = MapData::from_pin(&path).map_err(|source| DataplaneError::MapLayout {
-                name,
-                source,
-            })?;
-            let map =
-                Map::from_map_data(data).map_err(|source| DataplaneError::MapLayout { name, source })?;
+            let data = MapData::from_pin(&path)
+                .map_err(|source| DataplaneError::MapLayout { name, source })?;
+            let map = Map::from_map_data(data)
+                .map_err(|source| DataplaneError::MapLayout { name, source })?;
             maps.0.insert(name, map);
         }
         let found = {
             let meta: Array<&MapData, u32> = super::typed_ref(&maps, META)?;
-            meta.get(&0, 0).map_err(|source| DataplaneError::MapAccess {
-                map: META,
-                action: "reading the layout version".to_owned(),
-                source,
-            })?
+            meta.get(&0, 0)
+                .map_err(|source| DataplaneError::MapAccess {
+                    map: META,
+                    action: "reading the layout version".to_owned(),
+                    source,
+                })?
         };
         if found != LAYOUT_VERSION {
             return Err(DataplaneError::PinnedLayout {
@@ -126,10 +125,14 @@ impl Dataplane {
             });
         }
         let flow_capacity = match maps.0.get(FLOWS) {
-            Some(Map::PerCpuLruHashMap(m)) => m
-                .info()
-                .map(|i| i.max_entries())
-                .map_err(|source| DataplaneError::MapLayout { name: FLOWS, source })?,
+            Some(Map::PerCpuLruHashMap(m)) => {
+                m.info()
+                    .map(|i| i.max_entries())
+                    .map_err(|source| DataplaneError::MapLayout {
+                        name: FLOWS,
+                        source,
+                    })?
+            }
             _ => {
                 return Err(DataplaneError::MapLayout {
                     name: FLOWS,
@@ -183,12 +186,12 @@ impl Dataplane {
         let egress = std::mem::take(&mut self.egress);
         let ebpf = self.programs()?;
         for (iface, id) in attached {
-            let link = xdp_mut(ebpf, PROG_XDP)?
-                .take_link(id)
-                .map_err(|source| DataplaneError::Attach {
+            let link = xdp_mut(ebpf, PROG_XDP)?.take_link(id).map_err(|source| {
+                DataplaneError::Attach {
                     iface: iface.clone(),
                     source,
-                })?;
+                }
+            })?;
             let path = pins.link(LinkKind::Xdp, &iface);
             let fd = FdLink::try_from(link)
                 .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
@@ -196,12 +199,13 @@ impl Dataplane {
                 .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
         }
         for (iface, id) in egress {
-            let link = classifier_mut(ebpf)?
-                .take_link(id)
-                .map_err(|source| DataplaneError::AttachTc {
-                    iface: iface.clone(),
-                    source,
-                })?;
+            let link =
+                classifier_mut(ebpf)?
+                    .take_link(id)
+                    .map_err(|source| DataplaneError::AttachTc {
+                        iface: iface.clone(),
+                        source,
+                    })?;
             match FdLink::try_from(link) {
                 Ok(fd) => {
                     let path = pins.link(LinkKind::Tcx, &iface);
@@ -243,7 +247,9 @@ pub fn detach_pinned(pins: &PinDir) -> Result<Detached> {
                     Ok(()) => {}
                     // The interface or the filter is already gone: nothing left to undo.
                     Err(tc::TcError::NetlinkError(_)) | Err(tc::TcError::IoError(_)) => {}
-                    Err(e) => return Err(pin_err("detaching from", &path)(std::io::Error::other(e))),
+                    Err(e) => {
+                        return Err(pin_err("detaching from", &path)(std::io::Error::other(e)));
+                    }
                 }
                 std::fs::remove_dir(&path).map_err(pin_err("removing", &path))?;
             }
@@ -261,7 +267,12 @@ pub fn detach_pinned(pins: &PinDir) -> Result<Detached> {
             out.pins += 1;
         }
     }
-    for dir in [pins.maps(), pins.progs(), pins.links(), pins.root().to_owned()] {
+    for dir in [
+        pins.maps(),
+        pins.progs(),
+        pins.links(),
+        pins.root().to_owned(),
+    ] {
         match std::fs::remove_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

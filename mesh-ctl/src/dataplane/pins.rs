@@ -106,8 +106,7 @@ mod tests {
     fn attachments_are_recognized_by_prefix_only() {
         let dir = std::env::temp_dir().join(format!("pins-test-{}", std::process::id()));
         let pins = PinDir::new(&dir);
-        std::fs::create_dir_all(pins.link(LinkKind::TcNetlink, "eth1"))
-            .expect("creating a marker");
+        std::fs::create_dir_all(pins.link(LinkKind::TcNetlink, "eth1")).expect("creating a marker");
         std::fs::write(pins.link(LinkKind::Xdp, "eth0"), b"").expect("creating a file");
         std::fs::write(pins.links().join("other"), b"").expect("creating a file");
         let found = pins.attachments();

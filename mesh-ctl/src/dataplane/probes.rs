@@ -33,11 +33,13 @@ impl Dataplane {
         let map: Array<&MapData, NeighborKey> = typed_ref(&self.maps, PROBE_PEERS)?;
         let mut out = Vec::new();
         for slot in 0..PROBE_CAPACITY {
-            let peer = map.get(&slot, 0).map_err(|source| DataplaneError::MapAccess {
-                map: PROBE_PEERS,
-                action: format!("reading probe slot {slot}"),
-                source,
-            })?;
+            let peer = map
+                .get(&slot, 0)
+                .map_err(|source| DataplaneError::MapAccess {
+                    map: PROBE_PEERS,
+                    action: format!("reading probe slot {slot}"),
+                    source,
+                })?;
             if peer.ifindex != 0 {
                 out.push((slot, peer));
             }
@@ -50,11 +52,13 @@ impl Dataplane {
         out.clear();
         let map: Array<&MapData, ProbeState> = typed_ref(&self.maps, PROBE_STATE)?;
         for &slot in slots {
-            let state = map.get(&slot, 0).map_err(|source| DataplaneError::MapAccess {
-                map: PROBE_STATE,
-                action: format!("reading probe slot {slot}"),
-                source,
-            })?;
+            let state = map
+                .get(&slot, 0)
+                .map_err(|source| DataplaneError::MapAccess {
+                    map: PROBE_STATE,
+                    action: format!("reading probe slot {slot}"),
+                    source,
+                })?;
             out.push(ProbeReading { slot, state });
         }
         Ok(())

@@ -79,15 +79,29 @@ pub struct Agent {
     pub socket: PathBuf,
     /// The `attached` event it printed.
     pub attached: serde_json::Value,
+    meshctl: PathBuf,
+    /// Its bpffs pin directory.
+    pub pin_dir: PathBuf,
 }
 
 impl Agent {
     pub(super) fn start(lab: &mut Lab, config: &AgentConfig) -> Result<Self> {
         let path = lab.dir().join(format!("{}.toml", config.node));
         let socket = lab.dir().join(format!("{}.sock", config.node));
+        let pin_dir = lab.bpffs()?.join(&config.node);
         let mut toml = config.to_toml();
         if !config.extra.contains("[api]") {
             let _ = write!(toml, "\n[api]\nsocket = \"{}\"\n", socket.display());
+        }
+        // Static lab topologies route by their config alone.
+        if !config.extra.contains("[routing]") {
+            toml.push_str("\n[routing]\nenabled = false\n");
+        }
+        let pin_line = format!("pin_dir = \"{}\"\n", pin_dir.display());
+        if toml.contains("[dataplane]\n") {
+            toml = toml.replacen("[dataplane]\n", &format!("[dataplane]\n{pin_line}"), 1);
+        } else {
+            let _ = write!(toml, "\n[dataplane]\n{pin_line}");
         }
         std::fs::write(&path, toml)?;
         let meshctl = lab.meshctl.display().to_string();
@@ -113,6 +127,8 @@ impl Agent {
             lines,
             socket,
             attached: serde_json::Value::Null,
+            meshctl: lab.meshctl.clone(),
+            pin_dir,
         };
         let attached = agent.wait_event("attached", ATTACH_TIMEOUT);
         if let Ok(v) = attached {
@@ -192,20 +208,97 @@ impl Agent {
         .map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?
     }
 
-    /// Stops the agent with SIGTERM and returns its final reason counters.
+    /// Stops the agent with SIGTERM, then removes its data plane (`meshctl detach`), and
+    /// returns its final reason counters.
     pub fn stop(self) -> Result<BTreeMap<String, u64>> {
+        let reasons = self.exit()?;
+        self.detach()?;
+        Ok(reasons)
+    }
+
+    /// Stops the agent with SIGTERM and leaves its data plane running (as a service
+    /// restart does); returns its final reason counters.
+    pub fn exit(&self) -> Result<BTreeMap<String, u64>> {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         )
         .context("signalling the agent")?;
-        let v = self.wait_event("detached", Duration::from_secs(60))?;
+        let v = self.wait_event("stopped", Duration::from_secs(60))?;
         let reasons = v["reasons"]
             .as_object()
-            .context("detached event without counters")?
+            .context("stopped event without counters")?
             .iter()
             .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
             .collect();
         Ok(reasons)
     }
+
+    /// Kills the agent outright (SIGKILL), as a crash would.
+    pub fn kill(&self) -> Result<()> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .context("killing the agent")
+    }
+
+    /// `meshctl detach` for this agent's pins, inside its namespace.
+    pub fn detach(&self) -> Result<String> {
+        let out = std::process::Command::new("timeout")
+            .args(["60", "ip", "netns", "exec", &self.ns])
+            .arg(&self.meshctl)
+            .args(["detach", "--pin-dir"])
+            .arg(&self.pin_dir)
+            .output()
+            .context("running meshctl detach")?;
+        if !out.status.success() {
+            bail!(
+                "meshctl detach in {} failed: {}",
+                self.node,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The JSON lines the agent printed since the last call (events, actions).
+    pub fn drain_events(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .try_iter()
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect()
+    }
+}
+
+/// Where the lab's agents pin: a bpffs of the lab's own, mounted in its directory.
+/// (`ip netns exec` mounts a fresh /sys, hiding /sys/fs/bpf from the agents.)
+const BPFFS: &str = "bpf";
+
+impl Lab {
+    /// The lab's bpffs, mounted on first use; unmounted when the lab drops.
+    pub fn bpffs(&self) -> Result<PathBuf> {
+        let dir = self.dir().join(BPFFS);
+        let mounted = std::fs::read_to_string("/proc/self/mounts")
+            .context("reading /proc/self/mounts")?
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&*dir.to_string_lossy()));
+        if !mounted {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            nix::mount::mount(
+                Some("bpf"),
+                &dir,
+                Some("bpf"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .with_context(|| format!("mounting a bpffs on {}", dir.display()))?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Unmounts the lab's bpffs (its pins go with it); for the lab's drop.
+pub(super) fn unmount_bpffs(lab_dir: &std::path::Path) {
+    let _gone = nix::mount::umount2(&lab_dir.join(BPFFS), nix::mount::MntFlags::MNT_DETACH);
 }

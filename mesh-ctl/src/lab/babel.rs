@@ -82,7 +82,9 @@ pub struct BabelResult {
     /// From starting the daemons to hs reaching hd.
     pub converge_ms: f64,
     pub rounds: Vec<FailureRound>,
+    /// Over the rounds restored: until traffic came back, and until loss stopped.
     pub restore_ms: Percentiles,
+    pub settled_ms: Percentiles,
     pub lost: Percentiles,
     /// Rounds the mesh did not route around within the limit.
     pub unrestored: usize,
@@ -369,12 +371,13 @@ pub fn babeld_failover(
             let r = mesh6::failure_round(&mut lab, &mesh, round, &opts)
                 .with_context(|| format!("{}: failure round {}", setting.name, round + 1))?;
             eprintln!(
-                "{}: round {}/{failures}: silent {} ({:?}): restore {:.0} ms, lost {}",
+                "{}: round {}/{failures}: silent {} ({:?}): restore {:.0} ms, settled {:.0} ms, lost {}",
                 setting.name,
                 round + 1,
                 r.link,
                 r.position,
                 r.outage.restore_ms,
+                r.outage.settled_ms,
                 r.outage.lost
             );
             let (a, b) = r.link.split_once('-').context("link name")?;
@@ -394,12 +397,18 @@ pub fn babeld_failover(
             .filter(|r| r.outage.restored)
             .map(|r| r.outage.restore_ms)
             .collect();
+        let settled: Vec<f64> = rounds
+            .iter()
+            .filter(|r| r.outage.settled_ms.is_finite())
+            .map(|r| r.outage.settled_ms)
+            .collect();
         let lost: Vec<f64> = rounds.iter().map(|r| r.outage.lost as f64).collect();
         results.push(BabelResult {
             setting: setting.name.clone(),
             hello_s: setting.hello(),
             converge_ms,
             restore_ms: Percentiles::of(&restored),
+            settled_ms: Percentiles::of(&settled),
             lost: Percentiles::of(&lost),
             unrestored: rounds.len() - restored.len(),
             rounds,

@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use super::{
-    Fault, Lab, Link, WireCounters,
+    Fault, Lab, Link,
     stream::{Outage, analyze, rate_series},
     wire::wait_until,
 };
@@ -156,32 +156,31 @@ pub fn kernel_forwarding(lab: &Lab, mesh: &Mesh6) -> Result<()> {
     Ok(())
 }
 
-/// Data packets (not probes, not control) each core link carried during `window`, in
-/// [`CORE`] order: where traffic flows, whoever routes it.
-pub fn core_data(lab: &Lab, mesh: &Mesh6, window: Duration) -> Result<Vec<u64>> {
+/// Frames each core link carried during `window`, in [`CORE`] order, in the busier
+/// direction: a one-way stream shows there, well above hellos and probes going both ways.
+/// Read without running commands, so polling it does not starve the routers.
+pub fn core_traffic(lab: &Lab, mesh: &Mesh6, window: Duration) -> Result<Vec<u64>> {
     let links = mesh.core_links()?;
-    let read =
-        || -> Result<Vec<WireCounters>> { links.iter().map(|l| lab.wire_counters(l)).collect() };
-    let before = read()?;
+    let before = lab.wire_frames(&links)?;
     std::thread::sleep(window);
-    let after = read()?;
+    let after = lab.wire_frames(&links)?;
     Ok(after
         .iter()
         .zip(&before)
-        .map(|(a, b)| a.since(b).data_packets())
+        .map(|(a, b)| a.0.saturating_sub(b.0).max(a.1.saturating_sub(b.1)))
         .collect())
 }
 
-/// The path a stream from hs to hd takes, from the wire counters over `window`: from n1,
-/// follow the busiest core link carrying at least `min_packets`, to n6. None while no
-/// complete path carries traffic.
+/// The path a stream from hs to hd takes, from the wires' frame counts over `window`:
+/// from n1, follow the busiest core link carrying at least `min_packets`, to n6. None
+/// while no complete path carries traffic.
 pub fn active_path(
     lab: &Lab,
     mesh: &Mesh6,
     window: Duration,
     min_packets: u64,
 ) -> Result<Option<Vec<String>>> {
-    let data = core_data(lab, mesh, window)?;
+    let data = core_traffic(lab, mesh, window)?;
     Ok(path_from_counts(&data, min_packets))
 }
 
@@ -273,9 +272,9 @@ pub fn failure_round(
     let max_stream = warmup + find_limit + opts.restore_limit + Duration::from_secs(5);
     let stream = lab.stream("hs", "hd", mesh.hd.host_v4.into(), opts.pps, max_stream)?;
     std::thread::sleep(warmup);
-    // A link is on the path if it carried a quarter of the stream in the window.
+    // A link is on the path if it carried half the stream in the window.
     let window = Duration::from_millis(200);
-    let min = u64::from(opts.pps) * 200 / 1000 / 4;
+    let min = u64::from(opts.pps) * 200 / 1000 / 2;
     let mut before = None;
     wait_until(find_limit, Duration::ZERO, || {
         before = active_path(lab, mesh, window, min)?;
@@ -292,8 +291,8 @@ pub fn failure_round(
     };
     let link = mesh.link(a, b)?.clone();
     let fault_at_ns = lab.fault_at(&link, opts.fault)?;
-    let poll = Duration::from_millis(100);
-    let min = u64::from(opts.pps) * 100 / 1000 / 4;
+    let poll = Duration::from_millis(50);
+    let min = u64::from(opts.pps) * 50 / 1000 / 2;
     let mut after = None;
     wait_until(opts.restore_limit, Duration::ZERO, || {
         after = active_path(lab, mesh, poll, min)?.filter(|p| !path_uses(p, a, b));

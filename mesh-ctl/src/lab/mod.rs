@@ -12,6 +12,7 @@ pub mod bench_scale;
 pub mod bench_telemetry;
 pub mod demo;
 pub mod mesh6;
+pub mod mesh_agents;
 pub mod plot;
 pub mod stream;
 pub mod topology;
@@ -386,6 +387,7 @@ impl Drop for Lab {
             let _ = run("ip", &["netns", "del", ns]);
             live.retain(|n| n != ns);
         }
+        agent::unmount_bpffs(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

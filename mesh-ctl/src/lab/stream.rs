@@ -93,11 +93,15 @@ pub struct Outage {
     /// Distinct sequence numbers received.
     pub received: u64,
     pub lost: u64,
-    /// From the fault to the first arrival after the longest post-fault gap; 0 if
-    /// nothing was lost, infinite if the stream never recovered.
+    /// From the fault to the arrival of the first datagram sent after it: when the
+    /// post-fault gap ended. 0 if nothing was lost, infinite if none came through.
     pub restore_ms: f64,
+    /// From the fault to the first arrival after the last lost datagram: when loss
+    /// stopped (later than `restore_ms` when the new path flaps). 0 if nothing was lost,
+    /// infinite if the stream was still losing at its end.
+    pub settled_ms: f64,
     /// The longest silence after the fault (from the last arrival before it, or the fault
-    /// itself, to the next arrival); infinite if the stream never recovered.
+    /// itself, to the next arrival); infinite if nothing sent after the fault arrived.
     pub gap_ms: f64,
     /// Some datagram sent after the fault arrived.
     pub restored: bool,
@@ -128,37 +132,55 @@ pub fn analyze(sent: u64, arrivals: &Arrivals, fault_at_ns: u64) -> Outage {
         max_seq = max_seq.max(Some(seq));
     }
     let lost = sent.saturating_sub(received);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let since_fault = |t: u64| ms(t.saturating_sub(fault_at_ns));
 
     let mut prev: Option<u64> = None;
-    let mut longest: Option<(u64, u64)> = None;
+    let mut longest: Option<u64> = None;
     for &t in &arrivals.recv_ns {
         if t > fault_at_ns {
             let gap = t - prev.unwrap_or(fault_at_ns).min(t);
-            if longest.is_none_or(|(g, _)| gap > g) {
-                longest = Some((gap, t));
-            }
+            longest = longest.max(Some(gap));
         }
         prev = Some(prev.map_or(t, |p| p.max(t)));
     }
-    let restored = arrivals.send_ns.iter().any(|&s| s > fault_at_ns);
-    let ms = |ns: u64| ns as f64 / 1e6;
-    let (restore_ms, gap_ms) = match longest {
-        _ if !restored => (if lost == 0 { 0.0 } else { f64::INFINITY }, f64::INFINITY),
-        Some((gap, end)) => (
-            if lost == 0 {
-                0.0
-            } else {
-                ms(end.saturating_sub(fault_at_ns))
-            },
-            ms(gap),
-        ),
-        None => (0.0, 0.0),
+    let first_after = arrivals
+        .send_ns
+        .iter()
+        .zip(&arrivals.recv_ns)
+        .filter(|&(&s, _)| s > fault_at_ns)
+        .map(|(_, &r)| r)
+        .min();
+    let restored = first_after.is_some();
+    let last_lost = seen.iter().rposition(|s| !s).map(|i| i as u64);
+    let after_last_loss = last_lost.and_then(|l| {
+        arrivals
+            .seq
+            .iter()
+            .zip(&arrivals.recv_ns)
+            .filter(|&(&s, _)| s > l && s < sent)
+            .map(|(_, &r)| r)
+            .min()
+    });
+    let (restore_ms, settled_ms) = if lost == 0 {
+        (0.0, 0.0)
+    } else {
+        (
+            first_after.map_or(f64::INFINITY, since_fault),
+            after_last_loss.map_or(f64::INFINITY, since_fault),
+        )
+    };
+    let gap_ms = match longest {
+        Some(gap) if restored => ms(gap),
+        _ if restored => 0.0,
+        _ => f64::INFINITY,
     };
     Outage {
         sent,
         received,
         lost,
         restore_ms,
+        settled_ms,
         gap_ms,
         restored,
         duplicates,
@@ -506,7 +528,7 @@ mod tests {
         let a = synthetic(1000, |_| false, &[]);
         let o = analyze(1000, &a, 1500 * MS);
         assert_eq!((o.lost, o.received), (0, 1000));
-        assert_eq!(o.restore_ms, 0.0);
+        assert_eq!((o.restore_ms, o.settled_ms), (0.0, 0.0));
         assert!(o.restored, "traffic after the fault arrived");
         assert!((o.gap_ms - 1.0).abs() < 0.01, "gap {}", o.gap_ms);
     }
@@ -522,22 +544,37 @@ mod tests {
             "restore {} ms",
             o.restore_ms
         );
+        assert_eq!(o.settled_ms, o.restore_ms, "one clean outage");
         // From the last arrival before the fault (seq 499 at 1499.1 ms) to 1650.1 ms.
         assert!((o.gap_ms - 151.0).abs() < 0.01, "gap {} ms", o.gap_ms);
         assert!(o.restored);
     }
 
     #[test]
-    fn the_longest_gap_wins_over_earlier_short_ones() {
+    fn a_flapping_path_settles_later_than_it_restores() {
+        // Fault at 1500 ms: 500..530 lost, then a flap loses 600..700 and 800.
         let a = synthetic(
             1000,
-            |s| s == 510 || s == 520 || (600..700).contains(&s),
+            |s| (500..530).contains(&s) || (600..700).contains(&s) || s == 800,
             &[],
         );
-        let o = analyze(1000, &a, 1505 * MS);
-        assert_eq!(o.lost, 102);
-        assert!((o.restore_ms - 195.1).abs() < 0.01, "{}", o.restore_ms);
+        let o = analyze(1000, &a, 1500 * MS);
+        assert_eq!(o.lost, 131);
+        // Datagram 530 (sent at 1530 ms) is the first sent after the fault to arrive.
+        assert!((o.restore_ms - 30.1).abs() < 0.01, "{}", o.restore_ms);
+        // Loss stops with 801, which arrives at 1801.1 ms.
+        assert!((o.settled_ms - 301.1).abs() < 0.01, "{}", o.settled_ms);
+        // The flap's gap, 599 to 700, is the longest.
         assert!((o.gap_ms - 101.0).abs() < 0.01, "{}", o.gap_ms);
+    }
+
+    #[test]
+    fn in_flight_datagrams_do_not_count_as_restored() {
+        // 499 was sent before the fault (1499.5 ms) but arrives after it; 500.. are lost.
+        let a = synthetic(1000, |s| s >= 500, &[(499, 1500 * MS + MS / 2)]);
+        let o = analyze(1000, &a, 1499 * MS + MS / 2);
+        assert!(!o.restored, "{o:?}");
+        assert!(o.restore_ms.is_infinite() && o.settled_ms.is_infinite());
     }
 
     #[test]
@@ -547,6 +584,7 @@ mod tests {
         assert_eq!(o.lost, 500);
         assert!(!o.restored);
         assert!(o.restore_ms.is_infinite() && o.gap_ms.is_infinite());
+        assert!(o.settled_ms.is_infinite());
     }
 
     #[test]

@@ -279,6 +279,30 @@ impl Lab {
         parse_counters(&out).with_context(|| format!("counters of wire {}", wire.node))
     }
 
+    /// Frames each node end has sent into its link's wire (received by the wire-side
+    /// veths), per link: (from the `a` end, from the `b` end). Read in this process,
+    /// without running a command, so it is cheap enough to poll while timing a failover.
+    pub fn wire_frames(&self, links: &[&Link]) -> Result<Vec<(u64, u64)>> {
+        let wires: Vec<&Wire> = links.iter().map(|l| self.wire(l)).collect::<Result<_>>()?;
+        // Entering a namespace changes the calling thread's: use a thread of our own.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    wires
+                        .iter()
+                        .map(|w| {
+                            let _inside = crate::netns::enter(&w.ns)?;
+                            let dev = std::fs::read_to_string("/proc/thread-self/net/dev")
+                                .context("reading /proc/thread-self/net/dev")?;
+                            Ok((rx_packets(&dev, &w.a_side)?, rx_packets(&dev, &w.b_side)?))
+                        })
+                        .collect()
+                })
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the wire counter thread panicked")))
+        })
+    }
+
     /// Whether a node's interface has carrier (LOWER_UP).
     pub fn has_carrier(&self, node: &str, ifname: &str) -> Result<bool> {
         let out = self.exec_ok(node, &["ip", "-o", "link", "show", "dev", ifname])?;
@@ -336,6 +360,16 @@ fn parse_counters(json: &str) -> Result<WireCounters> {
     Ok(c)
 }
 
+/// An interface's received packets from `/proc/net/dev` text.
+fn rx_packets(dev: &str, ifname: &str) -> Result<u64> {
+    dev.lines()
+        .find_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            (name.trim() == ifname).then(|| rest.split_whitespace().nth(1)?.parse().ok())?
+        })
+        .with_context(|| format!("no rx packets for {ifname} in /proc/net/dev"))
+}
+
 /// Polls `cond` every `every` until it holds or `limit` passes; returns whether it held.
 pub(super) fn wait_until(
     limit: Duration,
@@ -384,6 +418,19 @@ mod tests {
     fn counters_missing_one_is_an_error() {
         let json = r#"{"nftables": [{"counter": {"name": "frames", "packets": 1, "bytes": 1}}]}"#;
         assert!(parse_counters(json).is_err(), "a missing counter must fail");
+    }
+
+    #[test]
+    fn rx_packets_from_proc_net_dev() {
+        let dev = "Inter-|   Receive                            |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets
+    lo:       0       0    0    0    0     0          0         0        0       0
+ end-b:    5000      42    0    0    0     0          0         0     6000      43
+ end-a:     700       7    0    0    0     0          0         0      800       8
+";
+        assert_eq!(rx_packets(dev, "end-a").expect("end-a"), 7);
+        assert_eq!(rx_packets(dev, "end-b").expect("end-b"), 42);
+        assert!(rx_packets(dev, "end-c").is_err(), "a missing interface");
     }
 
     #[test]

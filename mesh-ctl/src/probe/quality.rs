@@ -14,8 +14,12 @@ pub struct Settings {
     pub cost_change_pct: u32,
 }
 
-/// Cost of a perfect link; loss multiplies it (ETX), each millisecond of RTT adds one.
+/// Cost of a perfect link; loss multiplies it (ETX), RTT adds to it.
 pub const BASE_COST: u32 = 10;
+/// Round-trip probe loss below this is noise, not a reason to move traffic.
+const LOSS_FLOOR: f64 = 0.05;
+/// Each this many milliseconds of RTT add one to the cost.
+const RTT_STEP_MS: f64 = 10.0;
 /// A changed cost must persist this many windows before it is advertised.
 const CONFIRM_WINDOWS: u32 = 2;
 /// Weight of the newest window in the smoothed figures.
@@ -38,9 +42,14 @@ pub enum Change {
     /// Usable again (or for the first time).
     Up,
     /// Silent for `silent_ms`.
-    Down { silent_ms: f64 },
+    Down {
+        silent_ms: f64,
+    },
     /// The advertised cost moves.
-    Cost { from: u32, to: u32 },
+    Cost {
+        from: u32,
+        to: u32,
+    },
 }
 
 /// One link's quality record.
@@ -157,10 +166,13 @@ impl Quality {
         self.window_base = (sent, *probe);
     }
 
-    /// The cost the current figures call for.
+    /// The cost the current figures call for. Loss below [`LOSS_FLOOR`] and RTT below
+    /// [`RTT_STEP_MS`] count as nothing: equal links must cost the same, or equal-cost
+    /// paths would never be equal.
     pub fn candidate_cost(&self) -> u32 {
-        let etx = 1.0 / (1.0 - self.loss.min(0.9));
-        (f64::from(BASE_COST) * etx).round() as u32 + self.rtt_ms.floor() as u32
+        let loss = if self.loss < LOSS_FLOOR { 0.0 } else { self.loss.min(0.9) };
+        let etx = 1.0 / (1.0 - loss);
+        (f64::from(BASE_COST) * etx).round() as u32 + (self.rtt_ms / RTT_STEP_MS).floor() as u32
     }
 
     /// Counts the windows in a row whose figures call for a cost beyond the threshold.
@@ -287,7 +299,10 @@ mod tests {
         let mut light = Link::new();
         light.run(40, |_| true);
         let changes = light.run(4000, |i| i % 1000 != 0);
-        assert!(changes.is_empty(), "0.1 % loss changed something: {changes:?}");
+        assert!(
+            changes.is_empty(),
+            "0.1 % loss changed something: {changes:?}"
+        );
     }
 
     #[test]

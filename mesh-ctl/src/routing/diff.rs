@@ -109,7 +109,8 @@ mod tests {
             route("10.0.5.0/24", "a", 7),
         ]);
         let diff = changed(&old, &new);
-        let prefixes = |rs: &[PrefixRoute]| rs.iter().map(|r| r.prefix.to_string()).collect::<Vec<_>>();
+        let prefixes =
+            |rs: &[PrefixRoute]| rs.iter().map(|r| r.prefix.to_string()).collect::<Vec<_>>();
         assert_eq!(prefixes(&diff.added), ["10.0.0.0/24", "10.0.4.0/24"]);
         assert_eq!(prefixes(&diff.removed), ["10.0.1.0/24"]);
         let moved: Vec<(String, bool)> = diff
@@ -117,8 +118,17 @@ mod tests {
             .iter()
             .map(|c| (c.new.prefix.to_string(), c.forwarding_changed()))
             .collect();
-        assert_eq!(moved, [("10.0.2.0/24".to_owned(), true), ("10.0.5.0/24".to_owned(), false)]);
-        assert!(changed(&new, &new).is_empty(), "a result differs from itself");
+        assert_eq!(
+            moved,
+            [
+                ("10.0.2.0/24".to_owned(), true),
+                ("10.0.5.0/24".to_owned(), false)
+            ]
+        );
+        assert!(
+            changed(&new, &new).is_empty(),
+            "a result differs from itself"
+        );
         assert_eq!(changed(&new, &old).added.len(), diff.removed.len());
     }
 }

@@ -85,7 +85,12 @@ impl Lsdb {
     /// Makes and stores our own advert, with a sequence number above every one seen for
     /// us and at least the floor; returns it for flooding. Links are sorted by neighbour
     /// (one per neighbour, the cheapest), prefixes sorted and deduplicated.
-    pub fn originate(&mut self, mut links: Vec<LsaLink>, mut prefixes: Vec<IpNet>, now_ms: u64) -> Lsa {
+    pub fn originate(
+        &mut self,
+        mut links: Vec<LsaLink>,
+        mut prefixes: Vec<IpNet>,
+        now_ms: u64,
+    ) -> Lsa {
         links.sort();
         links.dedup_by(|later, first| later.neighbor == first.neighbor);
         prefixes.sort();
@@ -213,9 +218,10 @@ impl Lsdb {
 /// numbers and different content (an origin that restarted and reused a number) the
 /// greater content wins, so every node settles on the same copy.
 fn compare(received: &Lsa, held: &Lsa) -> Receive {
-    let order = received.seq.cmp(&held.seq).then_with(|| {
-        (&received.links, &received.prefixes).cmp(&(&held.links, &held.prefixes))
-    });
+    let order = received
+        .seq
+        .cmp(&held.seq)
+        .then_with(|| (&received.links, &received.prefixes).cmp(&(&held.links, &held.prefixes)));
     match order {
         Ordering::Greater => Receive::Newer,
         Ordering::Less => Receive::Older,
@@ -248,10 +254,18 @@ mod tests {
         assert_eq!(db.receive(advert("a", 5, 1), 0), Receive::New);
         assert_eq!(db.receive(advert("a", 5, 1), 1), Receive::Duplicate);
         assert_eq!(db.receive(advert("a", 4, 9), 2), Receive::Older);
-        assert_eq!(db.get("a").expect("a is held").seq, 5, "an older copy replaced ours");
+        assert_eq!(
+            db.get("a").expect("a is held").seq,
+            5,
+            "an older copy replaced ours"
+        );
         assert_eq!(db.receive(advert("a", 6, 7), 3), Receive::Newer);
         let held = db.get("a").expect("a is held");
-        assert_eq!((held.seq, held.links[0].cost), (6, 7), "the newer copy was not stored");
+        assert_eq!(
+            (held.seq, held.links[0].cost),
+            (6, 7),
+            "the newer copy was not stored"
+        );
         assert_eq!(db.len(), 1);
     }
 
@@ -265,10 +279,17 @@ mod tests {
         let v1 = first.receive(high, 0);
         let v2 = second.receive(low, 0);
         assert!(
-            matches!((v1, v2), (Receive::Newer, Receive::Older) | (Receive::Older, Receive::Newer)),
+            matches!(
+                (v1, v2),
+                (Receive::Newer, Receive::Older) | (Receive::Older, Receive::Newer)
+            ),
             "one side must take the other's copy: {v1:?} {v2:?}"
         );
-        assert_eq!(first.get("a"), second.get("a"), "the two databases disagree");
+        assert_eq!(
+            first.get("a"),
+            second.get("a"),
+            "the two databases disagree"
+        );
     }
 
     #[test]
@@ -304,7 +325,11 @@ mod tests {
             neighbor: n.to_owned(),
             cost,
         };
-        let lsa = db.originate(vec![link("b", 5), link("a", 2), link("b", 3)], Vec::new(), 0);
+        let lsa = db.originate(
+            vec![link("b", 5), link("a", 2), link("b", 3)],
+            Vec::new(),
+            0,
+        );
         assert_eq!(lsa.links, vec![link("a", 2), link("b", 3)]);
         assert_eq!(db.own(), Some(&lsa));
     }
@@ -321,12 +346,22 @@ mod tests {
         old.age_ms = MAX_AGE - 100;
         assert_eq!(db.receive(old, 1_000), Receive::New);
         assert_eq!(db.receive(advert("b", 1, 1), 1_000), Receive::New);
-        let ages: Vec<(String, u64)> = db.iter(1_050).map(|(l, age)| (l.origin.clone(), age)).collect();
+        let ages: Vec<(String, u64)> = db
+            .iter(1_050)
+            .map(|(l, age)| (l.origin.clone(), age))
+            .collect();
         assert_eq!(
             ages,
-            vec![("a".to_owned(), MAX_AGE - 50), ("b".to_owned(), 50), ("me".to_owned(), 1_050)]
+            vec![
+                ("a".to_owned(), MAX_AGE - 50),
+                ("b".to_owned(), 50),
+                ("me".to_owned(), 1_050)
+            ]
         );
-        assert_eq!(db.advert("a", 1_050).expect("a is held").age_ms, MAX_AGE - 50);
+        assert_eq!(
+            db.advert("a", 1_050).expect("a is held").age_ms,
+            MAX_AGE - 50
+        );
 
         assert!(db.expire(1_099).is_empty(), "expired too early");
         // Aged out but not yet removed: an older copy now counts as new.

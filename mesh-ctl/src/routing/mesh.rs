@@ -173,7 +173,9 @@ fn geometric(rng: &mut StdRng, nodes: usize) -> (Vec<Point>, Vec<(usize, usize)>
 
 fn grid(rng: &mut StdRng, nodes: usize) -> (Vec<Point>, Vec<(usize, usize)>) {
     let side = (1..).find(|s| s * s >= nodes).unwrap_or(1);
-    let points = (0..nodes).map(|i| ((i % side) as f64, (i / side) as f64)).collect();
+    let points = (0..nodes)
+        .map(|i| ((i % side) as f64, (i / side) as f64))
+        .collect();
     let mut pairs = Vec::new();
     for i in 0..nodes {
         let right = i % side + 1 < side && i + 1 < nodes;
@@ -207,7 +209,9 @@ fn join_components(points: &[Point], pairs: &mut Vec<(usize, usize)>) {
         for (node, &c) in component.iter().enumerate() {
             members[c].push(node);
         }
-        let largest = (0..count).max_by_key(|&c| (members[c].len(), std::cmp::Reverse(c))).unwrap_or(0);
+        let largest = (0..count)
+            .max_by_key(|&c| (members[c].len(), std::cmp::Reverse(c)))
+            .unwrap_or(0);
         let component = &component;
         let mut added = Vec::new();
         for (c, inside) in members.iter().enumerate().filter(|&(c, _)| c != largest) {
@@ -266,30 +270,62 @@ mod tests {
 
     #[test]
     fn meshes_are_connected_simple_and_about_degree_four() {
-        for (shape, nodes) in [(Shape::Geometric, 1000), (Shape::Grid, 1000), (Shape::Geometric, 2), (Shape::Grid, 7)] {
+        for (shape, nodes) in [
+            (Shape::Geometric, 1000),
+            (Shape::Grid, 1000),
+            (Shape::Geometric, 2),
+            (Shape::Grid, 7),
+        ] {
             let mesh = Mesh::generate(shape, nodes, 7);
             assert_eq!(mesh.len(), nodes);
-            let comps = components(nodes, &mesh.links.iter().map(|l| (l.a, l.b)).collect::<Vec<_>>());
-            assert!(comps.iter().all(|&c| c == 0), "{shape:?} {nodes}: not connected");
-            let mut pairs: Vec<(usize, usize)> = mesh.links.iter().map(|l| (l.a.min(l.b), l.a.max(l.b))).collect();
+            let comps = components(
+                nodes,
+                &mesh.links.iter().map(|l| (l.a, l.b)).collect::<Vec<_>>(),
+            );
+            assert!(
+                comps.iter().all(|&c| c == 0),
+                "{shape:?} {nodes}: not connected"
+            );
+            let mut pairs: Vec<(usize, usize)> = mesh
+                .links
+                .iter()
+                .map(|l| (l.a.min(l.b), l.a.max(l.b)))
+                .collect();
             pairs.sort_unstable();
             let before = pairs.len();
             pairs.dedup();
             assert_eq!(before, pairs.len(), "{shape:?}: a pair linked twice");
-            assert!(mesh.links.iter().all(|l| l.a != l.b && (1..=100).contains(&l.cost_ab)));
+            assert!(
+                mesh.links
+                    .iter()
+                    .all(|l| l.a != l.b && (1..=100).contains(&l.cost_ab))
+            );
             if nodes >= 1000 {
                 let degree = mesh.average_degree();
-                assert!((3.5..=4.5).contains(&degree), "{shape:?}: average degree {degree}");
+                assert!(
+                    (3.5..=4.5).contains(&degree),
+                    "{shape:?}: average degree {degree}"
+                );
             }
         }
         let names = &Mesh::generate(Shape::Grid, 12, 1).names;
-        assert!(names.windows(2).all(|w| w[0] < w[1]), "name order is not index order: {names:?}");
+        assert!(
+            names.windows(2).all(|w| w[0] < w[1]),
+            "name order is not index order: {names:?}"
+        );
     }
 
     #[test]
     fn same_seed_same_mesh() {
-        let (a, b) = (Mesh::generate(Shape::Geometric, 300, 9), Mesh::generate(Shape::Geometric, 300, 9));
+        let (a, b) = (
+            Mesh::generate(Shape::Geometric, 300, 9),
+            Mesh::generate(Shape::Geometric, 300, 9),
+        );
         assert_eq!(a.links, b.links);
-        assert_ne!(a.links, Mesh::generate(Shape::Geometric, 300, 10).links, "the seed is ignored");
+        assert_ne!(
+            a.links,
+            Mesh::generate(Shape::Geometric, 300, 10).links,
+            "the seed is ignored"
+        );
     }
 }

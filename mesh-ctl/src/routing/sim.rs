@@ -46,7 +46,11 @@ impl<'m> Network<'m> {
         Self {
             mesh,
             adjacency: mesh.adjacency(),
-            lsdbs: mesh.names.iter().map(|n| Lsdb::new(n, MAX_AGE_MS)).collect(),
+            lsdbs: mesh
+                .names
+                .iter()
+                .map(|n| Lsdb::new(n, MAX_AGE_MS))
+                .collect(),
             in_flight: Vec::new(),
         }
     }
@@ -165,7 +169,11 @@ pub struct ColdStart {
 /// that origin), so the rounds are the largest and the messages the sum of the batches',
 /// exactly as in one run, while memory stays at nodes × batch adverts instead of nodes².
 /// `progress` is called after each batch with the origins done so far.
-pub fn cold_start(mesh: &Mesh, origins_per_batch: usize, mut progress: impl FnMut(usize)) -> ColdStart {
+pub fn cold_start(
+    mesh: &Mesh,
+    origins_per_batch: usize,
+    mut progress: impl FnMut(usize),
+) -> ColdStart {
     let nodes: Vec<usize> = (0..mesh.len()).collect();
     let mut total = ColdStart {
         rounds: 0,
@@ -247,7 +255,11 @@ mod tests {
 
             let batched = cold_start(&mesh, 40, |_| {});
             assert!(batched.complete, "{shape:?}: a batch did not complete");
-            assert_eq!((batched.rounds, batched.messages), (stats.rounds, stats.messages), "batching changed the result");
+            assert_eq!(
+                (batched.rounds, batched.messages),
+                (stats.rounds, stats.messages),
+                "batching changed the result"
+            );
         }
     }
 
@@ -275,6 +287,9 @@ mod tests {
         assert!(network.run(1_000).quiet);
         let new = network.lsdb(node).own().expect("re-originated").seq;
         assert!(new > old, "still at {new}, the network held {old}");
-        assert!(network.complete(&all), "the network did not settle on the new advert");
+        assert!(
+            network.complete(&all),
+            "the network did not settle on the new advert"
+        );
     }
 }

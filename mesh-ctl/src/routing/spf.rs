@@ -75,9 +75,13 @@ pub fn compute_with(lsdb: &Lsdb, root: &str, algorithm: Algorithm) -> Routes {
     };
     let spf = Spf::new(&topo, root, algorithm);
     let mut scratch = Vec::with_capacity(spf.neighbors.len());
-    let names = |hops: &[usize]| -> Vec<String> { hops.iter().map(|&n| topo.names[n].to_owned()).collect() };
+    let names = |hops: &[usize]| -> Vec<String> {
+        hops.iter().map(|&n| topo.names[n].to_owned()).collect()
+    };
     let backups = |b: &[Option<usize>]| -> Vec<Option<String>> {
-        b.iter().map(|n| n.map(|n| topo.names[n].to_owned())).collect()
+        b.iter()
+            .map(|n| n.map(|n| topo.names[n].to_owned()))
+            .collect()
     };
 
     let mut nodes = Vec::with_capacity(topo.names.len());
@@ -179,7 +183,13 @@ impl Spf {
         if targets.contains(&self.root) {
             return None;
         }
-        let nearest = |dist: &[u64]| targets.iter().map(|&t| dist[t]).min().unwrap_or(UNREACHABLE);
+        let nearest = |dist: &[u64]| {
+            targets
+                .iter()
+                .map(|&t| dist[t])
+                .min()
+                .unwrap_or(UNREACHABLE)
+        };
         let cost = nearest(&self.from_root);
         if cost == UNREACHABLE {
             return None;
@@ -194,7 +204,10 @@ impl Spf {
             .collect();
         let backups = primaries
             .iter()
-            .map(|&p| self.backup(p, targets, cost, to_target).map(|k| self.neighbors[k].node))
+            .map(|&p| {
+                self.backup(p, targets, cost, to_target)
+                    .map(|k| self.neighbors[k].node)
+            })
             .collect();
         Some(Route {
             cost,
@@ -228,8 +241,11 @@ mod tests {
     use super::*;
     use crate::routing::lsa::{Lsa, LsaLink};
 
+    /// Origin, links (neighbour, cost) and prefixes.
+    type Advert<'a> = (&'a str, &'a [(&'a str, u32)], &'a [&'a str]);
+
     /// An LSDB held by an observer outside the graph, with the given adverts.
-    fn lsdb(adverts: &[(&str, &[(&str, u32)], &[&str])]) -> Lsdb {
+    fn lsdb(adverts: &[Advert<'_>]) -> Lsdb {
         let mut db = Lsdb::new("observer", 60_000);
         for (origin, links, prefixes) in adverts {
             let lsa = Lsa {
@@ -243,7 +259,10 @@ mod tests {
                         cost: *cost,
                     })
                     .collect(),
-                prefixes: prefixes.iter().map(|p| p.parse().expect("test prefix")).collect(),
+                prefixes: prefixes
+                    .iter()
+                    .map(|p| p.parse().expect("test prefix"))
+                    .collect(),
             };
             db.receive(lsa, 0);
         }
@@ -269,8 +288,10 @@ mod tests {
                 (n, mine)
             })
             .collect();
-        let refs: Vec<(&str, &[(&str, u32)], &[&str])> =
-            adverts.iter().map(|(n, l)| (*n, l.as_slice(), &[][..])).collect();
+        let refs: Vec<Advert<'_>> = adverts
+            .iter()
+            .map(|(n, l)| (*n, l.as_slice(), &[][..]))
+            .collect();
         lsdb(&refs)
     }
 
@@ -303,14 +324,23 @@ mod tests {
     #[test]
     fn ring_of_five_has_alternates_for_the_far_side() {
         // r - a - b - c - e - r, unit costs.
-        let db = symmetric(&[("r", "a", 1), ("a", "b", 1), ("b", "c", 1), ("c", "e", 1), ("e", "r", 1)]);
+        let db = symmetric(&[
+            ("r", "a", 1),
+            ("a", "b", 1),
+            ("b", "c", 1),
+            ("c", "e", 1),
+            ("e", "r", 1),
+        ]);
         let routes = compute(&db, "r");
         let b = routes.node("b").expect("b is reachable");
         assert_eq!((b.cost, &b.next_hops), (2, &hops(&["a"])));
         // d(e,b) = 2 < d(e,r) + d(r,b) = 3, and 2 < d(e,a) + d(a,b) = 3: node-protecting.
         assert_eq!(b.backups, backups(&[Some("e")]));
         let c = routes.node("c").expect("c is reachable");
-        assert_eq!((&c.next_hops, &c.backups), (&hops(&["e"]), &backups(&[Some("a")])));
+        assert_eq!(
+            (&c.next_hops, &c.backups),
+            (&hops(&["e"]), &backups(&[Some("a")]))
+        );
         // d(e,a) = 2 = d(e,r) + d(r,a): e would send a's traffic back through r.
         let a = routes.node("a").expect("a is reachable");
         assert_eq!(a.backups, backups(&[None]));
@@ -323,13 +353,22 @@ mod tests {
         let routes = compute(&db, "r");
         // d(c,a) = 2, d(c,r) + d(r,a) = 2: the inequality is strict, c does not qualify.
         let a = routes.node("a").expect("a is reachable");
-        assert_eq!((&a.next_hops, &a.backups), (&hops(&["a"]), &backups(&[None])));
+        assert_eq!(
+            (&a.next_hops, &a.backups),
+            (&hops(&["a"]), &backups(&[None]))
+        );
         // The far node is an equal-cost pair, each member the other's alternate.
         let b = routes.node("b").expect("b is reachable");
-        assert_eq!((&b.next_hops, &b.backups), (&hops(&["a", "c"]), &backups(&[Some("c"), Some("a")])));
+        assert_eq!(
+            (&b.next_hops, &b.backups),
+            (&hops(&["a", "c"]), &backups(&[Some("c"), Some("a")]))
+        );
         // Made cheaper on c's side, the far path from c no longer comes back through r.
         let db = symmetric(&[("r", "a", 1), ("a", "b", 1), ("b", "c", 1), ("c", "r", 2)]);
-        let a = compute(&db, "r").node("a").cloned().expect("a is reachable");
+        let a = compute(&db, "r")
+            .node("a")
+            .cloned()
+            .expect("a is reachable");
         assert_eq!(a.backups, backups(&[Some("c")]));
     }
 
@@ -345,12 +384,21 @@ mod tests {
         let routes = compute(&db, "r");
         let b = routes.node("b").expect("b is reachable through c");
         assert_eq!((b.cost, &b.next_hops), (20, &hops(&["c"])));
-        let p = routes.prefix(&"10.0.9.0/24".parse().expect("prefix")).expect("b's prefix");
+        let p = routes
+            .prefix(&"10.0.9.0/24".parse().expect("prefix"))
+            .expect("b's prefix");
         assert_eq!((p.cost, &p.next_hops), (20, &hops(&["c"])));
         // Without c, b is cut off: no route at all.
-        let db = lsdb(&[("r", &[("a", 1)], &[]), ("a", &[("r", 1), ("b", 1)], &[]), ("b", &[], &["10.0.9.0/24"])]);
+        let db = lsdb(&[
+            ("r", &[("a", 1)], &[]),
+            ("a", &[("r", 1), ("b", 1)], &[]),
+            ("b", &[], &["10.0.9.0/24"]),
+        ]);
         let routes = compute(&db, "r");
-        assert!(routes.node("b").is_none() && routes.prefixes.is_empty(), "{routes:?}");
+        assert!(
+            routes.node("b").is_none() && routes.prefixes.is_empty(),
+            "{routes:?}"
+        );
     }
 
     #[test]
@@ -364,11 +412,20 @@ mod tests {
             ("y", &[("b", 2)], &[any]),
         ]);
         let routes = compute(&db, "r");
-        let p = routes.prefix(&any.parse().expect("prefix")).expect("the anycast prefix");
-        assert_eq!((p.origin.as_str(), p.cost, &p.next_hops), ("y", 3, &hops(&["b"])));
+        let p = routes
+            .prefix(&any.parse().expect("prefix"))
+            .expect("the anycast prefix");
+        assert_eq!(
+            (p.origin.as_str(), p.cost, &p.next_hops),
+            ("y", 3, &hops(&["b"]))
+        );
         // Via a, traffic reaches x: d(a,P) = 3 < d(a,r) + d(r,P) = 4, a loop-free alternate.
         assert_eq!(p.backups, backups(&[Some("a")]));
-        assert_eq!(routes.prefixes.len(), 1, "the root's own prefix got a route: {routes:?}");
+        assert_eq!(
+            routes.prefixes.len(),
+            1,
+            "the root's own prefix got a route: {routes:?}"
+        );
 
         // At equal cost the two origins' next hops merge.
         let db = lsdb(&[
@@ -379,8 +436,13 @@ mod tests {
             ("y", &[("b", 2)], &["10.9.0.7/24"]),
         ]);
         let routes = compute(&db, "r");
-        let p = routes.prefix(&any.parse().expect("prefix")).expect("the anycast prefix");
-        assert_eq!((p.origin.as_str(), p.cost, &p.next_hops), ("x", 3, &hops(&["a", "b"])));
+        let p = routes
+            .prefix(&any.parse().expect("prefix"))
+            .expect("the anycast prefix");
+        assert_eq!(
+            (p.origin.as_str(), p.cost, &p.next_hops),
+            ("x", 3, &hops(&["a", "b"]))
+        );
         assert_eq!(p.backups, backups(&[Some("b"), Some("a")]));
     }
 

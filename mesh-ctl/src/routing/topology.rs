@@ -34,7 +34,11 @@ impl<'a> Topology<'a> {
             names.push(lsa.origin.as_str());
             prefixes.push(lsa.prefixes.as_slice());
         }
-        let index: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (*n, i as u32)).collect();
+        let index: HashMap<&str, u32> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, i as u32))
+            .collect();
 
         // Each node's adjacency as it advertises it, sorted by neighbour index, flattened.
         let mut start = Vec::with_capacity(names.len() + 1);

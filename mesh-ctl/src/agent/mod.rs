@@ -1,26 +1,31 @@
-//! `meshctl agent`: load, attach, install static routes, run until told to stop.
+//! `meshctl agent`: the MAPE-K loop. Monitor (probes, hellos, telemetry), Analyze
+//! (findings with reasons), Plan (routes to map entries), Execute (make-before-break
+//! writes), Knowledge (neighbours, LSDB, what is installed, the history of actions). This
+//! module only wires the stages together.
 
-use std::{
-    path::Path,
-    sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant},
-};
+mod analyze;
+mod execute;
+mod knowledge;
+mod monitor;
+mod plan;
+mod runtime;
+
+use std::{path::Path, sync::Arc, time::Instant};
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use mesh_common::Reason;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
 use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
-    api::{self, Shared},
+    api::Shared,
     config::Config,
     dataplane::{Dataplane, FlowRecord, SystemHost},
     routes::Tables,
     telemetry::{
-        LinkName, Reading, Snapshot, Tracker,
-        events::{self, Recent},
+        LinkName, Reading, Tracker,
+        events::{self},
         link_name, metrics as tmetrics,
     },
 };
@@ -34,111 +39,15 @@ pub fn prepare(file: &Path) -> anyhow::Result<(Config, Tables)> {
     Ok((config, tables))
 }
 
-/// Runs the agent until SIGINT or SIGTERM, then detaches and prints the final counters.
+/// Runs the agent until SIGINT or SIGTERM. Forwarding keeps running after it exits.
 pub async fn run(file: &Path) -> anyhow::Result<()> {
-    let (config, tables) = prepare(file)?;
-    let mut dp =
-        Dataplane::load_with(config.telemetry.flow_capacity).context("loading the data plane")?;
-    dp.install(&tables).context("installing routes")?;
-    let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
-    dp.attach(&names, config.dataplane.xdp_mode)
-        .context("attaching to the mesh interfaces")?;
-    let tc_mode = dp
-        .attach_egress(
-            &names,
-            config.dataplane.tc_attach,
-            config.dataplane.tc_position,
-        )
-        .context("attaching TC egress telemetry to the mesh interfaces")?;
-    let events = dp.take_events().context("opening the event ring buffer")?;
+    runtime::run(file).await
+}
 
-    if config.metrics.enabled {
-        PrometheusBuilder::new()
-            .with_http_listener(config.metrics.listen)
-            .set_buckets_for_metric(
-                Matcher::Full(tmetrics::MAP_READ.to_owned()),
-                tmetrics::MAP_READ_BUCKETS,
-            )
-            .context("configuring the Prometheus exporter")?
-            .install()
-            .with_context(|| {
-                format!(
-                    "starting the Prometheus listener on {}",
-                    config.metrics.listen
-                )
-            })?;
-        tmetrics::describe();
-    }
-    let shared = Arc::new(Shared {
-        node: config.node.clone(),
-        snapshot: RwLock::new(Snapshot::default()),
-        recent: Mutex::new(Recent::new(RECENT_EVENTS)),
-    });
-    let listener = api::bind(&config.api.socket).context("opening the API socket")?;
-    let api_task = tokio::spawn(api::serve(listener, shared.clone()));
-
-    let links: Vec<LinkName> = tables
-        .ifaces
-        .iter()
-        .zip(&names)
-        .map(|((ifindex, _), name)| LinkName {
-            name: name.clone(),
-            ifindex: *ifindex,
-        })
-        .collect();
-    let events_task = tokio::spawn(read_events(events, shared.clone(), links.clone()));
-
-    let mut collector = Collector::new(&config, links);
-    // A first reading before we announce ourselves: the API never serves an empty view.
-    collector
-        .collect(&dp, &shared, config.metrics.enabled)
-        .context("reading the telemetry maps")?;
-    event(json!({
-        "event": "attached",
-        "node": config.node,
-        "interfaces": names,
-        "tc_egress": tc_mode.name(),
-        "routes_v4": tables.v4.len(),
-        "routes_v6": tables.v6.len(),
-        "groups": tables.groups.len(),
-        "flow_capacity": dp.flow_capacity(),
-        "metrics": config.metrics.enabled.then(|| config.metrics.listen.to_string()),
-        "socket": config.api.socket,
-    }));
-
-    let mut tick = tokio::time::interval(Duration::from_millis(config.telemetry.interval_ms));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = collector.collect(&dp, &shared, config.metrics.enabled) {
-                    // A failed read is reported and retried next interval; forwarding
-                    // does not depend on it.
-                    event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
-                }
-            }
-            r = tokio::signal::ctrl_c() => {
-                r.context("waiting for SIGINT")?;
-                break;
-            }
-            _ = term.recv() => break,
-        }
-    }
-
-    api_task.abort();
-    events_task.abort();
-    // The socket is ours; a later agent would replace it anyway.
-    let _gone = std::fs::remove_file(&config.api.socket);
-    let reasons = dp.reasons().context("reading the reason counters")?;
-    dp.detach_all();
-    event(json!({
-        "event": "detached",
-        "node": config.node,
-        "reasons": reason_object(&reasons),
-    }));
-    Ok(())
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Recent events kept for `meshctl drops`.

@@ -1,0 +1,131 @@
+//! Monitor: what the agent observes. Probe replies as the data plane recorded them, and
+//! hellos from neighbours. (Telemetry's monitor is the collector in `telemetry`.)
+
+use std::net::SocketAddrV6;
+
+use super::knowledge::{Knowledge, Neighbor};
+use crate::{
+    config::MacAddr,
+    control::Hello,
+    dataplane::{Dataplane, DataplaneError, ProbeReading},
+    probe::{
+        Sender,
+        quality::{Change, Quality, Settings},
+    },
+    routes::Tables,
+};
+
+/// One neighbour's link changed.
+#[derive(Debug, Clone)]
+pub struct LinkChange {
+    pub node: String,
+    pub iface: String,
+    pub change: Change,
+}
+
+/// Reads every probed slot and updates each neighbour's link quality.
+pub fn probes(
+    dp: &Dataplane,
+    sender: &Sender,
+    k: &mut Knowledge,
+    settings: &Settings,
+    now_ns: u64,
+    scratch: &mut Vec<ProbeReading>,
+) -> Result<Vec<LinkChange>, DataplaneError> {
+    let slots: Vec<u32> = k.neighbors.iter().map(|n| n.slot).collect();
+    dp.read_probes(&slots, scratch)?;
+    let mut changes = Vec::new();
+    for (n, r) in k.neighbors.iter_mut().zip(scratch.iter()) {
+        let c = n
+            .quality
+            .update(now_ns, sender.sent(n.slot), &r.state, settings);
+        if c != Change::None {
+            changes.push(LinkChange {
+                node: n.node.clone(),
+                iface: n.iface.clone(),
+                change: c,
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// What a hello changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelloOutcome {
+    Nothing,
+    /// First heard: probing starts.
+    New,
+    /// It now lists us (or stopped listing us).
+    TwoWay(bool),
+}
+
+/// Takes a hello heard on `ifindex`.
+#[expect(clippy::too_many_arguments, reason = "one observation and its context")]
+pub fn hello(
+    k: &mut Knowledge,
+    tables: &Tables,
+    names: &[String],
+    me: &str,
+    hello: &Hello,
+    ifindex: u32,
+    from: SocketAddrV6,
+    now_ns: u64,
+) -> HelloOutcome {
+    if hello.node == me || !hello.mac.is_unicast() {
+        return HelloOutcome::Nothing;
+    }
+    let Some(pos) = tables.ifaces.iter().position(|(i, _)| *i == ifindex) else {
+        return HelloOutcome::Nothing;
+    };
+    let (_, iface) = tables.ifaces[pos];
+    let two_way = hello.heard.iter().any(|h| h == me);
+    if let Some(n) = k
+        .neighbors
+        .iter_mut()
+        .find(|n| n.ifindex == ifindex && n.node == hello.node)
+    {
+        n.last_hello_ns = now_ns;
+        n.addr = from;
+        if n.mac != hello.mac {
+            // Same node, new MAC (its interface was replaced): a new link as far as
+            // probes are concerned.
+            n.mac = hello.mac;
+        }
+        if n.two_way != two_way {
+            n.two_way = two_way;
+            return HelloOutcome::TwoWay(two_way);
+        }
+        return HelloOutcome::Nothing;
+    }
+    let slot = k.slot_for(ifindex, hello.mac.0);
+    k.neighbors.push(Neighbor {
+        node: hello.node.clone(),
+        iface: names.get(pos).cloned().unwrap_or_default(),
+        ifindex,
+        iface_slot: iface.slot,
+        local_mac: iface.mac,
+        mac: hello.mac,
+        addr: from,
+        slot,
+        last_hello_ns: now_ns,
+        two_way,
+        quality: Quality::new(now_ns),
+    });
+    HelloOutcome::New
+}
+
+/// The hello we send on an interface: who we hear there.
+pub fn our_hello(k: &Knowledge, me: &str, ifindex: u32, mac: MacAddr, interval_ms: u64) -> Hello {
+    Hello {
+        node: me.to_owned(),
+        mac,
+        heard: k
+            .neighbors
+            .iter()
+            .filter(|n| n.ifindex == ifindex)
+            .map(|n| n.node.clone())
+            .collect(),
+        hello_interval_ms: interval_ms,
+    }
+}

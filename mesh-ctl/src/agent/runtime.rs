@@ -1,0 +1,663 @@
+//! The agent's event loop: starts (or adopts) the data plane, then runs the MAPE-K stages
+//! on their timers and on control messages until SIGINT or SIGTERM.
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddrV6,
+    path::Path,
+    sync::{Arc, Mutex, RwLock, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use mesh_common::{telemetry::NeighborKey, types::NextHop};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use serde_json::json;
+
+use super::{
+    Collector, RECENT_EVENTS, analyze, event,
+    execute::Installed,
+    knowledge::Knowledge,
+    monitor::{self, HelloOutcome},
+    monotonic_ns, plan, prepare, read_events, reason_object,
+};
+use crate::{
+    api::{self, Shared},
+    config::{Config, MacAddr},
+    control::{Control, Message, Received},
+    dataplane::{Dataplane, pins::PinDir},
+    probe::{Peer, Sender, quality::Settings},
+    routes::Tables,
+    routing::{self, Lsa, LsaLink, Lsdb, Receive},
+    telemetry::{LinkName, Snapshot, events::Recent, metrics as tmetrics},
+};
+
+const STAGE: &str = "x0tta6bl4_mapek_stage_duration_seconds";
+const STAGE_BUCKETS: &[f64] = &[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1];
+
+fn ms(now_ns: u64) -> u64 {
+    now_ns / 1_000_000
+}
+
+fn record_stage(stage: &'static str, started: Instant) {
+    metrics::histogram!(STAGE, "stage" => stage).record(started.elapsed().as_secs_f64());
+}
+
+pub async fn run(file: &Path) -> anyhow::Result<()> {
+    let (config, mut tables) = prepare(file)?;
+    let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
+    let pins = PinDir::new(&config.dataplane.pin_dir);
+    let (mut dp, start) = Dataplane::open(&pins, config.telemetry.flow_capacity)
+        .context("opening the data plane (loading it, or adopting its pins)")?;
+    let adopted = start == crate::dataplane::Start::Adopted;
+    let mut installed = Installed::default();
+    let tc_mode = if adopted {
+        let pinned: BTreeSet<String> = dp.pinned_interfaces().into_iter().collect();
+        let wanted: BTreeSet<String> = names.iter().cloned().collect();
+        if pinned != wanted {
+            bail!(
+                "the data plane pinned at {} runs on {:?} but the config names {:?}; run \
+                 `meshctl detach --pin-dir {}` first (forwarding stops until the agent is back)",
+                pins.root().display(),
+                pinned,
+                wanted,
+                pins.root().display()
+            );
+        }
+        if config.dataplane.hash_seed == 0 {
+            // Same seed as before: flows keep their paths across the restart.
+            tables.config.hash_seed = dp
+                .read_config()
+                .context("reading the running config")?
+                .hash_seed;
+        }
+        dp.install_base(&tables)
+            .context("updating interfaces and settings")?;
+        installed = Installed::adopt(&dp).context("reading the installed routes")?;
+        "adopted"
+    } else {
+        dp.install_base(&tables)
+            .context("installing interfaces and settings")?;
+        dp.attach(&names, config.dataplane.xdp_mode)
+            .context("attaching to the mesh interfaces")?;
+        let mode = dp
+            .attach_egress(
+                &names,
+                config.dataplane.tc_attach,
+                config.dataplane.tc_position,
+            )
+            .context("attaching TC egress telemetry to the mesh interfaces")?;
+        dp.persist().context("pinning the attachments")?;
+        mode.name()
+    };
+    let statics = plan::static_routes(&tables);
+    installed
+        .apply(&mut dp, &statics, adopted)
+        .context("installing static routes")?;
+    let events = dp.take_events().context("opening the event ring buffer")?;
+
+    if config.metrics.enabled {
+        PrometheusBuilder::new()
+            .with_http_listener(config.metrics.listen)
+            .set_buckets_for_metric(
+                Matcher::Full(tmetrics::MAP_READ.to_owned()),
+                tmetrics::MAP_READ_BUCKETS,
+            )
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STAGE.to_owned()), STAGE_BUCKETS))
+            .context("configuring the Prometheus exporter")?
+            .install()
+            .with_context(|| {
+                format!(
+                    "starting the Prometheus listener on {}",
+                    config.metrics.listen
+                )
+            })?;
+        tmetrics::describe();
+        metrics::describe_histogram!(STAGE, metrics::Unit::Seconds, "Time per MAPE-K stage run");
+        metrics::describe_counter!("x0tta6bl4_actions_total", "Agent actions by kind");
+    }
+    let shared = Arc::new(Shared {
+        node: config.node.clone(),
+        snapshot: RwLock::new(Snapshot::default()),
+        recent: Mutex::new(Recent::new(RECENT_EVENTS)),
+        mesh: RwLock::new(json!({})),
+        frozen: std::sync::atomic::AtomicBool::new(false),
+    });
+    let listener = api::bind(&config.api.socket).context("opening the API socket")?;
+    let api_task = tokio::spawn(api::serve(listener, shared.clone()));
+    let links: Vec<LinkName> = tables
+        .ifaces
+        .iter()
+        .zip(&names)
+        .map(|((ifindex, _), name)| LinkName {
+            name: name.clone(),
+            ifindex: *ifindex,
+        })
+        .collect();
+    let events_task = tokio::spawn(read_events(events, shared.clone(), links.clone()));
+    let mut collector = Collector::new(&config, links);
+
+    let now = monotonic_ns()?;
+    let mut lsdb = Lsdb::new(&config.node, config.routing.max_age_s * 1000);
+    lsdb.set_seq_floor((super::unix_now() * 1000.0) as u64);
+    let mut k = Knowledge::new(lsdb, installed, tables.neighbors.len() as u32);
+    if adopted {
+        for (slot, peer) in dp.probe_peers().context("reading the probe slots")? {
+            k.slots.push(((peer.ifindex, peer.mac), slot));
+            k.next_slot = k.next_slot.max(slot + 1);
+        }
+    }
+    let mut mesh = Mesh {
+        routing: config.routing.enabled,
+        config: config.clone(),
+        tables: tables.clone(),
+        names: names.clone(),
+        statics,
+        hold_until_ns: if adopted {
+            now + config.routing.restart_hold_ms * 1_000_000
+        } else {
+            0
+        },
+        spf_due: None,
+        last_refresh_ns: now,
+        settings: Settings {
+            window_ns: config.probe.window_ms * 1_000_000,
+            // With fast reroute off the agent still needs a silence threshold.
+            dead_ns: if config.probe.dead_ms == 0 {
+                4 * config.probe.interval_ms
+            } else {
+                config.probe.dead_ms
+            } * 1_000_000,
+            up_hold_ns: config.probe.up_hold_ms * 1_000_000,
+            cost_change_pct: config.probe.cost_change_pct,
+        },
+        frozen_logged: false,
+    };
+    let control = if mesh.routing {
+        let ifindexes: Vec<u32> = tables.ifaces.iter().map(|(i, _)| *i).collect();
+        Some(Control::bind(config.routing.port, &ifindexes).context("opening the control socket")?)
+    } else {
+        None
+    };
+    let sender = if mesh.routing {
+        Some(
+            Sender::start(
+                Duration::from_millis(config.probe.interval_ms),
+                mesh_common::maps::PROBE_CAPACITY as usize,
+            )
+            .context("starting the probe sender")?,
+        )
+    } else {
+        None
+    };
+    if mesh.routing {
+        mesh.originate(&mut k, control.as_ref(), None).await;
+    }
+
+    collector
+        .collect(&dp, &shared, config.metrics.enabled)
+        .context("reading the telemetry maps")?;
+    mesh.publish(&k, &shared);
+    event(json!({
+        "event": "attached",
+        "node": config.node,
+        "interfaces": names,
+        "tc_egress": tc_mode,
+        "adopted": adopted,
+        "pin_dir": pins.root(),
+        "routes_v4": k.installed.v4.len(),
+        "routes_v6": k.installed.v6.len(),
+        "groups": k.installed.groups.len(),
+        "flow_capacity": dp.flow_capacity(),
+        "routing": mesh.routing,
+        "metrics": config.metrics.enabled.then(|| config.metrics.listen.to_string()),
+        "socket": config.api.socket,
+    }));
+
+    let mut telemetry_tick =
+        tokio::time::interval(Duration::from_millis(config.telemetry.interval_ms));
+    telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut probe_tick = tokio::time::interval(Duration::from_millis(config.probe.interval_ms));
+    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut hello_tick =
+        tokio::time::interval(Duration::from_millis(config.routing.hello_interval_ms));
+    hello_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut buf = Control::buffer();
+    let mut scratch = Vec::new();
+    let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    loop {
+        let spf_at = mesh.spf_due.map_or(far, tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = telemetry_tick.tick() => {
+                if let Err(e) = collector.collect(&dp, &shared, config.metrics.enabled) {
+                    // A failed read is reported and retried next interval; forwarding
+                    // does not depend on it.
+                    event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
+                }
+                mesh.publish(&k, &shared);
+            }
+            _ = probe_tick.tick(), if mesh.routing => {
+                let (Some(sender), Ok(now)) = (sender.as_ref(), monotonic_ns()) else { continue };
+                let started = Instant::now();
+                match monitor::probes(&dp, sender, &mut k, &mesh.settings, now, &mut scratch) {
+                    Ok(changes) if !changes.is_empty() => {
+                        record_stage("monitor", started);
+                        let started = Instant::now();
+                        let findings = analyze::links(&changes);
+                        record_stage("analyze", started);
+                        for f in findings {
+                            k.act("analyze", f.kind, f.detail, f.reason);
+                        }
+                        mesh.originate(&mut k, control.as_ref(), None).await;
+                    }
+                    Ok(_) => record_stage("monitor", started),
+                    Err(e) => event(json!({"event": "probe_error", "error": format!("{e:#}")})),
+                }
+            }
+            _ = hello_tick.tick(), if mesh.routing => {
+                let Ok(now) = monotonic_ns() else { continue };
+                mesh.hellos(&k, control.as_ref()).await;
+                let lost = analyze::hello_timeouts(&mut k, now, config.routing.hello_dead_ms * 1_000_000);
+                if !lost.is_empty() {
+                    for f in lost {
+                        k.act("analyze", f.kind, f.detail, f.reason);
+                    }
+                    mesh.peers_changed(&mut dp, &k, sender.as_ref());
+                    mesh.originate(&mut k, control.as_ref(), None).await;
+                }
+                if !k.lsdb.expire(ms(now)).is_empty() {
+                    mesh.spf_soon();
+                }
+                if now.saturating_sub(mesh.last_refresh_ns) >= config.routing.refresh_s * 1_000_000_000 {
+                    mesh.last_refresh_ns = now;
+                    mesh.originate(&mut k, control.as_ref(), Some(true)).await;
+                }
+                if mesh.hold_until_ns != 0 && now >= mesh.hold_until_ns {
+                    mesh.hold_until_ns = 0;
+                    mesh.spf_soon();
+                }
+            }
+            r = async { match control.as_ref() { Some(c) => c.recv(&mut buf).await, None => std::future::pending().await } } => {
+                match r {
+                    Ok(Received::Message { msg, ifindex, from }) => {
+                        mesh.on_message(&mut dp, &mut k, control.as_ref(), sender.as_ref(), msg, ifindex, from).await;
+                    }
+                    Ok(Received::Malformed { ifindex, error }) => {
+                        metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
+                        event(json!({"event": "control_malformed", "ifindex": ifindex, "error": error.to_string()}));
+                    }
+                    Err(e) => event(json!({"event": "control_error", "error": format!("{e:#}")})),
+                }
+            }
+            _ = tokio::time::sleep_until(spf_at), if mesh.spf_due.is_some() => {
+                mesh.spf_due = None;
+                if shared.frozen.load(Ordering::Relaxed) {
+                    if !mesh.frozen_logged {
+                        mesh.frozen_logged = true;
+                        k.act("plan", "frozen", "route recomputation is switched off".into(), "test knob".into());
+                    }
+                    continue;
+                }
+                mesh.frozen_logged = false;
+                if let Err(e) = mesh.reconverge(&mut dp, &mut k) {
+                    event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+                }
+                mesh.publish(&k, &shared);
+            }
+            r = tokio::signal::ctrl_c() => {
+                r.context("waiting for SIGINT")?;
+                break;
+            }
+            _ = term.recv() => break,
+        }
+    }
+
+    drop(sender);
+    api_task.abort();
+    events_task.abort();
+    // The socket is ours; a later agent would replace it anyway.
+    let _gone = std::fs::remove_file(&config.api.socket);
+    let reasons = dp.reasons().context("reading the reason counters")?;
+    event(json!({
+        "event": "stopped",
+        "node": config.node,
+        "forwarding": if dp.pinned() { "kept" } else { "detached" },
+        "reasons": reason_object(&reasons),
+    }));
+    Ok(())
+}
+
+/// The routing side of the agent's state.
+struct Mesh {
+    routing: bool,
+    config: Config,
+    tables: Tables,
+    names: Vec<String>,
+    statics: plan::Desired,
+    /// While non-zero (after adopting a running data plane), routes are only added.
+    hold_until_ns: u64,
+    spf_due: Option<Instant>,
+    last_refresh_ns: u64,
+    settings: Settings,
+    frozen_logged: bool,
+}
+
+impl Mesh {
+    fn spf_soon(&mut self) {
+        // A short delay batches the adverts of one event (both ends of a link report it).
+        self.spf_due
+            .get_or_insert(Instant::now() + Duration::from_millis(2));
+    }
+
+    fn iface_mac(&self, ifindex: u32) -> MacAddr {
+        self.tables
+            .ifaces
+            .iter()
+            .find(|(i, _)| *i == ifindex)
+            .map(|(_, f)| MacAddr(f.mac))
+            .unwrap_or_default()
+    }
+
+    async fn hellos(&self, k: &Knowledge, control: Option<&Control>) {
+        let Some(c) = control else { return };
+        for (ifindex, _) in &self.tables.ifaces {
+            let hello = monitor::our_hello(
+                k,
+                &self.config.node,
+                *ifindex,
+                self.iface_mac(*ifindex),
+                self.config.routing.hello_interval_ms,
+            );
+            if let Err(e) = c.multicast(*ifindex, &Message::Hello(hello)).await {
+                event(json!({"event": "control_error", "error": format!("{e:#}")}));
+            }
+        }
+    }
+
+    /// Originates our advert if its content changed (or `force`), floods it, plans SPF.
+    async fn originate(
+        &mut self,
+        k: &mut Knowledge,
+        control: Option<&Control>,
+        force: Option<bool>,
+    ) {
+        let Ok(now) = monotonic_ns() else { return };
+        let mut links: Vec<LsaLink> = Vec::new();
+        for n in k.neighbors.iter().filter(|n| n.adjacent()) {
+            let cost = n.quality.cost.unwrap_or(u32::MAX);
+            match links.iter_mut().find(|l| l.neighbor == n.node) {
+                Some(l) => l.cost = l.cost.min(cost),
+                None => links.push(LsaLink {
+                    neighbor: n.node.clone(),
+                    cost,
+                }),
+            }
+        }
+        links.sort();
+        let mut prefixes = self.config.routing.prefixes.clone();
+        prefixes.sort();
+        let same = k
+            .lsdb
+            .own()
+            .is_some_and(|own| own.links == links && own.prefixes == prefixes);
+        if same && force.is_none() {
+            return;
+        }
+        let lsa = k.lsdb.originate(links, prefixes, ms(now));
+        if !same {
+            k.act(
+                "plan",
+                "advert",
+                format!("seq {} with {} links", lsa.seq, lsa.links.len()),
+                "our links changed".to_owned(),
+            );
+        }
+        self.flood(k, control, &lsa, None).await;
+        self.spf_soon();
+    }
+
+    async fn flood(
+        &self,
+        k: &Knowledge,
+        control: Option<&Control>,
+        lsa: &Lsa,
+        except: Option<u32>,
+    ) {
+        let Some(c) = control else { return };
+        let ifaces: BTreeSet<u32> = k
+            .neighbors
+            .iter()
+            .filter(|n| n.two_way && Some(n.ifindex) != except)
+            .map(|n| n.ifindex)
+            .collect();
+        for ifindex in ifaces {
+            if let Err(e) = c.multicast(ifindex, &Message::Lsa(lsa.clone())).await {
+                event(json!({"event": "control_error", "error": format!("{e:#}")}));
+            }
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the loop's state, borrowed apart"
+    )]
+    async fn on_message(
+        &mut self,
+        dp: &mut Dataplane,
+        k: &mut Knowledge,
+        control: Option<&Control>,
+        sender: Option<&Sender>,
+        msg: Message,
+        ifindex: u32,
+        from: SocketAddrV6,
+    ) {
+        let Ok(now) = monotonic_ns() else { return };
+        match msg {
+            Message::Hello(h) => {
+                let started = Instant::now();
+                let outcome = monitor::hello(
+                    k,
+                    &self.tables,
+                    &self.names,
+                    &self.config.node,
+                    &h,
+                    ifindex,
+                    from,
+                    now,
+                );
+                record_stage("monitor", started);
+                let iface = self.name_of(ifindex);
+                if let Some(f) = analyze::hello(&h.node, &iface, &outcome) {
+                    k.act("analyze", f.kind, f.detail, f.reason);
+                }
+                match outcome {
+                    HelloOutcome::New => {
+                        self.peers_changed(dp, k, sender);
+                        // Answer at once: the far side learns of us a hello interval sooner.
+                        self.hellos(k, control).await;
+                    }
+                    HelloOutcome::TwoWay(true) => {
+                        // Database exchange: everything we hold, to the new neighbour.
+                        if let Some(c) = control {
+                            for lsa in k.lsdb.adverts().cloned().collect::<Vec<_>>() {
+                                let _ = c.send(from, &Message::Lsa(lsa)).await;
+                            }
+                        }
+                        self.originate(k, control, None).await;
+                    }
+                    HelloOutcome::TwoWay(false) => self.originate(k, control, None).await,
+                    HelloOutcome::Nothing => {}
+                }
+            }
+            Message::Lsa(lsa) => match k.lsdb.receive(lsa.clone(), ms(now)) {
+                Receive::New | Receive::Newer => {
+                    self.flood(k, control, &lsa, Some(ifindex)).await;
+                    self.spf_soon();
+                }
+                Receive::Older => {
+                    if let (Some(c), Some(ours)) = (control, k.lsdb.advert(&lsa.origin, ms(now))) {
+                        let _ = c.send(from, &Message::Lsa(ours)).await;
+                    }
+                }
+                Receive::OwnNewer => self.originate(k, control, Some(true)).await,
+                Receive::Duplicate | Receive::Expired => {}
+            },
+        }
+    }
+
+    fn name_of(&self, ifindex: u32) -> String {
+        self.tables
+            .ifaces
+            .iter()
+            .position(|(i, _)| *i == ifindex)
+            .and_then(|p| self.names.get(p).cloned())
+            .unwrap_or_else(|| ifindex.to_string())
+    }
+
+    /// Tells the data plane and the probe sender who the neighbours are now.
+    fn peers_changed(&self, dp: &mut Dataplane, k: &Knowledge, sender: Option<&Sender>) {
+        let mut peers = Vec::new();
+        for n in &k.neighbors {
+            let key = NeighborKey {
+                ifindex: n.ifindex,
+                mac: n.mac.0,
+                _pad: [0; 2],
+            };
+            if let Err(e) = dp.set_probe_peer(n.slot, key) {
+                event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+                continue;
+            }
+            peers.push(Peer {
+                slot: n.slot,
+                ifindex: n.ifindex,
+                src_mac: n.local_mac,
+                dst_mac: n.mac.0,
+            });
+        }
+        if let Some(s) = sender {
+            s.set_peers(peers);
+        }
+        let mut keys = self.tables.neighbors.clone();
+        for ((ifindex, mac), slot) in &k.slots {
+            let slot = *slot as usize;
+            if keys.len() <= slot {
+                keys.resize(slot + 1, NeighborKey::default());
+            }
+            keys[slot] = NeighborKey {
+                ifindex: *ifindex,
+                mac: *mac,
+                _pad: [0; 2],
+            };
+        }
+        dp.set_neighbors(keys);
+    }
+
+    /// SPF, Plan and Execute: recomputes routes and writes what changed.
+    fn reconverge(&mut self, dp: &mut Dataplane, k: &mut Knowledge) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let routes = routing::compute(&k.lsdb, &self.config.node);
+        k.spf_runs += 1;
+        let hop = |name: &str| -> Option<NextHop> {
+            k.neighbors
+                .iter()
+                .filter(|n| n.node == name && n.adjacent())
+                .min_by_key(|n| n.quality.cost)
+                .map(|n| NextHop {
+                    ifindex: n.ifindex,
+                    slot: n.iface_slot,
+                    neighbor: n.slot,
+                    src_mac: n.local_mac,
+                    dst_mac: n.mac.0,
+                })
+        };
+        let want = plan::desired(&self.statics, &routes, &hop);
+        let diff = routing::changed(&k.routes, &routes);
+        record_stage("plan", started);
+        let started = Instant::now();
+        let now = monotonic_ns()?;
+        let keep = self.hold_until_ns != 0 && now < self.hold_until_ns;
+        let applied = k
+            .installed
+            .apply(dp, &want, keep)
+            .context("writing routes to the data plane")?;
+        record_stage("execute", started);
+        if applied.changed() || !diff.is_empty() {
+            let paths: Vec<String> = diff
+                .added
+                .iter()
+                .map(|r| format!("+{} via {}", r.prefix, r.next_hops.join(",")))
+                .chain(
+                    diff.changed
+                        .iter()
+                        .filter(|c| c.forwarding_changed())
+                        .map(|c| {
+                            format!(
+                                "{} via {} (was {})",
+                                c.new.prefix,
+                                c.new.next_hops.join(","),
+                                c.old.next_hops.join(",")
+                            )
+                        }),
+                )
+                .chain(diff.removed.iter().map(|r| format!("-{}", r.prefix)))
+                .collect();
+            k.act(
+                "execute",
+                "routes",
+                format!(
+                    "{} set, {} removed, {} groups written, {} freed{}: {}",
+                    applied.routes_set,
+                    applied.routes_removed,
+                    applied.groups_written,
+                    applied.groups_freed,
+                    if keep {
+                        " (restart hold: nothing removed)"
+                    } else {
+                        ""
+                    },
+                    paths.join("; ")
+                ),
+                "the LSDB changed".to_owned(),
+            );
+        }
+        k.routes = routes;
+        Ok(())
+    }
+
+    fn publish(&self, k: &Knowledge, shared: &Shared) {
+        let now_ms = monotonic_ns().map(ms).unwrap_or(0);
+        let up = k.neighbors.iter().filter(|n| n.adjacent()).count();
+        metrics::gauge!("x0tta6bl4_neighbors_adjacent").set(up as f64);
+        metrics::gauge!("x0tta6bl4_lsdb_adverts").set(k.lsdb.len() as f64);
+        metrics::gauge!("x0tta6bl4_routes_installed")
+            .set((k.installed.v4.len() + k.installed.v6.len()) as f64);
+        metrics::counter!("x0tta6bl4_spf_runs_total").absolute(k.spf_runs);
+        let status = json!({
+            "node": self.config.node,
+            "routing": self.routing,
+            "frozen": shared.frozen.load(Ordering::Relaxed),
+            "restart_hold": self.hold_until_ns != 0,
+            "neighbors": k.neighbors.len(),
+            "adjacent": up,
+            "adverts": k.lsdb.len(),
+            "routes_v4": k.installed.v4.len(),
+            "routes_v6": k.installed.v6.len(),
+            "groups": k.installed.groups.len(),
+            "spf_runs": k.spf_runs,
+            "actions": k.history.len(),
+            "probe_interval_ms": self.config.probe.interval_ms,
+            "probe_dead_ms": self.config.probe.dead_ms,
+        });
+        if let Ok(mut m) = shared.mesh.write() {
+            *m = json!({
+                "status": status,
+                "neighbors": k.neighbors_view(),
+                "routes": k.routes_view(),
+                "lsdb": k.lsdb_view(now_ms),
+                "events": k.events_view(),
+            });
+        }
+    }
+}
