@@ -1,112 +1,164 @@
-//! `cargo xtask demo`: a diamond of XDP routers in namespaces, real traffic across it,
-//! and what every router's data plane counted.
+//! `cargo xtask demo`: six routers in namespaces, every link through a wire namespace,
+//! an agent per router; steady traffic across, then a silent failure on its path, healed
+//! by the data plane's fast reroute and the agents' reconvergence.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
 
-use super::{Lab, topology};
+use super::{
+    Agent, Fault, Lab, mesh_agents,
+    mesh6::{self, RoundOptions},
+    plot,
+};
+use crate::api::Request;
+
+const PLOT: &str = "target/demo/failover.svg";
 
 pub fn run(meshctl: PathBuf) -> Result<()> {
     let mut lab = Lab::new("demo", meshctl)?;
-    println!(
-        "x0tta6bl4 demo: s - a - {{b, c}} - d, routers a, b, c forward in XDP (kernel IP forwarding off)"
-    );
-    let t = topology::diamond(&mut lab)?;
-    let mut agents = BTreeMap::new();
-    for c in &t.configs {
-        let agent = lab.agent(c)?;
-        println!(
-            "  agent on {:<2} attached to {}",
+    println!("x0tta6bl4 demo: hs - n1 - {{n2, n3}} - {{n4, n5}} - n6 - hd");
+    println!("  every link passes through a wire namespace (a bridge) where faults are injected;");
+    println!("  routers forward in XDP only (kernel IP forwarding off)\n");
+    let mesh = mesh6::mesh6(&mut lab)?;
+    let mut agents: Vec<Agent> = Vec::new();
+    for c in mesh_agents::configs(&mesh, "") {
+        agents.push(lab.agent(&c)?);
+        eprintln!(
+            "  agent on {} attached to {}",
             c.node,
             c.interfaces.join(", ")
         );
-        agents.insert(c.node.clone(), agent);
     }
-    let (v4, v6) = (t.dst_v4.to_string(), t.dst_v6.to_string());
-    println!("\nforwarding");
-    for addr in [&v4, &v6] {
-        let got = lab.ping(&t.src, addr, 20)?;
-        println!("  ping s -> d {addr:<14} {got}/20 answered");
-        ensure!(got == 20, "ping to {addr} lost packets");
-    }
-    lab.iperf3_server(&t.dst)?;
-    let tcp = lab.iperf3(&t.src, &v4, &["-P", "16", "-t", "3"])?;
-    let bps = tcp["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    println!("  iperf3 TCP, 16 flows, 3 s: {:.0} Mbit/s", bps / 1e6);
-    let udp = lab.iperf3(&t.src, &v6, &["-u", "-b", "50M", "-t", "2", "-P", "4"])?;
-    let (sent, lost) = (
-        udp["end"]["sum"]["packets"].as_u64().unwrap_or(0),
-        udp["end"]["sum"]["lost_packets"].as_u64().unwrap_or(0),
+    let n1 = agents.first().context("no agents")?;
+    wait_converged(&lab, &mesh, n1)?;
+    println!(
+        "mesh converged: n1 reaches hd over two equal-cost next hops, each the other's backup"
     );
-    println!("  iperf3 UDP over IPv6, 4 flows, 50 Mbit/s, 2 s: {sent} datagrams, {lost} lost");
+    show(&lab, n1, &["routes"])?;
 
-    if let Some(a) = agents.get("a") {
-        // Let the agent take one more reading, then show what an operator would run.
-        std::thread::sleep(std::time::Duration::from_millis(1200));
-        for args in [
-            &["links"][..],
-            &["flows", "--top", "8", "--sort", "bytes"][..],
-            &["drops"][..],
-        ] {
-            println!("\ntelemetry on a: meshctl {}", args.join(" "));
-            let out = std::process::Command::new(&lab.meshctl)
-                .args(args)
-                .arg("--socket")
-                .arg(&a.socket)
-                .output()
-                .context("running meshctl")?;
-            ensure!(
-                out.status.success(),
-                "meshctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                println!("  {line}");
-            }
+    println!(
+        "\nsteady stream hs -> hd, 2000 packets/s; silent failure (nftables drop in the wire,"
+    );
+    println!("carrier stays up) on the first hop of its path");
+    let opts = RoundOptions {
+        pps: 2000,
+        fault: Fault::Silent,
+        restore_limit: Duration::from_secs(10),
+        series_bucket_ms: 5,
+    };
+    let round = mesh6::failure_round(&mut lab, &mesh, 0, &opts)?;
+    let (a, b) = round.link.split_once('-').context("a link name is a-b")?;
+    let head = agents
+        .iter()
+        .find(|x| x.node == a)
+        .context("the head's agent")?;
+    let detect_ms = detection_ms(head, b, round.fault_at_ns)?;
+    let o = &round.outage;
+    println!("  failed link        {}", round.link);
+    println!("  path before        {}", round.path_before.join(" -> "));
+    println!(
+        "  path after         {}",
+        round
+            .path_after
+            .as_ref()
+            .map_or("(not restored)".to_owned(), |p| p.join(" -> "))
+    );
+    println!("  detected by {a:<6} {detect_ms:.1} ms after the fault (probe silence)");
+    println!(
+        "  traffic restored   {:.1} ms after the fault",
+        o.restore_ms
+    );
+    println!("  packets lost       {} of {} sent", o.lost, o.sent);
+    ensure!(o.restored, "traffic did not come back after the failure");
+
+    println!("\nwhat {a}'s agent did (meshctl events):");
+    show(&lab, head, &["events"])?;
+    println!("\nneighbours of {a} (meshctl neighbors):");
+    show(&lab, head, &["neighbors"])?;
+
+    let plot_path = PathBuf::from(PLOT);
+    if let Some(dir) = plot_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    plot::rate_over_time(
+        &plot_path,
+        &format!(
+            "hs -> hd, silent failure of {} (restored in {:.1} ms)",
+            round.link, o.restore_ms
+        ),
+        &round.series,
+        round.fault_s,
+    )?;
+    for agent in agents {
+        agent.stop()?;
+    }
+    println!(
+        "\ndemo: detect_ms={detect_ms:.1} restore_ms={:.1} lost={} plot={}",
+        o.restore_ms,
+        o.lost,
+        plot_path.display()
+    );
+    Ok(())
+}
+
+/// Waits (bounded) until n1 routes to hd over both next hops.
+pub fn wait_converged(lab: &Lab, mesh: &mesh6::Mesh6, n1: &Agent) -> Result<()> {
+    let prefix = format!("{}/32", mesh.hd.host_v4);
+    for _ in 0..200 {
+        let routes = n1.query(&Request::Routes)?;
+        let both = routes["routes"].as_array().is_some_and(|r| {
+            r.iter().any(|r| {
+                r["prefix"] == prefix.as_str()
+                    && r["next_hops"].as_array().is_some_and(|h| h.len() == 2)
+            })
+        });
+        if both && lab.ping("hs", &mesh.hd.host_v4.to_string(), 1)? == 1 {
+            return Ok(());
         }
-        let scrape = a.scrape("127.0.0.1:9464")?;
-        let series = scrape
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .count();
-        println!(
-            "\nPrometheus on a (127.0.0.1:9464 in its namespace): {series} series, none per flow"
-        );
+        std::thread::sleep(Duration::from_millis(100));
     }
+    anyhow::bail!("the mesh did not converge within 20 s")
+}
 
-    println!("\ndata plane counters (per reason, from each router's XDP program)");
-    println!(
-        "  {:<4} {:>12} {:>12} {:>10} {:>10} {:>8}",
-        "node", "forwarded_v4", "forwarded_v6", "passed", "dropped", "ecmp"
+/// When the agent at the failed link's head declared it down, after the fault.
+pub fn detection_ms(head: &Agent, neighbor: &str, fault_at_ns: u64) -> Result<f64> {
+    // The API's view is refreshed every telemetry interval.
+    std::thread::sleep(Duration::from_millis(1100));
+    let events = head.query(&Request::Events)?;
+    let at = events["events"]
+        .as_array()
+        .and_then(|e| {
+            e.iter()
+                .filter(|x| {
+                    x["kind"] == "link_down"
+                        && x["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.starts_with(&format!("{neighbor} ")))
+                        && x["mono_ns"].as_u64().is_some_and(|t| t >= fault_at_ns)
+                })
+                .filter_map(|x| x["mono_ns"].as_u64())
+                .min()
+        })
+        .with_context(|| format!("{} never declared the link to {neighbor} down", head.node))?;
+    Ok((at - fault_at_ns) as f64 / 1e6)
+}
+
+fn show(lab: &Lab, agent: &Agent, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(&lab.meshctl)
+        .args(args)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .output()
+        .context("running meshctl")?;
+    ensure!(
+        out.status.success(),
+        "meshctl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
     );
-    for node in &t.routers {
-        let Some(agent) = agents.remove(node) else {
-            continue;
-        };
-        let r = agent.stop()?;
-        let sum = |p: &str| {
-            r.iter()
-                .filter(|(k, _)| k.starts_with(p))
-                .map(|(_, v)| v)
-                .sum::<u64>()
-        };
-        println!(
-            "  {:<4} {:>12} {:>12} {:>10} {:>10} {:>8}",
-            node,
-            r["forwarded_v4"],
-            r["forwarded_v6"],
-            sum("pass_"),
-            sum("drop_"),
-            if node == "a" { "b+c" } else { "" }
-        );
+    for line in String::from_utf8_lossy(&out.stdout).lines().take(16) {
+        println!("  {line}");
     }
-    println!(
-        "\nb and c both carry a's s -> d flows: the per-flow hash spreads them, one path per flow."
-    );
-    println!("Next in the roadmap: probing and self-healing reroute (issue 4).");
     Ok(())
 }

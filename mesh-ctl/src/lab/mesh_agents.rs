@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use super::{AgentConfig, Group, mesh6::Mesh6};
 
-
 /// One config per router, in n1..n6 order. `extra` is appended to each (TOML tables
 /// other than `[routing]`, which this writes).
 pub fn configs(mesh: &Mesh6, extra: &str) -> Vec<AgentConfig> {
@@ -32,7 +31,10 @@ pub fn configs(mesh: &Mesh6, extra: &str) -> Vec<AgentConfig> {
                     name: host.host.clone(),
                     members: vec![(host.ifname.clone(), host.host_mac)],
                 });
-                for p in [format!("{}/32", host.host_v4), format!("{}/128", host.host_v6)] {
+                for p in [
+                    format!("{}/32", host.host_v4),
+                    format!("{}/128", host.host_v6),
+                ] {
                     config.routes.push((p.clone(), host.host.clone()));
                     prefixes.push(format!("\"{p}\""));
                 }
