@@ -183,7 +183,6 @@ impl Tables {
                 drop_events_per_s: config.telemetry.drop_events_per_s,
                 // validate() bounds dead_ms so that this fits.
                 probe_dead_us: (config.probe.dead_ms * 1000) as u32,
-                ..Default::default()
             },
             ifaces,
             groups,

@@ -222,33 +222,6 @@ pub fn drops(data: &Value) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tables_align_and_numbers_go_right() {
-        let t = table(
-            &["LINK", "PACKETS"],
-            &[
-                vec!["a".into(), "5".into()],
-                vec!["long-name".into(), "12345".into()],
-            ],
-        );
-        assert_eq!(
-            t,
-            "LINK       PACKETS\na                5\nlong-name    12345\n"
-        );
-    }
-
-    #[test]
-    fn si_units() {
-        assert_eq!(si(999.0), "999");
-        assert_eq!(si(1_500.0), "1.50k");
-        assert_eq!(si(2_340_000_000.0), "2.34G");
-    }
-}
-
 fn list(v: &Value) -> String {
     v.as_array().map_or_else(
         || "-".to_owned(),
@@ -374,4 +347,31 @@ pub fn events(data: &Value) -> String {
         ]
     });
     table(&["AT", "STAGE", "KIND", "DETAIL", "REASON"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_numbers_go_right() {
+        let t = table(
+            &["LINK", "PACKETS"],
+            &[
+                vec!["a".into(), "5".into()],
+                vec!["long-name".into(), "12345".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "LINK       PACKETS\na                5\nlong-name    12345\n"
+        );
+    }
+
+    #[test]
+    fn si_units() {
+        assert_eq!(si(999.0), "999");
+        assert_eq!(si(1_500.0), "1.50k");
+        assert_eq!(si(2_340_000_000.0), "2.34G");
+    }
 }

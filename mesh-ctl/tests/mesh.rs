@@ -51,8 +51,12 @@ fn converge(lab: &Lab, mesh: &mesh6::Mesh6, agents: &[Agent]) {
             format!(
                 "{}: {}\n{}",
                 a.node,
-                a.query(&Request::Neighbors).map(|v| v.to_string()).unwrap_or_default(),
-                a.query(&Request::Routes).map(|v| v.to_string()).unwrap_or_default()
+                a.query(&Request::Neighbors)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                a.query(&Request::Routes)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -68,7 +72,11 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     let agents = start(&mut lab, &mesh, "");
     converge(&lab, &mesh, &agents);
     let dst = mesh.hd.host_v6.to_string();
-    assert_eq!(lab.ping("hs", &dst, 10).expect("ping"), 10, "IPv6 across the mesh");
+    assert_eq!(
+        lab.ping("hs", &dst, 10).expect("ping"),
+        10,
+        "IPv6 across the mesh"
+    );
     let n1 = &agents[0];
     let lsdb = n1.query(&Request::Lsdb).expect("lsdb");
     assert_eq!(
@@ -103,26 +111,58 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     }
     assert!(rerouted, "n1 stopped routing via n2");
     if std::env::var("MESH_DEBUG").is_ok() {
-        let out = lab.exec("hs", &["ping", "-n", "-c", "20", "-i", "0.05", "-W", "1", &mesh.hd.host_v4.to_string()]).expect("ping");
+        let out = lab
+            .exec(
+                "hs",
+                &[
+                    "ping",
+                    "-n",
+                    "-c",
+                    "20",
+                    "-i",
+                    "0.05",
+                    "-W",
+                    "1",
+                    &mesh.hd.host_v4.to_string(),
+                ],
+            )
+            .expect("ping");
         eprintln!("PING {}", String::from_utf8_lossy(&out.stdout));
         for a in &agents {
-            eprintln!("== {}\n{}\n{}\n{}", a.node,
-                a.query(&Request::Events).map(|v| v.to_string()).unwrap_or_default(),
-                a.query(&Request::Routes).map(|v| v.to_string()).unwrap_or_default(),
-                a.query(&Request::Drops).map(|v| v["reasons"].to_string()).unwrap_or_default());
+            eprintln!(
+                "== {}\n{}\n{}\n{}",
+                a.node,
+                a.query(&Request::Events)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                a.query(&Request::Routes)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                a.query(&Request::Drops)
+                    .map(|v| v["reasons"].to_string())
+                    .unwrap_or_default()
+            );
         }
     }
     assert_eq!(
-        lab.ping("hs", &mesh.hd.host_v4.to_string(), 20).expect("ping"),
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 20)
+            .expect("ping"),
         20,
         "every ping arrives after the silent failure"
     );
     let events = n1.query(&Request::Events).expect("events");
     let kinds: Vec<String> = events["events"]
         .as_array()
-        .map(|e| e.iter().filter_map(|x| x["kind"].as_str().map(str::to_owned)).collect())
+        .map(|e| {
+            e.iter()
+                .filter_map(|x| x["kind"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
-    assert!(kinds.iter().any(|k| k == "link_down"), "n1 saw the link go down: {kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "link_down"),
+        "n1 saw the link go down: {kinds:?}"
+    );
     for a in agents {
         a.stop().expect("agent stops");
     }

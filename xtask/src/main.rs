@@ -47,7 +47,9 @@ enum Task {
     /// Benchmarks, each against its baseline in the same run.
     Bench {
         /// Which benchmark: forward (XDP vs kernel forwarding), telemetry (forwarding with
-        /// per-flow telemetry on vs off), maps (reading 100,000 flows, batched vs per key).
+        /// per-flow telemetry on vs off), maps (reading 100,000 flows, batched vs per key),
+        /// failover (silent failures, ours vs babeld), scale (routing core, 100 to 10,000
+        /// nodes).
         name: String,
     },
 }

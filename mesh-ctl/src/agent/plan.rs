@@ -13,6 +13,10 @@ use crate::{routes::Tables, routing::Routes};
 
 /// What a prefix should lead to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few thousand routes at most, built once per SPF; boxing buys nothing"
+)]
 pub enum Target {
     /// One of ours: the kernel gets it.
     Local,

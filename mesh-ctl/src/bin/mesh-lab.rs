@@ -104,7 +104,14 @@ fn main() -> Result<()> {
                 &PathBuf::from("target/bench/telemetry.json"),
             ),
             "maps" => lab::bench_maps::maps(&PathBuf::from("target/bench/maps.json")),
-            other => bail!("no benchmark `{other}` (have: forward, telemetry, maps)"),
+            "failover" => lab::bench_failover::failover(
+                meshctl()?,
+                &PathBuf::from("target/bench/failover.json"),
+            ),
+            "scale" => lab::bench_scale::scale(&PathBuf::from("target/bench/scale.json")),
+            other => {
+                bail!("no benchmark `{other}` (have: forward, telemetry, maps, failover, scale)")
+            }
         },
         Command::StreamSend { .. } | Command::StreamRecv { .. } => Ok(()),
     }

@@ -19,6 +19,9 @@ fn access(map: &'static str, action: String) -> impl FnOnce(aya::maps::MapError)
     }
 }
 
+/// Installed routes: IPv4 and IPv6.
+pub type RouteList = (Vec<(Ipv4Net, Route)>, Vec<(Ipv6Net, Route)>);
+
 impl Dataplane {
     pub fn write_group(&mut self, id: u32, group: &NextHopGroup) -> Result<()> {
         let mut map: Array<&mut MapData, NextHopGroup> = typed(&mut self.maps, NEXTHOP_GROUPS)?;
@@ -59,7 +62,7 @@ impl Dataplane {
     }
 
     /// Every installed route.
-    pub fn read_routes(&self) -> Result<(Vec<(Ipv4Net, Route)>, Vec<(Ipv6Net, Route)>)> {
+    pub fn read_routes(&self) -> Result<RouteList> {
         let v4: LpmTrie<&MapData, [u8; 4], Route> = typed_ref(&self.maps, ROUTES_V4)?;
         let mut out4 = Vec::new();
         for entry in v4.iter() {

@@ -234,6 +234,11 @@ impl Agent {
         Ok(reasons)
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Kills the agent outright (SIGKILL), as a crash would.
     pub fn kill(&self) -> Result<()> {
         nix::sys::signal::kill(

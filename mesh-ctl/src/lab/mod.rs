@@ -7,6 +7,7 @@
 mod agent;
 pub mod babel;
 pub mod bench;
+pub mod bench_failover;
 pub mod bench_maps;
 pub mod bench_scale;
 pub mod bench_telemetry;

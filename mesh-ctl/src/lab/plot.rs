@@ -133,6 +133,35 @@ pub fn per_round(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> 
     finish(&root, chart, path, SeriesLabelPosition::LowerRight)
 }
 
+/// Delivered rate over time, with the moment of a fault marked by a vertical line.
+pub fn rate_over_time(path: &Path, title: &str, points: &[(f64, f64)], fault_s: f64) -> Result<()> {
+    let root = canvas(path)?;
+    let x_max = points.iter().map(|p| p.0).fold(fault_s, f64::max).max(0.1) * 1.02;
+    let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+    let mut c = chart(&root, path, title, 0.0..x_max, 0.0..y_max)?;
+    let e = drawing_error(path);
+    c.configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("delivered (packets/s)")
+        .draw()
+        .map_err(&e)?;
+    c.draw_series(LineSeries::new(
+        points.iter().copied(),
+        BLUE.stroke_width(2),
+    ))
+    .map_err(&e)?
+    .label("delivered at hd")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    c.draw_series(LineSeries::new(
+        [(fault_s, 0.0), (fault_s, y_max)],
+        RED.stroke_width(2),
+    ))
+    .map_err(&e)?
+    .label("silent failure injected")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    finish(&root, c, path, SeriesLabelPosition::LowerRight)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,33 +196,4 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// Delivered rate over time, with the moment of a fault marked by a vertical line.
-pub fn rate_over_time(path: &Path, title: &str, points: &[(f64, f64)], fault_s: f64) -> Result<()> {
-    let root = canvas(path)?;
-    let x_max = points.iter().map(|p| p.0).fold(fault_s, f64::max).max(0.1) * 1.02;
-    let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
-    let mut c = chart(&root, path, title, 0.0..x_max, 0.0..y_max)?;
-    let e = drawing_error(path);
-    c.configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("delivered (packets/s)")
-        .draw()
-        .map_err(&e)?;
-    c.draw_series(LineSeries::new(
-        points.iter().copied(),
-        BLUE.stroke_width(2),
-    ))
-    .map_err(&e)?
-    .label("delivered at hd")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    c.draw_series(LineSeries::new(
-        [(fault_s, 0.0), (fault_s, y_max)],
-        RED.stroke_width(2),
-    ))
-    .map_err(&e)?
-    .label("silent failure injected")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-    finish(&root, c, path, SeriesLabelPosition::LowerRight)
 }

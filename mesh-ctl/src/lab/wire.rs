@@ -2,7 +2,11 @@
 //! bridged there, so faults can be injected on the path between two nodes without
 //! touching either node: a silent black hole, random loss, or a lost carrier.
 
-use std::time::Duration;
+use std::{
+    io::Read as _,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result, bail};
 use nix::time::{ClockId, clock_gettime};
@@ -231,6 +235,13 @@ impl Lab {
 
     /// Injects a fault in a link's wire, replacing any fault already there.
     pub fn fault(&self, link: &Link, fault: Fault) -> Result<()> {
+        self.fault_at(link, fault).map(drop)
+    }
+
+    /// [`Lab::fault`], returning CLOCK_MONOTONIC (ns) right after the fault took effect:
+    /// when the command that injects it (run in the wire's namespace directly, without
+    /// wrappers) exited. Late by that process's exit, well under a millisecond.
+    pub fn fault_at(&self, link: &Link, fault: Fault) -> Result<u64> {
         let wire = self.wire(link)?;
         let rule = match fault {
             Fault::Silent => Some("drop".to_owned()),
@@ -243,7 +254,7 @@ impl Lab {
             Fault::Down => None,
         };
         // Undo the previous fault first, so that the step that injects this one comes
-        // last and `fault_at` reads the clock right after it.
+        // last and its time is the fault's.
         if fault == Fault::Down {
             self.nft(wire, "fault", &fault_script(None))?;
             self.set_side(wire, &wire.b_side, true)?;
@@ -255,18 +266,12 @@ impl Lab {
         }
     }
 
-    /// [`Lab::fault`], returning CLOCK_MONOTONIC (ns) just after the fault took effect.
-    pub fn fault_at(&self, link: &Link, fault: Fault) -> Result<u64> {
-        self.fault(link, fault)?;
-        monotonic_ns()
-    }
-
     /// Removes whatever fault a link's wire has; a no-op on a healthy wire.
     pub fn heal(&self, link: &Link) -> Result<()> {
         let wire = self.wire(link)?;
         self.nft(wire, "heal", &fault_script(None))?;
         self.set_side(wire, &wire.a_side, true)?;
-        self.set_side(wire, &wire.b_side, true)
+        self.set_side(wire, &wire.b_side, true).map(drop)
     }
 
     /// What crossed a link's wire since it was made.
@@ -314,19 +319,64 @@ impl Lab {
         Ok(flags.split(',').any(|f| f == "LOWER_UP"))
     }
 
-    fn set_side(&self, wire: &Wire, side: &str, up: bool) -> Result<()> {
+    /// Sets a wire-side veth up or down; returns when it was done.
+    fn set_side(&self, wire: &Wire, side: &str, up: bool) -> Result<u64> {
         let state = if up { "up" } else { "down" };
-        self.exec_ok(&wire.node, &["ip", "link", "set", side, state])
-            .map(drop)
+        run_in(wire, &["ip", "link", "set", side, state])
     }
 
-    /// Runs an nft script in a wire (`what` names the script's file in the lab dir).
-    fn nft(&self, wire: &Wire, what: &str, script: &str) -> Result<()> {
+    /// Runs an nft script in a wire (`what` names the script's file in the lab dir);
+    /// returns when it was done.
+    fn nft(&self, wire: &Wire, what: &str, script: &str) -> Result<u64> {
         let path = self.dir().join(format!("{}-{what}.nft", wire.node));
         std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
         let path = path.to_string_lossy().into_owned();
-        self.exec_ok(&wire.node, &["nft", "-f", &path]).map(drop)
+        run_in(wire, &["nft", "-f", &path])
     }
+}
+
+/// Runs a short command in a wire's namespace, bounded; returns CLOCK_MONOTONIC right
+/// after it exited. The command is started from a thread inside the namespace, so no
+/// `ip netns exec` (nor `timeout`) process delays the moment we see it done.
+fn run_in(wire: &Wire, args: &[&str]) -> Result<u64> {
+    const LIMIT: Duration = Duration::from_secs(20);
+    let (cmd, rest) = args.split_first().context("an empty command")?;
+    let what = || format!("{} in {}", args.join(" "), wire.node);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<u64> {
+                let _inside = crate::netns::enter(&wire.ns)?;
+                let mut child = Command::new(cmd)
+                    .args(rest)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .with_context(what)?;
+                let start = Instant::now();
+                loop {
+                    if let Some(status) = child.try_wait().with_context(what)? {
+                        let done = monotonic_ns()?;
+                        if !status.success() {
+                            let mut err = String::new();
+                            if let Some(mut e) = child.stderr.take() {
+                                let _ = e.read_to_string(&mut err);
+                            }
+                            bail!("{} failed: {}", what(), err.trim());
+                        }
+                        return Ok(done);
+                    }
+                    if start.elapsed() > LIMIT {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        bail!("{} did not finish within {LIMIT:?}", what());
+                    }
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{} panicked", what())))
+    })
 }
 
 /// Reads `nft -j list counters` output.

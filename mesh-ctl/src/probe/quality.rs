@@ -170,7 +170,11 @@ impl Quality {
     /// [`RTT_STEP_MS`] count as nothing: equal links must cost the same, or equal-cost
     /// paths would never be equal.
     pub fn candidate_cost(&self) -> u32 {
-        let loss = if self.loss < LOSS_FLOOR { 0.0 } else { self.loss.min(0.9) };
+        let loss = if self.loss < LOSS_FLOOR {
+            0.0
+        } else {
+            self.loss.min(0.9)
+        };
         let etx = 1.0 / (1.0 - loss);
         (f64::from(BASE_COST) * etx).round() as u32 + (self.rtt_ms / RTT_STEP_MS).floor() as u32
     }

@@ -108,10 +108,10 @@ fn run(
             // SAFETY: ProbeHdr is repr(C), 24 bytes of integers and byte arrays.
             let bytes: [u8; 24] = unsafe { core::mem::transmute(hdr) };
             frame[PROBE_OFFSET..PROBE_OFFSET + 24].copy_from_slice(&bytes);
-            if send(socket, peer.ifindex, &peer.dst_mac, &frame) {
-                if let Some(c) = sent.get(peer.slot as usize) {
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
+            if send(socket, peer.ifindex, &peer.dst_mac, &frame)
+                && let Some(c) = sent.get(peer.slot as usize)
+            {
+                c.fetch_add(1, Ordering::Relaxed);
             }
         }
         // Absolute deadlines: a late tick is not made up for, and never drifts.

@@ -1,0 +1,210 @@
+//! `cargo xtask bench failover`: silent failures on the demo mesh, our agents (data plane
+//! fast reroute, then reconvergence) against babeld on the same mesh with its defaults,
+//! 50 ms and 10 ms hellos; control traffic and CPU beside each; a fault-free run under
+//! load counting spurious switches.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+
+use super::{
+    Agent, Fault, Lab,
+    babel::{BabelSetting, babeld_failover},
+    demo::wait_converged,
+    mesh_agents,
+    mesh6::{self, RoundOptions},
+    stream::Percentiles,
+};
+use crate::api::Request;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+fn switches(agents: &[Agent]) -> Result<usize> {
+    let mut n = 0;
+    for a in agents {
+        let ev = a.query(&Request::Events)?;
+        n += ev["events"].as_array().map_or(0, |e| {
+            e.iter()
+                .filter(|x| x["kind"] == "link_down" || x["kind"] == "link_cost")
+                .count()
+        });
+    }
+    Ok(n)
+}
+
+pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
+    let failures = env_usize("FAILOVER_ROUNDS", 20);
+    let quiet_s = env_usize("FAILOVER_SPURIOUS_S", 600);
+    let mut lab = Lab::new("bfail", meshctl.clone())?;
+    let mesh = mesh6::mesh6(&mut lab)?;
+    let agents: Vec<Agent> = mesh_agents::configs(&mesh, "")
+        .iter()
+        .map(|c| lab.agent(c))
+        .collect::<Result<_>>()?;
+    wait_converged(&lab, &mesh, &agents[0])?;
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Control traffic and CPU with no stream: what probing and hellos cost.
+    let links = mesh.core_links()?;
+    let before: Vec<_> = links
+        .iter()
+        .map(|l| lab.wire_counters(l))
+        .collect::<Result<_>>()?;
+    let cpu0: Vec<f64> = agents.iter().map(|a| cpu_seconds(a.pid())).collect();
+    let quiet = Duration::from_secs(10);
+    std::thread::sleep(quiet);
+    let after: Vec<_> = links
+        .iter()
+        .map(|l| lab.wire_counters(l))
+        .collect::<Result<_>>()?;
+    let cpu1: Vec<f64> = agents.iter().map(|a| cpu_seconds(a.pid())).collect();
+    let pps: Vec<f64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.since(b).frames.packets as f64 / quiet.as_secs_f64())
+        .collect();
+    let control_pps = pps.iter().sum::<f64>() / pps.len() as f64;
+    let cpu_per_min = cpu1.iter().zip(&cpu0).map(|(a, b)| a - b).sum::<f64>() / agents.len() as f64
+        * 60.0
+        / quiet.as_secs_f64();
+    eprintln!(
+        "ours: {control_pps:.0} control packets/s per link, {cpu_per_min:.2} CPU s/min per agent"
+    );
+
+    // A fault-free run under load: any link declared down or re-costed is spurious.
+    eprintln!("ours: {quiet_s} s fault-free under a 2000 packets/s stream");
+    let s0 = switches(&agents)?;
+    let stream = lab.stream(
+        "hs",
+        "hd",
+        mesh.hd.host_v4.into(),
+        2000,
+        Duration::from_secs(quiet_s as u64 + 5),
+    )?;
+    for i in 0..quiet_s {
+        std::thread::sleep(Duration::from_secs(1));
+        if i % 60 == 59 {
+            eprintln!(
+                "  {}/{quiet_s} s, spurious so far {}",
+                i + 1,
+                switches(&agents)? - s0
+            );
+        }
+    }
+    let (sent, arrivals) = stream.stop()?;
+    let spurious = switches(&agents)? - s0;
+    let quiet_lost = sent.saturating_sub(arrivals.len() as u64);
+
+    let opts = RoundOptions {
+        pps: 2000,
+        fault: Fault::Silent,
+        restore_limit: Duration::from_secs(10),
+        series_bucket_ms: 5,
+    };
+    let mut rounds = Vec::new();
+    for i in 0..failures {
+        let r = mesh6::failure_round(&mut lab, &mesh, i, &opts)?;
+        eprintln!(
+            "ours: round {}/{failures} {} restore {:.1} ms, lost {}",
+            i + 1,
+            r.link,
+            r.outage.restore_ms,
+            r.outage.lost
+        );
+        rounds.push(r);
+        // The healed link comes back after its hold-down; let the mesh settle.
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    let restore: Vec<f64> = rounds.iter().map(|r| r.outage.restore_ms).collect();
+    let lost: Vec<f64> = rounds.iter().map(|r| r.outage.lost as f64).collect();
+    let ours_restore = Percentiles::of(&restore);
+    let ours_lost = Percentiles::of(&lost);
+    for a in agents {
+        a.stop()?;
+    }
+    drop(lab);
+
+    let babel_rounds = env_usize("FAILOVER_BABEL_ROUNDS", failures);
+    let babel = babeld_failover(&meshctl, &BabelSetting::standard(), babel_rounds)
+        .context("measuring babeld")?;
+    let best = babel
+        .iter()
+        .map(|b| b.restore_ms.p95)
+        .fold(f64::INFINITY, f64::min);
+    println!(
+        "{:<18} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10}",
+        "", "p50_ms", "p95_ms", "p99_ms", "lost_p95", "ctl_pps/link", "cpu_s/min"
+    );
+    println!(
+        "{:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>12.0} {:>10.2}",
+        "x0tta6bl4",
+        ours_restore.p50,
+        ours_restore.p95,
+        ours_restore.p99,
+        ours_lost.p95,
+        control_pps,
+        cpu_per_min
+    );
+    for b in &babel {
+        println!(
+            "{:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>12.0} {:>10.2}",
+            b.setting,
+            b.restore_ms.p50,
+            b.restore_ms.p95,
+            b.restore_ms.p99,
+            b.lost.p95,
+            b.control_pps_mean,
+            b.cpu_s_per_min_mean
+        );
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        out,
+        serde_json::to_string_pretty(&json!({
+            "ours": {
+                "restore_ms": ours_restore,
+                "lost": ours_lost,
+                "rounds": rounds.iter().map(|r| json!({
+                    "link": r.link, "position": r.position, "restore_ms": r.outage.restore_ms,
+                    "lost": r.outage.lost, "path_before": r.path_before, "path_after": r.path_after,
+                })).collect::<Vec<_>>(),
+                "control_pps_per_link": control_pps,
+                "cpu_s_per_min": cpu_per_min,
+                "spurious": spurious,
+                "spurious_run_s": quiet_s,
+                "spurious_run_lost": quiet_lost,
+            },
+            "babeld": babel,
+        }))?,
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "bench failover: p95_restore_ms={:.1} babeld_best_p95_ms={best:.1} speedup={:.1} p50_restore_ms={:.1} p99_restore_ms={:.1} lost_p95={:.0} spurious={spurious}",
+        ours_restore.p95,
+        best / ours_restore.p95,
+        ours_restore.p50,
+        ours_restore.p99,
+        ours_lost.p95
+    );
+    Ok(())
+}
