@@ -76,19 +76,30 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         installed = Installed::adopt(&dp).context("reading the installed routes")?;
         "adopted"
     } else {
-        dp.install_base(&tables)
-            .context("installing interfaces and settings")?;
-        dp.attach(&names, config.dataplane.xdp_mode)
-            .context("attaching to the mesh interfaces")?;
-        let mode = dp
-            .attach_egress(
-                &names,
-                config.dataplane.tc_attach,
-                config.dataplane.tc_position,
-            )
-            .context("attaching TC egress telemetry to the mesh interfaces")?;
-        dp.persist().context("pinning the attachments")?;
-        mode.name()
+        let attached = (|| {
+            dp.install_base(&tables)
+                .context("installing interfaces and settings")?;
+            dp.attach(&names, config.dataplane.xdp_mode)
+                .context("attaching to the mesh interfaces")?;
+            let mode = dp
+                .attach_egress(
+                    &names,
+                    config.dataplane.tc_attach,
+                    config.dataplane.tc_position,
+                )
+                .context("attaching TC egress telemetry to the mesh interfaces")?;
+            dp.persist().context("pinning the attachments")?;
+            anyhow::Ok(mode)
+        })();
+        match attached {
+            Ok(mode) => mode.name(),
+            Err(e) => {
+                // All or nothing: a half-started data plane must not be adopted later.
+                dp.detach_all();
+                let _ = crate::dataplane::detach_pinned(&pins);
+                return Err(e);
+            }
+        }
     };
     let statics = plan::static_routes(&tables);
     installed
@@ -115,6 +126,14 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         tmetrics::describe();
         metrics::describe_histogram!(STAGE, metrics::Unit::Seconds, "Time per MAPE-K stage run");
         metrics::describe_counter!("x0tta6bl4_actions_total", "Agent actions by kind");
+        metrics::describe_gauge!("x0tta6bl4_neighbors_adjacent", "Neighbours routing may use");
+        metrics::describe_gauge!("x0tta6bl4_lsdb_adverts", "Link-state adverts held");
+        metrics::describe_gauge!("x0tta6bl4_routes_installed", "Routes in the data plane");
+        metrics::describe_counter!("x0tta6bl4_spf_runs_total", "Shortest-path computations");
+        metrics::describe_counter!(
+            "x0tta6bl4_control_malformed_total",
+            "Control datagrams that were not a message"
+        );
     }
     let shared = Arc::new(Shared {
         node: config.node.clone(),
