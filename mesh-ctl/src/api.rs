@@ -260,7 +260,7 @@ mod tests {
         for line in [
             "",
             "nonsense",
-            "{\"query\":\"routes\"}",
+            "{\"query\":\"teleport\"}",
             "{\"query\":\"flows\"}",
         ] {
             let a = answer(&s, line);

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::bench::{median, percentile};
 use crate::routing::{
-    Algorithm, Lsdb, changed, compute, compute_with,
+    Algorithm, Lsdb, Receive, Topology, changed, compute, compute_with,
     mesh::{Mesh, Shape},
     sim,
 };
@@ -43,37 +43,40 @@ pub fn scale(out: &Path) -> Result<()> {
     }
 
     println!(
-        "{:>6} {:>6} | {:>9} {:>9} | {:>11} {:>11} {:>7} | {:>10} {:>10} | {:>6} {:>12}",
+        "{:>6} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>6} | {:>7} | {:>8} {:>8} | {:>6} {:>11}",
         "nodes",
         "links",
         "spf med",
         "spf p95",
         "petgraph",
-        "bellman-f",
-        "bf/spf",
-        "update med",
-        "update p95",
+        "bellman",
+        "ratio",
+        "tree x",
+        "upd med",
+        "upd p95",
         "rounds",
         "messages"
     );
     for r in &rows {
+        let int = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(0);
         println!(
-            "{:>6} {:>6} | {:>9.3} {:>9.3} | {:>11.3} {:>11.3} {:>7.1} | {:>10.3} {:>10.3} | {:>6} {:>12}",
-            r["nodes"],
-            r["links"],
+            "{:>6} {:>6} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.1} | {:>7.1} | {:>8.3} {:>8.3} | {:>6} {:>11}",
+            int("/nodes"),
+            int("/links"),
             num(r, "/spf/median_ms"),
             num(r, "/spf/p95_ms"),
             num(r, "/spf_petgraph_dijkstra/median_ms"),
             num(r, "/baseline_bellman_ford/median_ms"),
             num(r, "/baseline_ratio"),
+            num(r, "/tree/baseline_ratio"),
             num(r, "/update/median_ms"),
             num(r, "/update/p95_ms"),
-            r["flood"]["rounds"],
-            r["flood"]["messages"],
+            int("/flood/rounds"),
+            int("/flood/messages"),
         );
     }
     println!(
-        "(milliseconds; spf: `compute`, Dijkstra from the root and each neighbour, ECMP, LFA, node and prefix routes)"
+        "(ms, one thread; spf: full `compute` with own Dijkstra; petgraph / bellman: the same with petgraph::algo::dijkstra / Bellman-Ford; ratio: bellman / spf; tree x: that ratio for one shortest-path tree alone; upd: receive one changed advert + full compute)"
     );
 
     let report = json!({
@@ -81,7 +84,8 @@ pub fn scale(out: &Path) -> Result<()> {
         "mesh": "random geometric (closest 2N pairs of N random points in the unit square, components joined by their closest pair), link costs uniform 1..=100, same both ways",
         "seed": SEED,
         "threads": 1,
-        "spf": "routing::compute from node 0: graph from the LSDB with the two-way check, Dijkstra (binary heap) from the root and from each neighbour, equal-cost next hops, a loop-free alternate per next hop, a route to every node and prefix",
+        "timing": "wall clock per call, median / p95 / min over interleaved repetitions; as in the agent, the previous result is kept until the next is made and freed outside the timed section",
+        "spf": "routing::compute from the first node of degree 4: graph from the LSDB with the two-way check, Dijkstra (binary heap) from the root and from each neighbour, equal-cost next hops, a loop-free alternate per next hop, a route to every node and prefix",
         "spf_petgraph_dijkstra": "the same with petgraph::algo::dijkstra (hash-map distances) for each tree",
         "baseline": "the same with Bellman-Ford (relax every edge until a round changes nothing) for each tree; routes checked equal",
         "update": "one advert re-originated (seq + 1) with one link cost changed to a new random cost: Lsdb::receive, then a full compute (no incremental SPF); a different advert each repetition",
@@ -113,8 +117,14 @@ pub fn scale(out: &Path) -> Result<()> {
 fn size(nodes: usize) -> Result<Value> {
     let started = Instant::now();
     let mesh = Mesh::generate(Shape::Geometric, nodes, SEED ^ nodes as u64);
-    let mut lsdb = mesh.converged_lsdb(0, MAX_AGE_MS);
-    let root = mesh.names[0].clone();
+    // SPF runs a tree per neighbour of the root: a root of the typical degree, 4.
+    let root_index = mesh
+        .adjacency()
+        .iter()
+        .position(|a| a.len() == 4)
+        .unwrap_or(0);
+    let mut lsdb = mesh.converged_lsdb(root_index, MAX_AGE_MS);
+    let root = mesh.names[root_index].clone();
     eprintln!(
         "{nodes} nodes: {} links (average degree {:.2}), LSDB of {} adverts built in {:.0} ms",
         mesh.links.len(),
@@ -142,26 +152,49 @@ fn size(nodes: usize) -> Result<Value> {
         .filter(|r| r.next_hops.len() > 1)
         .count();
 
-    let timed = |algorithm: Algorithm| -> Result<Vec<f64>> {
+    // The three SPFs, then the three single trees from the root, each set interleaved
+    // so that drift in the machine's speed favours none.
+    const ALGORITHMS: [Algorithm; 3] = [
+        Algorithm::Dijkstra,
+        Algorithm::PetgraphDijkstra,
+        Algorithm::BellmanFord,
+    ];
+    for algorithm in ALGORITHMS {
         ensure!(
             compute_with(&lsdb, &root, algorithm) == routes,
             "{algorithm:?} gives other routes"
         );
-        let samples = repeat(|| {
-            black_box(compute_with(&lsdb, &root, algorithm));
-        });
-        eprintln!(
-            "  {algorithm:?}: median {:.3} ms over {} runs",
-            median(&samples),
-            samples.len()
-        );
-        Ok(samples)
+    }
+    let [spf, petgraph, baseline] = interleaved(ALGORITHMS.map(|algorithm| {
+        let lsdb = &lsdb;
+        let root = root.as_str();
+        move || compute_with(lsdb, root, algorithm)
+    }));
+    eprintln!(
+        "  full SPF, median: {:.3} ms (own Dijkstra, {} runs), {:.3} ms (petgraph::algo::dijkstra), {:.3} ms (Bellman-Ford)",
+        median(&spf),
+        spf.len(),
+        median(&petgraph),
+        median(&baseline)
+    );
+    let [tree, tree_petgraph, tree_baseline] = {
+        let topo = Topology::from_lsdb(&lsdb);
+        let from = topo
+            .index(&root)
+            .context("the root is not in the topology")?;
+        interleaved(ALGORITHMS.map(|algorithm| {
+            let topo = &topo;
+            move || topo.distances(from, algorithm)
+        }))
     };
-    let spf = timed(Algorithm::Dijkstra)?;
-    let petgraph = timed(Algorithm::PetgraphDijkstra)?;
-    let baseline = timed(Algorithm::BellmanFord)?;
+    eprintln!(
+        "  one shortest-path tree, median: {:.3} ms (own Dijkstra), {:.3} ms (petgraph::algo::dijkstra), {:.3} ms (Bellman-Ford)",
+        median(&tree),
+        median(&tree_petgraph),
+        median(&tree_baseline)
+    );
 
-    let (update, routes_changed) = updates(&mesh, &mut lsdb, &root)?;
+    let (update, routes_changed) = updates(&mesh, &mut lsdb, root_index)?;
     eprintln!(
         "  update: median {:.3} ms over {} runs, {routes_changed} of them moved a route",
         median(&update),
@@ -191,11 +224,19 @@ fn size(nodes: usize) -> Result<Value> {
         "average_degree": mesh.average_degree(),
         "root": root,
         "routes": { "nodes": routes.nodes.len(), "prefixes": routes.prefixes.len(), "ecmp": ecmp, "every_next_hop_protected": protected },
+        "trees_per_spf": 1 + lsdb.get(&root).map_or(0, |l| l.links.len()),
         "spf": stats(&spf),
         "spf_petgraph_dijkstra": stats(&petgraph),
         "baseline_bellman_ford": stats(&baseline),
         "baseline_ratio": median(&baseline) / median(&spf),
         "petgraph_ratio": median(&petgraph) / median(&spf),
+        "tree": {
+            "dijkstra": stats(&tree),
+            "petgraph_dijkstra": stats(&tree_petgraph),
+            "bellman_ford": stats(&tree_baseline),
+            "baseline_ratio": median(&tree_baseline) / median(&tree),
+            "petgraph_ratio": median(&tree_petgraph) / median(&tree),
+        },
         "update": stats(&update),
         "update_routes_changed": routes_changed,
         "flood": {
@@ -209,18 +250,22 @@ fn size(nodes: usize) -> Result<Value> {
     }))
 }
 
-/// Times one advert update per repetition: receive + full SPF.
-fn updates(mesh: &Mesh, lsdb: &mut Lsdb, root: &str) -> Result<(Vec<f64>, usize)> {
+/// Times one advert update per repetition in the root's LSDB: another node's advert comes
+/// in again with one link's cost changed; receive + full SPF.
+fn updates(mesh: &Mesh, lsdb: &mut Lsdb, root: usize) -> Result<(Vec<f64>, usize)> {
     let mut rng = StdRng::seed_from_u64(SEED);
-    let mut before = compute(lsdb, root);
+    let root_name = &mesh.names[root];
+    let mut before = compute(lsdb, root_name);
     let (mut samples, mut moved) = (Vec::new(), 0);
     let started = Instant::now();
     while samples.len() < MAX_REPS && (samples.len() < MIN_REPS || started.elapsed() < BUDGET) {
-        let origin = &mesh.names[rng.random_range(1..mesh.len())];
+        let other = (root + rng.random_range(1..mesh.len())) % mesh.len();
+        let origin = &mesh.names[other];
         let mut lsa = lsdb
             .get(origin)
             .context("an advert missing from the LSDB")?
             .clone();
+        ensure!(!lsa.links.is_empty(), "{origin} has no links");
         lsa.seq += 1;
         let i = rng.random_range(0..lsa.links.len());
         let old = lsa.links[i].cost;
@@ -228,12 +273,9 @@ fn updates(mesh: &Mesh, lsdb: &mut Lsdb, root: &str) -> Result<(Vec<f64>, usize)
 
         let t = Instant::now();
         let verdict = lsdb.receive(lsa, 0);
-        let after = compute(lsdb, root);
+        let after = compute(lsdb, root_name);
         samples.push(ms(t.elapsed()));
-        ensure!(
-            verdict == crate::routing::Receive::Newer,
-            "the update was {verdict:?}"
-        );
+        ensure!(verdict == Receive::Newer, "the update was {verdict:?}");
         if !changed(&before, &after).is_empty() {
             moved += 1;
         }
@@ -242,16 +284,25 @@ fn updates(mesh: &Mesh, lsdb: &mut Lsdb, root: &str) -> Result<(Vec<f64>, usize)
     Ok((samples, moved))
 }
 
-/// Runs `f` once untimed, then times it for the budget; milliseconds per run.
-fn repeat(mut f: impl FnMut()) -> Vec<f64> {
-    f();
-    let mut samples = Vec::new();
+/// Runs each of `fs` once untimed, then round-robin for the budget (per function);
+/// milliseconds per run, per function. As in the agent, which diffs new routes against
+/// the previous ones, each function's previous result lives until its next one is made,
+/// and is freed after that run's time is taken.
+fn interleaved<R, const K: usize>(mut fs: [impl FnMut() -> R; K]) -> [Vec<f64>; K] {
+    let mut previous: [R; K] = std::array::from_fn(|i| fs[i]());
+    let mut samples: [Vec<f64>; K] = std::array::from_fn(|_| Vec::new());
+    let budget = BUDGET * K as u32;
     let started = Instant::now();
-    while samples.len() < MAX_REPS && (samples.len() < MIN_REPS || started.elapsed() < BUDGET) {
-        let t = Instant::now();
-        f();
-        samples.push(ms(t.elapsed()));
+    while samples[0].len() < MAX_REPS && (samples[0].len() < MIN_REPS || started.elapsed() < budget)
+    {
+        for i in 0..K {
+            let t = Instant::now();
+            let result = black_box(fs[i]());
+            samples[i].push(ms(t.elapsed()));
+            previous[i] = result;
+        }
     }
+    drop(previous);
     samples
 }
 
@@ -272,13 +323,4 @@ fn num(row: &Value, pointer: &str) -> f64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    #[ignore = "a benchmark: run in release with --ignored"]
-    fn run_scale() {
-        super::scale(std::path::Path::new("../target/bench/scale.json")).expect("bench scale");
-    }
 }

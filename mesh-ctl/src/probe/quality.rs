@@ -292,12 +292,12 @@ mod tests {
     fn heavy_loss_raises_the_cost_light_loss_does_not() {
         let mut heavy = Link::new();
         heavy.run(40, |_| true);
-        // 36 % round-trip loss: 20 % each way. Never 4 in a row lost, so never down.
+        // 24 % round-trip loss, never 4 in a row lost, so never down.
         let changes = heavy.run(2000, |i| i % 25 >= 9 || i % 3 == 0);
         assert!(
             changes
                 .iter()
-                .any(|c| matches!(c, Change::Cost { from: 10, to } if *to > 13)),
+                .any(|c| matches!(c, Change::Cost { from: 10, to } if *to >= 13)),
             "{changes:?}"
         );
         let mut light = Link::new();

@@ -1,7 +1,13 @@
 //! The link-state database: the newest advert of every origin, with the sequence-number
 //! and ageing rules that decide what a received copy means.
 
-use std::{cmp::Ordering, collections::BTreeMap, sync::Arc};
+use std::{
+    borrow::Borrow,
+    cmp::Ordering,
+    collections::HashSet,
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
 
 use ipnet::IpNet;
 
@@ -32,7 +38,10 @@ pub enum Receive {
 pub struct Lsdb {
     me: String,
     max_age_ms: u64,
-    entries: BTreeMap<String, Entry>,
+    /// Keyed by the advert's own origin (no copy of the name), hashed, not ordered:
+    /// receiving (once per advert per neighbour) is the hot path; the few callers that
+    /// want name order sort, by [`name_order`].
+    entries: HashSet<Entry>,
     /// The highest sequence number seen for our own origin, ours or anyone's copy.
     highest_own_seq: u64,
     seq_floor: u64,
@@ -53,13 +62,34 @@ impl Entry {
     }
 }
 
+impl Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        &self.lsa.origin
+    }
+}
+
+// Equality and hashing are the origin's, as `Borrow<str>` requires.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.lsa.origin == other.lsa.origin
+    }
+}
+
+impl Eq for Entry {}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.lsa.origin.as_str().hash(state);
+    }
+}
+
 impl Lsdb {
     /// An empty database for node `me`; adverts of `max_age_ms` or older are dropped.
     pub fn new(me: &str, max_age_ms: u64) -> Self {
         Self {
             me: me.to_owned(),
             max_age_ms,
-            entries: BTreeMap::new(),
+            entries: HashSet::new(),
             highest_own_seq: 0,
             seq_floor: 0,
         }
@@ -104,13 +134,10 @@ impl Lsdb {
             links,
             prefixes,
         };
-        self.entries.insert(
-            self.me.clone(),
-            Entry {
-                lsa: Arc::new(lsa.clone()),
-                received_ms: now_ms,
-            },
-        );
+        self.entries.replace(Entry {
+            lsa: Arc::new(lsa.clone()),
+            received_ms: now_ms,
+        });
         lsa
     }
 
@@ -123,25 +150,22 @@ impl Lsdb {
         if lsa.age_ms >= self.max_age_ms {
             return Receive::Expired;
         }
-        let verdict = match self.entries.get(&lsa.origin) {
+        let verdict = match self.entries.get(lsa.origin.as_str()) {
             // A held copy that has aged out counts as gone, even before `expire` ran.
             Some(held) if held.age(now_ms) < self.max_age_ms => compare(&lsa, &held.lsa),
             _ => Receive::New,
         };
         if matches!(verdict, Receive::New | Receive::Newer) {
-            self.entries.insert(
-                lsa.origin.clone(),
-                Entry {
-                    lsa,
-                    received_ms: now_ms,
-                },
-            );
+            self.entries.replace(Entry {
+                lsa,
+                received_ms: now_ms,
+            });
         }
         verdict
     }
 
     fn receive_own(&mut self, lsa: &Lsa) -> Receive {
-        let verdict = match self.entries.get(&self.me) {
+        let verdict = match self.entries.get(self.me.as_str()) {
             None => Receive::OwnNewer,
             Some(held) => match lsa.seq.cmp(&held.lsa.seq) {
                 Ordering::Greater => Receive::OwnNewer,
@@ -181,26 +205,40 @@ impl Lsdb {
 
     /// Every advert held, by origin name, with its current age.
     pub fn iter(&self, now_ms: u64) -> impl Iterator<Item = (&Lsa, u64)> {
-        self.entries.values().map(move |e| (&*e.lsa, e.age(now_ms)))
+        let mut all: Vec<&Entry> = self.entries.iter().collect();
+        all.sort_unstable_by(|a, b| name_order(&a.lsa.origin, &b.lsa.origin));
+        all.into_iter().map(move |e| (&*e.lsa, e.age(now_ms)))
     }
 
     /// Every advert held, by origin name.
     pub fn adverts(&self) -> impl Iterator<Item = &Lsa> {
-        self.entries.values().map(|e| &*e.lsa)
+        let mut all: Vec<(u128, &Lsa)> = self
+            .entries
+            .iter()
+            .map(|e| (name_head(&e.lsa.origin), &*e.lsa))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.origin.cmp(&b.1.origin)));
+        all.into_iter().map(|(_, lsa)| lsa)
+    }
+
+    /// Every advert held, in no particular order.
+    pub fn adverts_unordered(&self) -> impl Iterator<Item = &Lsa> {
+        self.entries.iter().map(|e| &*e.lsa)
     }
 
     /// Drops every advert that has reached the maximum age, never our own (the agent
     /// re-originates well within it); returns their origins, by name.
     pub fn expire(&mut self, now_ms: u64) -> Vec<String> {
-        let gone: Vec<String> = self
+        let mut gone: Vec<String> = self
             .entries
             .iter()
-            .filter(|(origin, e)| **origin != self.me && e.age(now_ms) >= self.max_age_ms)
-            .map(|(origin, _)| origin.clone())
+            .filter(|e| e.lsa.origin != self.me && e.age(now_ms) >= self.max_age_ms)
+            .map(|e| e.lsa.origin.clone())
             .collect();
         for origin in &gone {
-            self.entries.remove(origin);
+            self.entries.remove(origin.as_str());
         }
+        gone.sort_unstable();
         gone
     }
 
@@ -212,6 +250,23 @@ impl Lsdb {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Name order (that of `str`), mostly without reading the strings twice: see
+/// [`name_head`].
+fn name_order(a: &str, b: &str) -> Ordering {
+    name_head(a).cmp(&name_head(b)).then_with(|| a.cmp(b))
+}
+
+/// The first 16 bytes of a name, zero-padded, as a big-endian number: comparing heads
+/// orders names as `str` does wherever the heads differ, and equal heads fall back to
+/// comparing the names. Sorting by (head, name) therefore sorts by name, comparing
+/// numbers held in the sort buffer instead of chasing every string's heap pointer.
+pub(super) fn name_head(name: &str) -> u128 {
+    let mut head = [0u8; 16];
+    let n = name.len().min(16);
+    head[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u128::from_be_bytes(head)
 }
 
 /// A received copy against the one held. The higher sequence number wins; with equal

@@ -199,6 +199,14 @@ fn distance2(a: Point, b: Point) -> f64 {
 
 /// Links every component to its closest node outside it until one component is left.
 fn join_components(points: &[Point], pairs: &mut Vec<(usize, usize)>) {
+    // Points by x, to search outwards from a point only as far as the best distance so
+    // far: a few dozen points each instead of all of them.
+    let mut by_x: Vec<usize> = (0..points.len()).collect();
+    by_x.sort_by(|&a, &b| points[a].0.total_cmp(&points[b].0).then(a.cmp(&b)));
+    let mut rank = vec![0; points.len()];
+    for (r, &p) in by_x.iter().enumerate() {
+        rank[p] = r;
+    }
     loop {
         let component = components(points.len(), pairs);
         let count = component.iter().copied().max().map_or(0, |m| m + 1);
@@ -212,25 +220,51 @@ fn join_components(points: &[Point], pairs: &mut Vec<(usize, usize)>) {
         let largest = (0..count)
             .max_by_key(|&c| (members[c].len(), std::cmp::Reverse(c)))
             .unwrap_or(0);
-        let component = &component;
         let mut added = Vec::new();
         for (c, inside) in members.iter().enumerate().filter(|&(c, _)| c != largest) {
-            let closest = inside
-                .iter()
-                .flat_map(|&u| {
-                    (0..points.len())
-                        .filter(move |&v| component[v] != c)
-                        .map(move |v| (distance2(points[u], points[v]), u, v))
-                })
-                .min_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+            let mut best = None;
+            for &u in inside {
+                let outside = |v: &usize| component[*v] != c;
+                let left = by_x[..rank[u]].iter().rev().copied().filter(outside);
+                closest_along(points, u, left, &mut best);
+                let right = by_x[rank[u] + 1..].iter().copied().filter(outside);
+                closest_along(points, u, right, &mut best);
+            }
             // Two components may each find the other's node closest: link them once.
-            if let Some((_, u, v)) = closest
-                && !added.contains(&(u.min(v), u.max(v)))
+            if let Some((_, a, b)) = best
+                && !added.contains(&(a, b))
             {
-                added.push((u.min(v), u.max(v)));
+                added.push((a, b));
             }
         }
         pairs.extend(added);
+    }
+}
+
+/// Updates `best` (distance², lower node, higher node) with the points of `side`, which
+/// run away from `u` in x, stopping where x alone is further than the best.
+fn closest_along(
+    points: &[Point],
+    u: usize,
+    side: impl Iterator<Item = usize>,
+    best: &mut Option<(f64, usize, usize)>,
+) {
+    for v in side {
+        let dx = points[v].0 - points[u].0;
+        if best.is_some_and(|(d, _, _)| dx * dx > d) {
+            return;
+        }
+        let candidate = (distance2(points[u], points[v]), u.min(v), u.max(v));
+        let closer = |b: (f64, usize, usize)| {
+            candidate
+                .0
+                .total_cmp(&b.0)
+                .then((candidate.1, candidate.2).cmp(&(b.1, b.2)))
+                .is_lt()
+        };
+        if best.is_none_or(closer) {
+            *best = Some(candidate);
+        }
     }
 }
 

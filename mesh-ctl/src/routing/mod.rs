@@ -8,7 +8,7 @@ pub mod lsdb;
 pub mod mesh;
 pub mod sim;
 pub mod spf;
-mod topology;
+pub mod topology;
 
 #[cfg(test)]
 mod props;
@@ -18,5 +18,5 @@ pub use self::{
     lsa::{Lsa, LsaLink},
     lsdb::{Lsdb, Receive},
     spf::{NodeRoute, PrefixRoute, Routes, compute, compute_with},
-    topology::Algorithm,
+    topology::{Algorithm, Topology},
 };

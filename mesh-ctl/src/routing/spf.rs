@@ -3,7 +3,6 @@
 
 use ipnet::IpNet;
 use mesh_common::maps::MAX_NEXTHOPS;
-use petgraph::{graph::NodeIndex, visit::EdgeRef as _};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -154,18 +153,18 @@ struct Route {
 impl Spf {
     fn new(topo: &Topology<'_>, root: usize, algorithm: Algorithm) -> Self {
         let from_root = algorithm.distances(&topo.graph, root);
-        let mut links: Vec<(usize, u64)> = topo
-            .graph
-            .edges(NodeIndex::new(root))
-            .map(|e| (e.target().index(), u64::from(*e.weight())))
-            .collect();
-        links.sort_unstable();
-        let neighbors = links
-            .into_iter()
-            .map(|(node, cost)| Neighbor {
-                node,
-                cost,
-                dist: algorithm.distances(&topo.graph, node),
+        // Sorted by target, so by name.
+        let (targets, costs) = (
+            topo.graph.neighbors_slice(root as u32),
+            topo.graph.edges_slice(root as u32),
+        );
+        let neighbors = targets
+            .iter()
+            .zip(costs)
+            .map(|(&node, &cost)| Neighbor {
+                node: node as usize,
+                cost: u64::from(cost),
+                dist: algorithm.distances(&topo.graph, node as usize),
             })
             .collect();
         Self {

@@ -4,22 +4,23 @@
 use std::{cmp::Reverse, collections::BinaryHeap, collections::HashMap};
 
 use ipnet::IpNet;
-use petgraph::{
-    graph::{DiGraph, NodeIndex},
-    visit::EdgeRef as _,
-};
+use petgraph::{Directed, csr::Csr};
 
-use super::lsdb::Lsdb;
+use super::{lsa::Lsa, lsdb::Lsdb};
 
 /// Distance to a node no path reaches.
-pub(super) const UNREACHABLE: u64 = u64::MAX;
+pub const UNREACHABLE: u64 = u64::MAX;
+
+/// Compressed sparse rows: each node's out-edges side by side in memory, which is what
+/// Dijkstra walks.
+pub type Graph = Csr<(), u32, Directed, u32>;
 
 /// The usable links between the nodes of an LSDB. Node `i` of the graph is `names[i]`;
 /// names are sorted, so comparing indices compares names.
-pub(super) struct Topology<'a> {
-    pub names: Vec<&'a str>,
-    pub prefixes: Vec<&'a [IpNet]>,
-    pub graph: DiGraph<(), u32, u32>,
+pub struct Topology<'a> {
+    pub(super) names: Vec<&'a str>,
+    pub(super) prefixes: Vec<&'a [IpNet]>,
+    pub(super) graph: Graph,
 }
 
 impl<'a> Topology<'a> {
@@ -28,9 +29,10 @@ impl<'a> Topology<'a> {
     /// an advert are dropped; of several links to one neighbour the cheapest counts; a
     /// cost of 0 counts as 1, since zero-cost cycles would let equal-cost next hops loop.
     pub fn from_lsdb(lsdb: &'a Lsdb) -> Self {
-        let mut names = Vec::with_capacity(lsdb.len());
-        let mut prefixes = Vec::with_capacity(lsdb.len());
-        for lsa in lsdb.adverts() {
+        let adverts: Vec<&Lsa> = lsdb.adverts().collect();
+        let mut names = Vec::with_capacity(adverts.len());
+        let mut prefixes = Vec::with_capacity(adverts.len());
+        for lsa in &adverts {
             names.push(lsa.origin.as_str());
             prefixes.push(lsa.prefixes.as_slice());
         }
@@ -43,7 +45,7 @@ impl<'a> Topology<'a> {
         // Each node's adjacency as it advertises it, sorted by neighbour index, flattened.
         let mut start = Vec::with_capacity(names.len() + 1);
         let mut adjacency: Vec<(u32, u32)> = Vec::with_capacity(names.len() * 4);
-        for (u, lsa) in lsdb.adverts().enumerate() {
+        for (u, lsa) in adverts.iter().enumerate() {
             start.push(adjacency.len());
             let from = adjacency.len();
             adjacency.extend(lsa.links.iter().filter_map(|l| {
@@ -58,17 +60,20 @@ impl<'a> Topology<'a> {
         start.push(adjacency.len());
 
         let lists = |u: usize| &adjacency[start[u]..start[u + 1]];
-        let mut graph = DiGraph::with_capacity(names.len(), adjacency.len());
-        for _ in 0..names.len() {
-            graph.add_node(());
-        }
+        let mut edges = Vec::with_capacity(adjacency.len());
         for u in 0..names.len() {
             for &(v, cost) in lists(u) {
                 let back = lists(v as usize).binary_search_by_key(&(u as u32), |&(w, _)| w);
                 if back.is_ok() {
-                    graph.add_edge(NodeIndex::new(u), NodeIndex::new(v as usize), cost);
+                    edges.push((u as u32, v, cost));
                 }
             }
+        }
+        let mut graph = Graph::from_sorted_edges(&edges)
+            .expect("edges are collected by source, then by target, without repeats");
+        // Nodes past the last one with an edge.
+        while graph.node_count() < names.len() {
+            graph.add_node(());
         }
         Self {
             names,
@@ -80,6 +85,34 @@ impl<'a> Topology<'a> {
     /// The graph index of a node, if it has an advert.
     pub fn index(&self, name: &str) -> Option<usize> {
         self.names.binary_search(&name).ok()
+    }
+
+    /// The name of node `index`.
+    pub fn name(&self, index: usize) -> Option<&'a str> {
+        self.names.get(index).copied()
+    }
+
+    /// Nodes, every one with an advert.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Usable directed links (each two-way link counts twice).
+    pub fn edge_count(&self) -> usize {
+        self.graph.edge_count()
+    }
+
+    /// Shortest distances from node `source` to every node, [`UNREACHABLE`] where there
+    /// is no path (everywhere, for a source that is not a node).
+    pub fn distances(&self, source: usize, algorithm: Algorithm) -> Vec<u64> {
+        if source >= self.len() {
+            return vec![UNREACHABLE; self.len()];
+        }
+        algorithm.distances(&self.graph, source)
     }
 }
 
@@ -109,16 +142,16 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Distances from `source` to every node, [`UNREACHABLE`] where there is no path.
-    pub(super) fn distances(self, graph: &DiGraph<(), u32, u32>, source: usize) -> Vec<u64> {
+    pub(super) fn distances(self, graph: &Graph, source: usize) -> Vec<u64> {
         match self {
             Self::Dijkstra => dijkstra(graph, source),
             Self::PetgraphDijkstra => {
                 let mut dist = vec![UNREACHABLE; graph.node_count()];
-                let found = petgraph::algo::dijkstra(graph, NodeIndex::new(source), None, |e| {
+                let found = petgraph::algo::dijkstra(graph, source as u32, None, |e| {
                     u64::from(*e.weight())
                 });
                 for (node, d) in found {
-                    dist[node.index()] = d;
+                    dist[node as usize] = d;
                 }
                 dist
             }
@@ -127,7 +160,7 @@ impl Algorithm {
     }
 }
 
-fn dijkstra(graph: &DiGraph<(), u32, u32>, source: usize) -> Vec<u64> {
+fn dijkstra(graph: &Graph, source: usize) -> Vec<u64> {
     let mut dist = vec![UNREACHABLE; graph.node_count()];
     let mut heap = BinaryHeap::with_capacity(graph.node_count());
     dist[source] = 0;
@@ -136,32 +169,32 @@ fn dijkstra(graph: &DiGraph<(), u32, u32>, source: usize) -> Vec<u64> {
         if d > dist[u as usize] {
             continue;
         }
-        for e in graph.edges(NodeIndex::new(u as usize)) {
-            let v = e.target().index();
-            let through = d + u64::from(*e.weight());
-            if through < dist[v] {
-                dist[v] = through;
-                heap.push(Reverse((through, v as u32)));
+        for (&v, &cost) in graph.neighbors_slice(u).iter().zip(graph.edges_slice(u)) {
+            let through = d + u64::from(cost);
+            if through < dist[v as usize] {
+                dist[v as usize] = through;
+                heap.push(Reverse((through, v)));
             }
         }
     }
     dist
 }
 
-fn bellman_ford(graph: &DiGraph<(), u32, u32>, source: usize) -> Vec<u64> {
+fn bellman_ford(graph: &Graph, source: usize) -> Vec<u64> {
     let mut dist = vec![UNREACHABLE; graph.node_count()];
     dist[source] = 0;
     for _ in 1..graph.node_count() {
         let mut changed = false;
-        for e in graph.edge_references() {
-            let (u, v) = (e.source().index(), e.target().index());
-            if dist[u] == UNREACHABLE {
+        for u in 0..graph.node_count() as u32 {
+            if dist[u as usize] == UNREACHABLE {
                 continue;
             }
-            let through = dist[u] + u64::from(*e.weight());
-            if through < dist[v] {
-                dist[v] = through;
-                changed = true;
+            for (&v, &cost) in graph.neighbors_slice(u).iter().zip(graph.edges_slice(u)) {
+                let through = dist[u as usize] + u64::from(cost);
+                if through < dist[v as usize] {
+                    dist[v as usize] = through;
+                    changed = true;
+                }
             }
         }
         if !changed {
