@@ -12,10 +12,7 @@ mod update;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{
-        Array, DevMapHash, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf,
-        lpm_trie::Key,
-    },
+    maps::{Array, DevMapHash, HashMap, LpmTrie, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
         tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
@@ -163,7 +160,6 @@ impl Dataplane {
                 program: PROG_TC_EGRESS,
                 source,
             })?;
-        let ncpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
         let mut maps = MapStore::default();
         for &name in ALL_MAPS {
             let map = ebpf
@@ -171,10 +167,21 @@ impl Dataplane {
                 .ok_or(DataplaneError::MissingMap(name))?;
             maps.0.insert(name, map);
         }
+        Self::checked(Some(ebpf), maps, None, flow_capacity)
+    }
+
+    /// A data plane over `maps`, once every map is checked against our layout.
+    fn checked(
+        ebpf: Option<Ebpf>,
+        maps: MapStore,
+        pins: Option<pins::PinDir>,
+        flow_capacity: u32,
+    ) -> Result<Self> {
+        let ncpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
         let mut dp = Self {
-            ebpf: Some(ebpf),
+            ebpf,
             maps,
-            pins: None,
+            pins,
             attached: Vec::new(),
             egress: Vec::new(),
             ncpus,
@@ -241,111 +248,69 @@ impl Dataplane {
     /// Writes the interfaces, egress ports and data plane settings, no routes: what the
     /// agent writes before its routes come and go one by one.
     pub fn install_base(&mut self, t: &Tables) -> Result<()> {
-        let write = |map: &'static str, what: String| {
-            move |source| DataplaneError::MapAccess {
-                map,
-                action: format!("writing {what}"),
-                source,
-            }
-        };
-        {
-            let mut ifaces = self.ifaces()?;
-            for (ifindex, iface) in &t.ifaces {
-                ifaces
-                    .insert(ifindex, iface, 0)
-                    .map_err(write(IFACES, format!("interface {ifindex}")))?;
-            }
-        }
-        {
-            let mut egress = self.egress()?;
-            for (ifindex, _) in &t.ifaces {
-                egress
-                    .insert(*ifindex, *ifindex, None, 0)
-                    .map_err(|e| match e {
-                        aya::maps::xdp::XdpMapError::MapError(source) => {
-                            DataplaneError::MapAccess {
-                                map: EGRESS,
-                                action: format!("writing egress port {ifindex}"),
-                                source,
-                            }
-                        }
-                        aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
-                            unreachable!("no chained program is passed")
-                        }
-                    })?;
-            }
-        }
-        self.config_map()?
-            .set(0, t.config, 0)
-            .map_err(write(CONFIG, "the data plane config".to_owned()))
+        self.write_ports(t)?;
+        self.write_config(t)
     }
 
     /// Writes the tables so that nothing ever points at an entry not yet written:
     /// interfaces and egress ports, then groups, then routes, and last the config that
     /// tells the program it may forward.
     pub fn install(&mut self, t: &Tables) -> Result<()> {
-        let write = |map: &'static str, what: String| {
-            move |source| DataplaneError::MapAccess {
-                map,
-                action: format!("writing {what}"),
-                source,
-            }
-        };
+        self.write_ports(t)?;
+        for (id, group) in t.groups.iter().enumerate() {
+            self.write_group(id as u32, group)?;
+        }
+        for (prefix, route) in &t.v4 {
+            self.set_route_v4(*prefix, *route)?;
+        }
+        for (prefix, route) in &t.v6 {
+            self.set_route_v6(*prefix, *route)?;
+        }
+        self.neighbors = t.neighbors.clone();
+        self.write_config(t)
+    }
+
+    /// The mesh interfaces and their egress ports.
+    fn write_ports(&mut self, t: &Tables) -> Result<()> {
         {
             let mut ifaces = self.ifaces()?;
             for (ifindex, iface) in &t.ifaces {
                 ifaces
                     .insert(ifindex, iface, 0)
-                    .map_err(write(IFACES, format!("interface {ifindex}")))?;
-            }
-        }
-        {
-            let mut egress = self.egress()?;
-            for (ifindex, _) in &t.ifaces {
-                egress
-                    .insert(*ifindex, *ifindex, None, 0)
-                    .map_err(|e| match e {
-                        aya::maps::xdp::XdpMapError::MapError(source) => {
-                            DataplaneError::MapAccess {
-                                map: EGRESS,
-                                action: format!("writing egress port {ifindex}"),
-                                source,
-                            }
-                        }
-                        aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
-                            unreachable!("no chained program is passed")
-                        }
+                    .map_err(|source| DataplaneError::MapAccess {
+                        map: IFACES,
+                        action: format!("writing interface {ifindex}"),
+                        source,
                     })?;
             }
         }
-        {
-            let mut groups = self.groups()?;
-            for (id, group) in t.groups.iter().enumerate() {
-                groups
-                    .set(id as u32, group, 0)
-                    .map_err(write(NEXTHOP_GROUPS, format!("group {id}")))?;
-            }
+        let mut egress = self.egress()?;
+        for (ifindex, _) in &t.ifaces {
+            egress
+                .insert(*ifindex, *ifindex, None, 0)
+                .map_err(|e| match e {
+                    aya::maps::xdp::XdpMapError::MapError(source) => DataplaneError::MapAccess {
+                        map: EGRESS,
+                        action: format!("writing egress port {ifindex}"),
+                        source,
+                    },
+                    aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
+                        unreachable!("no chained program is passed")
+                    }
+                })?;
         }
-        {
-            let mut v4 = self.routes_v4()?;
-            for (prefix, route) in &t.v4 {
-                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
-                v4.insert(&key, route, 0)
-                    .map_err(write(ROUTES_V4, format!("route {prefix}")))?;
-            }
-        }
-        {
-            let mut v6 = self.routes_v6()?;
-            for (prefix, route) in &t.v6 {
-                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
-                v6.insert(&key, route, 0)
-                    .map_err(write(ROUTES_V6, format!("route {prefix}")))?;
-            }
-        }
-        self.neighbors = t.neighbors.clone();
+        Ok(())
+    }
+
+    /// The settings entry: what tells the program it may forward.
+    fn write_config(&mut self, t: &Tables) -> Result<()> {
         self.config_map()?
             .set(0, t.config, 0)
-            .map_err(write(CONFIG, "the data plane config".to_owned()))
+            .map_err(|source| DataplaneError::MapAccess {
+                map: CONFIG,
+                action: "writing the data plane config".to_owned(),
+                source,
+            })
     }
 
     /// Attaches to every named interface, or to none: on a failure the ones already

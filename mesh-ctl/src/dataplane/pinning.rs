@@ -142,19 +142,7 @@ impl Dataplane {
                 });
             }
         };
-        let ncpus = aya::util::nr_cpus().map_err(|(_, source)| DataplaneError::Cpus(source))?;
-        let mut dp = Self {
-            ebpf: None,
-            maps,
-            pins: Some(pins.clone()),
-            attached: Vec::new(),
-            egress: Vec::new(),
-            ncpus,
-            flow_capacity,
-            neighbors: Vec::new(),
-        };
-        dp.check_layout()?;
-        Ok(dp)
+        Self::checked(None, maps, Some(pins.clone()), flow_capacity)
     }
 
     /// Whether this data plane's attachments are pinned (they outlive the process).

@@ -108,22 +108,7 @@ pub fn mesh6(lab: &mut Lab) -> Result<Mesh6> {
     links.push(lab.wire_link("n6", "hd")?);
     let attach = |link: &Link, router: &str, host: &str| -> Result<Attached> {
         let (r, h) = (link.end(router), link.end(host));
-        lab.exec_ok(
-            host,
-            &["ip", "route", "add", "default", "via", &r.v4.to_string()],
-        )?;
-        lab.exec_ok(
-            host,
-            &[
-                "ip",
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                &r.v6.to_string(),
-            ],
-        )?;
+        super::topology::host_default(lab, host, link)?;
         Ok(Attached {
             host: host.to_owned(),
             router: router.to_owned(),
