@@ -75,6 +75,8 @@ pub mod lab {
     pub const PROG_GEN: &str = "lab_gen";
     /// Counter program: counts into `DELIVERED` and drops.
     pub const PROG_COUNT: &str = "lab_count";
+    /// Passes every frame: the far end of a lab wire (see `lab_pass`).
+    pub const PROG_PASS: &str = "lab_pass";
     /// `Array<u32>`, one entry: the ifindex the generator sends on.
     pub const GEN_TARGET: &str = "GEN_TARGET";
     /// `Array<[u8; GEN_TEMPLATE_LEN]>`, one entry: the header restored in every frame.

@@ -259,6 +259,10 @@ pub struct Routing {
     /// After a start, routes are only added or changed, never removed, for this long:
     /// a restarted agent must relearn the mesh before it may take anything away.
     pub restart_hold_ms: u64,
+    /// A neighbour whose hellos stopped but whose data plane still answers probes is an
+    /// agent restarting: it stays a neighbour this long (graceful restart), not
+    /// `hello_dead_ms`, so its neighbours keep routing through it meanwhile.
+    pub restart_grace_ms: u64,
 }
 
 impl Default for Routing {
@@ -272,6 +276,7 @@ impl Default for Routing {
             refresh_s: 30,
             max_age_s: 120,
             restart_hold_ms: 3_000,
+            restart_grace_ms: 10_000,
         }
     }
 }
@@ -596,6 +601,15 @@ impl Config {
                 format!(
                     "must be at least 3 hello intervals ({} ms)",
                     3 * r.hello_interval_ms
+                ),
+            ));
+        }
+        if r.restart_grace_ms < r.hello_dead_ms {
+            return Err(Problem::new(
+                "routing.restart_grace_ms",
+                format!(
+                    "must be at least routing.hello_dead_ms ({} ms)",
+                    r.hello_dead_ms
                 ),
             ));
         }

@@ -1,7 +1,11 @@
 //! The self-healing mesh: six routers running `meshctl agent` with link-state routing,
 //! probes and fast reroute, faults injected in the wires between them.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
 
 use mesh_ctl::{
     api::Request,
@@ -9,11 +13,17 @@ use mesh_ctl::{
     netns,
 };
 
-fn lab(tag: &str) -> Option<Lab> {
+/// One mesh at a time: six agents probing every 5 ms share the machine's cores, and two
+/// meshes at once would test the scheduler rather than the agents.
+static ONE_MESH: Mutex<()> = Mutex::new(());
+
+fn lab(tag: &str) -> Option<(MutexGuard<'static, ()>, Lab)> {
     if !netns::privileged(tag) {
         return None;
     }
-    Some(Lab::new(tag, PathBuf::from(env!("CARGO_BIN_EXE_meshctl"))).expect("lab"))
+    let guard = ONE_MESH.lock().unwrap_or_else(PoisonError::into_inner);
+    let lab = Lab::new(tag, PathBuf::from(env!("CARGO_BIN_EXE_meshctl"))).expect("lab");
+    Some((guard, lab))
 }
 
 fn start(lab: &mut Lab, mesh: &mesh6::Mesh6, extra: &str) -> Vec<Agent> {
@@ -65,7 +75,7 @@ fn converge(lab: &Lab, mesh: &mesh6::Mesh6, agents: &[Agent]) {
 
 #[test]
 fn mesh_converges_and_routes_around_a_silent_failure() {
-    let Some(mut lab) = lab("mesh-silent") else {
+    let Some((_one, mut lab)) = lab("mesh-silent") else {
         return;
     };
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
@@ -166,4 +176,495 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     for a in agents {
         a.stop().expect("agent stops");
     }
+}
+
+/// Polls `done` every 50 ms for at most `limit`; panics naming `what` if it never holds.
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+/// n1's next hops towards hd (empty without a route).
+fn next_hops(n1: &Agent, mesh: &mesh6::Mesh6) -> Vec<String> {
+    route_to_hd(n1, mesh)
+        .and_then(|r| serde_json::from_value(r["next_hops"].clone()).ok())
+        .unwrap_or_default()
+}
+
+/// The (kind, detail) of every action an agent logged.
+fn actions(agent: &Agent) -> Vec<(String, String)> {
+    let ev = agent.query(&Request::Events).expect("events");
+    ev["events"]
+        .as_array()
+        .expect("an event list")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or_default().to_owned(),
+                e["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How many `kind` actions an agent logged about its neighbour `node`.
+fn link_events(agent: &Agent, kind: &str, node: &str) -> usize {
+    actions(agent)
+        .iter()
+        .filter(|(k, d)| k == kind && d.starts_with(&format!("{node} ")))
+        .count()
+}
+
+/// Packets a router's data plane counted under `reason`.
+fn reason_count(agent: &Agent, reason: &str) -> u64 {
+    let d = agent.query(&Request::Drops).expect("reason counters");
+    d["reasons"]
+        .as_array()
+        .expect("a reason list")
+        .iter()
+        .filter(|r| r["reason"] == reason)
+        .filter_map(|r| r["packets"].as_u64())
+        .sum()
+}
+
+/// Frames whose TTL or hop limit ran out in any of `agents`' data planes: a routing loop
+/// shows here first, as traffic circles until its TTL is gone.
+fn ttl_expired<'a>(agents: impl IntoIterator<Item = &'a Agent>) -> u64 {
+    agents
+        .into_iter()
+        .map(|a| reason_count(a, "pass_ttl_exceeded"))
+        .sum()
+}
+
+fn round_options(fault: Fault) -> mesh6::RoundOptions {
+    mesh6::RoundOptions {
+        pps: 1000,
+        fault,
+        restore_limit: Duration::from_secs(10),
+        series_bucket_ms: 10,
+    }
+}
+
+fn stop_all(agents: Vec<Agent>) {
+    for a in agents {
+        a.stop().expect("agent stops");
+    }
+}
+
+#[test]
+fn hard_failure_is_routed_around_without_loops() {
+    let Some((_one, mut lab)) = lab("mesh-hard") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let ttl0 = ttl_expired(&agents);
+    for round in 0..2 {
+        let r = mesh6::failure_round(&mut lab, &mesh, round, &round_options(Fault::Down))
+            .expect("failure round");
+        assert!(
+            r.outage.restored,
+            "traffic flows again after the port went down on {}: {:?}",
+            r.link, r.outage
+        );
+        let after = r.path_after.expect("a path after the failure");
+        let (a, b) = r.link.split_once('-').expect("a-b");
+        assert!(!mesh6::path_uses(&after, a, b), "{after:?} avoids {a}-{b}");
+        // Healed; the link comes back after its hold-down.
+        wait_for(
+            "the healed link is used again",
+            Duration::from_secs(15),
+            || next_hops(&agents[0], &mesh).len() == 2,
+        );
+    }
+    assert_eq!(ttl_expired(&agents), ttl0, "no loop formed");
+    stop_all(agents);
+}
+
+#[test]
+fn frozen_agents_still_bypass_a_silent_failure_in_the_data_plane() {
+    let Some((_one, mut lab)) = lab("mesh-frozen") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    for a in &agents {
+        a.query(&Request::Freeze { on: true }).expect("freeze");
+    }
+    let n1 = &agents[0];
+    let stream = lab
+        .stream(
+            "hs",
+            "hd",
+            mesh.hd.host_v4.into(),
+            1000,
+            Duration::from_secs(30),
+        )
+        .expect("stream");
+    let mut path = None;
+    wait_for("the stream takes a path", Duration::from_secs(5), || {
+        path = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
+        path.is_some()
+    });
+    let path = path.expect("a path");
+    let failed = path[1].clone();
+    let link = mesh.link("n1", &failed).expect("link").clone();
+    let backup0 = reason_count(n1, "forwarded_backup_v4");
+    let fault_at = lab.fault_at(&link, Fault::Silent).expect("fault");
+    wait_for(
+        "traffic leaves the failed link",
+        Duration::from_secs(5),
+        || {
+            mesh6::active_path(&lab, &mesh, Duration::from_millis(100), 40)
+                .expect("path")
+                .is_some_and(|p| !mesh6::path_uses(&p, "n1", &failed))
+        },
+    );
+    wait_for("n1 sees the link down", Duration::from_secs(5), || {
+        link_events(n1, "link_down", &failed) == 1
+    });
+    // The agent did not reroute: the data plane did, on the backup.
+    assert_eq!(
+        next_hops(n1, &mesh),
+        ["n2", "n3"],
+        "frozen routes still list the failed neighbour"
+    );
+    assert!(
+        reason_count(n1, "forwarded_backup_v4") > backup0,
+        "n1 forwarded on the backup"
+    );
+    assert!(
+        actions(n1).iter().any(|(k, _)| k == "frozen"),
+        "n1 logged that it did not recompute"
+    );
+    // The probe sender keeps probing the silent neighbour.
+    let sent = |n: &Agent, to: &str| -> u64 {
+        let v = n.query(&Request::Neighbors).expect("neighbours");
+        v["neighbors"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|x| x["node"] == to)
+            .and_then(|x| x["probes_sent"].as_u64())
+            .expect("the neighbour is known")
+    };
+    let backup = if failed == "n2" { "n3" } else { "n2" };
+    let s0 = sent(n1, backup);
+    wait_for(
+        &format!("probes to {backup} continue"),
+        Duration::from_secs(5),
+        || sent(n1, backup) > s0,
+    );
+    let (sent_total, arrivals) = stream.stop().expect("stream");
+    lab.heal(&link).expect("heal");
+    let outage = mesh_ctl::lab::stream::analyze(sent_total, &arrivals, fault_at);
+    assert!(
+        outage.restored && outage.settled_ms.is_finite(),
+        "the stream recovered with the agents frozen: {outage:?}"
+    );
+    stop_all(agents);
+}
+
+#[test]
+fn gray_failure_moves_traffic_at_20_percent_loss_but_not_at_a_tenth_of_a_percent() {
+    let Some((_one, mut lab)) = lab("mesh-gray") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    let link = mesh.link("n1", "n2").expect("link").clone();
+    lab.fault(&link, Fault::Gray { permille: 1 })
+        .expect("0.1 % loss");
+    // Many quality windows (100 ms each) under the light loss: nothing moves.
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(next_hops(n1, &mesh), ["n2", "n3"], "0.1 % loss keeps n2");
+    }
+    for (a, b) in [(&agents[0], "n2"), (&agents[1], "n1")] {
+        assert_eq!(link_events(a, "link_cost", b), 0, "no cost change at 0.1 %");
+        assert_eq!(link_events(a, "link_down", b), 0, "no link down at 0.1 %");
+    }
+
+    lab.fault(&link, Fault::Gray { permille: 200 })
+        .expect("20 % loss");
+    wait_for("20 % loss moves n1 off n2", Duration::from_secs(10), || {
+        next_hops(n1, &mesh) == ["n3"]
+    });
+    // Either end may measure the loss first; its advert moves the other.
+    let n2 = &agents[1];
+    let why = link_events(n1, "link_cost", "n2")
+        + link_events(n1, "link_down", "n2")
+        + link_events(n2, "link_cost", "n1")
+        + link_events(n2, "link_down", "n1");
+    assert!(
+        why >= 1,
+        "an end logged why: {:?} {:?}",
+        actions(n1),
+        actions(n2)
+    );
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 20)
+            .expect("ping"),
+        20,
+        "the clean path carries everything"
+    );
+    stop_all(agents);
+}
+
+#[test]
+fn a_healed_link_is_taken_back_once_without_flapping() {
+    let Some((_one, mut lab)) = lab("mesh-back") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    let (down0, up0) = (
+        link_events(n1, "link_down", "n2"),
+        link_events(n1, "link_up", "n2"),
+    );
+    let link = mesh.link("n1", "n2").expect("link").clone();
+    lab.fault(&link, Fault::Silent).expect("fault");
+    wait_for("n1 routes around n2", Duration::from_secs(5), || {
+        next_hops(n1, &mesh) == ["n3"]
+    });
+    lab.heal(&link).expect("heal");
+    wait_for("n1 takes n2 back", Duration::from_secs(15), || {
+        next_hops(n1, &mesh) == ["n2", "n3"]
+    });
+    // Once back, it stays back.
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(next_hops(n1, &mesh), ["n2", "n3"], "the route is stable");
+    }
+    assert_eq!(link_events(n1, "link_down", "n2"), down0 + 1, "one down");
+    assert_eq!(link_events(n1, "link_up", "n2"), up0 + 1, "one up");
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 20)
+            .expect("ping"),
+        20
+    );
+    stop_all(agents);
+}
+
+#[test]
+fn a_crashed_node_is_routed_around() {
+    let Some((_one, mut lab)) = lab("mesh-crash") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let mut agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let ttl0 = ttl_expired(&agents);
+    // n2 dies: its agent killed, its links silent (the data plane gone with the node).
+    let n2 = agents.remove(1);
+    n2.kill().expect("kill n2's agent");
+    let links: Vec<_> = ["n1", "n4", "n5"]
+        .iter()
+        .map(|o| mesh.link("n2", o).expect("link").clone())
+        .collect();
+    for l in &links {
+        lab.fault(l, Fault::Silent).expect("silence");
+    }
+    let n1 = &agents[0];
+    wait_for("n1 routes around n2", Duration::from_secs(5), || {
+        next_hops(n1, &mesh) == ["n3"]
+    });
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 20)
+            .expect("ping"),
+        20
+    );
+    assert_eq!(
+        lab.ping("hd", &mesh.hs.host_v6.to_string(), 20)
+            .expect("ping"),
+        20,
+        "and back, over IPv6"
+    );
+    assert_eq!(ttl_expired(&agents), ttl0, "no loop formed");
+    drop(n2);
+    stop_all(agents);
+}
+
+#[test]
+fn a_partition_withdraws_routes_and_heals() {
+    let Some((_one, mut lab)) = lab("mesh-part") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let ttl0 = ttl_expired(&agents);
+    // n6 (and hd behind it) cut off from the rest.
+    let cut: Vec<_> = ["n4", "n5"]
+        .iter()
+        .map(|o| mesh.link("n6", o).expect("link").clone())
+        .collect();
+    for l in &cut {
+        lab.fault(l, Fault::Silent).expect("cut");
+    }
+    let n1 = &agents[0];
+    wait_for(
+        "n1 withdraws its route to hd",
+        Duration::from_secs(5),
+        || route_to_hd(n1, &mesh).is_none(),
+    );
+    let dst = mesh.hd.host_v4.to_string();
+    assert_eq!(
+        lab.ping("hs", &dst, 5).expect("ping"),
+        0,
+        "hd is unreachable"
+    );
+    for l in &cut {
+        lab.heal(l).expect("heal");
+    }
+    wait_for("the mesh heals", Duration::from_secs(15), || {
+        next_hops(n1, &mesh).len() == 2
+    });
+    assert_eq!(lab.ping("hs", &dst, 20).expect("ping"), 20);
+    assert_eq!(ttl_expired(&agents), ttl0, "no loop formed");
+    stop_all(agents);
+}
+
+#[test]
+fn agents_restart_under_traffic_without_losing_a_packet() {
+    let Some((_one, mut lab)) = lab("mesh-restart") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let configs = mesh_agents::configs(&mesh, "");
+    let mut agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let there = lab
+        .stream(
+            "hs",
+            "hd",
+            mesh.hd.host_v4.into(),
+            1000,
+            Duration::from_secs(60),
+        )
+        .expect("stream hs -> hd");
+    let back = lab
+        .stream(
+            "hd",
+            "hs",
+            mesh.hs.host_v6.into(),
+            1000,
+            Duration::from_secs(60),
+        )
+        .expect("stream hd -> hs");
+    std::thread::sleep(Duration::from_secs(1));
+    // The head end and a transit router, one after the other.
+    for i in [0, 1] {
+        agents[i].exit().expect("agent exits, forwarding kept");
+        std::thread::sleep(Duration::from_millis(500));
+        let again = lab.agent(&configs[i]).expect("agent restarts");
+        assert_eq!(
+            again.attached["adopted"], true,
+            "the restarted agent adopts the pins: {}",
+            again.attached
+        );
+        agents[i] = again;
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let mut lost = Vec::new();
+    for (what, run) in [("hs -> hd", there), ("hd -> hs", back)] {
+        let (sent, arrivals) = run.stop().expect("stream");
+        let outage = mesh_ctl::lab::stream::analyze(sent, &arrivals, 0);
+        assert!(sent > 3000, "{what}: the stream ran ({sent} sent)");
+        lost.push((what, outage.lost));
+    }
+    if lost.iter().any(|(_, n)| *n > 0) {
+        let views: Vec<String> = agents
+            .iter()
+            .map(|a| {
+                let reasons = a.query(&Request::Drops).map(|d| {
+                    d["reasons"]
+                        .as_array()
+                        .map(|r| {
+                            r.iter()
+                                .filter(|x| x["packets"].as_u64().unwrap_or(0) > 0)
+                                .map(|x| format!("{}={}", x["reason"], x["packets"]))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .unwrap_or_default()
+                });
+                format!("{}: {reasons:?}\n  {:?}", a.node, actions(a))
+            })
+            .collect();
+        panic!(
+            "packets lost across restarts: {lost:?}\n{}",
+            views.join("\n")
+        );
+    }
+    stop_all(agents);
+}
+
+#[test]
+fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
+    let Some((_one, mut lab)) = lab("mesh-badcfg") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let configs = mesh_agents::configs(&mesh, "");
+    let mut agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = agents.remove(0);
+    let routes = n1.query(&Request::Routes).expect("routes");
+    n1.exit().expect("n1's agent exits, forwarding kept");
+    let pins = |dir: &std::path::Path| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("pin dir") {
+                let p = e.expect("entry").path();
+                if p.is_dir() {
+                    stack.push(p.clone());
+                }
+                out.push(p.display().to_string());
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = pins(&n1.pin_dir);
+    let mut bad = configs[0].clone();
+    bad.extra
+        .push_str("\n[probe]\ninterval_ms = 5\ndead_ms = 2\n");
+    let err = lab.agent(&bad).err().expect("the agent refuses the config");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("probe.dead_ms"),
+        "the error names the key: {msg}"
+    );
+    assert_eq!(pins(&n1.pin_dir), before, "the pins are untouched");
+    let dst = mesh.hd.host_v4.to_string();
+    assert_eq!(
+        lab.ping("hs", &dst, 10).expect("ping"),
+        10,
+        "forwarding runs on"
+    );
+    let good = lab.agent(&configs[0]).expect("the good config starts");
+    assert_eq!(good.attached["adopted"], true, "{}", good.attached);
+    let mut now = serde_json::Value::Null;
+    let same = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        now = good.query(&Request::Routes).expect("routes");
+        now["routes"] == routes["routes"]
+    });
+    assert!(same, "n1 routes as before: {routes} vs {now}");
+    agents.insert(0, good);
+    stop_all(agents);
 }

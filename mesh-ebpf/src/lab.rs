@@ -98,6 +98,14 @@ pub fn lab_count(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// Passes every frame. On the wire side of a lab veth it stands in for a real cable's
+/// far end: a veth only wakes its peer for frames the peer's XDP program sent back
+/// (XDP_TX) when the peer has an XDP program itself.
+#[xdp]
+pub fn lab_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -5,7 +5,7 @@ use super::{
     knowledge::Knowledge,
     monitor::{HelloOutcome, LinkChange},
 };
-use crate::probe::quality::Change;
+use crate::probe::quality::{Change, LinkState};
 
 /// Something routing must react to.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,12 @@ pub fn hello(node: &str, iface: &str, outcome: &HelloOutcome) -> Option<Finding>
     let detail = format!("{node} via {iface}");
     match outcome {
         HelloOutcome::Nothing => None,
-        HelloOutcome::New => Some(Finding {
+        HelloOutcome::Restarted => Some(Finding {
+            kind: "neighbor_restarted",
+            detail,
+            reason: "its agent restarted while its data plane kept forwarding".to_owned(),
+        }),
+        HelloOutcome::New { .. } => Some(Finding {
             kind: "neighbor_found",
             detail,
             reason: "first hello heard; probing starts".to_owned(),
@@ -67,15 +72,22 @@ pub fn hello(node: &str, iface: &str, outcome: &HelloOutcome) -> Option<Finding>
 }
 
 /// Neighbours unheard for longer than `dead_ns`: removed from knowledge, one finding each.
-pub fn hello_timeouts(k: &mut Knowledge, now_ns: u64, dead_ns: u64) -> Vec<Finding> {
+/// One whose data plane still answers probes is an agent restarting and gets `grace_ns`.
+pub fn hello_timeouts(k: &mut Knowledge, now_ns: u64, dead_ns: u64, grace_ns: u64) -> Vec<Finding> {
     let mut out = Vec::new();
     k.neighbors.retain(|n| {
-        let alive = now_ns.saturating_sub(n.last_hello_ns) <= dead_ns;
+        let unheard = now_ns.saturating_sub(n.last_hello_ns);
+        let limit = if n.quality.state == LinkState::Up {
+            grace_ns
+        } else {
+            dead_ns
+        };
+        let alive = unheard <= limit;
         if !alive {
             out.push(Finding {
                 kind: "neighbor_lost",
                 detail: format!("{} via {}", n.node, n.iface),
-                reason: format!("no hello for {} ms", dead_ns / 1_000_000),
+                reason: format!("no hello for {} ms", limit / 1_000_000),
             });
         }
         alive

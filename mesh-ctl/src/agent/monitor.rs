@@ -54,8 +54,13 @@ pub fn probes(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HelloOutcome {
     Nothing,
-    /// First heard: probing starts.
-    New,
+    /// First heard: probing starts. Two-way at once when it still lists us (we are the
+    /// one that restarted).
+    New {
+        two_way: bool,
+    },
+    /// It restarted and has not heard us yet: it needs our database.
+    Restarted,
     /// It now lists us (or stopped listing us).
     TwoWay(bool),
 }
@@ -79,12 +84,14 @@ pub fn hello(
         return HelloOutcome::Nothing;
     };
     let (_, iface) = tables.ifaces[pos];
-    let two_way = hello.heard.iter().any(|h| h == me);
+    let listed = hello.heard.iter().any(|h| h == me);
     if let Some(n) = k
         .neighbors
         .iter_mut()
         .find(|n| n.ifindex == ifindex && n.node == hello.node)
     {
+        // A restarted neighbour has not heard us yet; its data plane never stopped.
+        let two_way = listed || (hello.restarting && n.two_way);
         n.last_hello_ns = now_ns;
         n.addr = from;
         if n.mac != hello.mac {
@@ -95,6 +102,9 @@ pub fn hello(
         if n.two_way != two_way {
             n.two_way = two_way;
             return HelloOutcome::TwoWay(two_way);
+        }
+        if hello.restarting && !listed {
+            return HelloOutcome::Restarted;
         }
         return HelloOutcome::Nothing;
     }
@@ -109,14 +119,22 @@ pub fn hello(
         addr: from,
         slot,
         last_hello_ns: now_ns,
-        two_way,
+        two_way: listed,
         quality: Quality::new(now_ns),
     });
-    HelloOutcome::New
+    HelloOutcome::New { two_way: listed }
 }
 
-/// The hello we send on an interface: who we hear there.
-pub fn our_hello(k: &Knowledge, me: &str, ifindex: u32, mac: MacAddr, interval_ms: u64) -> Hello {
+/// The hello we send on an interface: who we hear there, and whether we are relearning
+/// that after a restart.
+pub fn our_hello(
+    k: &Knowledge,
+    me: &str,
+    ifindex: u32,
+    mac: MacAddr,
+    interval_ms: u64,
+    restarting: bool,
+) -> Hello {
     Hello {
         node: me.to_owned(),
         mac,
@@ -127,5 +145,6 @@ pub fn our_hello(k: &Knowledge, me: &str, ifindex: u32, mac: MacAddr, interval_m
             .map(|n| n.node.clone())
             .collect(),
         hello_interval_ms: interval_ms,
+        restarting,
     }
 }

@@ -278,7 +278,12 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             _ = hello_tick.tick(), if mesh.routing => {
                 let Ok(now) = monotonic_ns() else { continue };
                 mesh.hellos(&k, control.as_ref()).await;
-                let lost = analyze::hello_timeouts(&mut k, now, config.routing.hello_dead_ms * 1_000_000);
+                let lost = analyze::hello_timeouts(
+                    &mut k,
+                    now,
+                    config.routing.hello_dead_ms * 1_000_000,
+                    config.routing.restart_grace_ms * 1_000_000,
+                );
                 if !lost.is_empty() {
                     for f in lost {
                         k.act("analyze", f.kind, f.detail, f.reason);
@@ -295,7 +300,9 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
                 }
                 if mesh.hold_until_ns != 0 && now >= mesh.hold_until_ns {
                     mesh.hold_until_ns = 0;
-                    mesh.spf_soon();
+                    // Adjacencies are back: now our advert may replace the one from our
+                    // previous life, which the mesh routed on meanwhile.
+                    mesh.originate(&mut k, control.as_ref(), Some(true)).await;
                 }
             }
             r = async { match control.as_ref() { Some(c) => c.recv(&mut buf).await, None => std::future::pending().await } } => {
@@ -388,6 +395,7 @@ impl Mesh {
                 *ifindex,
                 self.iface_mac(*ifindex),
                 self.config.routing.hello_interval_ms,
+                self.hold_until_ns != 0,
             );
             if let Err(e) = c.multicast(*ifindex, &Message::Hello(hello)).await {
                 event(json!({"event": "control_error", "error": format!("{e:#}")}));
@@ -403,6 +411,10 @@ impl Mesh {
         force: Option<bool>,
     ) {
         let Ok(now) = monotonic_ns() else { return };
+        if self.hold_until_ns != 0 {
+            // Restarting: an advert now would list only the adjacencies relearnt so far.
+            return;
+        }
         let mut links: Vec<LsaLink> = Vec::new();
         for n in k.neighbors.iter().filter(|n| n.adjacent()) {
             let cost = n.quality.cost.unwrap_or(u32::MAX);
@@ -492,20 +504,20 @@ impl Mesh {
                     k.act("analyze", f.kind, f.detail, f.reason);
                 }
                 match outcome {
-                    HelloOutcome::New => {
+                    HelloOutcome::New { two_way } => {
                         self.peers_changed(dp, k, sender);
                         // Answer at once: the far side learns of us a hello interval sooner.
                         self.hellos(k, control).await;
+                        if two_way {
+                            self.exchange(k, control, from).await;
+                            self.originate(k, control, None).await;
+                        }
                     }
                     HelloOutcome::TwoWay(true) => {
-                        // Database exchange: everything we hold, to the new neighbour.
-                        if let Some(c) = control {
-                            for lsa in k.lsdb.adverts().cloned().collect::<Vec<_>>() {
-                                let _ = c.send(from, &Message::Lsa(lsa)).await;
-                            }
-                        }
+                        self.exchange(k, control, from).await;
                         self.originate(k, control, None).await;
                     }
+                    HelloOutcome::Restarted => self.exchange(k, control, from).await,
                     HelloOutcome::TwoWay(false) => self.originate(k, control, None).await,
                     HelloOutcome::Nothing => {}
                 }
@@ -523,6 +535,16 @@ impl Mesh {
                 Receive::OwnNewer => self.originate(k, control, Some(true)).await,
                 Receive::Duplicate | Receive::Expired => {}
             },
+        }
+    }
+
+    /// Database exchange: everything we hold, to a neighbour that just became two-way
+    /// or restarted.
+    async fn exchange(&self, k: &Knowledge, control: Option<&Control>, to: SocketAddrV6) {
+        if let Some(c) = control {
+            for lsa in k.lsdb.adverts().cloned().collect::<Vec<_>>() {
+                let _ = c.send(to, &Message::Lsa(lsa)).await;
+            }
         }
     }
 

@@ -29,6 +29,10 @@ pub struct Hello {
     /// makes the adjacency two-way.
     pub heard: Vec<String>,
     pub hello_interval_ms: u64,
+    /// The sender restarted and is relearning its neighbours: a hello that does not list
+    /// us yet keeps a two-way adjacency rather than ending it.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 /// One control message.
@@ -145,6 +149,7 @@ mod tests {
             mac: MacAddr([2, 0, 0, 0, 0, 1]),
             heard: vec!["n1".into()],
             hello_interval_ms: 100,
+            restarting: false,
         })
     }
 

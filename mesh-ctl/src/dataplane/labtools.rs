@@ -12,6 +12,7 @@ use mesh_common::{
         lab::{
             DELIVERED, GEN_FLOWS, GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TARGET, GEN_TEMPLATE,
             GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT, PROG_GEN as GEN,
+            PROG_PASS as PASS,
         },
     },
     telemetry::{FlowKey, FlowStats},
@@ -31,6 +32,19 @@ fn load(name: &'static str) -> Result<Ebpf> {
             source,
         })?;
     Ok(ebpf)
+}
+
+/// Loads the pass-everything program and pins it at `path`, for `ip link set ... xdp
+/// pinned`: attached that way it stays with the interface after this process ends.
+pub fn pin_pass(path: &std::path::Path) -> Result<()> {
+    let mut ebpf = load(PASS)?;
+    xdp_mut(&mut ebpf, PASS)?
+        .pin(path)
+        .map_err(|e| DataplaneError::Pin {
+            action: "pinning",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })
 }
 
 /// Writes entry 0 of a one-entry array map.

@@ -208,6 +208,13 @@ impl Lab {
                     "ethtool", "-K", side, "gro", "on", "tx", "off", "tso", "off", "gso", "off",
                 ],
             )?;
+            // And XDP_TX needs more: a veth wakes its peer for frames sent back by XDP
+            // only when the peer runs an XDP program (a cable's far end always takes them).
+            let pass = self.pass_program()?;
+            self.exec_ok(
+                w,
+                &["ip", "link", "set", "dev", side, "xdpdrv", "pinned", &pass],
+            )?;
             self.exec_ok(w, &["ip", "link", "set", side, "up"])?;
         }
         self.exec_ok(w, &["ip", "link", "set", BRIDGE, "up"])?;
@@ -221,6 +228,16 @@ impl Lab {
     }
 
     /// The wire of a link made by [`Lab::wire_link`].
+    /// The lab's pass-everything XDP program, pinned in its bpffs on first use.
+    fn pass_program(&self) -> Result<String> {
+        let path = self.bpffs()?.join("lab_pass");
+        if !path.exists() {
+            crate::dataplane::labtools::pin_pass(&path)
+                .context("pinning the wire's pass program")?;
+        }
+        Ok(path.display().to_string())
+    }
+
     pub fn wire(&self, link: &Link) -> Result<&Wire> {
         self.wires
             .iter()
