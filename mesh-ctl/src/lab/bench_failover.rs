@@ -198,6 +198,27 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         }))?,
     )
     .with_context(|| format!("writing {}", out.display()))?;
+    let plot = out.with_extension("svg");
+    let mut series = vec![super::plot::Series {
+        name: "x0tta6bl4",
+        points: rounds.iter().map(|r| (r.outage.restore_ms, 0.0)).collect(),
+    }];
+    for b in &babel {
+        series.push(super::plot::Series {
+            name: &b.setting,
+            points: b
+                .rounds
+                .iter()
+                .map(|r| (r.outage.restore_ms, 0.0))
+                .collect(),
+        });
+    }
+    super::plot::restore_cdf(
+        &plot,
+        "Silent link failures: time until traffic flows again",
+        &series,
+    )?;
+    println!("plot: {}", plot.display());
     println!(
         "bench failover: p95_restore_ms={:.1} babeld_best_p95_ms={best:.1} speedup={:.1} p50_restore_ms={:.1} p99_restore_ms={:.1} lost_p95={:.0} spurious={spurious}",
         ours_restore.p95,

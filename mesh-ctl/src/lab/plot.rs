@@ -162,6 +162,60 @@ pub fn rate_over_time(path: &Path, title: &str, points: &[(f64, f64)], fault_s: 
     finish(&root, c, path, SeriesLabelPosition::LowerRight)
 }
 
+/// Restore times as cumulative distributions, one step line per series: x the time in ms
+/// on a log scale (babeld's defaults take seconds, fast reroute milliseconds), y the share
+/// of failures restored by then. Each series' points are (restore ms, ignored); a failure
+/// never restored keeps its line below 1.
+pub fn restore_cdf(path: &Path, title: &str, series: &[Series<'_>]) -> Result<()> {
+    let usable = |s: &Series<'_>| -> Vec<f64> {
+        let mut v: Vec<f64> = s
+            .points
+            .iter()
+            .map(|p| p.0)
+            .filter(|x| x.is_finite())
+            .map(|x| x.max(0.1).log10())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let all: Vec<f64> = series.iter().flat_map(usable).collect();
+    let lo = all
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(0.0)
+        .floor();
+    let hi = all.iter().copied().fold(1.0, f64::max).ceil().max(lo + 1.0);
+    let e = drawing_error(path);
+    let root = canvas(path)?;
+    let mut chart = chart(&root, path, title, lo..hi, 0.0..1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("restore time (ms, log scale)")
+        .x_label_formatter(&|x| format!("{}", 10f64.powf(*x)))
+        .y_desc("share of failures restored")
+        .draw()
+        .map_err(&e)?;
+    for (i, s) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let n = s.points.len().max(1) as f64;
+        let mut steps = vec![(lo, 0.0)];
+        for (k, x) in usable(s).into_iter().enumerate() {
+            steps.push((x, k as f64 / n));
+            steps.push((x, (k + 1) as f64 / n));
+        }
+        if let Some(&(_, last)) = steps.last() {
+            steps.push((hi, last));
+        }
+        chart
+            .draw_series(LineSeries::new(steps, colour.stroke_width(2)))
+            .map_err(&e)?
+            .label(s.name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    }
+    finish(&root, chart, path, SeriesLabelPosition::LowerRight)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,9 @@ const TABLE: &str = "wire";
 /// The bridge joining the two wire-side veths.
 const BRIDGE: &str = "wire";
 /// Our probe frames' EtherType.
-const PROBE_ETHERTYPE: u16 = 0x88b5;
-/// Babel's UDP port, which our control messages share.
-const CONTROL_PORT: u16 = 6696;
+const PROBE_ETHERTYPE: u16 = mesh_common::probe::ETH_P_MESH_PROBE;
+/// Babel's UDP port.
+const BABEL_PORT: u16 = 6696;
 
 /// The wire of one link: its namespace and the veths there facing each node end.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ pub struct WireCounters {
     pub frames: Count,
     /// Probe frames (EtherType 0x88b5).
     pub probe: Count,
-    /// UDP to port 6696: babel, and our control messages.
+    /// Control messages: babel's (UDP 6696) and ours (UDP `routing.port`'s default).
     pub control: Count,
 }
 
@@ -98,6 +98,7 @@ impl WireCounters {
 
 /// The table: counters first, then a `fault` chain that [`Lab::fault`] refills.
 fn table_script() -> String {
+    let ours = crate::config::Routing::default().port;
     format!(
         "table bridge {TABLE} {{
   counter frames {{}}
@@ -108,7 +109,7 @@ fn table_script() -> String {
     type filter hook forward priority 0; policy accept;
     counter name \"frames\"
     ether type {PROBE_ETHERTYPE:#06x} counter name \"probe\"
-    udp dport {CONTROL_PORT} counter name \"control\"
+    udp dport {{ {BABEL_PORT}, {ours} }} counter name \"control\"
     jump fault
   }}
 }}
