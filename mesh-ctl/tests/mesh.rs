@@ -35,10 +35,15 @@ fn start(lab: &mut Lab, mesh: &mesh6::Mesh6, extra: &str) -> Vec<Agent> {
 
 /// n1's route to hd, if it has one.
 fn route_to_hd(n1: &Agent, mesh: &mesh6::Mesh6) -> Option<serde_json::Value> {
-    let routes = n1.query(&Request::Routes).expect("routes");
+    route_to(n1, mesh.hd.host_v4)
+}
+
+/// An agent's installed route to one host address, if it has one.
+fn route_to(agent: &Agent, host: std::net::Ipv4Addr) -> Option<serde_json::Value> {
+    let routes = agent.query(&Request::Routes).expect("routes");
     routes["routes"].as_array().and_then(|r| {
         r.iter()
-            .find(|r| r["prefix"] == format!("{}/32", mesh.hd.host_v4))
+            .find(|r| r["prefix"] == format!("{host}/32"))
             .cloned()
     })
 }
@@ -120,6 +125,15 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(rerouted, "n1 stopped routing via n2");
+    // Replies come back through n2 too, which has no loop-free alternate towards n1 in
+    // this mesh: wait until its agent has reconverged as well.
+    wait_for("n2 stops routing hs via n1", Duration::from_secs(5), || {
+        route_to(&agents[1], mesh.hs.host_v4).is_some_and(|r| {
+            r["next_hops"]
+                .as_array()
+                .is_some_and(|h| !h.is_empty() && !h.iter().any(|x| x == "n1"))
+        })
+    });
     if std::env::var("MESH_DEBUG").is_ok() {
         let out = lab
             .exec(
