@@ -36,9 +36,12 @@ pub fn probes(
     dp.read_probes(&slots, scratch)?;
     let mut changes = Vec::new();
     for (n, r) in k.neighbors.iter_mut().zip(scratch.iter()) {
-        let c = n
-            .quality
-            .update(now_ns, sender.sent(n.slot), &r.state, settings);
+        let c = n.quality.update(
+            now_ns,
+            sender.sent(n.slot, r.state.last_reply_ns),
+            &r.state,
+            settings,
+        );
         if c != Change::None {
             changes.push(LinkChange {
                 node: n.node.clone(),

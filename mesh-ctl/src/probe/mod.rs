@@ -4,4 +4,4 @@
 pub mod quality;
 mod sender;
 
-pub use self::sender::{Peer, Sender};
+pub use self::sender::{Peer, Sender, Sent};

@@ -5,6 +5,8 @@
 use mesh_common::probe::ProbeState;
 use serde::Serialize;
 
+use super::Sent;
+
 /// The knobs, from `[probe]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -102,12 +104,20 @@ impl Quality {
         self.last_reply_ns != 0 && now_ns.saturating_sub(self.last_reply_ns) <= s.dead_ns
     }
 
-    /// Takes a new reading: `sent` requests so far and the data plane's reply state.
-    pub fn update(&mut self, now_ns: u64, sent: u64, probe: &ProbeState, s: &Settings) -> Change {
+    /// Takes a new reading: what we sent and the data plane's reply state.
+    ///
+    /// A link is judged silent only when requests have gone unanswered for half the dead
+    /// time as well: if our own sender fell behind (a starved CPU), the last reply is old
+    /// through no fault of the link, and taking it down would be a spurious switch.
+    pub fn update(&mut self, now_ns: u64, sent: Sent, probe: &ProbeState, s: &Settings) -> Change {
         self.last_reply_ns = probe.last_reply_ns;
         self.replies = probe.replies;
-        self.sent = sent;
-        let alive = self.alive(now_ns, s);
+        self.sent = sent.count;
+        let unanswered = sent
+            .unanswered_since_ns
+            .is_some_and(|t| now_ns.saturating_sub(t) >= s.dead_ns / 2);
+        let alive = self.alive(now_ns, s) || (self.state == LinkState::Up && !unanswered);
+        let sent = sent.count;
         if now_ns.saturating_sub(self.window_start_ns) >= s.window_ns {
             self.close_window(sent, probe);
             self.judge_window(s);
@@ -229,6 +239,7 @@ mod tests {
     struct Link {
         q: Quality,
         sent: u64,
+        sent_at: Vec<u64>,
         state: ProbeState,
         now: u64,
     }
@@ -238,8 +249,21 @@ mod tests {
             Self {
                 q: Quality::new(0),
                 sent: 0,
+                sent_at: Vec::new(),
                 state: ProbeState::default(),
                 now: 0,
+            }
+        }
+
+        fn reading(&self) -> Sent {
+            Sent {
+                count: self.sent,
+                unanswered_since_ns: self
+                    .sent_at
+                    .iter()
+                    .copied()
+                    .filter(|&t| t > self.state.last_reply_ns)
+                    .min(),
             }
         }
 
@@ -248,19 +272,54 @@ mod tests {
             for _ in 0..probes {
                 self.now += 5 * MS;
                 self.sent += 1;
+                self.sent_at.push(self.now);
                 if answered(self.sent) {
                     self.state.replies += 1;
                     self.state.last_reply_ns = self.now;
                     self.state.rtt_sum_ns += 100_000;
                     self.state.rtt_sq_sum_us2 += 100 * 100;
                 }
-                let c = self.q.update(self.now, self.sent, &self.state, &settings());
+                let c = self
+                    .q
+                    .update(self.now, self.reading(), &self.state, &settings());
                 if c != Change::None {
                     changes.push(c);
                 }
             }
             changes
         }
+
+        /// Our own sender stalls for `ms` (no requests), while the agent keeps reading.
+        fn stall(&mut self, ms: u64) -> Vec<Change> {
+            let mut changes = Vec::new();
+            for _ in 0..ms / 5 {
+                self.now += 5 * MS;
+                let c = self
+                    .q
+                    .update(self.now, self.reading(), &self.state, &settings());
+                if c != Change::None {
+                    changes.push(c);
+                }
+            }
+            changes
+        }
+    }
+
+    #[test]
+    fn a_stalled_sender_is_not_a_silent_link() {
+        let mut l = Link::new();
+        assert_eq!(l.run(10, |_| true), [Change::Up]);
+        assert!(
+            l.stall(60).is_empty(),
+            "no requests went out: the link is not to blame"
+        );
+        assert!(l.run(10, |_| true).is_empty(), "answered again at once");
+        // The same silence with requests going out unanswered takes it down.
+        let down = l.run(10, |_| false);
+        assert!(
+            matches!(down.as_slice(), [Change::Down { .. }]),
+            "unanswered requests: {down:?}"
+        );
     }
 
     #[test]

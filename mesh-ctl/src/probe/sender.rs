@@ -25,10 +25,38 @@ pub struct Peer {
     pub dst_mac: [u8; 6],
 }
 
+/// Send times kept per slot: enough to cover the dead time at the shortest interval.
+const RECENT_SENDS: usize = 16;
+
+/// One slot's send record: a count and the times of the latest sends.
+#[derive(Default)]
+struct SlotLog {
+    count: AtomicU64,
+    times: [AtomicU64; RECENT_SENDS],
+}
+
+impl SlotLog {
+    fn record(&self, at_ns: u64) {
+        let n = self.count.load(Ordering::Relaxed);
+        self.times[n as usize % RECENT_SENDS].store(at_ns, Ordering::Relaxed);
+        self.count.store(n + 1, Ordering::Release);
+    }
+}
+
+/// What we sent to one neighbour, for judging its silence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Requests sent (or tried) so far.
+    pub count: u64,
+    /// When the first request after the last reply went out (the oldest send we still
+    /// know of if every known one is newer); `None` when nothing was sent since.
+    pub unanswered_since_ns: Option<u64>,
+}
+
 /// The probe sender thread; stops when dropped.
 pub struct Sender {
     peers: Arc<Mutex<Vec<Peer>>>,
-    sent: Arc<Vec<AtomicU64>>,
+    sent: Arc<Vec<SlotLog>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -45,7 +73,7 @@ impl Sender {
         // SAFETY: a fresh descriptor we own.
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
         let peers = Arc::new(Mutex::new(Vec::new()));
-        let sent = Arc::new((0..slots).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
+        let sent = Arc::new((0..slots).map(|_| SlotLog::default()).collect::<Vec<_>>());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (peers, sent, stop) = (peers.clone(), sent.clone(), stop.clone());
@@ -69,11 +97,23 @@ impl Sender {
         }
     }
 
-    /// Requests sent so far to slot `slot`.
-    pub fn sent(&self, slot: u32) -> u64 {
-        self.sent
-            .get(slot as usize)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+    /// What was sent to slot `slot`, relative to its last reply at `last_reply_ns`.
+    pub fn sent(&self, slot: u32, last_reply_ns: u64) -> Sent {
+        let Some(log) = self.sent.get(slot as usize) else {
+            return Sent::default();
+        };
+        let count = log.count.load(Ordering::Acquire);
+        let first = count.saturating_sub(RECENT_SENDS as u64);
+        // A send overwritten meanwhile only makes the answer newer: a later judgement,
+        // never a false one.
+        let unanswered_since_ns = (first..count)
+            .map(|i| log.times[i as usize % RECENT_SENDS].load(Ordering::Relaxed))
+            .filter(|&t| t > last_reply_ns)
+            .min();
+        Sent {
+            count,
+            unanswered_since_ns,
+        }
     }
 }
 
@@ -90,7 +130,7 @@ fn run(
     socket: &OwnedFd,
     interval: Duration,
     peers: &Mutex<Vec<Peer>>,
-    sent: &[AtomicU64],
+    sent: &[SlotLog],
     stop: &AtomicBool,
 ) {
     let mut seq: u32 = 0;
@@ -101,17 +141,18 @@ fn run(
         let list = peers.lock().map(|p| p.clone()).unwrap_or_default();
         seq = seq.wrapping_add(1);
         for peer in &list {
-            let hdr = ProbeHdr::request(peer.slot, seq, now_ns());
+            let at = now_ns();
+            let hdr = ProbeHdr::request(peer.slot, seq, at);
             frame[..6].copy_from_slice(&peer.dst_mac);
             frame[6..12].copy_from_slice(&peer.src_mac);
             frame[12..14].copy_from_slice(&ETH_P_MESH_PROBE.to_be_bytes());
             // SAFETY: ProbeHdr is repr(C), 24 bytes of integers and byte arrays.
             let bytes: [u8; 24] = unsafe { core::mem::transmute(hdr) };
             frame[PROBE_OFFSET..PROBE_OFFSET + 24].copy_from_slice(&bytes);
-            if send(socket, peer.ifindex, &peer.dst_mac, &frame)
-                && let Some(c) = sent.get(peer.slot as usize)
-            {
-                c.fetch_add(1, Ordering::Relaxed);
+            // A request that could not go out (the port is down) is a lost one too.
+            let _sent = send(socket, peer.ifindex, &peer.dst_mac, &frame);
+            if let Some(log) = sent.get(peer.slot as usize) {
+                log.record(at);
             }
         }
         // Absolute deadlines: a late tick is not made up for, and never drifts.
