@@ -221,8 +221,21 @@ fn nasty(seed: &[u8]) -> Vec<(String, Vec<u8>)> {
         v[4] = v[4].wrapping_add(1);
         out.push(("next-version".to_owned(), v));
     }
-    // Every 16-bit field after the header set to 0xffff, one at a time, for the first few.
-    for at in (6..seed.len().saturating_sub(1)).step_by(7).take(6) {
+    // 16-bit fields set to 0xffff, one at a time: a spread after the header, the
+    // certificate's ID length, and the signature length most formats end with.
+    let tail = [
+        seed.len().wrapping_sub(3311),
+        seed.len().wrapping_sub(3343),
+        62,
+    ];
+    for at in (6..seed.len().saturating_sub(1))
+        .step_by(7)
+        .take(6)
+        .chain(tail)
+    {
+        if at + 1 >= seed.len() {
+            continue;
+        }
         let mut v = seed.to_vec();
         v[at] = 0xff;
         v[at + 1] = 0xff;
