@@ -397,6 +397,12 @@ impl TrustStore {
             });
         }
         cert.id.node_name()?;
+        self.check_validity(cert, now)
+    }
+
+    /// The checks that change with time, for a certificate that already passed
+    /// [`Self::verify`]: its validity window and the revocation list.
+    pub fn check_validity(&self, cert: &Cert, now: u64) -> Result<(), CertError> {
         if now < cert.not_before {
             return Err(CertError::NotYetValid {
                 not_before: cert.not_before,

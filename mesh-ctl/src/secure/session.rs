@@ -117,9 +117,11 @@ fn nonce(epoch: u32, seq: u64) -> [u8; 12] {
     n
 }
 
-/// One direction's key and where it is.
+/// One direction's key and where it is. The cipher holds a copy of the key (wiped on
+/// drop by the crate) so it is not set up per message.
 struct Send {
     key: Zeroizing<[u8; 32]>,
+    cipher: ChaCha20Poly1305,
     epoch: u32,
     next_seq: u64,
     bytes: u64,
@@ -128,6 +130,7 @@ struct Send {
 
 struct Recv {
     key: Zeroizing<[u8; 32]>,
+    cipher: ChaCha20Poly1305,
     epoch: u32,
     window: ReplayWindow,
 }
@@ -158,6 +161,7 @@ impl Session {
     ) -> Self {
         Self {
             send: Send {
+                cipher: ChaCha20Poly1305::new((&*send).into()),
                 key: send,
                 epoch: 0,
                 next_seq: 0,
@@ -165,6 +169,7 @@ impl Session {
                 since_ms: now_ms,
             },
             recv: Recv {
+                cipher: ChaCha20Poly1305::new((&*recv).into()),
                 key: recv,
                 epoch: 0,
                 window: ReplayWindow::default(),
@@ -197,6 +202,7 @@ impl Session {
             .checked_add(1)
             .ok_or(SessionError::Exhausted)?;
         self.send.key = next_key(&self.send.key);
+        self.send.cipher = ChaCha20Poly1305::new((&*self.send.key).into());
         self.send.epoch = epoch;
         self.send.next_seq = 0;
         self.send.bytes = 0;
@@ -215,7 +221,9 @@ impl Session {
         out.push(VERSION);
         out.extend_from_slice(&self.send.epoch.to_be_bytes());
         out.extend_from_slice(&seq.to_be_bytes());
-        let ct = ChaCha20Poly1305::new((&*self.send.key).into())
+        let ct = self
+            .send
+            .cipher
             .encrypt(
                 Nonce::from_slice(&nonce(self.send.epoch, seq)),
                 Payload {
@@ -255,24 +263,30 @@ impl Session {
         if ahead == 0 {
             self.recv.window.check(seq)?;
         }
-        let mut key = Zeroizing::new(*self.recv.key);
-        for _ in 0..ahead {
-            key = next_key(&key);
+        let nonce = nonce(epoch, seq);
+        let payload = Payload {
+            msg: &envelope[HEADER..],
+            aad: &envelope[..HEADER],
+        };
+        let plain = if ahead == 0 {
+            self.recv.cipher.decrypt(Nonce::from_slice(&nonce), payload)
+        } else {
+            let mut key = Zeroizing::new(*self.recv.key);
+            for _ in 0..ahead {
+                key = next_key(&key);
+            }
+            let cipher = ChaCha20Poly1305::new((&*key).into());
+            let plain = cipher.decrypt(Nonce::from_slice(&nonce), payload);
+            // Only an authenticated message moves the receiver to the new epoch.
+            if plain.is_ok() {
+                self.recv.key = key;
+                self.recv.cipher = cipher;
+                self.recv.epoch = epoch;
+                self.recv.window = ReplayWindow::default();
+            }
+            plain
         }
-        let plain = ChaCha20Poly1305::new((&*key).into())
-            .decrypt(
-                Nonce::from_slice(&nonce(epoch, seq)),
-                Payload {
-                    msg: &envelope[HEADER..],
-                    aad: &envelope[..HEADER],
-                },
-            )
-            .map_err(|_| SessionError::Decrypt)?;
-        if ahead > 0 {
-            self.recv.key = key;
-            self.recv.epoch = epoch;
-            self.recv.window = ReplayWindow::default();
-        }
+        .map_err(|_| SessionError::Decrypt)?;
         self.recv.window.accept(seq)?;
         Ok(plain)
     }
