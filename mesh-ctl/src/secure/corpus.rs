@@ -224,14 +224,14 @@ fn nasty(seed: &[u8]) -> Vec<(String, Vec<u8>)> {
     // 16-bit fields set to 0xffff, one at a time: a spread after the header, the
     // certificate's ID length, and the signature length most formats end with.
     let tail = [
-        seed.len().wrapping_sub(3311),
-        seed.len().wrapping_sub(3343),
-        62,
+        seed.len().checked_sub(3311),
+        seed.len().checked_sub(3343),
+        Some(62),
     ];
     for at in (6..seed.len().saturating_sub(1))
         .step_by(7)
         .take(6)
-        .chain(tail)
+        .chain(tail.into_iter().flatten())
     {
         if at + 1 >= seed.len() {
             continue;
