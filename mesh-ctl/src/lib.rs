@@ -13,5 +13,6 @@ pub mod netns;
 pub mod probe;
 pub mod routes;
 pub mod routing;
+pub mod secure;
 pub mod telemetry;
 pub mod views;

@@ -89,6 +89,11 @@ enum Command {
     },
     /// Install this binary, the systemd unit and an example configuration.
     Install(mesh_ctl::install::Options),
+    /// Node identities: the mesh authority, certificates, revocations.
+    Identity {
+        #[command(subcommand)]
+        command: mesh_ctl::secure::cli::IdentityCommand,
+    },
 }
 
 /// Options every view takes.
@@ -161,6 +166,7 @@ fn main() -> ExitCode {
                 })
         }
         Command::Install(opts) => mesh_ctl::install::run(&opts),
+        Command::Identity { command } => mesh_ctl::secure::cli::run(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,14 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "namespace labs: ip netns, veth"),
     ("iputils-ping", "namespace labs: ping"),
     ("iperf3", "namespace labs: TCP and UDP traffic"),
+    (
+        "cmake",
+        "oqs (liboqs, vendored): the post-quantum control plane",
+    ),
+    (
+        "libclang-dev",
+        "oqs's bindgen: libclang 14 (bindgen breaks with libclang 22)",
+    ),
     ("nftables", "failure labs: faults injected in the wires"),
     ("babeld", "bench failover: the baseline routing daemon"),
     (
@@ -46,6 +54,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Where bindgen (oqs-sys) finds Debian's libclang 14: with LLVM 22 also installed it
+/// would otherwise pick libclang 22, which it cannot parse liboqs's headers with.
+pub const LIBCLANG_PATH: &str = "/usr/lib/llvm-14/lib";
+
 /// The name under which Debian's rustc is linked into rustup.
 pub const DEBIAN_TOOLCHAIN: &str = "mesh-bpf-debian";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -59,10 +71,12 @@ pub struct Env {
 }
 
 impl Env {
-    /// Puts the toolchain choice and cargo's bin directory (bpf-linker) in a command's env.
+    /// Puts the toolchain choice, cargo's bin directory (bpf-linker) and libclang's
+    /// directory (oqs's bindgen) in a command's env.
     pub fn apply(&self, c: &mut Command) {
         c.env("MESH_EBPF_TOOLCHAIN", &self.toolchain);
         c.env("PATH", path_with(&self.cargo_bin));
+        c.env("LIBCLANG_PATH", LIBCLANG_PATH);
     }
 }
 
@@ -89,6 +103,7 @@ impl Env {
             c.env_remove(var);
         }
         c.env("PATH", path_with(&self.cargo_bin));
+        c.env("LIBCLANG_PATH", LIBCLANG_PATH);
         c
     }
 }
@@ -156,6 +171,17 @@ pub fn run(check_only: bool) -> Result<Env> {
             }
         } else {
             apt_install(&absent)?;
+        }
+    }
+
+    // Checked after the install: the package's layout is what LIBCLANG_PATH assumes.
+    if absent.is_empty() || (root && !check_only) {
+        let lib = Path::new(LIBCLANG_PATH).join("libclang.so");
+        if !lib.exists() {
+            missing.push(format!(
+                "{} (from libclang-dev; oqs's bindgen needs it)",
+                lib.display()
+            ));
         }
     }
 

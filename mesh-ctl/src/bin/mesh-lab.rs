@@ -109,8 +109,11 @@ fn main() -> Result<()> {
                 &PathBuf::from("target/bench/failover.json"),
             ),
             "scale" => lab::bench_scale::scale(&PathBuf::from("target/bench/scale.json")),
+            "crypto" => mesh_ctl::secure::bench::report(&PathBuf::from("target/bench/crypto.json")),
             other => {
-                bail!("no benchmark `{other}` (have: forward, telemetry, maps, failover, scale)")
+                bail!(
+                    "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, crypto)"
+                )
             }
         },
         Command::StreamSend { .. } | Command::StreamRecv { .. } => Ok(()),

@@ -1,0 +1,9 @@
+#![no_main]
+//! Signed adverts: parse, never panic.
+
+use libfuzzer_sys::fuzz_target;
+use mesh_ctl::secure::SignedAdvert;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = SignedAdvert::decode(data);
+});
