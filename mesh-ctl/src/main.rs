@@ -89,6 +89,11 @@ enum Command {
     },
     /// Install this binary, the systemd unit and an example configuration.
     Install(mesh_ctl::install::Options),
+    /// Anomaly detection: generate traces, train and evaluate models.
+    Model {
+        #[command(subcommand)]
+        command: mesh_ctl::detect::cli::ModelCommand,
+    },
 }
 
 /// Options every view takes.
@@ -161,6 +166,7 @@ fn main() -> ExitCode {
                 })
         }
         Command::Install(opts) => mesh_ctl::install::run(&opts),
+        Command::Model { command } => mesh_ctl::detect::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

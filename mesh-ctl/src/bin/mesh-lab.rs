@@ -109,8 +109,28 @@ fn main() -> Result<()> {
                 &PathBuf::from("target/bench/failover.json"),
             ),
             "scale" => lab::bench_scale::scale(&PathBuf::from("target/bench/scale.json")),
+            "detect" if std::env::var_os("RAYON_NUM_THREADS").is_none() => {
+                // Inference is measured on one core: candle's CPU pool sizes itself from
+                // this variable, so run again with it set.
+                let s = std::process::Command::new(std::env::current_exe()?)
+                    .args(["bench", "detect"])
+                    .env("RAYON_NUM_THREADS", "1")
+                    .status()?;
+                if !s.success() {
+                    bail!("bench detect: {s}");
+                }
+                Ok(())
+            }
+            "detect" => mesh_ctl::detect::eval::bench(
+                &mesh_ctl::detect::eval::EvalConfig::bench(),
+                &PathBuf::from("target/bench/detect.json"),
+            )
+            .map(|_| ())
+            .map_err(Into::into),
             other => {
-                bail!("no benchmark `{other}` (have: forward, telemetry, maps, failover, scale)")
+                bail!(
+                    "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, detect)"
+                )
             }
         },
         Command::StreamSend { .. } | Command::StreamRecv { .. } => Ok(()),
