@@ -130,16 +130,16 @@ pub fn topology(family: Family, n: usize, rng: &mut StdRng) -> Topology {
                 };
                 let (mut best, mut bd) = (0, f64::MAX);
                 let (mut from, mut fd) = (stray, f64::MAX);
-                for j in 0..n {
-                    if comp[j] == main {
+                for (j, &c) in comp.iter().enumerate() {
+                    if c == main {
                         let d = d2(stray, j);
                         if d < bd {
                             (best, bd) = (j, d);
                         }
                     }
                 }
-                for i in 0..n {
-                    if comp[i] == comp[stray] {
+                for (i, &c) in comp.iter().enumerate() {
+                    if c == comp[stray] {
                         let d = d2(i, best);
                         if d < fd {
                             (from, fd) = (i, d);
