@@ -34,6 +34,7 @@ pub fn rule_scores(rule: Rule, topo: &Topology, snap: &Snapshot, f: &Features) -
     let mut s = Scores {
         node: vec![[0.0; CLASSES]; topo.nodes.len()],
         link: vec![[0.0; CLASSES]; topo.links.len()],
+        probabilities: false,
     };
     for (i, row) in s.link.iter_mut().enumerate() {
         let x = &f.link[i * wl..(i + 1) * wl];

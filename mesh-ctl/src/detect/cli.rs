@@ -59,6 +59,9 @@ pub enum ModelCommand {
         /// The small protocol (two seeds, few scenarios).
         #[arg(long)]
         quick: bool,
+        /// The protocol's sizes as JSON (the `config` object of a written table).
+        #[arg(long, value_name = "FILE", conflicts_with = "quick")]
+        config: Option<PathBuf>,
         #[arg(long, value_name = "FILE", default_value = "target/bench/detect.json")]
         out: PathBuf,
     },
@@ -157,11 +160,15 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        ModelCommand::Eval { quick, out, .. } => {
-            let cfg = if quick {
-                EvalConfig::quick()
-            } else {
-                EvalConfig::bench()
+        ModelCommand::Eval {
+            quick, config, out, ..
+        } => {
+            let cfg = match config {
+                Some(path) => serde_json::from_slice(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None if quick => EvalConfig::quick(),
+                None => EvalConfig::bench(),
             };
             eval::bench(&cfg, &out)?;
             Ok(())

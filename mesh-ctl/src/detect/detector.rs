@@ -30,6 +30,9 @@ pub struct Finding {
 pub struct Scores {
     pub node: Vec<[f32; CLASSES]>,
     pub link: Vec<[f32; CLASSES]>,
+    /// Scores are probabilities (comparable across classes): the class is the most
+    /// probable one that reaches its threshold. Otherwise the one furthest above it.
+    pub probabilities: bool,
 }
 
 /// What the Analyze stage calls.
@@ -53,7 +56,7 @@ pub trait Detector {
         let feats = self.last_features();
         for (kind, rows) in [(false, &s.node), (true, &s.link)] {
             for (i, row) in rows.iter().enumerate() {
-                let Some((class, score)) = best_class(row, &th) else {
+                let Some((class, score)) = best_class(row, &th, s.probabilities) else {
                     continue;
                 };
                 let element = if kind {
@@ -74,14 +77,31 @@ pub trait Detector {
     }
 }
 
-/// The class whose score is furthest above its threshold, if any reaches it; the score
-/// is returned relative to the threshold.
-pub fn best_class(row: &[f32; CLASSES], th: &[f32; CLASSES]) -> Option<(Class, f32)> {
+/// The reported class among those reaching their threshold (see `Scores::probabilities`),
+/// with its score relative to the threshold.
+pub fn best_class(
+    row: &[f32; CLASSES],
+    th: &[f32; CLASSES],
+    probabilities: bool,
+) -> Option<(Class, f32)> {
     Class::ANOMALIES
         .iter()
-        .map(|&c| (c, row[c as usize] / th[c as usize].max(1e-6)))
-        .filter(|(_, r)| *r >= 1.0)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|&c| {
+            (
+                c,
+                row[c as usize] / th[c as usize].max(1e-6),
+                row[c as usize],
+            )
+        })
+        .filter(|(_, r, _)| *r >= 1.0)
+        .max_by(|a, b| {
+            if probabilities {
+                a.2.total_cmp(&b.2)
+            } else {
+                a.1.total_cmp(&b.1)
+            }
+        })
+        .map(|(c, r, _)| (c, r))
 }
 
 /// The element's anomaly score relative to thresholds (for ranking), and its best class.
@@ -209,6 +229,7 @@ pub fn spread(np: &[f32], lp: &[f32]) -> Scores {
     Scores {
         node: np.chunks(kn).map(|p| row(p, &Class::NODE)).collect(),
         link: lp.chunks(kl).map(|p| row(p, &Class::LINK)).collect(),
+        probabilities: true,
     }
 }
 

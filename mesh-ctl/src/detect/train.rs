@@ -70,6 +70,52 @@ pub struct ModelMeta {
     /// reported; chosen on validation scenarios.
     pub thresholds: Vec<f32>,
     pub train: TrainConfig,
+    /// Per-column mean and standard deviation of the training features; inputs are
+    /// standardised with them (raw counts and z-scores live on very different scales).
+    pub node_norm: Vec<(f32, f32)>,
+    pub link_norm: Vec<(f32, f32)>,
+}
+
+/// Mean and standard deviation of every column of row-major `x`.
+fn column_stats(x: &[f32], width: usize) -> Vec<(f32, f32)> {
+    let rows = (x.len() / width).max(1) as f64;
+    (0..width)
+        .map(|c| {
+            let m = x
+                .iter()
+                .skip(c)
+                .step_by(width)
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / rows;
+            let v = x
+                .iter()
+                .skip(c)
+                .step_by(width)
+                .map(|&v| (v as f64 - m).powi(2))
+                .sum::<f64>()
+                / rows;
+            (m as f32, (v.sqrt() as f32).max(1e-3))
+        })
+        .collect()
+}
+
+fn standardise(x: &mut [f32], norm: &[(f32, f32)]) {
+    for row in x.chunks_mut(norm.len()) {
+        for (v, (m, s)) in row.iter_mut().zip(norm) {
+            *v = (*v - m) / s;
+        }
+    }
+}
+
+impl ModelMeta {
+    /// `g` with its features standardised as in training.
+    pub fn standardised(&self, g: &GraphSample) -> GraphSample {
+        let mut g = g.clone();
+        standardise(&mut g.node_x, &self.node_norm);
+        standardise(&mut g.link_x, &self.link_norm);
+        g
+    }
 }
 
 /// A trained model and its variables.
@@ -87,7 +133,8 @@ impl Model {
         agg: Aggregation,
     ) -> Result<(Vec<f32>, Vec<f32>), DetectError> {
         let c = &self.meta.config;
-        let t = GraphTensors::new(g, c.node_in, c.link_in, agg, &Device::Cpu)?;
+        let g = self.meta.standardised(g);
+        let t = GraphTensors::new(&g, c.node_in, c.link_in, agg, &Device::Cpu)?;
         self.sage.probabilities(&t)
     }
 
@@ -208,6 +255,23 @@ pub fn train(
         link_classes: Class::LINK.len(),
         message_passing: cfg.message_passing,
     };
+    let all_node: Vec<f32> = data.iter().flat_map(|g| g.node_x.iter().copied()).collect();
+    let all_link: Vec<f32> = data.iter().flat_map(|g| g.link_x.iter().copied()).collect();
+    let meta = ModelMeta {
+        kind: if cfg.message_passing {
+            "graphsage"
+        } else {
+            "mlp"
+        }
+        .into(),
+        config: config.clone(),
+        features: FeatureSpec::default(),
+        thresholds: vec![0.5; Class::ANOMALIES.len() + 1],
+        train: cfg.clone(),
+        node_norm: column_stats(&all_node, config.node_in),
+        link_norm: column_stats(&all_link, config.link_in),
+    };
+    let data: Vec<GraphSample> = data.iter().map(|g| meta.standardised(g)).collect();
     let (sage, vars) = Sage::init(config.clone(), &dev)?;
     seed_vars(&vars, cfg.seed)?;
     let weights = (
@@ -256,17 +320,5 @@ pub fn train(
             progress(step, v);
         }
     }
-    let meta = ModelMeta {
-        kind: if cfg.message_passing {
-            "graphsage"
-        } else {
-            "mlp"
-        }
-        .into(),
-        config,
-        features: FeatureSpec::default(),
-        thresholds: vec![0.5; Class::ANOMALIES.len() + 1],
-        train: cfg.clone(),
-    };
     Ok((Model { sage, vars, meta }, losses))
 }
