@@ -41,7 +41,7 @@ pub enum ModelCommand {
     Train {
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 1500)]
         steps: usize,
         /// Train the MLP baseline (no message passing) instead.
         #[arg(long)]
