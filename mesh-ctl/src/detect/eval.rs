@@ -263,7 +263,7 @@ pub struct ClassMetrics {
     pub fpr: f64,
 }
 
-fn average_precision(mut pts: Vec<(f32, bool)>) -> f64 {
+pub(crate) fn average_precision(mut pts: Vec<(f32, bool)>) -> f64 {
     pts.sort_by(|a, b| b.0.total_cmp(&a.0));
     let pos = pts.iter().filter(|p| p.1).count();
     if pos == 0 {
@@ -279,7 +279,7 @@ fn average_precision(mut pts: Vec<(f32, bool)>) -> f64 {
     ap / pos as f64
 }
 
-fn percentile(v: &[f64], q: f64) -> Option<f64> {
+pub(crate) fn percentile(v: &[f64], q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -381,3 +381,45 @@ fn baselines_fire_on_an_obvious_fault_and_not_on_a_fault_free_run() {
         assert_eq!(findings(det, &clean), vec![], "{}", det.name());
     }
 }
+
+#[test]
+fn evaluation_statistics_on_hand_made_values() {
+    use super::eval::{average_precision, interval, percentile};
+    // Ranking [+, -, +]: precision 1 at the first positive, 2/3 at the second.
+    let ap = average_precision(vec![(0.9, true), (0.5, false), (0.4, true)]);
+    assert!((ap - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+    // Mean 3, sample sd sqrt(2.5), five values: t(0.975, 4) = 2.776.
+    let i = interval(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert!((i.mean - 3.0).abs() < 1e-12);
+    assert!((i.ci95 - 2.776 * (2.5f64 / 5.0).sqrt()).abs() < 1e-9);
+    assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
+    // A missed detection (infinite latency) in the tail leaves no finite p95.
+    assert_eq!(percentile(&[0.0, 1.0, f64::INFINITY], 0.95), None);
+}
+
+#[test]
+fn a_trained_detector_reports_the_faulty_link_with_a_reason() {
+    let (_, data) = tiny_data(0..8);
+    let (model, _) = quick_train(&data, 80);
+    let mut det = FeatureDetector::from_model(model);
+    let t = generate(&spec(Some((Class::LinkDown, 1.0)), 21));
+    let f = &t.header.faults[0];
+    let mut hits = 0;
+    for w in &t.windows {
+        let found = det.analyze(&t.header.topology, w).unwrap();
+        if (f.start..f.end).contains(&w.window)
+            && found.first().is_some_and(|x| x.element == f.element)
+        {
+            hits += 1;
+            assert!(
+                found[0].reason.starts_with("graphsage: "),
+                "{}",
+                found[0].reason
+            );
+        }
+    }
+    assert!(
+        hits * 2 > (f.end - f.start),
+        "top finding on the down link in {hits} windows"
+    );
+}
