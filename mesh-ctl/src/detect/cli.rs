@@ -36,16 +36,17 @@ pub enum ModelCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// Train GraphSAGE on the protocol's training scenarios of a seed, pick its thresholds
+    /// Train a model on the protocol's training scenarios of a seed, pick its thresholds
     /// on the validation scenarios, write FILE.safetensors and FILE.json.
     Train {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, default_value_t = 1500)]
         steps: usize,
-        /// Train the MLP baseline (no message passing) instead.
-        #[arg(long)]
-        mlp: bool,
+        /// `mlp` (the default detector, chosen by the bench table: see the README) or
+        /// `graphsage`.
+        #[arg(long, value_parser = ["mlp", "graphsage"], default_value = super::detector::DEFAULT_MODEL)]
+        kind: String,
         #[arg(long, value_name = "FILE", default_value = "model.safetensors")]
         out: PathBuf,
     },
@@ -107,7 +108,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Train {
             seed,
             steps,
-            mlp,
+            kind,
             out,
         } => {
             let cfg = EvalConfig::bench();
@@ -119,7 +120,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             let tc = TrainConfig {
                 seed,
                 steps,
-                message_passing: !mlp,
+                message_passing: kind == "graphsage",
                 ..TrainConfig::default()
             };
             let (model, _) = train(&data, &tc, &mut |step, loss| {
