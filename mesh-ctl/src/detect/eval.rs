@@ -201,7 +201,10 @@ fn calibrate(val: &[(Trace, Vec<Scores>)]) -> [f32; CLASSES] {
             }
             let f1 = 2.0 * tp / (tp + fp + pos);
             if fp / neg <= MAX_VAL_FPR && f1 > best.0 {
-                best = (f1, v);
+                // Halfway to the next lower score: the lowest score that reaches this F1
+                // would put every test positive a hair below it on the wrong side.
+                let next = pts.get(k + 1).map_or(v, |n| n.0.max(0.0));
+                best = (f1, (v + next) / 2.0);
             }
         }
         th[c as usize] = best.1;
