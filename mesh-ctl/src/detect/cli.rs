@@ -43,9 +43,9 @@ pub enum ModelCommand {
         seed: u64,
         #[arg(long, default_value_t = 1500)]
         steps: usize,
-        /// `mlp` (the default detector, chosen by the bench table: see the README) or
-        /// `graphsage`.
-        #[arg(long, value_parser = ["mlp", "graphsage"], default_value = super::detector::DEFAULT_MODEL)]
+        /// `graphsage` (the default detector, chosen by the bench table: see the README)
+        /// or `mlp`.
+        #[arg(long, value_parser = ["graphsage", "mlp"], default_value = super::detector::DEFAULT_MODEL)]
         kind: String,
         #[arg(long, value_name = "FILE", default_value = "model.safetensors")]
         out: PathBuf,

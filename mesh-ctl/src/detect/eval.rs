@@ -795,6 +795,9 @@ pub fn render(t: &Table) -> String {
         "lat p95",
         "gray p95"
     ));
+    s.push_str(
+        "(latency in windows; p95 columns are means over the seeds where the p95 is finite)\n",
+    );
     for r in &t.rows {
         s.push_str(&format!(
             "{:<10} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>9.2} {:>9.2} {:>9.2}{}\n",
@@ -811,13 +814,16 @@ pub fn render(t: &Table) -> String {
             r.latency_median.mean,
             r.latency_p95.mean,
             r.gray_latency_p95.mean,
-            if r.seeds_with_missed_faults > 0 {
+            {
+                let gray_missed = r
+                    .seeds
+                    .iter()
+                    .filter(|x| x.gray_latency_p95.is_none())
+                    .count();
                 format!(
-                    "  ({} seeds with a missed fault: p95 over the others)",
-                    r.seeds_with_missed_faults
+                    "  (seeds with an infinite p95: {} overall, {} gray)",
+                    r.seeds_with_missed_faults, gray_missed
                 )
-            } else {
-                String::new()
             }
         ));
     }
