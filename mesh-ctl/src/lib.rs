@@ -6,6 +6,7 @@ pub mod cases;
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod detect;
 pub mod frames;
 pub mod install;
 pub mod lab;

@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: mesh_ctl::secure::cli::IdentityCommand,
     },
+    /// Anomaly detection: generate traces, train and evaluate models.
+    Model {
+        #[command(subcommand)]
+        command: mesh_ctl::detect::cli::ModelCommand,
+    },
 }
 
 /// Options every view takes.
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
         }
         Command::Install(opts) => mesh_ctl::install::run(&opts),
         Command::Identity { command } => mesh_ctl::secure::cli::run(&command),
+        Command::Model { command } => mesh_ctl::detect::cli::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

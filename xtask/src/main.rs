@@ -49,7 +49,8 @@ enum Task {
         /// Which benchmark: forward (XDP vs kernel forwarding), telemetry (forwarding with
         /// per-flow telemetry on vs off), maps (reading 100,000 flows, batched vs per key),
         /// failover (silent failures, ours vs babeld), scale (routing core, 100 to 10,000
-        /// nodes), crypto (handshake time, advert signing and verification, envelope cost).
+        /// nodes), crypto (handshake time, advert signing and verification, envelope cost),
+        /// detect (GraphSAGE anomaly detection vs baselines).
         name: String,
     },
 }

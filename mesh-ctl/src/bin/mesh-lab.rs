@@ -110,9 +110,27 @@ fn main() -> Result<()> {
             ),
             "scale" => lab::bench_scale::scale(&PathBuf::from("target/bench/scale.json")),
             "crypto" => mesh_ctl::secure::bench::report(&PathBuf::from("target/bench/crypto.json")),
+            "detect" if std::env::var_os("RAYON_NUM_THREADS").is_none() => {
+                // Inference is measured on one core: candle's CPU pool sizes itself from
+                // this variable, so run again with it set.
+                let s = std::process::Command::new(std::env::current_exe()?)
+                    .args(["bench", "detect"])
+                    .env("RAYON_NUM_THREADS", "1")
+                    .status()?;
+                if !s.success() {
+                    bail!("bench detect: {s}");
+                }
+                Ok(())
+            }
+            "detect" => mesh_ctl::detect::eval::bench(
+                &mesh_ctl::detect::eval::EvalConfig::bench(),
+                &PathBuf::from("target/bench/detect.json"),
+            )
+            .map(|_| ())
+            .map_err(Into::into),
             other => {
                 bail!(
-                    "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, crypto)"
+                    "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, crypto, detect)"
                 )
             }
         },

@@ -1,0 +1,178 @@
+//! `meshctl model generate|train|eval`.
+
+use std::{fs::File, io::BufReader, path::PathBuf};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use super::{
+    detector::{Detector, FeatureDetector},
+    eval::{self, EvalConfig, Split},
+    features::FeatureSpec,
+    scenario::{Family, ScenarioSpec, generate},
+    trace::{Class, Trace},
+    train::{Model, TrainConfig, samples, train},
+};
+
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// Write a generated trace (JSON lines: header, then one line per window).
+    Generate {
+        #[arg(long, value_enum, default_value_t = Family::Grid)]
+        family: Family,
+        #[arg(long, default_value_t = 36)]
+        nodes: usize,
+        #[arg(long, default_value_t = 40)]
+        windows: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Fault class (link_down, gray_link, congested, flapping, blackhole, ddos_victim,
+        /// scanner); none for a fault-free run.
+        #[arg(long)]
+        fault: Option<String>,
+        /// Fault intensity, 0..1.
+        #[arg(long, default_value_t = 0.5)]
+        intensity: f32,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Train a model on the protocol's training scenarios of a seed, pick its thresholds
+    /// on the validation scenarios, write FILE.safetensors and FILE.json.
+    Train {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 1500)]
+        steps: usize,
+        /// `graphsage` (the default detector, chosen by the bench table: see the README)
+        /// or `mlp`.
+        #[arg(long, value_parser = ["graphsage", "mlp"], default_value = super::detector::DEFAULT_MODEL)]
+        kind: String,
+        #[arg(long, value_name = "FILE", default_value = "model.safetensors")]
+        out: PathBuf,
+    },
+    /// With --model and --trace: run the saved model over a trace and print its findings.
+    /// Otherwise: the whole evaluation protocol (as `cargo xtask bench detect`).
+    Eval {
+        #[arg(long, value_name = "FILE")]
+        model: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// The small protocol (two seeds, few scenarios).
+        #[arg(long)]
+        quick: bool,
+        /// The protocol's sizes as JSON (the `config` object of a written table).
+        #[arg(long, value_name = "FILE", conflicts_with = "quick")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", default_value = "target/bench/detect.json")]
+        out: PathBuf,
+    },
+}
+
+fn parse_class(s: &str) -> anyhow::Result<Class> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .with_context(|| format!("no fault class `{s}`"))
+}
+
+pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Generate {
+            family,
+            nodes,
+            windows,
+            seed,
+            fault,
+            intensity,
+            out,
+        } => {
+            let fault = fault.as_deref().map(parse_class).transpose()?;
+            let t = generate(&ScenarioSpec {
+                family,
+                nodes,
+                windows,
+                seed,
+                fault: fault.map(|c| (c, intensity)),
+                window_ms: 10_000,
+            });
+            let f = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            t.write(std::io::BufWriter::new(f))?;
+            println!(
+                "{}: {} nodes, {} links, {} windows, faults {}",
+                out.display(),
+                t.header.topology.nodes.len(),
+                t.header.topology.links.len(),
+                t.windows.len(),
+                serde_json::to_string(&t.header.faults)?
+            );
+            Ok(())
+        }
+        ModelCommand::Train {
+            seed,
+            steps,
+            kind,
+            out,
+        } => {
+            let cfg = EvalConfig::bench();
+            let spec = FeatureSpec::default();
+            let data: Vec<_> = eval::scenarios(&cfg, seed, Split::Train)
+                .iter()
+                .flat_map(|s| samples(&generate(s), &spec))
+                .collect();
+            let tc = TrainConfig {
+                seed,
+                steps,
+                message_passing: kind == "graphsage",
+                ..TrainConfig::default()
+            };
+            let (model, _) = train(&data, &tc, &mut |step, loss| {
+                eprintln!("step {step}: loss {loss:.4}");
+            })?;
+            let model = eval::calibrate_model(model, &cfg, seed)?;
+            model.save(&out)?;
+            println!(
+                "wrote {} and {}",
+                out.display(),
+                super::train::meta_path(&out).display()
+            );
+            Ok(())
+        }
+        ModelCommand::Eval {
+            model: Some(model),
+            trace: Some(trace),
+            ..
+        } => {
+            let m = Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
+            let t = Trace::read(BufReader::new(
+                File::open(&trace).with_context(|| format!("opening {}", trace.display()))?,
+            ))?;
+            let mut det = FeatureDetector::from_model(m);
+            for w in &t.windows {
+                for f in det.analyze(&t.header.topology, w)?.iter().take(5) {
+                    let truth = w.label(f.element);
+                    println!(
+                        "window {} {:?} {} ({:.2}) truth {}: {}",
+                        w.window,
+                        f.element,
+                        f.class.name(),
+                        f.score,
+                        truth.name(),
+                        f.reason
+                    );
+                }
+            }
+            Ok(())
+        }
+        ModelCommand::Eval {
+            quick, config, out, ..
+        } => {
+            let cfg = match config {
+                Some(path) => serde_json::from_slice(
+                    &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None if quick => EvalConfig::quick(),
+                None => EvalConfig::bench(),
+            };
+            eval::bench(&cfg, &out)?;
+            Ok(())
+        }
+    }
+}
