@@ -682,3 +682,106 @@ fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
     agents.insert(0, good);
     stop_all(agents);
 }
+
+#[test]
+fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_link() {
+    use mesh_ctl::{
+        detect::{
+            baseline::Rule,
+            detector::{CLASSES, Detector as _, FeatureDetector, Scorer},
+            trace::{self, Class, Element, Trace},
+        },
+        lab::record::Recorder,
+    };
+    let Some((_one, mut lab)) = lab("mesh-record") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "[telemetry]\ninterval_ms = 100\n");
+    converge(&lab, &mesh, &agents);
+    let stream = lab
+        .stream(
+            "hs",
+            "hd",
+            mesh.hd.host_v4.into(),
+            1000,
+            Duration::from_secs(30),
+        )
+        .expect("stream");
+    let mut path = None;
+    wait_for("the stream takes a path", Duration::from_secs(5), || {
+        path = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
+        path.is_some()
+    });
+    let path = path.expect("a path");
+    let first = path[1].clone();
+    let link = mesh.link("n1", &first).expect("link").clone();
+    let mut rec = Recorder::new(&mesh, &agents).expect("recorder");
+    let mut out = Vec::new();
+    trace::write_header(&mut out, &rec.header(1000)).expect("header");
+    const CLEAN: u32 = 4;
+    const WINDOWS: u32 = 8;
+    for w in 0..WINDOWS {
+        if w == CLEAN {
+            lab.fault(&link, Fault::Gray { permille: 100 })
+                .expect("10 % loss");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let snap = rec.window(&agents).expect("a window");
+        trace::write_window(&mut out, &snap).expect("window");
+    }
+    stream.stop().expect("stream");
+    lab.heal(&link).expect("heal");
+    stop_all(agents);
+
+    let t = Trace::read(&out[..]).expect("the recording reads back as a trace");
+    assert_eq!(t.windows.len(), WINDOWS as usize);
+    let topo = &t.header.topology;
+    let (a, b) = (
+        topo.nodes.iter().position(|n| *n == "n1").expect("n1") as u32,
+        topo.nodes
+            .iter()
+            .position(|n| *n == first)
+            .expect("first hop") as u32,
+    );
+    let faulty = topo
+        .links
+        .iter()
+        .position(|&l| l == (a.min(b), a.max(b)))
+        .expect("the faulty link is in the topology");
+    let clean = &t.windows[1];
+    assert!(
+        clean.links[faulty].tx_pkts > 500 && clean.links[faulty].probes_sent > 100,
+        "a clean window shows the stream and the probes on its first hop: {:?}",
+        clean.links[faulty]
+    );
+    let mut th = [f32::MAX; CLASSES];
+    th[Class::LinkDown as usize] = 0.5;
+    th[Class::GrayLink as usize] = 0.05;
+    let mut det = FeatureDetector::new("static", Scorer::Rule(Rule::Static), th);
+    let mut hits = 0;
+    for w in &t.windows {
+        let found = det.analyze(topo, w).expect("analyze");
+        if w.window < CLEAN {
+            assert!(
+                found.is_empty(),
+                "window {}: false alarm {found:?}",
+                w.window
+            );
+        } else {
+            assert!(
+                found
+                    .iter()
+                    .all(|f| f.element == Element::Link(faulty as u32)),
+                "window {}: only the faulty link is flagged: {found:?}",
+                w.window
+            );
+            hits += usize::from(!found.is_empty());
+        }
+    }
+    assert!(
+        hits >= 2,
+        "the gray link is flagged in most faulty windows ({hits} of {})",
+        WINDOWS - CLEAN
+    );
+}
