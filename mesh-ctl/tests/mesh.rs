@@ -718,15 +718,18 @@ fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
     let link = mesh.link("n1", &first).expect("link").clone();
     let mut rec = Recorder::new(&mesh, &agents).expect("recorder");
     let mut out = Vec::new();
-    trace::write_header(&mut out, &rec.header(1000)).expect("header");
-    const CLEAN: u32 = 4;
-    const WINDOWS: u32 = 8;
+    // Each agent publishes its counters every 100 ms at its own phase, so one end's
+    // figures can be up to 100 ms older than the other's: 2 s windows keep that error
+    // on a link's loss ratio within 5 %, well below the 20 % the rule is given.
+    trace::write_header(&mut out, &rec.header(2000)).expect("header");
+    const CLEAN: u32 = 3;
+    const WINDOWS: u32 = 6;
     for w in 0..WINDOWS {
         if w == CLEAN {
-            lab.fault(&link, Fault::Gray { permille: 100 })
-                .expect("10 % loss");
+            lab.fault(&link, Fault::Gray { permille: 250 })
+                .expect("25 % loss");
         }
-        std::thread::sleep(Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(2));
         let snap = rec.window(&agents).expect("a window");
         trace::write_window(&mut out, &snap).expect("window");
     }
@@ -751,13 +754,13 @@ fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
         .expect("the faulty link is in the topology");
     let clean = &t.windows[1];
     assert!(
-        clean.links[faulty].tx_pkts > 500 && clean.links[faulty].probes_sent > 100,
+        clean.links[faulty].tx_pkts > 1000 && clean.links[faulty].probes_sent > 200,
         "a clean window shows the stream and the probes on its first hop: {:?}",
         clean.links[faulty]
     );
     let mut th = [f32::MAX; CLASSES];
     th[Class::LinkDown as usize] = 0.5;
-    th[Class::GrayLink as usize] = 0.05;
+    th[Class::GrayLink as usize] = 0.2;
     let mut det = FeatureDetector::new("static", Scorer::Rule(Rule::Static), th);
     let mut hits = 0;
     for w in &t.windows {
