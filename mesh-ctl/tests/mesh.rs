@@ -9,7 +9,7 @@ use std::{
 
 use mesh_ctl::{
     api::Request,
-    lab::{Agent, Fault, Lab, mesh_agents, mesh6},
+    lab::{Agent, Fault, Lab, mesh_agents, mesh6, stream::StreamRun},
     netns,
 };
 
@@ -204,6 +204,25 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     panic!("{what}: not within {limit:?}");
 }
 
+/// Starts 1,000 packets/s from hs to hd for up to 30 s; returns it with the path it took.
+fn stream_on_a_path(lab: &mut Lab, mesh: &mesh6::Mesh6) -> (StreamRun, Vec<String>) {
+    let stream = lab
+        .stream(
+            "hs",
+            "hd",
+            mesh.hd.host_v4.into(),
+            1000,
+            Duration::from_secs(30),
+        )
+        .expect("stream");
+    let mut path = None;
+    wait_for("the stream takes a path", Duration::from_secs(5), || {
+        path = mesh6::active_path(lab, mesh, Duration::from_millis(200), 100).expect("path");
+        path.is_some()
+    });
+    (stream, path.expect("a path"))
+}
+
 /// n1's next hops towards hd (empty without a route).
 fn next_hops(n1: &Agent, mesh: &mesh6::Mesh6) -> Vec<String> {
     route_to_hd(n1, mesh)
@@ -314,21 +333,7 @@ fn frozen_agents_still_bypass_a_silent_failure_in_the_data_plane() {
         a.query(&Request::Freeze { on: true }).expect("freeze");
     }
     let n1 = &agents[0];
-    let stream = lab
-        .stream(
-            "hs",
-            "hd",
-            mesh.hd.host_v4.into(),
-            1000,
-            Duration::from_secs(30),
-        )
-        .expect("stream");
-    let mut path = None;
-    wait_for("the stream takes a path", Duration::from_secs(5), || {
-        path = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
-        path.is_some()
-    });
-    let path = path.expect("a path");
+    let (stream, path) = stream_on_a_path(&mut lab, &mesh);
     let failed = path[1].clone();
     let link = mesh.link("n1", &failed).expect("link").clone();
     let backup0 = reason_count(n1, "forwarded_backup_v4");
@@ -699,21 +704,7 @@ fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
     let agents = start(&mut lab, &mesh, "[telemetry]\ninterval_ms = 100\n");
     converge(&lab, &mesh, &agents);
-    let stream = lab
-        .stream(
-            "hs",
-            "hd",
-            mesh.hd.host_v4.into(),
-            1000,
-            Duration::from_secs(30),
-        )
-        .expect("stream");
-    let mut path = None;
-    wait_for("the stream takes a path", Duration::from_secs(5), || {
-        path = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
-        path.is_some()
-    });
-    let path = path.expect("a path");
+    let (stream, path) = stream_on_a_path(&mut lab, &mesh);
     let first = path[1].clone();
     let link = mesh.link("n1", &first).expect("link").clone();
     let mut rec = Recorder::new(&mesh, &agents).expect("recorder");
