@@ -14,6 +14,7 @@ use super::{Agent, mesh6::Mesh6};
 use crate::{
     api::Request,
     detect::trace::{LinkTelemetry, NodeTelemetry, Snapshot, TRACE_VERSION, Topology, TraceHeader},
+    telemetry::LinkView,
 };
 
 /// One interface's totals as an agent reports them.
@@ -54,18 +55,20 @@ fn read(agents: &[Agent]) -> Result<Reading> {
     let mut r = Reading::default();
     for a in agents {
         let links = a.query(&Request::Links)?;
-        for l in links["links"].as_array().context("a links view")? {
-            let name = l["link"].as_str().context("a link name")?.to_owned();
+        // The agent's own view type: a renamed field is an error here, not a silent zero.
+        let views: Vec<LinkView> = serde_json::from_value(links["links"].clone())
+            .with_context(|| format!("reading {}'s links view", a.node))?;
+        for l in views {
             r.ifaces.insert(
-                (a.node.clone(), name),
+                (a.node.clone(), l.link),
                 Iface {
-                    rx: u(l, "rx_packets"),
-                    rx_bytes: u(l, "rx_bytes"),
-                    tx: u(l, "tx_packets"),
-                    tx_bytes: u(l, "tx_bytes"),
-                    forwarded: u(l, "forwarded"),
-                    passed: u(l, "passed"),
-                    dropped: u(l, "dropped"),
+                    rx: l.rx_packets,
+                    rx_bytes: l.rx_bytes,
+                    tx: l.tx_packets,
+                    tx_bytes: l.tx_bytes,
+                    forwarded: l.forwarded,
+                    passed: l.passed,
+                    dropped: l.dropped,
                 },
             );
         }
