@@ -37,6 +37,10 @@ pub enum Request {
     Routes,
     Lsdb,
     Events,
+    /// Findings of the last detection window, pending ones and actions in force.
+    Anomalies,
+    /// The last detection window as a trace window, with its graph (`meshctl record`).
+    Window,
     /// Test knob: with `on`, the agent stops recomputing routes (the data plane's fast
     /// reroute still works).
     Freeze {
@@ -50,7 +54,8 @@ pub struct Shared {
     pub node: String,
     pub snapshot: RwLock<Snapshot>,
     pub recent: Mutex<Recent>,
-    /// Routing views by name (`status`, `neighbors`, `routes`, `lsdb`, `events`).
+    /// Routing views by name (`status`, `neighbors`, `routes`, `lsdb`, `events`,
+    /// `anomalies`, `window`).
     pub mesh: RwLock<serde_json::Value>,
     pub frozen: std::sync::atomic::AtomicBool,
 }
@@ -165,6 +170,8 @@ pub fn answer(shared: &Shared, line: &str) -> serde_json::Value {
         Request::Routes => Some(mesh_view("routes")),
         Request::Lsdb => Some(mesh_view("lsdb")),
         Request::Events => Some(mesh_view("events")),
+        Request::Anomalies => Some(mesh_view("anomalies")),
+        Request::Window => Some(mesh_view("window")),
         Request::Freeze { on } => {
             shared
                 .frozen

@@ -239,6 +239,65 @@ impl Default for Probe {
     }
 }
 
+/// The detector the Analyze stage runs.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    /// Fixed levels (`detect.gray_loss` and the others): needs no training.
+    #[default]
+    Static,
+    /// A model `meshctl model train` wrote (`detect.model`), with its own thresholds.
+    Model,
+}
+
+/// Anomaly detection in the loop: every agent floods its counters once per window,
+/// runs the detector over the whole mesh and keeps traffic off what it finds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Detect {
+    /// Off: no reports are flooded and nothing is acted on.
+    pub enabled: bool,
+    /// Length of one detection window. Every agent reads its counters at the multiples of
+    /// it in wall-clock time, so their clocks should be synchronised (NTP) to well within it.
+    pub window_ms: u64,
+    pub detector: DetectorKind,
+    /// The model file (`.safetensors`, with its `.json` beside it) for `detector = "model"`.
+    pub model: Option<PathBuf>,
+    /// A finding is acted on once it is seen in this many consecutive windows.
+    pub confirm_windows: u32,
+    /// An action is kept at least this long, doubled each time the same element is
+    /// acted on again (up to 16 times); it is reverted once this has passed and the
+    /// element has been clean for `confirm_windows`.
+    pub hold_ms: u64,
+    /// At most this share of the nodes may be avoided for transit, and of the links,
+    /// at once (at least one of each).
+    pub max_avoided_pct: u32,
+    /// Static detector: data or probe loss from which a link is gray.
+    pub gray_loss: f32,
+    /// Static detector: share of a node's received packets unaccounted for (neither
+    /// delivered, forwarded nor counted as dropped) from which it is a blackhole.
+    pub blackhole_share: f32,
+    /// Static detector: mean probe RTT (ms) from which a link is congested.
+    pub congested_rtt_ms: f32,
+}
+
+impl Default for Detect {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_ms: 1000,
+            detector: DetectorKind::Static,
+            model: None,
+            confirm_windows: 2,
+            hold_ms: 30_000,
+            max_avoided_pct: 25,
+            gray_loss: 0.05,
+            blackhole_share: 0.2,
+            congested_rtt_ms: 50.0,
+        }
+    }
+}
+
 /// Link-state routing between agents.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -403,6 +462,8 @@ pub struct Config {
     pub probe: Probe,
     #[serde(default)]
     pub routing: Routing,
+    #[serde(default)]
+    pub detect: Detect,
     pub interfaces: Vec<Interface>,
     #[serde(default)]
     pub groups: Vec<Group>,
@@ -548,6 +609,7 @@ impl Config {
             ));
         }
         self.validate_probe()?;
+        self.validate_detect()?;
         self.validate_telemetry()
     }
 
@@ -617,6 +679,46 @@ impl Config {
             return Err(Problem::new(
                 "routing.max_age_s",
                 "must be at least twice routing.refresh_s (and refresh_s above 0)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_detect(&self) -> Result<(), Problem> {
+        let d = &self.detect;
+        if !(100..=60_000).contains(&d.window_ms) {
+            return Err(Problem::new(
+                "detect.window_ms",
+                format!("{} is outside 100..=60000", d.window_ms),
+            ));
+        }
+        if d.detector == DetectorKind::Model && d.model.is_none() {
+            return Err(Problem::new(
+                "detect.model",
+                "detector = \"model\" needs the model file",
+            ));
+        }
+        if !(1..=100).contains(&d.confirm_windows) {
+            return Err(Problem::new("detect.confirm_windows", "must be 1..=100"));
+        }
+        if !(100..=86_400_000).contains(&d.hold_ms) {
+            return Err(Problem::new("detect.hold_ms", "must be 100..=86400000"));
+        }
+        if !(1..=100).contains(&d.max_avoided_pct) {
+            return Err(Problem::new("detect.max_avoided_pct", "must be 1..=100"));
+        }
+        for (key, v) in [
+            ("detect.gray_loss", d.gray_loss),
+            ("detect.blackhole_share", d.blackhole_share),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(Problem::new(key, format!("{v} is outside (0, 1]")));
+            }
+        }
+        if !(d.congested_rtt_ms.is_finite() && d.congested_rtt_ms > 0.0) {
+            return Err(Problem::new(
+                "detect.congested_rtt_ms",
+                "must be a positive number",
             ));
         }
         Ok(())

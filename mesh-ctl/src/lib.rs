@@ -12,6 +12,7 @@ pub mod install;
 pub mod lab;
 pub mod netns;
 pub mod probe;
+pub mod record;
 pub mod routes;
 pub mod routing;
 pub mod secure;

@@ -80,6 +80,24 @@ enum Command {
         #[command(flatten)]
         view: View,
     },
+    /// Anomalies: what the detector found in the last window and what is avoided.
+    Anomalies {
+        #[command(flatten)]
+        view: View,
+    },
+    /// Record the agent's mesh-wide detection windows as a trace (`meshctl model eval
+    /// --trace` reads it).
+    Record {
+        /// How many windows to record.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+        windows: u32,
+        /// The trace file (JSON lines); standard output if absent.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The agent's API socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Remove everything of ours from the kernel: XDP and TC attachments, programs and
     /// maps pinned under the pin directory. Forwarding through this node stops.
     Detach {
@@ -156,6 +174,12 @@ fn main() -> ExitCode {
         Command::Routes { view } => show(&view, Request::Routes, views::routes),
         Command::Lsdb { view } => show(&view, Request::Lsdb, views::lsdb),
         Command::Events { view } => show(&view, Request::Events, views::events),
+        Command::Anomalies { view } => show(&view, Request::Anomalies, views::anomalies),
+        Command::Record {
+            windows,
+            out,
+            socket,
+        } => mesh_ctl::record::run(&socket, windows, out.as_deref()),
         Command::Detach { pin_dir } => {
             let pins = mesh_ctl::dataplane::pins::PinDir::new(&pin_dir);
             mesh_ctl::dataplane::detach_pinned(&pins)

@@ -349,6 +349,51 @@ pub fn events(data: &Value) -> String {
     table(&["AT", "STAGE", "KIND", "DETAIL", "REASON"], &rows)
 }
 
+fn target(t: &Value) -> String {
+    match t["kind"].as_str() {
+        Some("node") => format!("node {}", s(&t["node"])),
+        Some("link") => format!("link {}-{}", s(&t["a"]), s(&t["b"])),
+        _ => "-".into(),
+    }
+}
+
+pub fn anomalies(data: &Value) -> String {
+    if data.is_null() {
+        return "anomaly detection is off ([detect] enabled = false, or routing is off)\n".into();
+    }
+    let mut out = format!(
+        "detector {}, window {} of {} ms, {} nodes reporting\n\nin force:\n",
+        s(&data["detector"]),
+        data["window"],
+        data["window_ms"],
+        data["reporting"]
+    );
+    let active = each_row(data, "active", |x| {
+        vec![
+            target(&x["target"]),
+            s(&x["class"]),
+            format!("{:.1}", f(&x["for_ms"]) / 1000.0),
+            format!("{:.1}", f(&x["hold_left_ms"]) / 1000.0),
+            x["strikes"].to_string(),
+        ]
+    });
+    out += &table(
+        &["AVOIDED", "CLASS", "FOR_S", "HOLD_LEFT_S", "STRIKES"],
+        &active,
+    );
+    out += "\nlast window:\n";
+    let found = each_row(data, "findings", |x| {
+        vec![
+            target(&x["target"]),
+            s(&x["class"]),
+            format!("{:.2}", f(&x["score"])),
+            s(&x["reason"]),
+        ]
+    });
+    out += &table(&["ELEMENT", "CLASS", "SCORE", "REASON"], &found);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -786,3 +786,103 @@ fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
         WINDOWS - CLEAN
     );
 }
+
+/// An agent's anomalies view.
+fn anomalies(agent: &Agent) -> serde_json::Value {
+    agent.query(&Request::Anomalies).expect("anomalies")
+}
+
+/// Whether an agent avoids `node` for transit as a blackhole.
+fn avoids_node(agent: &Agent, node: &str) -> bool {
+    anomalies(agent)["active"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|x| x["target"]["node"] == node && x["class"] == "blackhole")
+    })
+}
+
+#[test]
+fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
+    let Some((_one, mut lab)) = lab("mesh-blackhole") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "[detect]\nhold_ms = 3000\n");
+    converge(&lab, &mesh, &agents);
+    wait_for(
+        "every agent has two reports of every node",
+        Duration::from_secs(15),
+        || {
+            agents.iter().all(|a| {
+                let v = anomalies(a);
+                v["reporting"] == 6 && v["window"].as_u64().is_some_and(|w| w >= 3)
+            })
+        },
+    );
+    let (stream, path) = stream_on_a_path(&mut lab, &mesh);
+    let hole = path[1].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    for a in &agents {
+        let v = anomalies(a);
+        assert_eq!(
+            v["active"].as_array().map(Vec::len),
+            Some(0),
+            "{}: nothing is avoided on a healthy mesh under traffic: {v}",
+            a.node
+        );
+    }
+    let faulty = lab.blackhole(&hole).expect("blackhole");
+    let found = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        agents.iter().all(|a| avoids_node(a, &hole))
+    });
+    assert!(
+        found,
+        "every agent finds the blackhole {hole} and avoids it within 15 s: {:#?}\n{}",
+        agents.iter().map(anomalies).collect::<Vec<_>>(),
+        agents[0].query(&Request::Window).expect("window")
+    );
+    for a in &agents {
+        let v = anomalies(a);
+        assert_eq!(
+            v["active"].as_array().map(Vec::len),
+            Some(1),
+            "{}: only the blackhole is avoided: {v}",
+            a.node
+        );
+    }
+    let mut now = None;
+    wait_for(
+        "the stream goes round the blackhole",
+        Duration::from_secs(10),
+        || {
+            now = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
+            now.as_ref().is_some_and(|p| !p.contains(&hole))
+        },
+    );
+    for l in &faulty {
+        lab.heal(l).expect("heal");
+    }
+    wait_for(
+        "the healed node is taken back after its hold",
+        Duration::from_secs(20),
+        || agents.iter().all(|a| !avoids_node(a, &hole)),
+    );
+    wait_for("the stream uses it again", Duration::from_secs(10), || {
+        now = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
+        now.as_ref() == Some(&path)
+    });
+    // Healed for good: not avoided again.
+    std::thread::sleep(Duration::from_secs(4));
+    for a in &agents {
+        let acts = actions(a);
+        let count = |kind: &str| acts.iter().filter(|(k, _)| k == kind).count();
+        assert_eq!(
+            (count("avoid_transit"), count("revert"), count("avoid_link")),
+            (1, 1, 0),
+            "{}: one action and its revert: {acts:?}",
+            a.node
+        );
+    }
+    stream.stop().expect("stream");
+    stop_all(agents);
+}

@@ -4,6 +4,8 @@
 //! module only wires the stages together.
 
 mod analyze;
+mod anomaly;
+mod detection;
 mod execute;
 mod knowledge;
 mod monitor;

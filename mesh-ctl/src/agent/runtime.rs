@@ -15,7 +15,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
 
 use super::{
-    Collector, RECENT_EVENTS, analyze, event,
+    Collector, RECENT_EVENTS, analyze,
+    detection::{self, Detection},
+    event,
     execute::Installed,
     knowledge::Knowledge,
     monitor::{self, HelloOutcome},
@@ -26,9 +28,10 @@ use crate::{
     config::{Config, MacAddr},
     control::{Control, Message, Received},
     dataplane::{Dataplane, pins::PinDir},
+    detect::live::Insert,
     probe::{Peer, Sender, quality::Settings},
     routes::Tables,
-    routing::{self, Lsa, LsaLink, Lsdb, Receive},
+    routing::{self, LsaLink, Lsdb, Receive},
     telemetry::{LinkName, Snapshot, events::Recent, metrics as tmetrics},
 };
 
@@ -191,6 +194,14 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             cost_change_pct: config.probe.cost_change_pct,
         },
         frozen_logged: false,
+        detection: if config.detect.enabled && config.routing.enabled {
+            Some(
+                Detection::new(&config.detect, (super::unix_now() * 1000.0) as u64)
+                    .context("setting up anomaly detection")?,
+            )
+        } else {
+            None
+        },
     };
     let control = if mesh.routing {
         let ifindexes: Vec<u32> = tables.ifaces.iter().map(|(i, _)| *i).collect();
@@ -246,9 +257,30 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     let mut buf = Control::buffer();
     let mut scratch = Vec::new();
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+    let window = Duration::from_millis(config.detect.window_ms);
+    let (mut report_at, mut slot) = aligned(config.detect.window_ms);
+    // The window just reported on, analysed half a window later: by then every agent's
+    // report for the same instant has arrived.
+    let mut analysis: Option<(tokio::time::Instant, u64)> = None;
     loop {
         let spf_at = mesh.spf_due.map_or(far, tokio::time::Instant::from_std);
+        let analyze_at = analysis.map_or(far, |a| a.0);
         tokio::select! {
+            _ = tokio::time::sleep_until(report_at), if mesh.detection.is_some() => {
+                let this = slot;
+                (report_at, slot) = aligned(config.detect.window_ms);
+                if let Err(e) = collector.collect(&dp, &shared, config.metrics.enabled) {
+                    event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
+                    continue;
+                }
+                mesh.report(&k, control.as_ref(), &shared, this).await;
+                analysis = Some((tokio::time::Instant::now() + window / 2, this));
+            }
+            _ = tokio::time::sleep_until(analyze_at), if analysis.is_some() => {
+                if let Some((_, this)) = analysis.take() {
+                    mesh.analyze_window(&mut k, this);
+                }
+            }
             _ = telemetry_tick.tick() => {
                 if let Err(e) = collector.collect(&dp, &shared, config.metrics.enabled) {
                     // A failed read is reported and retried next interval; forwarding
@@ -355,6 +387,20 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The next multiple of `window_ms` in wall-clock time (when, and which, in ms). Every agent reads its counters
+/// for detection at these instants, so the two ends of a link count over the same
+/// interval (to within clock sync and timer lateness) even while traffic shifts; reads at
+/// each agent's own phase turned every reroute into apparent loss.
+fn aligned(window_ms: u64) -> (tokio::time::Instant, u64) {
+    let now_ms = (super::unix_now() * 1000.0) as u64;
+    let w = window_ms.max(1);
+    let next = (now_ms / w + 1) * w;
+    (
+        tokio::time::Instant::now() + Duration::from_millis(next - now_ms),
+        next,
+    )
+}
+
 /// The routing side of the agent's state.
 struct Mesh {
     routing: bool,
@@ -368,6 +414,7 @@ struct Mesh {
     last_refresh_ns: u64,
     settings: Settings,
     frozen_logged: bool,
+    detection: Option<Detection>,
 }
 
 impl Mesh {
@@ -445,15 +492,68 @@ impl Mesh {
                 "our links changed".to_owned(),
             );
         }
-        self.flood(k, control, &lsa, None).await;
+        self.flood(k, control, &Message::Lsa(lsa), None).await;
         self.spf_soon();
+    }
+
+    /// Once per detection window, right after a telemetry read: our report for the
+    /// instant `slot_ms`, to every agent and to ourselves.
+    async fn report(
+        &mut self,
+        k: &Knowledge,
+        control: Option<&Control>,
+        shared: &Shared,
+        slot_ms: u64,
+    ) {
+        let Ok(now) = monotonic_ns().map(ms) else {
+            return;
+        };
+        let Some(d) = self.detection.as_mut() else {
+            return;
+        };
+        let report = match shared.snapshot.read() {
+            Ok(snap) => d.own_report(&self.config.node, slot_ms, now, &snap, &k.neighbors),
+            Err(_) => return,
+        };
+        if let Err(e) = d.receive(report.clone(), now) {
+            event(json!({"event": "detect_error", "error": e.to_string()}));
+            return;
+        }
+        self.flood(k, control, &Message::Report(report), None).await;
+    }
+
+    /// The detector over everyone's reports for the window ending at `slot_ms`, then the
+    /// Plan stage's decisions.
+    fn analyze_window(&mut self, k: &mut Knowledge, slot_ms: u64) {
+        let Ok(now) = monotonic_ns().map(ms) else {
+            return;
+        };
+        let Some(d) = self.detection.as_mut() else {
+            return;
+        };
+        let started = Instant::now();
+        let decisions = match d.analyze(slot_ms, now) {
+            Ok(decisions) => decisions,
+            Err(e) => {
+                event(json!({"event": "detect_error", "error": format!("{e:#}")}));
+                return;
+            }
+        };
+        record_stage("analyze", started);
+        for dec in &decisions {
+            let (detail, reason) = detection::describe(dec);
+            k.act("plan", dec.name(), detail, reason);
+        }
+        if decisions.iter().any(|d| d.changes_routes()) {
+            self.spf_soon();
+        }
     }
 
     async fn flood(
         &self,
         k: &Knowledge,
         control: Option<&Control>,
-        lsa: &Lsa,
+        msg: &Message,
         except: Option<u32>,
     ) {
         let Some(c) = control else { return };
@@ -464,7 +564,7 @@ impl Mesh {
             .map(|n| n.ifindex)
             .collect();
         for ifindex in ifaces {
-            if let Err(e) = c.multicast(ifindex, &Message::Lsa(lsa.clone())).await {
+            if let Err(e) = c.multicast(ifindex, msg).await {
                 event(json!({"event": "control_error", "error": format!("{e:#}")}));
             }
         }
@@ -522,9 +622,28 @@ impl Mesh {
                     HelloOutcome::Nothing => {}
                 }
             }
+            Message::Report(r) => {
+                let Some(d) = self.detection.as_mut() else {
+                    return;
+                };
+                match d.receive(r.clone(), ms(now)) {
+                    Ok(Insert::New) => {
+                        self.flood(k, control, &Message::Report(r), Some(ifindex))
+                            .await;
+                    }
+                    Ok(Insert::Old) => {}
+                    Err(e) => {
+                        metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
+                        event(
+                            json!({"event": "report_refused", "from": from.to_string(), "error": e.to_string()}),
+                        );
+                    }
+                }
+            }
             Message::Lsa(lsa) => match k.lsdb.receive(lsa.clone(), ms(now)) {
                 Receive::New | Receive::Newer => {
-                    self.flood(k, control, &lsa, Some(ifindex)).await;
+                    self.flood(k, control, &Message::Lsa(lsa), Some(ifindex))
+                        .await;
                     self.spf_soon();
                 }
                 Receive::Older => {
@@ -598,7 +717,12 @@ impl Mesh {
     /// SPF, Plan and Execute: recomputes routes and writes what changed.
     fn reconverge(&mut self, dp: &mut Dataplane, k: &mut Knowledge) -> anyhow::Result<()> {
         let started = Instant::now();
-        let routes = routing::compute(&k.lsdb, &self.config.node);
+        let avoid = self
+            .detection
+            .as_ref()
+            .map(|d| d.anomalies.avoid())
+            .unwrap_or_default();
+        let routes = routing::compute_avoiding(&k.lsdb, &self.config.node, &avoid);
         k.spf_runs += 1;
         let hop = |name: &str| -> Option<NextHop> {
             k.neighbors
@@ -698,6 +822,8 @@ impl Mesh {
                 "routes": k.routes_view(),
                 "lsdb": k.lsdb_view(now_ms),
                 "events": k.events_view(),
+                "anomalies": self.detection.as_ref().map(|d| d.view(now_ms)),
+                "window": self.detection.as_ref().map(Detection::window_view),
             });
         }
     }

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::MacAddr, routing::Lsa};
+use crate::{config::MacAddr, detect::live::Report, routing::Lsa};
 
 const MAGIC: [u8; 4] = *b"X06C";
 const VERSION: u8 = 1;
@@ -18,6 +18,7 @@ pub const MAX_FRAME: usize = 65_000;
 
 const KIND_HELLO: u8 = 1;
 const KIND_LSA: u8 = 2;
+const KIND_REPORT: u8 = 3;
 
 /// Sent on every mesh interface every hello interval: who we are there, and whom we hear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,10 +37,12 @@ pub struct Hello {
 }
 
 /// One control message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     Hello(Hello),
     Lsa(Lsa),
+    /// A node's counters for anomaly detection, flooded once per detection window.
+    Report(Report),
 }
 
 /// Why bytes were not a message.
@@ -73,6 +76,7 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
     let (kind, body) = match msg {
         Message::Hello(h) => (KIND_HELLO, serde_json::to_vec(h)),
         Message::Lsa(l) => (KIND_LSA, serde_json::to_vec(l)),
+        Message::Report(r) => (KIND_REPORT, serde_json::to_vec(r)),
     };
     let body = body.map_err(|e| FrameError::Body(e.to_string()))?;
     let len = u16::try_from(body.len())
@@ -121,6 +125,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
             .map(Message::Hello)
             .map_err(bad),
         KIND_LSA => serde_json::from_slice(body).map(Message::Lsa).map_err(bad),
+        KIND_REPORT => serde_json::from_slice(body)
+            .map(Message::Report)
+            .map_err(bad),
         other => Err(FrameError::Kind(other)),
     }
 }
@@ -153,9 +160,30 @@ mod tests {
         })
     }
 
+    fn report() -> Message {
+        use crate::detect::live::{LinkCounters, NodeCounters};
+        Message::Report(Report {
+            origin: "n3".into(),
+            seq: 9,
+            slot_ms: 12_000,
+            at_ms: 12_345,
+            node: NodeCounters {
+                rx: 100,
+                forwarded: 90,
+                ..NodeCounters::default()
+            },
+            links: vec![LinkCounters {
+                neighbor: "n1".into(),
+                tx: 90,
+                rtt_ms: 0.25,
+                ..LinkCounters::default()
+            }],
+        })
+    }
+
     #[test]
     fn round_trips() {
-        for m in [lsa(), hello()] {
+        for m in [lsa(), hello(), report()] {
             let bytes = encode(&m).expect("encodes");
             assert_eq!(decode(&bytes).expect("decodes"), m);
         }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod detector;
 pub mod eval;
 pub mod features;
+pub mod live;
 pub mod sage;
 pub mod scenario;
 pub mod trace;

@@ -39,12 +39,11 @@ struct Probe {
 }
 
 /// Everything read from every agent at one instant, keyed by (node, interface name) and
-/// (node, neighbour); per node, the probe frames its data plane answered or consumed.
+/// (node, neighbour). Probe frames are in none of the data plane's link counters.
 #[derive(Debug, Default)]
 struct Reading {
     ifaces: BTreeMap<(String, String), Iface>,
     probes: BTreeMap<(String, String), Probe>,
-    probe_frames: BTreeMap<String, u64>,
 }
 
 fn u(v: &Value, key: &str) -> u64 {
@@ -72,17 +71,6 @@ fn read(agents: &[Agent]) -> Result<Reading> {
                 },
             );
         }
-        // Probe frames end as XDP_TX (echoed) or XDP_DROP (our replies): counted among
-        // the interface's drops, they are not lost traffic.
-        let drops = a.query(&Request::Drops)?;
-        let probe_frames = drops["reasons"]
-            .as_array()
-            .context("a reason list")?
-            .iter()
-            .filter(|r| r["reason"] == "probe_echoed" || r["reason"] == "probe_reply")
-            .map(|r| u(r, "packets"))
-            .sum();
-        r.probe_frames.insert(a.node.clone(), probe_frames);
         let neighbours = a.query(&Request::Neighbors)?;
         for n in neighbours["neighbors"]
             .as_array()
@@ -186,14 +174,6 @@ impl Recorder {
                 node.local_pkts += x.passed;
                 node.dropped_pkts += x.dropped;
             }
-            let probes = now
-                .probe_frames
-                .get(name)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(self.last.probe_frames.get(name).copied().unwrap_or(0));
-            node.rx_pkts = node.rx_pkts.saturating_sub(probes);
-            node.dropped_pkts = node.dropped_pkts.saturating_sub(probes);
         }
         for (i, pair) in self.ends.iter().enumerate() {
             let link: &mut LinkTelemetry = &mut snap.links[i];

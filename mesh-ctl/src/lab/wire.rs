@@ -119,11 +119,34 @@ fn table_script() -> String {
 
 /// Replaces the fault chain's rules in one transaction: `rule` or none.
 fn fault_script(rule: Option<&str>) -> String {
+    fault_rules(rule.as_slice())
+}
+
+/// Replaces the fault chain's rules in one transaction.
+fn fault_rules(rules: &[impl AsRef<str>]) -> String {
     let mut s = format!("flush chain bridge {TABLE} fault\n");
-    if let Some(rule) = rule {
-        s.push_str(&format!("add rule bridge {TABLE} fault {rule}\n"));
+    for rule in rules {
+        s.push_str(&format!(
+            "add rule bridge {TABLE} fault {}\n",
+            rule.as_ref()
+        ));
     }
     s
+}
+
+/// Rules that drop the data frames entering the wire from one side (`iifname`) and let
+/// everything else through: probes, control messages, neighbour discovery, ARP.
+fn blackhole_rules(side: &str) -> Vec<String> {
+    let ours = crate::config::Routing::default().port;
+    let from = format!("iifname \"{side}\"");
+    vec![
+        format!("{from} ether type {PROBE_ETHERTYPE:#06x} accept"),
+        format!("{from} udp dport {{ {BABEL_PORT}, {ours} }} accept"),
+        format!(
+            "{from} icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert }} accept"
+        ),
+        format!("{from} ether type {{ ip, ip6 }} drop"),
+    ]
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in every namespace.
@@ -282,6 +305,33 @@ impl Lab {
             self.set_side(wire, &wire.b_side, true)?;
             self.nft(wire, "fault", &fault_script(rule.as_deref()))
         }
+    }
+
+    /// Makes `node` a blackhole for transit: on the wire of each of its links, the data
+    /// it sends is dropped, while its probe answers, hellos and adverts still pass (it
+    /// looks alive to its neighbours). Heal each returned link to undo it.
+    pub fn blackhole(&self, node: &str) -> Result<Vec<Link>> {
+        let mut links = Vec::new();
+        for link in self
+            .links
+            .iter()
+            .filter(|l| l.a.node == node || l.b.node == node)
+        {
+            let Ok(wire) = self.wire(link) else { continue };
+            let side = if link.a.node == node {
+                &wire.a_side
+            } else {
+                &wire.b_side
+            };
+            self.set_side(wire, &wire.a_side, true)?;
+            self.set_side(wire, &wire.b_side, true)?;
+            self.nft(wire, "fault", &fault_rules(&blackhole_rules(side)))?;
+            links.push(link.clone());
+        }
+        if links.is_empty() {
+            bail!("{node} has no wire links to make a blackhole of");
+        }
+        Ok(links)
     }
 
     /// Removes whatever fault a link's wire has; a no-op on a healthy wire.

@@ -17,6 +17,6 @@ pub use self::{
     diff::{RouteChange, RouteDiff, changed},
     lsa::{Lsa, LsaLink},
     lsdb::{Lsdb, Receive},
-    spf::{NodeRoute, PrefixRoute, Routes, compute, compute_with},
-    topology::{Algorithm, Topology},
+    spf::{NodeRoute, PrefixRoute, Routes, compute, compute_avoiding, compute_with},
+    topology::{AVOID_COST, Algorithm, Avoid, Topology},
 };

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     lsdb::Lsdb,
-    topology::{Algorithm, Topology, UNREACHABLE},
+    topology::{Algorithm, Avoid, Topology, UNREACHABLE},
 };
 
 /// How to reach a prefix.
@@ -68,11 +68,19 @@ pub fn compute(lsdb: &Lsdb, root: &str) -> Routes {
 /// [`compute`] with a chosen shortest-path algorithm; the routes are the same with each,
 /// only the time taken differs (for the benchmark and its baseline).
 pub fn compute_with(lsdb: &Lsdb, root: &str, algorithm: Algorithm) -> Routes {
-    let topo = Topology::from_lsdb(lsdb);
+    routes_over(&Topology::from_lsdb(lsdb), root, algorithm)
+}
+
+/// [`compute`] keeping traffic off what `avoid` names wherever another path exists.
+pub fn compute_avoiding(lsdb: &Lsdb, root: &str, avoid: &Avoid) -> Routes {
+    routes_over(&Topology::avoiding(lsdb, avoid), root, Algorithm::Dijkstra)
+}
+
+fn routes_over(topo: &Topology, root: &str, algorithm: Algorithm) -> Routes {
     let Some(root) = topo.index(root) else {
         return Routes::default();
     };
-    let spf = Spf::new(&topo, root, algorithm);
+    let spf = Spf::new(topo, root, algorithm);
     let mut scratch = Vec::with_capacity(spf.neighbors.len());
     let names = |hops: &[usize]| -> Vec<String> {
         hops.iter().map(|&n| topo.names[n].to_owned()).collect()
@@ -238,7 +246,10 @@ impl Spf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::lsa::{Lsa, LsaLink};
+    use crate::routing::{
+        AVOID_COST,
+        lsa::{Lsa, LsaLink},
+    };
 
     /// Origin, links (neighbour, cost) and prefixes.
     type Advert<'a> = (&'a str, &'a [(&'a str, u32)], &'a [&'a str]);
@@ -318,6 +329,39 @@ mod tests {
         assert_eq!(a.backups, backups(&[None]));
         assert!(routes.node("r").is_none(), "a route to the root itself");
         assert_eq!(routes.nodes.len(), 3);
+    }
+
+    #[test]
+    fn avoided_transit_and_links_carry_traffic_only_as_a_last_resort() {
+        // r - a - d is the short way, r - b - c - d the long one; e hangs off a alone.
+        let db = symmetric(&[
+            ("r", "a", 1),
+            ("a", "d", 1),
+            ("r", "b", 1),
+            ("b", "c", 1),
+            ("c", "d", 1),
+            ("a", "e", 1),
+        ]);
+        let plain = compute(&db, "r");
+        assert_eq!(plain.node("d").expect("d").next_hops, hops(&["a"]));
+        let mut avoid = Avoid::default();
+        avoid.transit.insert("a".into());
+        let routes = compute_avoiding(&db, "r", &avoid);
+        let d = routes.node("d").expect("d");
+        assert_eq!((d.cost, &d.next_hops), (3, &hops(&["b"])), "round a");
+        // a itself is still reached directly, and e, behind a only, through a.
+        assert_eq!(routes.node("a").expect("a").cost, 1);
+        let e = routes.node("e").expect("e is not cut off");
+        assert_eq!(
+            (e.cost, &e.next_hops),
+            (2 + u64::from(AVOID_COST), &hops(&["a"]))
+        );
+
+        let mut avoid = Avoid::default();
+        avoid.links.insert(("a".into(), "d".into()));
+        let d = compute_avoiding(&db, "r", &avoid);
+        assert_eq!(d.node("d").expect("d").next_hops, hops(&["b"]), "off a-d");
+        assert_eq!(compute_avoiding(&db, "r", &Avoid::default()), plain);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The graph SPF runs on, built from an LSDB with the two-way check, and the
 //! single-source shortest-path algorithms run over it.
 
-use std::{cmp::Reverse, collections::BinaryHeap, collections::HashMap};
+use std::{
+    cmp::Reverse,
+    collections::{BTreeSet, BinaryHeap, HashMap},
+};
 
 use ipnet::IpNet;
 use petgraph::{Directed, csr::Csr};
@@ -14,6 +17,27 @@ pub const UNREACHABLE: u64 = u64::MAX;
 /// Compressed sparse rows: each node's out-edges side by side in memory, which is what
 /// Dijkstra walks.
 pub type Graph = Csr<(), u32, Directed, u32>;
+
+/// Added to the cost of what the Analyze stage wants traffic kept off: far more than any
+/// path of advertised costs, so such an element carries traffic only where nothing else
+/// reaches (as OSPF's stub-router max metric, RFC 6987), and the mesh is never cut by it.
+pub const AVOID_COST: u32 = 1 << 24;
+
+/// Elements routing should use only as a last resort.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Avoid {
+    /// Nodes not to route transit through: each of their outgoing links costs
+    /// [`AVOID_COST`] more, so paths to them and from them keep their shape.
+    pub transit: BTreeSet<String>,
+    /// Links (the two node names, sorted) costing [`AVOID_COST`] more both ways.
+    pub links: BTreeSet<(String, String)>,
+}
+
+impl Avoid {
+    pub fn is_empty(&self) -> bool {
+        self.transit.is_empty() && self.links.is_empty()
+    }
+}
 
 /// The usable links between the nodes of an LSDB. Node `i` of the graph is `names[i]`;
 /// names are sorted, so comparing indices compares names.
@@ -29,6 +53,11 @@ impl<'a> Topology<'a> {
     /// an advert are dropped; of several links to one neighbour the cheapest counts; a
     /// cost of 0 counts as 1, since zero-cost cycles would let equal-cost next hops loop.
     pub fn from_lsdb(lsdb: &'a Lsdb) -> Self {
+        Self::avoiding(lsdb, &Avoid::default())
+    }
+
+    /// [`Topology::from_lsdb`], with what `avoid` names made a last resort.
+    pub fn avoiding(lsdb: &'a Lsdb, avoid: &Avoid) -> Self {
         let adverts: Vec<&Lsa> = lsdb.adverts().collect();
         let mut names = Vec::with_capacity(adverts.len());
         let mut prefixes = Vec::with_capacity(adverts.len());
@@ -60,12 +89,19 @@ impl<'a> Topology<'a> {
         start.push(adjacency.len());
 
         let lists = |u: usize| &adjacency[start[u]..start[u + 1]];
+        let avoided: Vec<bool> = names.iter().map(|n| avoid.transit.contains(*n)).collect();
+        let penalty = |u: usize, v: usize| -> u32 {
+            let (a, b) = (names[u].min(names[v]), names[u].max(names[v]));
+            let link =
+                !avoid.links.is_empty() && avoid.links.contains(&(a.to_owned(), b.to_owned()));
+            AVOID_COST * (u32::from(avoided[u]) + u32::from(link))
+        };
         let mut edges = Vec::with_capacity(adjacency.len());
         for u in 0..names.len() {
             for &(v, cost) in lists(u) {
                 let back = lists(v as usize).binary_search_by_key(&(u as u32), |&(w, _)| w);
                 if back.is_ok() {
-                    edges.push((u as u32, v, cost));
+                    edges.push((u as u32, v, cost.saturating_add(penalty(u, v as usize))));
                 }
             }
         }

@@ -1,0 +1,388 @@
+//! Plan for anomalies: which findings become actions, within safety limits. A finding is
+//! acted on once it is confirmed over consecutive windows; an action holds at least its
+//! hold time (doubled for an element acted on again soon), stays while the element is
+//! still flagged, and is reverted once the hold is over and the element has been clean
+//! for as many windows as confirmation takes. A cap bounds how much of the mesh may be
+//! avoided at once. Actions make elements a last resort for routing ([`Avoid`]), never
+//! cut them off.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::{config, detect::Class, routing::Avoid};
+
+/// Most doublings of the hold time.
+const MAX_DOUBLINGS: u32 = 4;
+
+/// What a finding is about, by name (indices change with the topology).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    Node {
+        node: String,
+    },
+    /// Names sorted.
+    Link {
+        a: String,
+        b: String,
+    },
+}
+
+impl Target {
+    pub fn link(x: &str, y: &str) -> Self {
+        let (a, b) = if x <= y { (x, y) } else { (y, x) };
+        Target::Link {
+            a: a.to_owned(),
+            b: b.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Node { node } => write!(f, "node {node}"),
+            Target::Link { a, b } => write!(f, "link {a}-{b}"),
+        }
+    }
+}
+
+/// The limits, from `[detect]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub confirm: u32,
+    pub hold_ms: u64,
+    pub cap_pct: u32,
+}
+
+impl From<&config::Detect> for Policy {
+    fn from(d: &config::Detect) -> Self {
+        Self {
+            confirm: d.confirm_windows,
+            hold_ms: d.hold_ms,
+            cap_pct: d.max_avoided_pct,
+        }
+    }
+}
+
+/// An action in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct Active {
+    pub target: Target,
+    pub class: &'static str,
+    /// Our clock, ms.
+    pub since_ms: u64,
+    /// Not reverted before this.
+    pub until_ms: u64,
+    /// How many times this element was acted on recently (the hold doubles with each).
+    pub strikes: u32,
+    /// Consecutive windows without a finding on it.
+    #[serde(skip)]
+    clean: u32,
+}
+
+/// What [`Anomalies::observe`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Keep traffic off `target` for at least `hold_ms`.
+    Avoid {
+        target: Target,
+        class: Class,
+        hold_ms: u64,
+        reason: String,
+    },
+    /// Take `target` back: its hold is over and it has been clean.
+    Revert { target: Target, held_ms: u64 },
+    /// Confirmed, but the cap on avoided elements is reached.
+    Capped { target: Target, class: Class },
+    /// Confirmed, but this class has no action here.
+    Ignored {
+        target: Target,
+        class: Class,
+        why: &'static str,
+    },
+}
+
+impl Decision {
+    /// Short name for logs and the actions metric.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Avoid {
+                target: Target::Node { .. },
+                ..
+            } => "avoid_transit",
+            Decision::Avoid { .. } => "avoid_link",
+            Decision::Revert { .. } => "revert",
+            Decision::Capped { .. } => "capped",
+            Decision::Ignored { .. } => "ignored",
+        }
+    }
+
+    /// Whether routes must be recomputed.
+    pub fn changes_routes(&self) -> bool {
+        matches!(self, Decision::Avoid { .. } | Decision::Revert { .. })
+    }
+}
+
+/// What to do about a class, or why nothing.
+fn action(class: Class) -> Result<(), &'static str> {
+    match class {
+        Class::GrayLink | Class::Congested | Class::Flapping | Class::Blackhole => Ok(()),
+        Class::LinkDown => Err("a down link is withdrawn by routing already"),
+        Class::DdosVictim | Class::Scanner => {
+            Err("the mesh-wide view has no per-source flows to block")
+        }
+        Class::Normal => Err("not an anomaly"),
+    }
+}
+
+/// The Plan stage's memory of findings and actions.
+#[derive(Debug)]
+pub struct Anomalies {
+    policy: Policy,
+    /// Consecutive windows each element has been flagged, with its latest class.
+    pending: BTreeMap<Target, (Class, u32)>,
+    active: BTreeMap<Target, Active>,
+    /// Per element: strikes, and when its last action ended.
+    strikes: BTreeMap<Target, (u32, u64)>,
+    /// Confirmed findings already reported as capped or ignored (reported once while
+    /// they last).
+    told: BTreeSet<Target>,
+}
+
+impl Anomalies {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            pending: BTreeMap::new(),
+            active: BTreeMap::new(),
+            strikes: BTreeMap::new(),
+            told: BTreeSet::new(),
+        }
+    }
+
+    /// One window's findings (strongest first) over a mesh of `nodes` nodes and `links`
+    /// links.
+    pub fn observe(
+        &mut self,
+        found: &[(Target, Class, String)],
+        nodes: usize,
+        links: usize,
+        now_ms: u64,
+    ) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let flagged: BTreeMap<&Target, (Class, &str)> = found
+            .iter()
+            .rev()
+            .map(|(t, c, r)| (t, (*c, r.as_str())))
+            .collect();
+        self.pending.retain(|t, _| flagged.contains_key(t));
+        self.told.retain(|t| flagged.contains_key(t));
+        for a in self.active.values_mut() {
+            if flagged.contains_key(&a.target) {
+                a.clean = 0;
+            } else {
+                a.clean += 1;
+            }
+        }
+        let (policy, strikes) = (self.policy, &mut self.strikes);
+        self.active.retain(|t, a| {
+            let done = now_ms >= a.until_ms && a.clean >= policy.confirm;
+            if done {
+                strikes.insert(t.clone(), (a.strikes, now_ms));
+                out.push(Decision::Revert {
+                    target: t.clone(),
+                    held_ms: now_ms.saturating_sub(a.since_ms),
+                });
+            }
+            !done
+        });
+        let cap = |total: usize| (total * self.policy.cap_pct as usize / 100).max(1);
+        for (target, class, reason) in found {
+            let seen = self
+                .pending
+                .entry(target.clone())
+                .and_modify(|p| *p = (*class, p.1 + 1))
+                .or_insert((*class, 1))
+                .1;
+            if seen < self.policy.confirm || self.active.contains_key(target) {
+                continue;
+            }
+            if let Err(why) = action(*class) {
+                if self.told.insert(target.clone()) {
+                    out.push(Decision::Ignored {
+                        target: target.clone(),
+                        class: *class,
+                        why,
+                    });
+                }
+                continue;
+            }
+            let is_node = matches!(target, Target::Node { .. });
+            let held = self
+                .active
+                .keys()
+                .filter(|t| matches!(t, Target::Node { .. }) == is_node)
+                .count();
+            if held >= cap(if is_node { nodes } else { links }) {
+                if self.told.insert(target.clone()) {
+                    out.push(Decision::Capped {
+                        target: target.clone(),
+                        class: *class,
+                    });
+                }
+                continue;
+            }
+            // Acted on again soon after the last action ended: hold twice as long.
+            let forget = self.policy.hold_ms << (MAX_DOUBLINGS + 1);
+            let strikes = match self.strikes.get(target) {
+                Some(&(n, ended)) if now_ms.saturating_sub(ended) < forget => {
+                    (n + 1).min(MAX_DOUBLINGS)
+                }
+                _ => 0,
+            };
+            let hold_ms = self.policy.hold_ms << strikes;
+            self.active.insert(
+                target.clone(),
+                Active {
+                    target: target.clone(),
+                    class: class.name(),
+                    since_ms: now_ms,
+                    until_ms: now_ms + hold_ms,
+                    strikes,
+                    clean: 0,
+                },
+            );
+            out.push(Decision::Avoid {
+                target: target.clone(),
+                class: *class,
+                hold_ms,
+                reason: reason.clone(),
+            });
+        }
+        out
+    }
+
+    /// What routing should keep traffic off now.
+    pub fn avoid(&self) -> Avoid {
+        let mut avoid = Avoid::default();
+        for t in self.active.keys() {
+            match t {
+                Target::Node { node } => {
+                    avoid.transit.insert(node.clone());
+                }
+                Target::Link { a, b } => {
+                    avoid.links.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+        avoid
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &Active> {
+        self.active.values()
+    }
+
+    /// Elements flagged in the last window but not (yet) acted on, with their class and
+    /// how many consecutive windows they have been flagged.
+    pub fn pending(&self) -> impl Iterator<Item = (&Target, Class, u32)> {
+        self.pending
+            .iter()
+            .filter(|(t, _)| !self.active.contains_key(*t))
+            .map(|(t, (c, n))| (t, *c, *n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy {
+        confirm: 2,
+        hold_ms: 1000,
+        cap_pct: 25,
+    };
+
+    fn node(n: &str) -> Target {
+        Target::Node { node: n.into() }
+    }
+
+    fn seen(t: &Target, class: Class) -> Vec<(Target, Class, String)> {
+        vec![(t.clone(), class, "test".into())]
+    }
+
+    #[test]
+    fn a_finding_is_acted_on_once_confirmed_and_reverted_after_its_hold_once_clean() {
+        let mut a = Anomalies::new(POLICY);
+        let b = node("b");
+        assert!(a.observe(&seen(&b, Class::Blackhole), 6, 8, 0).is_empty());
+        let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 100);
+        assert!(
+            matches!(&d[..], [Decision::Avoid { hold_ms: 1000, .. }]),
+            "{d:?}"
+        );
+        assert!(a.avoid().transit.contains("b"));
+        // Routed around, b looks clean at once; the hold keeps the action.
+        assert!(a.observe(&[], 6, 8, 200).is_empty());
+        assert!(a.observe(&[], 6, 8, 900).is_empty());
+        let d = a.observe(&[], 6, 8, 1100);
+        assert!(matches!(&d[..], [Decision::Revert { .. }]), "{d:?}");
+        assert!(a.avoid().is_empty());
+        // Still broken: acted on again, holding twice as long.
+        a.observe(&seen(&b, Class::Blackhole), 6, 8, 1200);
+        let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 1300);
+        assert!(
+            matches!(&d[..], [Decision::Avoid { hold_ms: 2000, .. }]),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn one_window_is_not_enough_and_a_gap_starts_over() {
+        let mut a = Anomalies::new(POLICY);
+        let l = Target::link("x", "y");
+        assert_eq!(l, Target::link("y", "x"));
+        for t in 0..10 {
+            let found = if t % 2 == 0 {
+                seen(&l, Class::GrayLink)
+            } else {
+                vec![]
+            };
+            assert!(a.observe(&found, 6, 8, t * 100).is_empty(), "window {t}");
+        }
+    }
+
+    #[test]
+    fn an_element_still_flagged_is_not_reverted() {
+        let mut a = Anomalies::new(POLICY);
+        let l = Target::link("x", "y");
+        for t in 0..30 {
+            let d = a.observe(&seen(&l, Class::GrayLink), 6, 8, t * 100);
+            assert!(
+                !d.iter().any(|d| matches!(d, Decision::Revert { .. })),
+                "{d:?}"
+            );
+        }
+        assert_eq!(a.active().count(), 1);
+    }
+
+    #[test]
+    fn the_cap_bounds_what_is_avoided_and_other_classes_are_only_reported() {
+        let mut a = Anomalies::new(POLICY);
+        let found = vec![
+            (node("a"), Class::Blackhole, String::new()),
+            (node("b"), Class::Blackhole, String::new()),
+            (Target::link("a", "b"), Class::LinkDown, String::new()),
+            (node("c"), Class::DdosVictim, String::new()),
+        ];
+        a.observe(&found, 6, 8, 0);
+        let d = a.observe(&found, 6, 8, 100);
+        let names: Vec<&str> = d.iter().map(Decision::name).collect();
+        assert_eq!(names, ["avoid_transit", "capped", "ignored", "ignored"]);
+        // Said once while it lasts.
+        let d = a.observe(&found, 6, 8, 200);
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(a.avoid().transit.len(), 1, "one of six nodes at 25 %");
+    }
+}

@@ -1,0 +1,272 @@
+//! Analyze for anomalies: our own report from the telemetry we read, everyone's reports
+//! laid over the mesh (`detect::live`), the configured detector on that, and the Plan
+//! stage's limits (`anomaly`) on what it finds.
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{
+    anomaly::{Anomalies, Decision, Policy, Target},
+    knowledge::Neighbor,
+};
+use crate::{
+    config::{Detect, DetectorKind},
+    detect::{
+        Class, DetectError, Detector as _, Element, Snapshot, Topology,
+        baseline::Rule,
+        detector::{CLASSES, FeatureDetector, Scorer},
+        live::{Insert, LinkCounters, LiveView, NodeCounters, Report, ReportError},
+        train::Model,
+    },
+    telemetry,
+};
+
+/// One finding of the last window, by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Named {
+    pub target: Target,
+    pub class: &'static str,
+    pub score: f32,
+    pub reason: String,
+}
+
+/// The detector and what it has seen.
+pub struct Detection {
+    window_ms: u64,
+    view: LiveView,
+    detector: FeatureDetector,
+    topology: Option<Topology>,
+    pub anomalies: Anomalies,
+    window: u32,
+    seq: u64,
+    /// The last window assembled and what was found in it.
+    last: Option<(Snapshot, Vec<Named>)>,
+}
+
+/// The static detector's per-class levels.
+fn static_thresholds(d: &Detect) -> [f32; CLASSES] {
+    let mut th = [f32::MAX; CLASSES];
+    th[Class::LinkDown as usize] = 0.5;
+    th[Class::GrayLink as usize] = d.gray_loss;
+    th[Class::Congested as usize] = d.congested_rtt_ms;
+    th[Class::Blackhole as usize] = d.blackhole_share;
+    th
+}
+
+impl Detection {
+    /// `seq_floor` makes our report numbers keep increasing across restarts.
+    pub fn new(d: &Detect, seq_floor: u64) -> anyhow::Result<Self> {
+        let detector = match d.detector {
+            DetectorKind::Static => {
+                FeatureDetector::new("static", Scorer::Rule(Rule::Static), static_thresholds(d))
+            }
+            DetectorKind::Model => {
+                let path = d.model.as_ref().context("detect.model is not set")?;
+                let model = Model::load(path)
+                    .with_context(|| format!("loading the detection model {}", path.display()))?;
+                FeatureDetector::from_model(model)
+            }
+        };
+        Ok(Self {
+            window_ms: d.window_ms,
+            view: LiveView::new(d.window_ms),
+            detector,
+            topology: None,
+            anomalies: Anomalies::new(Policy::from(d)),
+            window: 0,
+            seq: seq_floor,
+            last: None,
+        })
+    }
+
+    /// Our report from the counters read at `at_ms` (the data plane keeps probe frames out
+    /// of its link counters: they are link maintenance, not traffic).
+    pub fn own_report(
+        &mut self,
+        node: &str,
+        slot_ms: u64,
+        at_ms: u64,
+        snap: &telemetry::Snapshot,
+        neighbors: &[Neighbor],
+    ) -> Report {
+        self.seq += 1;
+        let mut n = NodeCounters::default();
+        let mut links = Vec::new();
+        for l in &snap.links {
+            n.rx += l.rx_packets;
+            n.rx_bytes += l.rx_bytes;
+            n.tx += l.tx_packets;
+            n.tx_bytes += l.tx_bytes;
+            n.forwarded += l.forwarded;
+            n.local += l.passed;
+            n.dropped += l.dropped;
+            let on: Vec<&Neighbor> = neighbors
+                .iter()
+                .filter(|x| x.ifindex == l.ifindex)
+                .collect();
+            for x in &on {
+                // The interface's counters are one neighbour's only on a point-to-point link.
+                let only = on.len() == 1;
+                links.push(LinkCounters {
+                    neighbor: x.node.clone(),
+                    tx: if only { l.tx_packets } else { 0 },
+                    rx: if only { l.forwarded + l.passed } else { 0 },
+                    rx_bytes: if only { l.rx_bytes } else { 0 },
+                    probes_sent: x.quality.sent,
+                    probe_replies: x.quality.replies,
+                    rtt_ms: x.quality.rtt_ms as f32,
+                    jitter_ms: x.quality.jitter_ms as f32,
+                });
+            }
+        }
+        links.sort_by(|a, b| a.neighbor.cmp(&b.neighbor));
+        links.dedup_by(|a, b| a.neighbor == b.neighbor);
+        Report {
+            origin: node.to_owned(),
+            seq: self.seq,
+            slot_ms,
+            at_ms,
+            node: n,
+            links,
+        }
+    }
+
+    /// A report, ours or a peer's.
+    pub fn receive(&mut self, r: Report, now_ms: u64) -> Result<Insert, ReportError> {
+        self.view.insert(r, now_ms)
+    }
+
+    /// The window ending at `slot_ms`: the mesh as the reports show it, the detector's
+    /// findings, and what the Plan stage does about them.
+    pub fn analyze(&mut self, slot_ms: u64, now_ms: u64) -> Result<Vec<Decision>, DetectError> {
+        self.view.expire(now_ms);
+        let topo = self.view.topology();
+        if self.topology.as_ref() != Some(&topo) {
+            // Element histories are by index: a new graph starts them again.
+            self.detector.reset();
+            self.topology = Some(topo.clone());
+        }
+        let snap = self.view.snapshot(&topo, self.window, slot_ms);
+        self.window += 1;
+        let found = self.detector.analyze(&topo, &snap)?;
+        let named: Vec<Named> = found
+            .iter()
+            .filter_map(|f| {
+                let target = match f.element {
+                    Element::Node(i) => Target::Node {
+                        node: topo.nodes.get(i as usize)?.clone(),
+                    },
+                    Element::Link(i) => {
+                        let &(a, b) = topo.links.get(i as usize)?;
+                        Target::link(&topo.nodes[a as usize], &topo.nodes[b as usize])
+                    }
+                };
+                Some(Named {
+                    target,
+                    class: f.class.name(),
+                    score: f.score,
+                    reason: f.reason.clone(),
+                })
+            })
+            .collect();
+        let input: Vec<(Target, Class, String)> = found
+            .iter()
+            .zip(&named)
+            .map(|(f, n)| (n.target.clone(), f.class, n.reason.clone()))
+            .collect();
+        let decisions = self
+            .anomalies
+            .observe(&input, topo.nodes.len(), topo.links.len(), now_ms);
+        metrics::gauge!("x0tta6bl4_anomaly_findings").set(named.len() as f64);
+        for d in &decisions {
+            metrics::counter!("x0tta6bl4_anomaly_actions_total", "action" => d.name()).increment(1);
+        }
+        let (nodes, links) = self
+            .anomalies
+            .active()
+            .fold((0, 0), |(n, l), a| match a.target {
+                Target::Node { .. } => (n + 1, l),
+                Target::Link { .. } => (n, l + 1),
+            });
+        metrics::gauge!("x0tta6bl4_anomalies_avoided", "kind" => "node").set(nodes as f64);
+        metrics::gauge!("x0tta6bl4_anomalies_avoided", "kind" => "link").set(links as f64);
+        self.last = Some((snap, named));
+        Ok(decisions)
+    }
+
+    /// What `meshctl anomalies` shows.
+    pub fn view(&self, now_ms: u64) -> Value {
+        let active: Vec<Value> = self
+            .anomalies
+            .active()
+            .map(|a| {
+                json!({
+                    "target": a.target,
+                    "class": a.class,
+                    "for_ms": now_ms.saturating_sub(a.since_ms),
+                    "hold_left_ms": a.until_ms.saturating_sub(now_ms),
+                    "strikes": a.strikes,
+                })
+            })
+            .collect();
+        let pending: Vec<Value> = self
+            .anomalies
+            .pending()
+            .map(|(t, c, n)| json!({"target": t, "class": c.name(), "windows": n}))
+            .collect();
+        json!({
+            "detector": self.detector_name(),
+            "window": self.window,
+            "window_ms": self.window_ms,
+            "reporting": self.view.len(),
+            "findings": self.last.as_ref().map(|l| &l.1),
+            "pending": pending,
+            "active": active,
+        })
+    }
+
+    /// What `meshctl record` writes: the graph and the last window.
+    pub fn window_view(&self) -> Value {
+        json!({
+            "window_ms": self.window_ms,
+            "topology": self.topology,
+            "snapshot": self.last.as_ref().map(|l| &l.0),
+        })
+    }
+
+    fn detector_name(&self) -> String {
+        use crate::detect::Detector as _;
+        self.detector.name().to_owned()
+    }
+}
+
+/// Messages for the agent's log.
+pub fn describe(d: &Decision) -> (String, String) {
+    match d {
+        Decision::Avoid {
+            target,
+            class,
+            hold_ms,
+            reason,
+        } => (
+            format!("{target} is a last resort for routing for at least {hold_ms} ms"),
+            format!("{} confirmed: {reason}", class.name()),
+        ),
+        Decision::Revert { target, held_ms } => (
+            format!("{target} is used normally again after {held_ms} ms"),
+            "its hold is over and it has been clean since".into(),
+        ),
+        Decision::Capped { target, class } => (
+            format!("{target} not avoided"),
+            format!(
+                "{} confirmed, but the cap on avoided elements is reached",
+                class.name()
+            ),
+        ),
+        Decision::Ignored { target, class, why } => (
+            format!("{target}: {} confirmed, no action", class.name()),
+            (*why).to_owned(),
+        ),
+    }
+}
