@@ -1,7 +1,7 @@
 //! Map names and capacities: the one place both sides take them from.
 
 /// Bumped whenever the key or value layout of any map below changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// IPv4 routes: `LpmTrie<[u8; 4], Route>`.
 pub const ROUTES_V4: &str = "ROUTES_V4";
@@ -39,6 +39,9 @@ pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 pub const PROBE_PEERS: &str = "PROBE_PEERS";
 /// Probe replies per slot: `Array<ProbeState>`, written by XDP.
 pub const PROBE_STATE: &str = "PROBE_STATE";
+/// Sources whose traffic is dropped until an expiry: `HashMap<BlockKey, BlockEntry>`,
+/// written by the agent.
+pub const BLOCKLIST: &str = "BLOCKLIST";
 /// Layout stamp of a pinned set of maps: `Array<u32>`, one entry, [`LAYOUT_VERSION`].
 pub const META: &str = "META";
 
@@ -66,6 +69,8 @@ pub const NEIGHBOR_TX_CAPACITY: u32 = 1_024;
 pub const PROBE_CAPACITY: u32 = NEIGHBOR_TX_CAPACITY;
 /// Ring buffer bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+/// Blocked sources at once.
+pub const BLOCKLIST_CAPACITY: u32 = 4_096;
 /// Members of one next-hop group (ECMP width).
 pub const MAX_NEXTHOPS: usize = 8;
 

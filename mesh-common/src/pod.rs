@@ -1,7 +1,7 @@
 use crate::{
     probe::{ProbeHdr, ProbeState},
     telemetry::{
-        Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
+        BlockEntry, BlockKey, Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
     },
     types::{DataplaneConfig, Iface, NextHop, NextHopGroup, Route},
 };
@@ -22,3 +22,5 @@ unsafe impl aya::Pod for NeighborTx {}
 unsafe impl aya::Pod for EventBudget {}
 unsafe impl aya::Pod for ProbeHdr {}
 unsafe impl aya::Pod for ProbeState {}
+unsafe impl aya::Pod for BlockKey {}
+unsafe impl aya::Pod for BlockEntry {}

@@ -74,6 +74,7 @@ reasons! {
     ProbeEchoed = 26, "probe_echoed", XDP_TX, "a neighbour's link probe, sent back to it";
     ProbeReply = 27, "probe_reply", XDP_DROP, "the reply to one of our link probes: recorded and consumed";
     DropBadProbe = 28, "drop_bad_probe", XDP_DROP, "a probe frame that is truncated, of another version, not for this interface, or a reply from an unexpected neighbour";
+    DropBlocked = 29, "drop_blocked", XDP_DROP, "from a source the agent blocked (an attack source), until its entry expires";
 }
 
 /// Number of reasons, the length of the counter array.

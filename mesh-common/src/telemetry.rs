@@ -86,6 +86,24 @@ pub struct LinkStats {
     pub host_tx_bytes: u64,
 }
 
+/// A blocked source address (`BLOCKLIST` key): the words of [`FlowKey::src`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// IPv4 in the first word (network order), the rest zero; or the IPv6 address.
+    pub src: [u32; 4],
+    /// 4 or 6.
+    pub family: u32,
+}
+
+/// Until when a source is blocked (`BLOCKLIST` value).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// CLOCK_MONOTONIC ns; the entry does nothing after it (the agent removes it).
+    pub expires_ns: u64,
+}
+
 /// A neighbour: an interface and the peer's MAC address.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -254,3 +254,35 @@ fn frames_from_interfaces_that_are_not_mesh_interfaces_go_to_the_kernel() {
     let frame = frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ONE_V4, 64, L4::Icmp, 8);
     check(&dp, "not mesh", &frame, Reason::PassNotMesh);
 }
+
+#[test]
+fn blocked_sources_are_dropped_until_their_entry_expires() {
+    use mesh_ctl::{
+        cases::{ONE_V4, ONE_V6, SRC_V4, SRC_V6},
+        frames::{L4, ipv6},
+    };
+    let Some((mut dp, _)) = router("blocked_sources_are_dropped_until_their_entry_expires") else {
+        return;
+    };
+    let udp = L4::Udp { src: 4000, dst: 53 };
+    let v4 = |src| frames::ipv4(ROUTER_MAC, src, ONE_V4, 64, udp, 32);
+    let v6 = |src| ipv6(ROUTER_MAC, src, ONE_V6, 64, udp, 32);
+    let other = Ipv4Addr::new(10, 0, 1, 2);
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+    let hour = 3_600_000_000_000;
+    dp.block(SRC_V4.into(), now_ns + hour).expect("block v4");
+    dp.block(SRC_V6.into(), now_ns + hour).expect("block v6");
+    check(&dp, "blocked v4 source", &v4(SRC_V4), Reason::DropBlocked);
+    check(&dp, "blocked v6 source", &v6(SRC_V6), Reason::DropBlocked);
+    check(&dp, "another v4 source", &v4(other), Reason::ForwardedV4);
+    // An entry past its expiry does nothing, and the agent's sweep removes it. (XDP reads
+    // the coarse clock, a tick behind: a second ago is past for both.)
+    dp.block(SRC_V4.into(), now_ns - 1_000_000_000).expect("expired entry");
+    check(&dp, "expired entry", &v4(SRC_V4), Reason::ForwardedV4);
+    let gone = dp.expire_blocks(now_ns + 1).expect("sweep");
+    assert_eq!(gone, vec![std::net::IpAddr::from(SRC_V4)]);
+    let left = dp.blocked().expect("blocklist");
+    assert_eq!(left.len(), 1, "the v6 entry stays: {left:?}");
+    assert_eq!(left[0].0, std::net::IpAddr::from(SRC_V6));
+}

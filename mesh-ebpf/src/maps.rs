@@ -4,14 +4,14 @@ use aya_ebpf::{
 };
 use mesh_common::{
     maps::{
-        EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY, LINKS_CAPACITY,
+        BLOCKLIST_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY, LINKS_CAPACITY,
         NEIGHBOR_TX_CAPACITY, NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, PROBE_CAPACITY,
         ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
     probe::ProbeState,
     reason::REASON_COUNT,
     telemetry::{
-        EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter,
+        BlockEntry, BlockKey, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter,
     },
     types::{DataplaneConfig, Iface, NextHopGroup, Route},
 };
@@ -73,6 +73,10 @@ pub static PROBE_PEERS: Array<NeighborKey> = Array::with_max_entries(PROBE_CAPAC
 
 #[map]
 pub static PROBE_STATE: Array<ProbeState> = Array::with_max_entries(PROBE_CAPACITY, 0);
+
+#[map]
+pub static BLOCKLIST: HashMap<BlockKey, BlockEntry> =
+    HashMap::with_max_entries(BLOCKLIST_CAPACITY, 0);
 
 /// The layout stamp a restarted agent checks before adopting pinned maps.
 #[map]

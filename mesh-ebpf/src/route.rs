@@ -6,14 +6,16 @@ use mesh_common::{
     parse::{Family, Frame, Parsed, parse},
     probe::ETH_P_MESH_PROBE,
     reason::XDP_PASS,
-    telemetry::{DIR_INGRESS, FlowKey},
+    telemetry::{BlockKey, DIR_INGRESS, FlowKey},
     types::{NextHop, ROUTE_F_LOCAL},
 };
 use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     frame::Packet,
-    maps::{CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
+    maps::{
+        BLOCKLIST, CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6,
+    },
     probe,
 };
 
@@ -35,6 +37,8 @@ pub struct Seen {
     pub parsed: u32,
     pub tcp_flags: u32,
     pub key: FlowKey,
+    /// The source as a `BLOCKLIST` key: built here, in map memory, not on the stack.
+    pub block: BlockKey,
     /// Source MAC as received (the rewrite replaces it).
     pub src_mac: [u8; 6],
     /// Non-zero when the frame was forwarded to `hop`.
@@ -99,6 +103,16 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
 
     if macs[0] != iface.mac {
         return Err(Reason::PassNotForUs);
+    }
+    seen.block = BlockKey {
+        src: seen.key.src,
+        family: u32::from(seen.key.family),
+    };
+    // SAFETY: the value is read at once, before any other map access.
+    if let Some(b) = unsafe { BLOCKLIST.get(&seen.block) }
+        && crate::telemetry::coarse_now() < b.expires_ns
+    {
+        return Err(Reason::DropBlocked);
     }
 
     let route = match pkt.family {

@@ -1,6 +1,7 @@
 //! The only module that touches aya: loads the XDP object, attaches it, writes the maps.
 
 mod batch;
+pub mod blocklist;
 mod error;
 mod host;
 pub mod labtools;
@@ -23,13 +24,14 @@ use aya::{
 use mesh_common::{
     Reason,
     maps::{
-        CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS, META,
+        BLOCKLIST, CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES, LINKS, META,
         NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_STATE, PROG_TC_EGRESS, PROG_XDP,
         REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
     },
     probe::ProbeState,
     telemetry::{
-        EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
+        BlockEntry, BlockKey, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey,
+        NeighborStats, NeighborTx,
     },
     types::{
         CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY, DataplaneConfig, Iface, NextHopGroup, Route,
@@ -86,6 +88,7 @@ pub const ALL_MAPS: &[&str] = &[
     EVENT_BUDGET,
     PROBE_PEERS,
     PROBE_STATE,
+    BLOCKLIST,
     META,
 ];
 
@@ -210,6 +213,7 @@ impl Dataplane {
         typed::<RingBuf<_>>(&mut self.maps, EVENTS)?;
         typed::<Array<_, NeighborKey>>(&mut self.maps, PROBE_PEERS)?;
         typed::<Array<_, ProbeState>>(&mut self.maps, PROBE_STATE)?;
+        typed::<HashMap<_, BlockKey, BlockEntry>>(&mut self.maps, BLOCKLIST)?;
         typed::<Array<_, u32>>(&mut self.maps, META)?;
         Ok(())
     }
