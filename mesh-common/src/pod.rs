@@ -1,7 +1,8 @@
 use crate::{
     probe::{ProbeHdr, ProbeState},
     telemetry::{
-        BlockEntry, BlockKey, Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx,
+        BlockEntry, BlockKey, Event, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey,
+        NeighborStats, NeighborTx,
     },
     types::{DataplaneConfig, Iface, NextHop, NextHopGroup, Route},
 };

@@ -279,6 +279,12 @@ pub struct Detect {
     pub blackhole_share: f32,
     /// Static detector: mean probe RTT (ms) from which a link is congested.
     pub congested_rtt_ms: f32,
+    /// Static detector: distinct sources towards a node from which it is under DDoS.
+    pub ddos_sources: u32,
+    /// Static detector: distinct destinations of one source from which it is a scanner.
+    pub scan_targets: u32,
+    /// Most sources one DDoS or scan action blocks, on each router.
+    pub max_blocked: u32,
 }
 
 impl Default for Detect {
@@ -294,6 +300,9 @@ impl Default for Detect {
             gray_loss: 0.05,
             blackhole_share: 0.2,
             congested_rtt_ms: 50.0,
+            ddos_sources: 64,
+            scan_targets: 64,
+            max_blocked: 1024,
         }
     }
 }
@@ -714,6 +723,23 @@ impl Config {
             if !(v > 0.0 && v <= 1.0) {
                 return Err(Problem::new(key, format!("{v} is outside (0, 1]")));
             }
+        }
+        for (key, v) in [
+            ("detect.ddos_sources", d.ddos_sources),
+            ("detect.scan_targets", d.scan_targets),
+        ] {
+            if v < 2 {
+                return Err(Problem::new(key, "must be at least 2"));
+            }
+        }
+        if !(1..=mesh_common::maps::BLOCKLIST_CAPACITY).contains(&d.max_blocked) {
+            return Err(Problem::new(
+                "detect.max_blocked",
+                format!(
+                    "must be 1..={} (the blocklist's capacity)",
+                    mesh_common::maps::BLOCKLIST_CAPACITY
+                ),
+            ));
         }
         if !(d.congested_rtt_ms.is_finite() && d.congested_rtt_ms > 0.0) {
             return Err(Problem::new(

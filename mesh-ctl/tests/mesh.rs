@@ -886,3 +886,87 @@ fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
     stream.stop().expect("stream");
     stop_all(agents);
 }
+
+#[test]
+fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_spared() {
+    let Some((_one, mut lab)) = lab("mesh-ddos") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(
+        &mut lab,
+        &mesh,
+        "[detect]\nhold_ms = 3000\nddos_sources = 24\n",
+    );
+    converge(&lab, &mesh, &agents);
+    let (stream, _) = stream_on_a_path(&mut lab, &mesh);
+    // The stream is older than the flood, and keeps flowing through it.
+    std::thread::sleep(Duration::from_secs(3));
+    let (n1, n6) = (&agents[0], &agents[5]);
+    let ifname = mesh.hs.link.end("hs").ifname.clone();
+    let o = mesh.hs.host_v4.octets();
+    let sources: Vec<String> = (0..40)
+        .map(|i| format!("{}.{}.{}.{}", o[0], o[1], o[2], 100 + i))
+        .collect();
+    for s in &sources {
+        lab.exec_ok(
+            "hs",
+            &["ip", "addr", "add", &format!("{s}/24"), "dev", &ifname],
+        )
+        .expect("an attack address");
+    }
+    let hd = mesh.hd.host_v4.to_string();
+    let script = format!(
+        "for s in {}; do ping -q -n -I $s -i 0.2 -w 12 {hd} >/dev/null 2>&1 & done; wait",
+        sources.join(" ")
+    );
+    lab.spawn("hs", &["sh", "-c", &script]).expect("the flood");
+    let blocked = |a: &Agent| actions(a).iter().filter(|(k, _)| k == "blocked").count();
+    let found = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        blocked(n1) > 0
+    });
+    assert!(
+        found,
+        "n1 blocks the flood's sources within 15 s: n6 sees {}, n1 did {:?}",
+        anomalies(n6),
+        actions(n1)
+    );
+    let v = anomalies(n6);
+    assert!(
+        v["active"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x["target"]["node"] == "n6" && x["class"] == "ddos_victim")),
+        "the victim's router is the target: {v}"
+    );
+    let d0 = reason_count(n1, "drop_blocked");
+    std::thread::sleep(Duration::from_secs(1));
+    let d1 = reason_count(n1, "drop_blocked");
+    assert!(
+        d1 > d0,
+        "n1 drops the flood where it enters ({d0} then {d1})"
+    );
+    let detail = actions(n1)
+        .into_iter()
+        .find(|(k, _)| k == "blocked")
+        .map(|(_, d)| d)
+        .expect("the block");
+    assert!(
+        detail.starts_with("40 sources"),
+        "every flood source and nothing else: {detail}"
+    );
+    let (sent, arrived) = stream.stop().expect("stream");
+    assert!(
+        arrived.len() as u64 * 100 >= sent * 99,
+        "the older stream is spared: {} of {sent} arrived",
+        arrived.len()
+    );
+    // The flood ends; its block is taken back after its hold.
+    wait_for("the block is reverted", Duration::from_secs(30), || {
+        actions(n1).iter().any(|(k, _)| k == "revert")
+            && anomalies(n1)["active"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+    });
+    stop_all(agents);
+}

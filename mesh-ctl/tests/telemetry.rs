@@ -429,7 +429,8 @@ fn every_reason_counts_on_its_link_and_every_drop_sends_an_event() {
     }
     // Not mesh and not ready need other tables; xdp_verdicts covers them. Probe frames
     // are link maintenance, deliberately not counted on links; fast reroute needs probe
-    // state: the mesh lab covers those.
+    // state: the mesh lab covers those; a blocked source needs a blocklist entry, which
+    // xdp_verdicts covers.
     let elsewhere = [
         Reason::PassNotMesh,
         Reason::PassNotReady,
@@ -438,6 +439,7 @@ fn every_reason_counts_on_its_link_and_every_drop_sends_an_event() {
         Reason::ProbeEchoed,
         Reason::ProbeReply,
         Reason::DropBadProbe,
+        Reason::DropBlocked,
     ];
     let missing: Vec<_> = Reason::ALL
         .iter()

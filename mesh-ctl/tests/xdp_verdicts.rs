@@ -278,7 +278,8 @@ fn blocked_sources_are_dropped_until_their_entry_expires() {
     check(&dp, "another v4 source", &v4(other), Reason::ForwardedV4);
     // An entry past its expiry does nothing, and the agent's sweep removes it. (XDP reads
     // the coarse clock, a tick behind: a second ago is past for both.)
-    dp.block(SRC_V4.into(), now_ns - 1_000_000_000).expect("expired entry");
+    dp.block(SRC_V4.into(), now_ns - 1_000_000_000)
+        .expect("expired entry");
     check(&dp, "expired entry", &v4(SRC_V4), Reason::ForwardedV4);
     let gone = dp.expire_blocks(now_ns + 1).expect("sweep");
     assert_eq!(gone, vec![std::net::IpAddr::from(SRC_V4)]);

@@ -4,14 +4,15 @@ use aya_ebpf::{
 };
 use mesh_common::{
     maps::{
-        BLOCKLIST_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY, LINKS_CAPACITY,
-        NEIGHBOR_TX_CAPACITY, NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY, PROBE_CAPACITY,
-        ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
+        BLOCKLIST_CAPACITY, EGRESS_CAPACITY, EVENTS_BYTES, FLOWS_DEFAULT_CAPACITY, IFACES_CAPACITY,
+        LINKS_CAPACITY, NEIGHBOR_TX_CAPACITY, NEIGHBORS_CAPACITY, NEXTHOP_GROUPS_CAPACITY,
+        PROBE_CAPACITY, ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
     probe::ProbeState,
     reason::REASON_COUNT,
     telemetry::{
-        BlockEntry, BlockKey, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter,
+        BlockEntry, BlockKey, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey,
+        NeighborStats, NeighborTx, counter,
     },
     types::{DataplaneConfig, Iface, NextHopGroup, Route},
 };

@@ -13,9 +13,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     frame::Packet,
-    maps::{
-        BLOCKLIST, CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6,
-    },
+    maps::{BLOCKLIST, CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
     probe,
 };
 

@@ -3,8 +3,30 @@
 //! hold time (doubled for an element acted on again soon), stays while the element is
 //! still flagged, and is reverted once the hold is over and the element has been clean
 //! for as many windows as confirmation takes. A cap bounds how much of the mesh may be
-//! avoided at once. Actions make elements a last resort for routing ([`Avoid`]), never
-//! cut them off.
+//! avoided at once. Avoiding makes an element a last resort for routing ([`Avoid`]),
+//! never cuts it off; for a DDoS victim or a scanner the action is blocking the attack's
+//! sources where they enter the mesh (the runtime picks them from its flow table).
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// Keep transit off a node.
+    AvoidTransit,
+    /// Keep traffic off a link.
+    AvoidLink,
+    /// Block the sources of an attack on, or by, a node.
+    BlockSources,
+}
+
+impl Remedy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Remedy::AvoidTransit => "avoid_transit",
+            Remedy::AvoidLink => "avoid_link",
+            Remedy::BlockSources => "block_sources",
+        }
+    }
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,7 +92,8 @@ impl From<&config::Detect> for Policy {
 #[derive(Debug, Clone, Serialize)]
 pub struct Active {
     pub target: Target,
-    pub class: &'static str,
+    #[serde(serialize_with = "class_name")]
+    pub class: Class,
     /// Our clock, ms.
     pub since_ms: u64,
     /// Not reverted before this.
@@ -82,18 +105,27 @@ pub struct Active {
     clean: u32,
 }
 
+fn class_name<S: serde::Serializer>(c: &Class, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
 /// What [`Anomalies::observe`] decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Keep traffic off `target` for at least `hold_ms`.
-    Avoid {
+    /// Apply `remedy` to `target` for at least `hold_ms`.
+    Act {
         target: Target,
         class: Class,
+        remedy: Remedy,
         hold_ms: u64,
         reason: String,
     },
-    /// Take `target` back: its hold is over and it has been clean.
-    Revert { target: Target, held_ms: u64 },
+    /// Take the action on `target` back: its hold is over and it has been clean.
+    Revert {
+        target: Target,
+        class: Class,
+        held_ms: u64,
+    },
     /// Confirmed, but the cap on avoided elements is reached.
     Capped { target: Target, class: Class },
     /// Confirmed, but this class has no action here.
@@ -108,11 +140,7 @@ impl Decision {
     /// Short name for logs and the actions metric.
     pub fn name(&self) -> &'static str {
         match self {
-            Decision::Avoid {
-                target: Target::Node { .. },
-                ..
-            } => "avoid_transit",
-            Decision::Avoid { .. } => "avoid_link",
+            Decision::Act { remedy, .. } => remedy.name(),
             Decision::Revert { .. } => "revert",
             Decision::Capped { .. } => "capped",
             Decision::Ignored { .. } => "ignored",
@@ -121,18 +149,21 @@ impl Decision {
 
     /// Whether routes must be recomputed.
     pub fn changes_routes(&self) -> bool {
-        matches!(self, Decision::Avoid { .. } | Decision::Revert { .. })
+        match self {
+            Decision::Act { remedy, .. } => *remedy != Remedy::BlockSources,
+            Decision::Revert { class, .. } => remedy(*class) != Ok(Remedy::BlockSources),
+            _ => false,
+        }
     }
 }
 
 /// What to do about a class, or why nothing.
-fn action(class: Class) -> Result<(), &'static str> {
+pub fn remedy(class: Class) -> Result<Remedy, &'static str> {
     match class {
-        Class::GrayLink | Class::Congested | Class::Flapping | Class::Blackhole => Ok(()),
+        Class::GrayLink | Class::Congested | Class::Flapping => Ok(Remedy::AvoidLink),
+        Class::Blackhole => Ok(Remedy::AvoidTransit),
+        Class::DdosVictim | Class::Scanner => Ok(Remedy::BlockSources),
         Class::LinkDown => Err("a down link is withdrawn by routing already"),
-        Class::DdosVictim | Class::Scanner => {
-            Err("the mesh-wide view has no per-source flows to block")
-        }
         Class::Normal => Err("not an anomaly"),
     }
 }
@@ -193,6 +224,7 @@ impl Anomalies {
                 strikes.insert(t.clone(), (a.strikes, now_ms));
                 out.push(Decision::Revert {
                     target: t.clone(),
+                    class: a.class,
                     held_ms: now_ms.saturating_sub(a.since_ms),
                 });
             }
@@ -209,23 +241,31 @@ impl Anomalies {
             if seen < self.policy.confirm || self.active.contains_key(target) {
                 continue;
             }
-            if let Err(why) = action(*class) {
-                if self.told.insert(target.clone()) {
-                    out.push(Decision::Ignored {
-                        target: target.clone(),
-                        class: *class,
-                        why,
-                    });
+            let fix = match remedy(*class) {
+                Ok(r) => r,
+                Err(why) => {
+                    if self.told.insert(target.clone()) {
+                        out.push(Decision::Ignored {
+                            target: target.clone(),
+                            class: *class,
+                            why,
+                        });
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let is_node = matches!(target, Target::Node { .. });
+            };
+            // Blocking an attack's sources takes nothing out of the mesh: no cap.
             let held = self
                 .active
-                .keys()
-                .filter(|t| matches!(t, Target::Node { .. }) == is_node)
+                .values()
+                .filter(|a| remedy(a.class) == Ok(fix))
                 .count();
-            if held >= cap(if is_node { nodes } else { links }) {
+            let total = match fix {
+                Remedy::AvoidTransit => Some(nodes),
+                Remedy::AvoidLink => Some(links),
+                Remedy::BlockSources => None,
+            };
+            if total.is_some_and(|t| held >= cap(t)) {
                 if self.told.insert(target.clone()) {
                     out.push(Decision::Capped {
                         target: target.clone(),
@@ -247,16 +287,17 @@ impl Anomalies {
                 target.clone(),
                 Active {
                     target: target.clone(),
-                    class: class.name(),
+                    class: *class,
                     since_ms: now_ms,
                     until_ms: now_ms + hold_ms,
                     strikes,
                     clean: 0,
                 },
             );
-            out.push(Decision::Avoid {
+            out.push(Decision::Act {
                 target: target.clone(),
                 class: *class,
+                remedy: fix,
                 hold_ms,
                 reason: reason.clone(),
             });
@@ -267,14 +308,15 @@ impl Anomalies {
     /// What routing should keep traffic off now.
     pub fn avoid(&self) -> Avoid {
         let mut avoid = Avoid::default();
-        for t in self.active.keys() {
-            match t {
-                Target::Node { node } => {
+        for (t, a) in &self.active {
+            match (t, remedy(a.class)) {
+                (Target::Node { node }, Ok(Remedy::AvoidTransit)) => {
                     avoid.transit.insert(node.clone());
                 }
-                Target::Link { a, b } => {
+                (Target::Link { a, b }, Ok(Remedy::AvoidLink)) => {
                     avoid.links.insert((a.clone(), b.clone()));
                 }
+                _ => {}
             }
         }
         avoid
@@ -319,7 +361,7 @@ mod tests {
         assert!(a.observe(&seen(&b, Class::Blackhole), 6, 8, 0).is_empty());
         let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 100);
         assert!(
-            matches!(&d[..], [Decision::Avoid { hold_ms: 1000, .. }]),
+            matches!(&d[..], [Decision::Act { hold_ms: 1000, .. }]),
             "{d:?}"
         );
         assert!(a.avoid().transit.contains("b"));
@@ -333,7 +375,7 @@ mod tests {
         a.observe(&seen(&b, Class::Blackhole), 6, 8, 1200);
         let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 1300);
         assert!(
-            matches!(&d[..], [Decision::Avoid { hold_ms: 2000, .. }]),
+            matches!(&d[..], [Decision::Act { hold_ms: 2000, .. }]),
             "{d:?}"
         );
     }
@@ -379,10 +421,17 @@ mod tests {
         a.observe(&found, 6, 8, 0);
         let d = a.observe(&found, 6, 8, 100);
         let names: Vec<&str> = d.iter().map(Decision::name).collect();
-        assert_eq!(names, ["avoid_transit", "capped", "ignored", "ignored"]);
+        assert_eq!(
+            names,
+            ["avoid_transit", "capped", "ignored", "block_sources"]
+        );
         // Said once while it lasts.
         let d = a.observe(&found, 6, 8, 200);
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(a.avoid().transit.len(), 1, "one of six nodes at 25 %");
+        assert!(
+            a.avoid().links.is_empty(),
+            "a DDoS victim is not avoided: its attackers are blocked"
+        );
     }
 }

@@ -2,12 +2,14 @@
 //! laid over the mesh (`detect::live`), the configured detector on that, and the Plan
 //! stage's limits (`anomaly`) on what it finds.
 
+use std::{collections::BTreeMap, net::IpAddr};
+
 use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{
-    anomaly::{Anomalies, Decision, Policy, Target},
+    anomaly::{Anomalies, Decision, Policy, Remedy, Target},
     knowledge::Neighbor,
 };
 use crate::{
@@ -42,6 +44,8 @@ pub struct Detection {
     seq: u64,
     /// The last window assembled and what was found in it.
     last: Option<(Snapshot, Vec<Named>)>,
+    /// Sources blocked here, per action.
+    pub blocks: BTreeMap<Target, Vec<IpAddr>>,
 }
 
 /// The static detector's per-class levels.
@@ -51,6 +55,8 @@ fn static_thresholds(d: &Detect) -> [f32; CLASSES] {
     th[Class::GrayLink as usize] = d.gray_loss;
     th[Class::Congested as usize] = d.congested_rtt_ms;
     th[Class::Blackhole as usize] = d.blackhole_share;
+    th[Class::DdosVictim as usize] = d.ddos_sources as f32;
+    th[Class::Scanner as usize] = d.scan_targets as f32;
     th
 }
 
@@ -77,6 +83,7 @@ impl Detection {
             window: 0,
             seq: seq_floor,
             last: None,
+            blocks: BTreeMap::new(),
         })
     }
 
@@ -89,9 +96,14 @@ impl Detection {
         at_ms: u64,
         snap: &telemetry::Snapshot,
         neighbors: &[Neighbor],
+        (flows_in, flows_out): (u32, u32),
     ) -> Report {
         self.seq += 1;
-        let mut n = NodeCounters::default();
+        let mut n = NodeCounters {
+            flows_in,
+            flows_out,
+            ..NodeCounters::default()
+        };
         let mut links = Vec::new();
         for l in &snap.links {
             n.rx += l.rx_packets;
@@ -203,10 +215,11 @@ impl Detection {
             .map(|a| {
                 json!({
                     "target": a.target,
-                    "class": a.class,
+                    "class": a.class.name(),
                     "for_ms": now_ms.saturating_sub(a.since_ms),
                     "hold_left_ms": a.until_ms.saturating_sub(now_ms),
                     "strikes": a.strikes,
+                    "blocked_here": self.blocks.get(&a.target).map_or(0, Vec::len),
                 })
             })
             .collect();
@@ -244,17 +257,28 @@ impl Detection {
 /// Messages for the agent's log.
 pub fn describe(d: &Decision) -> (String, String) {
     match d {
-        Decision::Avoid {
+        Decision::Act {
             target,
             class,
+            remedy,
             hold_ms,
             reason,
         } => (
-            format!("{target} is a last resort for routing for at least {hold_ms} ms"),
+            match remedy {
+                Remedy::BlockSources => {
+                    format!(
+                        "the sources of the {} at {target} are blocked for {hold_ms} ms",
+                        class.name()
+                    )
+                }
+                _ => format!("{target} is a last resort for routing for at least {hold_ms} ms"),
+            },
             format!("{} confirmed: {reason}", class.name()),
         ),
-        Decision::Revert { target, held_ms } => (
-            format!("{target} is used normally again after {held_ms} ms"),
+        Decision::Revert {
+            target, held_ms, ..
+        } => (
+            format!("{target} is treated normally again after {held_ms} ms"),
             "its hold is over and it has been clean since".into(),
         ),
         Decision::Capped { target, class } => (

@@ -7,6 +7,7 @@ mod analyze;
 mod anomaly;
 mod detection;
 mod execute;
+mod fan;
 mod knowledge;
 mod monitor;
 mod plan;
@@ -94,7 +95,7 @@ async fn read_events(ring: RingBuf<MapData>, shared: Arc<Shared>, links: Vec<Lin
 /// The Monitor side of telemetry: reads the maps each interval and publishes.
 struct Collector {
     tracker: Tracker,
-    flows: Vec<FlowRecord>,
+    pub(super) flows: Vec<FlowRecord>,
 }
 
 impl Collector {

@@ -16,9 +16,11 @@ use serde_json::json;
 
 use super::{
     Collector, RECENT_EVENTS, analyze,
+    anomaly::{Decision, Remedy, Target},
     detection::{self, Detection},
     event,
     execute::Installed,
+    fan,
     knowledge::Knowledge,
     monitor::{self, HelloOutcome},
     monotonic_ns, plan, prepare, read_events, reason_object,
@@ -27,8 +29,8 @@ use crate::{
     api::{self, Shared},
     config::{Config, MacAddr},
     control::{Control, Message, Received},
-    dataplane::{Dataplane, pins::PinDir},
-    detect::live::Insert,
+    dataplane::{Dataplane, FlowRecord, pins::PinDir},
+    detect::{Class, live::Insert},
     probe::{Peer, Sender, quality::Settings},
     routes::Tables,
     routing::{self, LsaLink, Lsdb, Receive},
@@ -273,12 +275,12 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
                     event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
                     continue;
                 }
-                mesh.report(&k, control.as_ref(), &shared, this).await;
+                mesh.report(&k, control.as_ref(), &shared, &collector.flows, this).await;
                 analysis = Some((tokio::time::Instant::now() + window / 2, this));
             }
             _ = tokio::time::sleep_until(analyze_at), if analysis.is_some() => {
                 if let Some((_, this)) = analysis.take() {
-                    mesh.analyze_window(&mut k, this);
+                    mesh.analyze_window(&mut dp, &mut k, &collector.flows, this);
                 }
             }
             _ = telemetry_tick.tick() => {
@@ -503,16 +505,24 @@ impl Mesh {
         k: &Knowledge,
         control: Option<&Control>,
         shared: &Shared,
+        flows: &[FlowRecord],
         slot_ms: u64,
     ) {
-        let Ok(now) = monotonic_ns().map(ms) else {
+        let Ok(now_ns) = monotonic_ns() else {
             return;
         };
+        let now = ms(now_ns);
+        let live = fan::live(flows, self.live_since(now_ns));
+        let edge = self.edge(k);
+        let fans = (
+            fan::fan_in(&live, &self.config.routing.prefixes),
+            fan::fan_out(&live, &edge),
+        );
         let Some(d) = self.detection.as_mut() else {
             return;
         };
         let report = match shared.snapshot.read() {
-            Ok(snap) => d.own_report(&self.config.node, slot_ms, now, &snap, &k.neighbors),
+            Ok(snap) => d.own_report(&self.config.node, slot_ms, now, &snap, &k.neighbors, fans),
             Err(_) => return,
         };
         if let Err(e) = d.receive(report.clone(), now) {
@@ -524,10 +534,29 @@ impl Mesh {
 
     /// The detector over everyone's reports for the window ending at `slot_ms`, then the
     /// Plan stage's decisions.
-    fn analyze_window(&mut self, k: &mut Knowledge, slot_ms: u64) {
-        let Ok(now) = monotonic_ns().map(ms) else {
+    fn analyze_window(
+        &mut self,
+        dp: &mut Dataplane,
+        k: &mut Knowledge,
+        flows: &[FlowRecord],
+        slot_ms: u64,
+    ) {
+        let Ok(now_ns) = monotonic_ns() else {
             return;
         };
+        let now = ms(now_ns);
+        match dp.expire_blocks(now_ns) {
+            Ok(gone) if !gone.is_empty() => k.act(
+                "execute",
+                "unblocked",
+                format!("{} sources", gone.len()),
+                "their block expired".into(),
+            ),
+            Ok(_) => {}
+            Err(e) => event(json!({"event": "execute_error", "error": format!("{e:#}")})),
+        }
+        let live = fan::live(flows, self.live_since(now_ns));
+        let edge = self.edge(k);
         let Some(d) = self.detection.as_mut() else {
             return;
         };
@@ -544,9 +573,92 @@ impl Mesh {
             let (detail, reason) = detection::describe(dec);
             k.act("plan", dec.name(), detail, reason);
         }
+        let dc = &self.config.detect;
+        for dec in &decisions {
+            match dec {
+                Decision::Act {
+                    target: target @ Target::Node { node },
+                    class,
+                    remedy: Remedy::BlockSources,
+                    hold_ms,
+                    ..
+                } => {
+                    let limit = dc.max_blocked as usize;
+                    let sources = if *class == Class::Scanner {
+                        fan::scanners(&live, &edge, dc.scan_targets, limit)
+                    } else {
+                        let victim = if *node == self.config.node {
+                            self.config.routing.prefixes.clone()
+                        } else {
+                            k.lsdb
+                                .advert(node, now)
+                                .map(|l| l.prefixes)
+                                .unwrap_or_default()
+                        };
+                        // Flows that began before the attack was first seen are spared.
+                        let onset = now_ns.saturating_sub(
+                            u64::from(dc.confirm_windows + 2) * dc.window_ms * 1_000_000,
+                        );
+                        fan::flood_sources(&live, &victim, &edge, onset, limit)
+                    };
+                    let until = now_ns + hold_ms * 1_000_000;
+                    let mut done = Vec::new();
+                    for s in sources {
+                        match dp.block(s, until) {
+                            Ok(()) => done.push(s),
+                            Err(e) => {
+                                event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+                                break;
+                            }
+                        }
+                    }
+                    if !done.is_empty() {
+                        let shown: Vec<String> =
+                            done.iter().take(8).map(ToString::to_string).collect();
+                        k.act(
+                            "execute",
+                            "blocked",
+                            format!(
+                                "{} sources entering here ({}{})",
+                                done.len(),
+                                shown.join(", "),
+                                if done.len() > 8 { ", ..." } else { "" }
+                            ),
+                            format!("the {} at {target}", class.name()),
+                        );
+                    }
+                    metrics::counter!("x0tta6bl4_blocked_sources_total")
+                        .increment(done.len() as u64);
+                    d.blocks.insert(target.clone(), done);
+                }
+                Decision::Revert { target, .. } => {
+                    for s in d.blocks.remove(target).unwrap_or_default() {
+                        if let Err(e) = dp.unblock(s) {
+                            event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
         if decisions.iter().any(|d| d.changes_routes()) {
             self.spf_soon();
         }
+    }
+
+    /// Flows seen within the last two windows are live.
+    fn live_since(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(2 * self.config.detect.window_ms * 1_000_000)
+    }
+
+    /// Our interfaces with no mesh neighbour on them: where hosts, and attacks, enter.
+    fn edge(&self, k: &Knowledge) -> BTreeSet<u32> {
+        self.tables
+            .ifaces
+            .iter()
+            .map(|(i, _)| *i)
+            .filter(|i| !k.neighbors.iter().any(|n| n.ifindex == *i))
+            .collect()
     }
 
     async fn flood(

@@ -39,6 +39,14 @@ pub struct NodeCounters {
     pub forwarded: u64,
     pub local: u64,
     pub dropped: u64,
+    /// Distinct sources with live flows towards the node's own prefixes (a count now,
+    /// not a total).
+    #[serde(default)]
+    pub flows_in: u32,
+    /// The most distinct destinations one source entering the mesh at the node has live
+    /// flows towards (a count now).
+    #[serde(default)]
+    pub flows_out: u32,
 }
 
 /// One node's totals on its link to one neighbour.
@@ -235,6 +243,8 @@ impl LiveView {
                     forwarded: s(a.forwarded, b.forwarded),
                     local: s(a.local, b.local),
                     dropped: s(a.dropped, b.dropped),
+                    flows_in: a.flows_in,
+                    flows_out: a.flows_out,
                 };
                 let mut links = BTreeMap::new();
                 for l in &last.links {
@@ -312,8 +322,8 @@ impl LiveView {
                 fwd_pkts: c.forwarded.saturating_sub(silent_out[i]),
                 local_pkts: c.local,
                 dropped_pkts: c.dropped,
-                flows_in: 0,
-                flows_out: 0,
+                flows_in: c.flows_in,
+                flows_out: c.flows_out,
             };
         }
         snap
@@ -367,6 +377,8 @@ mod tests {
             forwarded: fwd,
             local,
             dropped: 0,
+            flows_in: 0,
+            flows_out: 0,
         };
         vec![
             Report {
