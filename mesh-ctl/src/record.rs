@@ -89,6 +89,8 @@ pub fn run(socket: &Path, windows: u32, out: Option<&Path>) -> anyhow::Result<()
         }
         snap.window = written;
         trace::write_window(&mut sink, &snap).context("writing a window")?;
+        // A window at a time, so the trace can be followed as it grows.
+        sink.flush().context("writing the trace")?;
         written += 1;
         eprint!("\rrecorded {written}/{windows} windows");
     }

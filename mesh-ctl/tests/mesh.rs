@@ -689,62 +689,56 @@ fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
 }
 
 #[test]
-fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_link() {
-    use mesh_ctl::{
-        detect::{
-            baseline::Rule,
-            detector::{CLASSES, Detector as _, FeatureDetector, Scorer},
-            trace::{self, Class, Element, Trace},
-        },
-        lab::record::Recorder,
+fn meshctl_record_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_link() {
+    use mesh_ctl::detect::{
+        baseline::Rule,
+        detector::{CLASSES, Detector as _, FeatureDetector, Scorer},
+        trace::{Class, Element, Trace},
     };
     let Some((_one, mut lab)) = lab("mesh-record") else {
         return;
     };
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
-    let agents = start(&mut lab, &mesh, "[telemetry]\ninterval_ms = 100\n");
+    let agents = start(&mut lab, &mesh, "");
     converge(&lab, &mesh, &agents);
     let (stream, path) = stream_on_a_path(&mut lab, &mesh);
-    // Routes stay put while recording: a reroute inside a window makes the two ends of
-    // the link the traffic leaves disagree by their publishing skew (a 100 ms skew over
-    // the 500 ms the traffic was still there reads as 20 % loss). Detection is tested
-    // here, rerouting elsewhere.
+    // Routes stay put while recording, so the stream keeps crossing the gray link: what
+    // is tested here is the recording and what a detector makes of it.
     for a in &agents {
         a.query(&Request::Freeze { on: true }).expect("freeze");
     }
     let first = path[1].clone();
     let link = mesh.link("n1", &first).expect("link").clone();
-    let mut rec = Recorder::new(&mesh, &agents).expect("recorder");
-    let mut out = Vec::new();
-    // Each agent publishes its counters every 100 ms at its own phase, so one end's
-    // figures can be up to 100 ms older than the other's: 2 s windows keep that error
-    // on a link's loss ratio within 5 %, well below the 20 % the rule is given.
-    trace::write_header(&mut out, &rec.header(2000)).expect("header");
-    const CLEAN: u32 = 3;
-    const WINDOWS: u32 = 6;
-    for w in 0..WINDOWS {
-        if w == CLEAN {
-            lab.fault(&link, Fault::Gray { permille: 250 })
-                .expect("25 % loss");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-        let snap = rec.window(&agents).expect("a window");
-        trace::write_window(&mut out, &snap).expect("window");
-    }
+    const CLEAN: u32 = 4;
+    const WINDOWS: u32 = 8;
+    let file = lab.dir().join("record.jsonl");
+    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["record", "--windows", &WINDOWS.to_string(), "--socket"])
+        .arg(&agents[5].socket)
+        .arg("--out")
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("meshctl record starts");
+    wait_for(
+        "the clean windows are recorded",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.lines().count() > CLEAN as usize),
+    );
+    lab.fault(&link, Fault::Gray { permille: 250 })
+        .expect("25 % loss");
+    let status = record.wait().expect("meshctl record ends");
+    assert!(status.success(), "meshctl record: {status}");
     stream.stop().expect("stream");
     lab.heal(&link).expect("heal");
     stop_all(agents);
 
-    let t = Trace::read(&out[..]).expect("the recording reads back as a trace");
+    let text = std::fs::read(&file).expect("the recording");
+    let t = Trace::read(&text[..]).expect("the recording reads back as a trace");
     assert_eq!(t.windows.len(), WINDOWS as usize);
     let topo = &t.header.topology;
-    let (a, b) = (
-        topo.nodes.iter().position(|n| *n == "n1").expect("n1") as u32,
-        topo.nodes
-            .iter()
-            .position(|n| *n == first)
-            .expect("first hop") as u32,
-    );
+    let index = |n: &str| topo.nodes.iter().position(|x| x == n).expect("a node") as u32;
+    let (a, b) = (index("n1"), index(&first));
     let faulty = topo
         .links
         .iter()
@@ -752,17 +746,19 @@ fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
         .expect("the faulty link is in the topology");
     let clean = &t.windows[1];
     assert!(
-        clean.links[faulty].tx_pkts > 1000 && clean.links[faulty].probes_sent > 200,
+        clean.links[faulty].tx_pkts > 500 && clean.links[faulty].probes_sent > 200,
         "a clean window shows the stream and the probes on its first hop: {:?}",
         clean.links[faulty]
     );
     let mut th = [f32::MAX; CLASSES];
     th[Class::LinkDown as usize] = 0.5;
-    th[Class::GrayLink as usize] = 0.2;
+    th[Class::GrayLink as usize] = 0.1;
+    th[Class::Blackhole as usize] = 0.1;
     let mut det = FeatureDetector::new("static", Scorer::Rule(Rule::Static), th);
     let mut hits = 0;
     for w in &t.windows {
         let found = det.analyze(topo, w).expect("analyze");
+        // The fault begins in window CLEAN, which may or may not show it.
         if w.window < CLEAN {
             assert!(
                 found.is_empty(),
@@ -781,8 +777,8 @@ fn a_recorded_run_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
         }
     }
     assert!(
-        hits >= 2,
-        "the gray link is flagged in most faulty windows ({hits} of {})",
+        hits >= 3,
+        "the gray link is flagged in the faulty windows ({hits} of {})",
         WINDOWS - CLEAN
     );
 }

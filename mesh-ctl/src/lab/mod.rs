@@ -15,7 +15,6 @@ pub mod demo;
 pub mod mesh6;
 pub mod mesh_agents;
 pub mod plot;
-pub mod record;
 pub mod stream;
 pub mod topology;
 mod wire;
