@@ -413,6 +413,15 @@ fn gray_failure_moves_traffic_at_20_percent_loss_but_not_at_a_tenth_of_a_percent
         assert_eq!(link_events(a, "link_cost", b), 0, "no cost change at 0.1 %");
         assert_eq!(link_events(a, "link_down", b), 0, "no link down at 0.1 %");
     }
+    for a in &agents {
+        let v = anomalies(a);
+        assert_eq!(
+            v["active"].as_array().map(Vec::len),
+            Some(0),
+            "{}: the detector leaves 0.1 % loss alone: {v}",
+            a.node
+        );
+    }
 
     lab.fault(&link, Fault::Gray { permille: 200 })
         .expect("20 % loss");
@@ -436,6 +445,19 @@ fn gray_failure_moves_traffic_at_20_percent_loss_but_not_at_a_tenth_of_a_percent
             .expect("ping"),
         20,
         "the clean path carries everything"
+    );
+    // The detector, over the mesh-wide reports, finds the same link and avoids it too.
+    let gray = |a: &Agent| {
+        anomalies(a)["active"].as_array().is_some_and(|x| {
+            x.iter().any(|x| {
+                x["target"]["a"] == "n1" && x["target"]["b"] == "n2" && x["class"] == "gray_link"
+            })
+        })
+    };
+    wait_for(
+        "every agent's detector avoids the gray link",
+        Duration::from_secs(10),
+        || agents.iter().all(gray),
     );
     stop_all(agents);
 }
