@@ -920,6 +920,31 @@ group = "to-b"
                 "name = \"r-eth0\"\n",
                 "interfaces[1].name",
             ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[detect]\ndetector = \"model\"",
+                "detect.model",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[detect]\nwindow_ms = 50",
+                "detect.window_ms",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[detect]\ngray_loss = 1.5",
+                "detect.gray_loss",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[detect]\nmax_blocked = 0",
+                "detect.max_blocked",
+            ),
+            (
+                "hash_seed = 7",
+                "hash_seed = 7\n[detect]\ndetector = \"gnn\"",
+                "detect.detector",
+            ),
         ];
         for (from, to, key) in cases {
             assert!(GOOD.contains(from), "test case does not apply: {from}");

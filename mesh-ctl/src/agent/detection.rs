@@ -294,3 +294,35 @@ pub fn describe(d: &Decision) -> (String, String) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_model_is_a_clear_error_and_the_static_levels_come_from_the_config() {
+        let d = Detect {
+            detector: DetectorKind::Model,
+            model: Some("/nonexistent/m.safetensors".into()),
+            ..Detect::default()
+        };
+        let Err(e) = Detection::new(&d, 0) else {
+            panic!("a missing model loads");
+        };
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("loading the detection model /nonexistent/m.safetensors"),
+            "{msg}"
+        );
+        let d = Detect {
+            gray_loss: 0.07,
+            ddos_sources: 9,
+            ..Detect::default()
+        };
+        let th = static_thresholds(&d);
+        assert_eq!(th[Class::GrayLink as usize], 0.07);
+        assert_eq!(th[Class::DdosVictim as usize], 9.0);
+        let det = Detection::new(&d, 0).expect("static");
+        assert_eq!(det.detector_name(), "static");
+    }
+}
