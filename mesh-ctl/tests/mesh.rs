@@ -10,7 +10,7 @@ use std::{
 use mesh_ctl::{
     api::Request,
     lab::{Agent, Fault, Lab, mesh_agents, mesh6, stream::StreamRun},
-    netns,
+    netns, views,
 };
 
 /// One mesh at a time: six agents probing every 5 ms share the machine's cores, and two
@@ -868,6 +868,10 @@ fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
             a.node
         );
     }
+    eprintln!(
+        "n1$ meshctl anomalies\n{}",
+        views::anomalies(&anomalies(&agents[0]))
+    );
     let mut now = None;
     wait_for(
         "the stream goes round the blackhole",
