@@ -41,6 +41,8 @@ pub enum Request {
     Anomalies,
     /// The last detection window as a trace window, with its graph (`meshctl record`).
     Window,
+    /// Authenticated neighbours: SPIFFE IDs, certificates, sessions; refusals.
+    Peers,
     /// Test knob: with `on`, the agent stops recomputing routes (the data plane's fast
     /// reroute still works).
     Freeze {
@@ -172,6 +174,7 @@ pub fn answer(shared: &Shared, line: &str) -> serde_json::Value {
         Request::Events => Some(mesh_view("events")),
         Request::Anomalies => Some(mesh_view("anomalies")),
         Request::Window => Some(mesh_view("window")),
+        Request::Peers => Some(mesh_view("peers")),
         Request::Freeze { on } => {
             shared
                 .frozen

@@ -473,6 +473,10 @@ pub struct Config {
     pub routing: Routing,
     #[serde(default)]
     pub detect: Detect,
+    /// The authenticated control plane; without it (or with `enabled = false`) agents
+    /// trust whatever arrives on their mesh interfaces.
+    #[serde(default)]
+    pub security: Option<crate::secure::SecureConfig>,
     pub interfaces: Vec<Interface>,
     #[serde(default)]
     pub groups: Vec<Group>,
@@ -619,6 +623,10 @@ impl Config {
         }
         self.validate_probe()?;
         self.validate_detect()?;
+        if let Some(s) = self.security.as_ref().filter(|s| s.enabled) {
+            s.validate()
+                .map_err(|e| Problem::new("security", e.to_string()))?;
+        }
         self.validate_telemetry()
     }
 

@@ -80,6 +80,12 @@ enum Command {
         #[command(flatten)]
         view: View,
     },
+    /// Authenticated neighbours: SPIFFE IDs, certificate expiry, session age, rekeys;
+    /// refusals by reason.
+    Peers {
+        #[command(flatten)]
+        view: View,
+    },
     /// Anomalies: what the detector found in the last window and what is avoided.
     Anomalies {
         #[command(flatten)]
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
         Command::Lsdb { view } => show(&view, Request::Lsdb, views::lsdb),
         Command::Events { view } => show(&view, Request::Events, views::events),
         Command::Anomalies { view } => show(&view, Request::Anomalies, views::anomalies),
+        Command::Peers { view } => show(&view, Request::Peers, views::peers),
         Command::Record {
             windows,
             out,

@@ -357,6 +357,43 @@ fn target(t: &Value) -> String {
     }
 }
 
+pub fn peers(data: &Value) -> String {
+    if data.is_null() {
+        return "the control plane is not authenticated ([security] is absent or off)\n".into();
+    }
+    let mut out = format!(
+        "we are {}, certificate valid for {:.1} days\n",
+        s(&data["spiffe_id"]),
+        f(&data["cert_expires_in_s"]) / 86_400.0
+    );
+    let rows = each_row(data, "peers", |x| {
+        vec![
+            s(&x["node"]),
+            s(&x["spiffe_id"]),
+            format!("{}%{}", s(&x["address"]), x["ifindex"]),
+            format!("{:.1}", f(&x["cert_expires_in_s"]) / 86_400.0),
+            format!("{:.1}", f(&x["session_age_s"])),
+            x["rekeys"].to_string(),
+        ]
+    });
+    out += &table(
+        &[
+            "NODE",
+            "SPIFFE_ID",
+            "ADDRESS",
+            "CERT_DAYS",
+            "SESSION_S",
+            "REKEYS",
+        ],
+        &rows,
+    );
+    if let Some(r) = data["refused"].as_object().filter(|r| !r.is_empty()) {
+        let parts: Vec<String> = r.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out += &format!("refused: {}\n", parts.join(", "));
+    }
+    out
+}
+
 pub fn anomalies(data: &Value) -> String {
     if data.is_null() {
         return "anomaly detection is off ([detect] enabled = false, or routing is off)\n".into();

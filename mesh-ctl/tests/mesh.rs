@@ -992,3 +992,143 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
     });
     stop_all(agents);
 }
+
+/// Starts the six agents, each with the `[security]` table `security` gives it.
+fn start_secure(lab: &mut Lab, mesh: &mesh6::Mesh6, security: &[(String, String)]) -> Vec<Agent> {
+    mesh_agents::configs(mesh, "")
+        .into_iter()
+        .map(|mut c| {
+            let (_, table) = security
+                .iter()
+                .find(|(n, _)| *n == c.node)
+                .expect("an identity per router");
+            c.extra.push_str(table);
+            lab.agent(&c).expect("agent attaches")
+        })
+        .collect()
+}
+
+fn peers(agent: &Agent) -> Vec<(String, String)> {
+    let v = agent.query(&Request::Peers).expect("peers");
+    v["peers"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .map(|x| {
+                    (
+                        x["node"].as_str().unwrap_or_default().to_owned(),
+                        x["spiffe_id"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn adverts(agent: &Agent) -> Vec<String> {
+    let v = agent.query(&Request::Lsdb).expect("lsdb");
+    v["adverts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["origin"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_secure_mesh_authenticates_every_neighbour_and_routes_over_signed_adverts() {
+    let Some((_one, mut lab)) = lab("mesh-secure") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let ids = mesh_agents::identities(&lab, "ca", &mesh6::ROUTERS).expect("identities");
+    let agents = start_secure(&mut lab, &mesh, &ids);
+    converge(&lab, &mesh, &agents);
+    let mut p = peers(&agents[0]);
+    p.sort();
+    assert_eq!(
+        p,
+        [
+            ("n2".into(), "spiffe://mesh.lab/node/n2".into()),
+            ("n3".into(), "spiffe://mesh.lab/node/n3".into())
+        ],
+        "n1's sessions"
+    );
+    for a in &agents {
+        let mut origins = adverts(a);
+        origins.sort();
+        assert_eq!(origins, mesh6::ROUTERS, "{}: every signed advert", a.node);
+    }
+    eprintln!(
+        "n1$ meshctl peers\n{}",
+        views::peers(&agents[0].query(&Request::Peers).expect("peers"))
+    );
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
+            .expect("ping"),
+        10,
+        "hs reaches hd over the authenticated mesh"
+    );
+    stop_all(agents);
+}
+
+#[test]
+fn a_node_without_a_valid_certificate_gets_no_session_and_no_route() {
+    let Some((_one, mut lab)) = lab("mesh-rogue") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let honest: Vec<&str> = mesh6::ROUTERS
+        .iter()
+        .copied()
+        .filter(|n| *n != "n3")
+        .collect();
+    let mut ids = mesh_agents::identities(&lab, "ca", &honest).expect("identities");
+    // n3's certificate is from an authority nobody else trusts (same trust domain).
+    ids.extend(mesh_agents::identities(&lab, "rogue", &["n3"]).expect("rogue identity"));
+    let agents = start_secure(&mut lab, &mesh, &ids);
+    let (n1, n3) = (&agents[0], &agents[2]);
+    let dst = mesh.hd.host_v4.to_string();
+    wait_for("hs reaches hd through n2", Duration::from_secs(30), || {
+        route_to_hd(n1, &mesh).is_some() && lab.ping("hs", &dst, 1).expect("ping") == 1
+    });
+    // Time for n3 to try: its neighbours hear its hellos and dial it, it dials them.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(peers(n3).is_empty(), "n3 has no session: {:?}", peers(n3));
+    assert_eq!(adverts(n3), ["n3"], "n3 accepted nobody's advert");
+    let r3 = n3.query(&Request::Routes).expect("routes");
+    assert_eq!(
+        r3["routes"].as_array().map(Vec::len),
+        Some(0),
+        "n3 has no route: {r3}"
+    );
+    for a in agents.iter().filter(|a| a.node != "n3") {
+        assert!(
+            !peers(a).iter().any(|(n, _)| n == "n3"),
+            "{}: no session with n3",
+            a.node
+        );
+        assert!(
+            !adverts(a).iter().any(|o| o == "n3"),
+            "{}: n3's advert is nowhere",
+            a.node
+        );
+        let routes = a.query(&Request::Routes).expect("routes");
+        for r in routes["routes"].as_array().into_iter().flatten() {
+            let hops = r["next_hops"].as_array().into_iter().flatten();
+            assert!(
+                !hops.clone().any(|h| h == "n3"),
+                "{}: a route through n3: {r}",
+                a.node
+            );
+        }
+    }
+    let refused = n1.query(&Request::Peers).expect("peers")["refused"].clone();
+    assert!(
+        refused["foreign_authority"].as_u64().is_some_and(|n| n > 0),
+        "n1 refused n3's certificate and counted it: {refused}"
+    );
+    stop_all(agents);
+}

@@ -12,6 +12,7 @@ mod knowledge;
 mod monitor;
 mod plan;
 mod runtime;
+mod secured;
 
 use std::{path::Path, sync::Arc, time::Instant};
 

@@ -24,6 +24,7 @@ use super::{
     knowledge::Knowledge,
     monitor::{self, HelloOutcome},
     monotonic_ns, plan, prepare, read_events, reason_object,
+    secured::{Outcome, Secured},
 };
 use crate::{
     api::{self, Shared},
@@ -34,6 +35,7 @@ use crate::{
     probe::{Peer, Sender, quality::Settings},
     routes::Tables,
     routing::{self, LsaLink, Lsdb, Receive},
+    secure::Refusal,
     telemetry::{LinkName, Snapshot, events::Recent, metrics as tmetrics},
 };
 
@@ -196,6 +198,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             cost_change_pct: config.probe.cost_change_pct,
         },
         frozen_logged: false,
+        secure: None,
         detection: if config.detect.enabled && config.routing.enabled {
             Some(
                 Detection::new(&config.detect, (super::unix_now() * 1000.0) as u64)
@@ -205,6 +208,16 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             None
         },
     };
+    let (mut outcomes, mut listener_refusals) = (None, None);
+    if let Some(sc) = config
+        .security
+        .as_ref()
+        .filter(|s| s.enabled && mesh.routing)
+    {
+        let (s, o, r) = Secured::start(sc).await?;
+        mesh.secure = Some(s);
+        (outcomes, listener_refusals) = (Some(o), Some(r));
+    }
     let control = if mesh.routing {
         let ifindexes: Vec<u32> = tables.ifaces.iter().map(|(i, _)| *i).collect();
         Some(Control::bind(config.routing.port, &ifindexes).context("opening the control socket")?)
@@ -325,6 +338,10 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
                     mesh.peers_changed(&mut dp, &k, sender.as_ref());
                     mesh.originate(&mut k, control.as_ref(), None).await;
                 }
+                if let Some(s) = mesh.secure.as_mut() {
+                    let grace = config.routing.hello_dead_ms;
+                    s.retain(ms(now), grace, |node| k.neighbors.iter().any(|n| n.node == node));
+                }
                 if !k.lsdb.expire(ms(now)).is_empty() {
                     mesh.spf_soon();
                 }
@@ -342,13 +359,32 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             r = async { match control.as_ref() { Some(c) => c.recv(&mut buf).await, None => std::future::pending().await } } => {
                 match r {
                     Ok(Received::Message { msg, ifindex, from }) => {
-                        mesh.on_message(&mut dp, &mut k, control.as_ref(), sender.as_ref(), msg, ifindex, from).await;
+                        mesh.on_message(&mut dp, &mut k, control.as_ref(), sender.as_ref(), msg, ifindex, from, None).await;
+                    }
+                    Ok(Received::Sealed { bytes, ifindex, from }) => {
+                        let now = monotonic_ns().map(ms).unwrap_or(0);
+                        let opened = mesh.secure.as_mut().and_then(|s| s.open((ifindex, *from.ip()), &bytes, now));
+                        if let Some((msg, node)) = opened {
+                            mesh.on_message(&mut dp, &mut k, control.as_ref(), sender.as_ref(), msg, ifindex, from, Some(node)).await;
+                        } else if mesh.secure.is_none() {
+                            metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
+                        }
                     }
                     Ok(Received::Malformed { ifindex, error }) => {
                         metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
                         event(json!({"event": "control_malformed", "ifindex": ifindex, "error": error.to_string()}));
                     }
                     Err(e) => event(json!({"event": "control_error", "error": format!("{e:#}")})),
+                }
+            }
+            o = async { match outcomes.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                if let Some(o) = o {
+                    mesh.handshake_done(&k, control.as_ref(), o).await;
+                }
+            }
+            r = async { match listener_refusals.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                if let (Some(r), Some(s)) = (r, mesh.secure.as_mut()) {
+                    s.refuse(&r.from.to_string(), r.reason, monotonic_ns().map(ms).unwrap_or(0));
                 }
             }
             _ = tokio::time::sleep_until(spf_at), if mesh.spf_due.is_some() => {
@@ -389,6 +425,20 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The form an advert travels in with security on: signed by its origin (ours signed
+/// now, others' as their origin signed them); other messages as they are. `None` for an
+/// advert we hold no signature of: it is never passed on unsigned.
+fn signed_form(s: &mut Secured, me: &str, msg: &Message) -> Option<Message> {
+    match msg {
+        Message::Lsa(l) => s
+            .signed_of(&l.origin, l.seq)
+            .map(<[u8]>::to_vec)
+            .or_else(|| (l.origin == me).then(|| s.sign(l)).flatten())
+            .map(Message::SignedLsa),
+        m => Some(m.clone()),
+    }
+}
+
 /// The next multiple of `window_ms` in wall-clock time (when, and which, in ms). Every agent reads its counters
 /// for detection at these instants, so the two ends of a link count over the same
 /// interval (to within clock sync and timer lateness) even while traffic shifts; reads at
@@ -417,6 +467,7 @@ struct Mesh {
     settings: Settings,
     frozen_logged: bool,
     detection: Option<Detection>,
+    secure: Option<Secured>,
 }
 
 impl Mesh {
@@ -435,20 +486,66 @@ impl Mesh {
             .unwrap_or_default()
     }
 
-    async fn hellos(&self, k: &Knowledge, control: Option<&Control>) {
+    async fn hellos(&mut self, k: &Knowledge, control: Option<&Control>) {
         let Some(c) = control else { return };
+        let now = monotonic_ns().map(ms).unwrap_or(0);
         for (ifindex, _) in &self.tables.ifaces {
-            let hello = monitor::our_hello(
+            let hello = Message::Hello(monitor::our_hello(
                 k,
                 &self.config.node,
                 *ifindex,
                 self.iface_mac(*ifindex),
                 self.config.routing.hello_interval_ms,
                 self.hold_until_ns != 0,
-            );
-            if let Err(e) = c.multicast(*ifindex, &Message::Hello(hello)).await {
+            ));
+            // With security on, the multicast hello only announces us; the sealed copies
+            // to each neighbour we have a session with are what it believes.
+            if let Err(e) = c.multicast(*ifindex, &hello).await {
                 event(json!({"event": "control_error", "error": format!("{e:#}")}));
             }
+            if let Some(s) = self.secure.as_mut() {
+                for addr in s.addrs_on(*ifindex) {
+                    if let Some(bytes) = s.seal(addr, &hello, now) {
+                        let to = SocketAddrV6::new(addr.1, self.config.routing.port, 0, addr.0);
+                        if let Err(e) = c.send_bytes(to, &bytes).await {
+                            event(json!({"event": "control_error", "error": format!("{e:#}")}));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A handshake ended: on success, greet the peer at once (a sealed hello) and send
+    /// it our database.
+    async fn handshake_done(&mut self, k: &Knowledge, control: Option<&Control>, o: Outcome) {
+        let now = monotonic_ns().map(ms).unwrap_or(0);
+        let addr = o.addr;
+        let Some(node) = self.secure.as_mut().and_then(|s| s.finished(o, now)) else {
+            return;
+        };
+        event(
+            json!({"event": "session", "peer": node, "ifindex": addr.0, "address": addr.1.to_string()}),
+        );
+        self.hellos(k, control).await;
+        let to = SocketAddrV6::new(addr.1, self.config.routing.port, 0, addr.0);
+        self.exchange(k, control, to).await;
+    }
+
+    /// Sends one message to one neighbour: sealed for its session with security on (an
+    /// advert as its origin signed it), as it is otherwise.
+    async fn send_one(&mut self, control: Option<&Control>, to: SocketAddrV6, msg: &Message) {
+        let Some(c) = control else { return };
+        let Some(s) = self.secure.as_mut() else {
+            let _ = c.send(to, msg).await;
+            return;
+        };
+        let now = monotonic_ns().map(ms).unwrap_or(0);
+        let Some(msg) = signed_form(s, &self.config.node, msg) else {
+            return;
+        };
+        if let Some(bytes) = s.seal((to.scope_id(), *to.ip()), &msg, now) {
+            let _ = c.send_bytes(to, &bytes).await;
         }
     }
 
@@ -662,13 +759,25 @@ impl Mesh {
     }
 
     async fn flood(
-        &self,
+        &mut self,
         k: &Knowledge,
         control: Option<&Control>,
         msg: &Message,
         except: Option<u32>,
     ) {
         let Some(c) = control else { return };
+        if self.secure.is_some() {
+            let to: Vec<SocketAddrV6> = k
+                .neighbors
+                .iter()
+                .filter(|n| n.two_way && Some(n.ifindex) != except)
+                .map(|n| n.addr)
+                .collect();
+            for addr in to {
+                self.send_one(control, addr, msg).await;
+            }
+            return;
+        }
         let ifaces: BTreeSet<u32> = k
             .neighbors
             .iter()
@@ -695,9 +804,59 @@ impl Mesh {
         msg: Message,
         ifindex: u32,
         from: SocketAddrV6,
+        sealed_by: Option<String>,
     ) {
         let Ok(now) = monotonic_ns() else { return };
+        if let Some(s) = self.secure.as_mut() {
+            match (&msg, &sealed_by) {
+                // In the clear, a hello only announces a node: dial it.
+                (Message::Hello(h), None) => {
+                    if s.peer_at((ifindex, *from.ip())) != Some(h.node.as_str()) {
+                        s.dial(&self.config.node, &h.node, (ifindex, *from.ip()), ms(now));
+                    }
+                    return;
+                }
+                (Message::Hello(h), Some(node)) if h.node != *node => {
+                    s.refuse(node, Refusal::WrongPeer, ms(now));
+                    return;
+                }
+                (Message::Lsa(_), _) | (_, None) => {
+                    let who = sealed_by.clone().unwrap_or_else(|| from.ip().to_string());
+                    s.refuse(&who, Refusal::Unauthenticated, ms(now));
+                    return;
+                }
+                _ => {}
+            }
+        } else if matches!(msg, Message::SignedLsa(_)) {
+            // Signed adverts need the trust bundle to be checked: not configured here.
+            metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
+            return;
+        }
         match msg {
+            Message::SignedLsa(bytes) => {
+                let from_node = sealed_by.unwrap_or_default();
+                let Some(s) = self.secure.as_mut() else {
+                    return;
+                };
+                let Some(lsa) = s.check_advert(&bytes, &from_node, ms(now)) else {
+                    return;
+                };
+                match k.lsdb.receive(lsa.clone(), ms(now)) {
+                    Receive::New | Receive::Newer => {
+                        s.keep(&lsa, bytes);
+                        self.flood(k, control, &Message::Lsa(lsa), Some(ifindex))
+                            .await;
+                        self.spf_soon();
+                    }
+                    Receive::Older => {
+                        if let Some(ours) = k.lsdb.advert(&lsa.origin, ms(now)) {
+                            self.send_one(control, from, &Message::Lsa(ours)).await;
+                        }
+                    }
+                    Receive::OwnNewer => self.originate(k, control, Some(true)).await,
+                    Receive::Duplicate | Receive::Expired => {}
+                }
+            }
             Message::Hello(h) => {
                 let started = Instant::now();
                 let outcome = monitor::hello(
@@ -759,8 +918,8 @@ impl Mesh {
                     self.spf_soon();
                 }
                 Receive::Older => {
-                    if let (Some(c), Some(ours)) = (control, k.lsdb.advert(&lsa.origin, ms(now))) {
-                        let _ = c.send(from, &Message::Lsa(ours)).await;
+                    if let Some(ours) = k.lsdb.advert(&lsa.origin, ms(now)) {
+                        self.send_one(control, from, &Message::Lsa(ours)).await;
                     }
                 }
                 Receive::OwnNewer => self.originate(k, control, Some(true)).await,
@@ -771,11 +930,9 @@ impl Mesh {
 
     /// Database exchange: everything we hold, to a neighbour that just became two-way
     /// or restarted.
-    async fn exchange(&self, k: &Knowledge, control: Option<&Control>, to: SocketAddrV6) {
-        if let Some(c) = control {
-            for lsa in k.lsdb.adverts().cloned().collect::<Vec<_>>() {
-                let _ = c.send(to, &Message::Lsa(lsa)).await;
-            }
+    async fn exchange(&mut self, k: &Knowledge, control: Option<&Control>, to: SocketAddrV6) {
+        for lsa in k.lsdb.adverts().cloned().collect::<Vec<_>>() {
+            self.send_one(control, to, &Message::Lsa(lsa)).await;
         }
     }
 
@@ -936,6 +1093,7 @@ impl Mesh {
                 "events": k.events_view(),
                 "anomalies": self.detection.as_ref().map(|d| d.view(now_ms)),
                 "window": self.detection.as_ref().map(Detection::window_view),
+                "peers": self.secure.as_ref().map(|s| s.view(now_ms)),
             });
         }
     }

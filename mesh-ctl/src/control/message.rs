@@ -19,6 +19,7 @@ pub const MAX_FRAME: usize = 65_000;
 const KIND_HELLO: u8 = 1;
 const KIND_LSA: u8 = 2;
 const KIND_REPORT: u8 = 3;
+const KIND_SIGNED_LSA: u8 = 4;
 
 /// Sent on every mesh interface every hello interval: who we are there, and whom we hear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,9 @@ pub enum Message {
     Lsa(Lsa),
     /// A node's counters for anomaly detection, flooded once per detection window.
     Report(Report),
+    /// A link-state advert signed by its origin (`secure::advert` encoding, carried as
+    /// is so that every node can verify it and pass it on unchanged).
+    SignedLsa(Vec<u8>),
 }
 
 /// Why bytes were not a message.
@@ -74,6 +78,7 @@ pub enum FrameError {
 /// Frames a message.
 pub fn encode(msg: &Message) -> Result<Vec<u8>, FrameError> {
     let (kind, body) = match msg {
+        Message::SignedLsa(b) => (KIND_SIGNED_LSA, Ok(b.clone())),
         Message::Hello(h) => (KIND_HELLO, serde_json::to_vec(h)),
         Message::Lsa(l) => (KIND_LSA, serde_json::to_vec(l)),
         Message::Report(r) => (KIND_REPORT, serde_json::to_vec(r)),
@@ -125,6 +130,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, FrameError> {
             .map(Message::Hello)
             .map_err(bad),
         KIND_LSA => serde_json::from_slice(body).map(Message::Lsa).map_err(bad),
+        KIND_SIGNED_LSA => Ok(Message::SignedLsa(body.to_vec())),
         KIND_REPORT => serde_json::from_slice(body)
             .map(Message::Report)
             .map_err(bad),

@@ -28,6 +28,12 @@ pub enum Received {
     },
     /// Bytes that were not a message (counted, never acted on).
     Malformed { ifindex: u32, error: FrameError },
+    /// A sealed envelope (`secure::session`), to be opened with the sender's session.
+    Sealed {
+        bytes: Vec<u8>,
+        ifindex: u32,
+        from: SocketAddrV6,
+    },
 }
 
 impl Control {
@@ -63,6 +69,15 @@ impl Control {
         Ok(())
     }
 
+    /// Sends bytes as they are (a sealed envelope) to one agent.
+    pub async fn send_bytes(&self, to: SocketAddrV6, bytes: &[u8]) -> anyhow::Result<()> {
+        self.socket
+            .send_to(bytes, to)
+            .await
+            .with_context(|| format!("sending a sealed control message to {to}"))?;
+        Ok(())
+    }
+
     /// A receive buffer large enough for any frame (and one byte more, to see oversize).
     pub fn buffer() -> Vec<u8> {
         vec![0; MAX_FRAME + 1]
@@ -78,6 +93,13 @@ impl Control {
                 .context("receiving control messages")?;
             let SocketAddr::V6(from) = from else { continue };
             let ifindex = from.scope_id();
+            if crate::secure::session::is_envelope(&buf[..n]) {
+                return Ok(Received::Sealed {
+                    bytes: buf[..n].to_vec(),
+                    ifindex,
+                    from,
+                });
+            }
             return Ok(match decode(&buf[..n]) {
                 Ok(msg) => Received::Message { msg, ifindex, from },
                 Err(error) => Received::Malformed { ifindex, error },

@@ -50,3 +50,67 @@ pub fn configs(mesh: &Mesh6, extra: &str) -> Vec<AgentConfig> {
         })
         .collect()
 }
+
+/// The lab's trust domain.
+pub const TRUST_DOMAIN: &str = "mesh.lab";
+
+/// Creates a mesh authority named `authority` under the lab directory and issues each of
+/// `nodes` an identity from it with `meshctl identity`; returns each node's `[security]`
+/// table.
+pub fn identities(
+    lab: &super::Lab,
+    authority: &str,
+    nodes: &[&str],
+) -> anyhow::Result<Vec<(String, String)>> {
+    use anyhow::{Context as _, bail};
+    let dir = lab.dir().join("pki").join(authority);
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let out = std::process::Command::new(&lab.meshctl)
+            .args(args)
+            .output()
+            .with_context(|| format!("running meshctl {}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "meshctl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    let ca = dir.join("authority");
+    let ca_s = ca.to_string_lossy().into_owned();
+    run(&[
+        "identity",
+        "init-authority",
+        "--trust-domain",
+        TRUST_DOMAIN,
+        "--dir",
+        &ca_s,
+    ])?;
+    let out = dir.join("nodes");
+    let out_s = out.to_string_lossy().into_owned();
+    let mut tables = Vec::new();
+    for n in nodes {
+        run(&[
+            "identity",
+            "issue",
+            "--authority",
+            &ca_s,
+            "--name",
+            n,
+            "--out",
+            &out_s,
+        ])?;
+        tables.push((
+            (*n).to_owned(),
+            format!(
+                "\n[security]\ntrust_domain = \"{TRUST_DOMAIN}\"\nauthority_cert = \"{}\"\nnode_cert = \"{}\"\nnode_key = \"{}\"\n",
+                ca.join("authority.cert").display(),
+                out.join(format!("{n}.cert")).display(),
+                out.join(format!("{n}.key")).display(),
+            ),
+        ));
+    }
+    Ok(tables)
+}

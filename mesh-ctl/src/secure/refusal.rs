@@ -80,6 +80,12 @@ refusals! {
     UnknownCert => "unknown_cert",
     /// A local failure (randomness, the PQ library), not the peer's fault.
     Internal => "internal",
+    /// A source opened handshakes faster than the listener allows.
+    RateLimited => "rate_limited",
+    /// A control message that must be sealed came in the clear.
+    Unauthenticated => "unauthenticated",
+    /// A sealed message from an address we have no session with.
+    NoSession => "no_session",
 }
 
 /// Refusals counted per reason.

@@ -29,6 +29,11 @@ use super::{
 use crate::control::{self, FrameError, Message};
 
 const MAGIC: [u8; 4] = *b"X06E";
+
+/// Whether bytes claim to be an envelope (opening decides whether they are one).
+pub fn is_envelope(b: &[u8]) -> bool {
+    b.len() >= 4 && b[..4] == MAGIC
+}
 const VERSION: u8 = 1;
 /// Header bytes before the ciphertext.
 pub const HEADER: usize = 4 + 1 + 4 + 8;
