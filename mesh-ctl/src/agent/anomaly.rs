@@ -174,6 +174,10 @@ pub struct Anomalies {
     policy: Policy,
     /// Consecutive windows each element has been flagged, with its latest class.
     pending: BTreeMap<Target, (Class, u32)>,
+    /// Links seen down, with the window (of our count) they last were: a link going down
+    /// or coming back loses some probes in the window of the change, which is not gray.
+    down: BTreeMap<Target, u64>,
+    windows: u64,
     active: BTreeMap<Target, Active>,
     /// Per element: strikes, and when its last action ended.
     strikes: BTreeMap<Target, (u32, u64)>,
@@ -187,6 +191,8 @@ impl Anomalies {
         Self {
             policy,
             pending: BTreeMap::new(),
+            down: BTreeMap::new(),
+            windows: 0,
             active: BTreeMap::new(),
             strikes: BTreeMap::new(),
             told: BTreeSet::new(),
@@ -231,11 +237,35 @@ impl Anomalies {
             !done
         });
         let cap = |total: usize| (total * self.policy.cap_pct as usize / 100).max(1);
+        self.windows += 1;
+        let settle = u64::from(self.policy.confirm) + 1;
+        let now_w = self.windows;
+        self.down.retain(|_, w| now_w - *w <= settle);
+        for (target, class, _) in found {
+            if *class == Class::LinkDown {
+                self.down.insert(target.clone(), now_w);
+            }
+        }
         for (target, class, reason) in found {
+            if matches!(class, Class::GrayLink | Class::Flapping | Class::Congested)
+                && self.down.contains_key(target)
+            {
+                // Routing handles a link that goes down and comes back (hold-down, then
+                // its measured cost); its loss around the change is not a gray link.
+                self.pending.remove(target);
+                continue;
+            }
+            // Confirmation is of one class: windows of different classes start over.
             let seen = self
                 .pending
                 .entry(target.clone())
-                .and_modify(|p| *p = (*class, p.1 + 1))
+                .and_modify(|p| {
+                    *p = if p.0 == *class {
+                        (p.0, p.1 + 1)
+                    } else {
+                        (*class, 1)
+                    }
+                })
                 .or_insert((*class, 1))
                 .1;
             if seen < self.policy.confirm || self.active.contains_key(target) {
@@ -393,6 +423,42 @@ mod tests {
             };
             assert!(a.observe(&found, 6, 8, t * 100).is_empty(), "window {t}");
         }
+    }
+
+    #[test]
+    fn loss_around_a_link_going_down_and_back_is_not_gray() {
+        let mut a = Anomalies::new(POLICY);
+        let l = Target::link("x", "y");
+        let mut t = 0;
+        let mut step = |a: &mut Anomalies, class: Option<Class>| {
+            t += 100;
+            let found = class.map(|c| seen(&l, c)).unwrap_or_default();
+            a.observe(&found, 6, 8, t)
+        };
+        for class in [
+            Class::GrayLink,
+            Class::LinkDown,
+            Class::LinkDown,
+            Class::GrayLink,
+        ] {
+            let d = step(&mut a, Some(class));
+            assert!(
+                d.iter().all(|d| matches!(d, Decision::Ignored { .. })),
+                "{class:?}: {d:?}"
+            );
+        }
+        assert!(
+            step(&mut a, Some(Class::GrayLink)).is_empty(),
+            "still settling"
+        );
+        assert_eq!(a.active().count(), 0);
+        // Long after, gray is gray again.
+        for _ in 0..4 {
+            step(&mut a, None);
+        }
+        step(&mut a, Some(Class::GrayLink));
+        let d = step(&mut a, Some(Class::GrayLink));
+        assert!(matches!(&d[..], [Decision::Act { .. }]), "{d:?}");
     }
 
     #[test]

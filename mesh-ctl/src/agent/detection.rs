@@ -129,6 +129,7 @@ impl Detection {
                     probe_replies: x.quality.replies,
                     rtt_ms: x.quality.rtt_ms as f32,
                     jitter_ms: x.quality.jitter_ms as f32,
+                    downs: x.quality.downs,
                 });
             }
         }

@@ -811,8 +811,14 @@ impl Mesh {
             match (&msg, &sealed_by) {
                 // In the clear, a hello only announces a node: dial it.
                 (Message::Hello(h), None) => {
-                    if s.peer_at((ifindex, *from.ip())) != Some(h.node.as_str()) {
-                        s.dial(&self.config.node, &h.node, (ifindex, *from.ip()), ms(now));
+                    // Dial a node we have no working session with, or one that says it
+                    // restarted (its keys are gone); the old session stays until the new
+                    // one replaces it.
+                    let quiet = 3 * self.config.routing.hello_interval_ms;
+                    let addr = (ifindex, *from.ip());
+                    if h.restarting || s.live_peer_at(addr, ms(now), quiet) != Some(h.node.as_str())
+                    {
+                        s.dial(&self.config.node, &h.node, addr, ms(now));
                     }
                     return;
                 }

@@ -63,6 +63,8 @@ pub struct Peer {
     pub session: Session,
     pub since_ms: u64,
     pub rekeys: u32,
+    /// When a sealed message from it last opened.
+    pub heard_ms: u64,
 }
 
 /// The security side of the agent.
@@ -227,6 +229,7 @@ impl Secured {
                 session: est.session,
                 since_ms: now_ms,
                 rekeys: 0,
+                heard_ms: now_ms,
             },
         );
         metrics::counter!("x0tta6bl4_sessions_established_total").increment(1);
@@ -248,9 +251,14 @@ impl Secured {
         }
     }
 
-    /// The node a session at `addr` authenticated, if any.
-    pub fn peer_at(&self, addr: Addr) -> Option<&str> {
-        self.sessions.get(&addr).map(|p| p.node.as_str())
+    /// The node a session at `addr` authenticated, if any, while that session still
+    /// carries its sealed messages (nothing opened for `quiet_ms` means the peer lost
+    /// it: it restarted, say).
+    pub fn live_peer_at(&self, addr: Addr, now_ms: u64, quiet_ms: u64) -> Option<&str> {
+        self.sessions
+            .get(&addr)
+            .filter(|p| now_ms.saturating_sub(p.heard_ms.max(p.since_ms)) < quiet_ms)
+            .map(|p| p.node.as_str())
     }
 
     /// Seals `msg` for the neighbour at `addr`.
@@ -270,6 +278,7 @@ impl Secured {
         };
         match p.session.open_message(bytes) {
             Ok(m) => {
+                p.heard_ms = now_ms;
                 let node = p.node.clone();
                 Some((m, node))
             }

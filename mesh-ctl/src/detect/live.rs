@@ -62,6 +62,10 @@ pub struct LinkCounters {
     pub probe_replies: u64,
     pub rtt_ms: f32,
     pub jitter_ms: f32,
+    /// Times the reporter saw the link go down (its probe state): a window in which
+    /// either end did is a down window, whatever share of probes came back.
+    #[serde(default)]
+    pub downs: u64,
 }
 
 /// What a node floods once per detection window: its cumulative counters.
@@ -264,6 +268,7 @@ impl LiveView {
                                 .saturating_sub(l.probe_replies.saturating_sub(o.probe_replies)),
                             rtt_ms: l.rtt_ms,
                             jitter_ms: l.jitter_ms,
+                            went_down: l.downs > o.downs,
                         },
                     );
                 }
@@ -288,6 +293,10 @@ impl LiveView {
                 if d.probes_sent > d.probes_lost {
                     rtt.push((d.rtt_ms, d.jitter_ms));
                 }
+            }
+            if [da, db].iter().flatten().any(|d| d.went_down) {
+                t.probes_lost = t.probes_sent.max(1);
+                t.probes_sent = t.probes_lost;
             }
             if !rtt.is_empty() {
                 let n = rtt.len() as f32;
@@ -339,6 +348,7 @@ struct Delta {
     probes_lost: u64,
     rtt_ms: f32,
     jitter_ms: f32,
+    went_down: bool,
 }
 
 #[cfg(test)]
@@ -368,6 +378,7 @@ mod tests {
             probe_replies: probes - lost * seconds,
             rtt_ms: 0.2,
             jitter_ms: 0.05,
+            downs: 0,
         };
         let node = |rx: u64, fwd: u64, local: u64| NodeCounters {
             rx,

@@ -67,6 +67,9 @@ pub struct Quality {
     pub last_reply_ns: u64,
     pub replies: u64,
     pub sent: u64,
+    /// Times the link went down.
+    #[serde(default)]
+    pub downs: u64,
     /// Ever been up: the hold-down applies to links that went down, not new ones.
     #[serde(skip)]
     was_up: bool,
@@ -91,6 +94,7 @@ impl Quality {
             last_reply_ns: 0,
             replies: 0,
             sent: 0,
+            downs: 0,
             was_up: false,
             alive_since_ns: None,
             window_start_ns: now_ns,
@@ -126,6 +130,7 @@ impl Quality {
         match (self.state, alive) {
             (LinkState::Up, false) => {
                 self.state = LinkState::Down;
+                self.downs += 1;
                 self.alive_since_ns = None;
                 Change::Down {
                     silent_ms: now_ns.saturating_sub(self.last_reply_ns) as f64 / 1e6,
