@@ -623,9 +623,21 @@ impl Config {
         }
         self.validate_probe()?;
         self.validate_detect()?;
-        if let Some(s) = self.security.as_ref().filter(|s| s.enabled) {
-            s.validate()
-                .map_err(|e| Problem::new("security", e.to_string()))?;
+        match &self.security {
+            Some(s) if s.enabled => s
+                .validate()
+                .map_err(|e| Problem::new("security", e.to_string()))?,
+            Some(_) => {}
+            // Secure by default: a mesh node must say how it authenticates, or that it
+            // does not.
+            None if self.routing.enabled => {
+                return Err(Problem::new(
+                    "security",
+                    "routing needs a [security] table: the node's identity (see `meshctl identity`), \
+                     or `enabled = false` to trust every neighbour",
+                ));
+            }
+            None => {}
         }
         self.validate_telemetry()
     }
@@ -821,6 +833,9 @@ mod tests {
     const GOOD: &str = r#"
 node = "r"
 
+[security]
+enabled = false
+
 [dataplane]
 xdp_mode = "native"
 hash_seed = 7
@@ -952,6 +967,13 @@ group = "to-b"
                 "hash_seed = 7",
                 "hash_seed = 7\n[detect]\ndetector = \"gnn\"",
                 "detect.detector",
+            ),
+            // Secure by default: routing without a [security] table is refused.
+            ("[security]\nenabled = false\n", "", "security"),
+            (
+                "enabled = false\n",
+                "trust_domain = \"mesh.test\"\n",
+                "security",
             ),
         ];
         for (from, to, key) in cases {

@@ -233,6 +233,8 @@ mod tests {
 
     const BASE: &str = r#"
 node = "r"
+[security]
+enabled = false
 [[interfaces]]
 name = "r-eth0"
 [[interfaces]]

@@ -26,19 +26,8 @@ fn lab(tag: &str) -> Option<(MutexGuard<'static, ()>, Lab)> {
     Some((guard, lab))
 }
 
-/// An agent configuration per router, authenticated (every router holds an identity
-/// from one lab authority), with `extra` appended to each.
 fn secure_configs(lab: &Lab, mesh: &mesh6::Mesh6, extra: &str) -> Vec<mesh_ctl::lab::AgentConfig> {
-    let ids = mesh_agents::identities(lab, "ca", &mesh6::ROUTERS).expect("identities");
-    mesh_agents::configs(mesh, extra)
-        .into_iter()
-        .zip(ids)
-        .map(|(mut c, (node, table))| {
-            assert_eq!(c.node, node, "configs and identities in router order");
-            c.extra.push_str(&table);
-            c
-        })
-        .collect()
+    mesh_agents::secure_configs(lab, mesh, extra).expect("identities")
 }
 
 fn start_with(lab: &mut Lab, configs: &[mesh_ctl::lab::AgentConfig]) -> Vec<Agent> {

@@ -64,6 +64,10 @@ impl AgentConfig {
         }
         t.push('\n');
         t.push_str(&self.extra);
+        // Lab nodes run unauthenticated unless the test gives them identities.
+        if !self.extra.contains("[security]") {
+            t.push_str("\n[security]\nenabled = false\n");
+        }
         t
     }
 }

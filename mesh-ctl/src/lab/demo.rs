@@ -22,7 +22,9 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
     println!("  routers forward in XDP only (kernel IP forwarding off)\n");
     let mesh = mesh6::mesh6(&mut lab)?;
     let mut agents: Vec<Agent> = Vec::new();
-    for c in mesh_agents::configs(&mesh, "") {
+    // Authenticated, as agents run by default: every router holds an identity from one
+    // mesh authority.
+    for c in mesh_agents::secure_configs(&lab, &mesh, "")? {
         agents.push(lab.agent(&c)?);
         eprintln!(
             "  agent on {} attached to {}",

@@ -114,3 +114,22 @@ pub fn identities(
     }
     Ok(tables)
 }
+
+/// [`configs`] with an identity for every router from one lab authority: the mesh
+/// authenticated, as it runs by default.
+pub fn secure_configs(
+    lab: &super::Lab,
+    mesh: &Mesh6,
+    extra: &str,
+) -> anyhow::Result<Vec<AgentConfig>> {
+    let names: Vec<&str> = mesh.routers.iter().map(String::as_str).collect();
+    let ids = identities(lab, "ca", &names)?;
+    Ok(configs(mesh, extra)
+        .into_iter()
+        .zip(ids)
+        .map(|(mut c, (_, table))| {
+            c.extra.push_str(&table);
+            c
+        })
+        .collect())
+}

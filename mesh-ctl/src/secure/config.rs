@@ -23,12 +23,16 @@ pub struct SecureConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// The SPIFFE trust domain every node certificate must be in.
+    #[serde(default)]
     pub trust_domain: String,
     /// The authority's self-signed certificate: the trust bundle.
+    #[serde(default)]
     pub authority_cert: PathBuf,
     /// This node's certificate.
+    #[serde(default)]
     pub node_cert: PathBuf,
     /// This node's ML-DSA-65 key (mode 0600).
+    #[serde(default)]
     pub node_key: PathBuf,
     /// The authority-signed revocation list, if any.
     #[serde(default)]
@@ -68,6 +72,9 @@ pub enum ConfigError {
     /// A rekey bound of zero would rekey on every message.
     #[error("{0} must be positive")]
     Zero(&'static str),
+    /// Authentication is on but a file it needs is not named.
+    #[error("{0} is needed (or `enabled = false`)")]
+    Missing(&'static str),
     /// A named file could not be read.
     #[error("reading {path}: {source}")]
     Read {
@@ -95,6 +102,15 @@ pub struct Loaded {
 
 impl SecureConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, path) in [
+            ("authority_cert", &self.authority_cert),
+            ("node_cert", &self.node_cert),
+            ("node_key", &self.node_key),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::Missing(key));
+            }
+        }
         spiffe::validate_trust_domain(&self.trust_domain)?;
         if self.rekey_interval_s == 0 {
             return Err(ConfigError::Zero("rekey_interval_s"));
