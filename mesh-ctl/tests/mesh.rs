@@ -1163,3 +1163,102 @@ fn a_node_without_a_valid_certificate_gets_no_session_and_no_route() {
     );
     stop_all(agents);
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_flood_of_bogus_handshakes_leaves_memory_bounded_and_neighbours_up() {
+    use std::io::Write as _;
+    let Some((_one, mut lab)) = lab("mesh-hsflood") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    let before = peers(n1);
+    let rss0 = rss_kib(n1.pid());
+    let target = std::net::SocketAddr::from((mesh.hs.link.end("n1").v4, 7946));
+    let ns = lab.ns("hs");
+    const SECONDS: u64 = 10;
+    let stop = Instant::now() + Duration::from_secs(SECONDS);
+    // From hs: connections to n1's handshake port, each sending a bogus first message.
+    let attempts: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let ns = ns.clone();
+                s.spawn(move || {
+                    let _in = netns::enter(&ns).expect("into hs");
+                    let mut bogus = vec![0u8; 4 + 1200];
+                    bogus[..4].copy_from_slice(&1200u32.to_be_bytes());
+                    let mut n = 0u64;
+                    while Instant::now() < stop {
+                        bogus[4 + (n as usize % 1200)] = (n as u8) ^ w;
+                        if let Ok(mut c) = std::net::TcpStream::connect_timeout(
+                            &target,
+                            Duration::from_millis(200),
+                        ) {
+                            let _ = c.write_all(&bogus);
+                        }
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("flooder"))
+            .sum()
+    });
+    let rate = attempts / SECONDS;
+    eprintln!("bogus handshake starts: {attempts} in {SECONDS} s ({rate}/s)");
+    std::thread::sleep(Duration::from_secs(2));
+    let rss1 = rss_kib(n1.pid());
+    eprintln!("n1 resident memory: {rss0} KiB before, {rss1} KiB after");
+    assert!(
+        rss1 < rss0 + 32 * 1024,
+        "memory stays bounded: {rss0} KiB before, {rss1} KiB after {attempts} starts"
+    );
+    // Full TCP connections from a namespace on this 2-core machine, beside six agents
+    // probing every 5 ms: a few thousand per second is what it sustains (README).
+    assert!(
+        attempts >= 1_000 * SECONDS,
+        "the flood reached at least 1,000 starts/s ({rate}/s)"
+    );
+    let after = peers(n1);
+    assert_eq!(after, before, "the real neighbours keep their sessions");
+    let v = n1.query(&Request::Peers).expect("peers");
+    for p in v["peers"].as_array().into_iter().flatten() {
+        assert!(
+            p["session_age_s"]
+                .as_f64()
+                .is_some_and(|a| a > SECONDS as f64),
+            "no session was replaced: {p}"
+        );
+    }
+    assert_eq!(
+        link_events(n1, "link_down", "n2") + link_events(n1, "link_down", "n3"),
+        0
+    );
+    let refused = &v["refused"];
+    assert!(
+        refused["rate_limited"].as_u64().is_some_and(|n| n > 0),
+        "the listener refused most of them, counted: {refused}"
+    );
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
+            .expect("ping"),
+        10,
+        "the mesh still forwards"
+    );
+    stop_all(agents);
+}
