@@ -1262,3 +1262,165 @@ fn a_flood_of_bogus_handshakes_leaves_memory_bounded_and_neighbours_up() {
     );
     stop_all(agents);
 }
+
+/// An interface's IPv6 link-local address in a lab node.
+fn link_local(lab: &Lab, node: &str, ifname: &str) -> std::net::Ipv6Addr {
+    let out = lab
+        .exec_ok(
+            node,
+            &[
+                "ip", "-6", "-o", "addr", "show", "dev", ifname, "scope", "link",
+            ],
+        )
+        .expect("ip addr");
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no link-local address on {ifname} in {node}: {out}"))
+}
+
+#[test]
+fn a_certified_node_replaying_old_adverts_changes_nothing() {
+    use mesh_ctl::{
+        control::Message,
+        routing::Lsa,
+        secure::{
+            Cert, CertRef, Identity, SecureConfig, SignedAdvert, SpiffeId,
+            config::read_key,
+            handshake::Context,
+            tcp::{self, Limits},
+        },
+    };
+    let Some((_one, mut lab)) = lab("mesh-replay") else {
+        return;
+    };
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    // n0 holds a valid identity from the mesh's own authority and sits on hs's side of
+    // n1's host link: certified, but replaying and forging.
+    mesh_agents::identities(&lab, "ca", &["n0"]).expect("n0's identity");
+    let pki = lab.dir().join("pki").join("ca");
+    let file = |n: &str, ext: &str| pki.join("nodes").join(format!("{n}.{ext}"));
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let n0 = SecureConfig {
+        enabled: true,
+        trust_domain: mesh_agents::TRUST_DOMAIN.into(),
+        authority_cert: pki.join("authority").join("authority.cert"),
+        node_cert: file("n0", "cert"),
+        node_key: file("n0", "key"),
+        revocation_list: None,
+        rekey_interval_s: 120,
+        rekey_bytes: 1 << 30,
+        handshake_port: 7946,
+    }
+    .load(now_s)
+    .expect("n0 loads");
+    let n4 = Identity::new(
+        Cert::decode(&std::fs::read(file("n4", "cert")).expect("n4 cert")).expect("cert"),
+        read_key(&file("n4", "key")).expect("n4 key"),
+    )
+    .expect("n4 identity");
+    let lsdb = n1.query(&Request::Lsdb).expect("lsdb");
+    let of_n4 = |v: &serde_json::Value| {
+        v["adverts"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["origin"] == "n4").cloned())
+            .expect("n4's advert")
+    };
+    let was = of_n4(&lsdb);
+    let seq = was["seq"].as_u64().expect("seq");
+    let routes = n1.query(&Request::Routes).expect("routes")["routes"].clone();
+    let old = |links| Lsa {
+        origin: "n4".into(),
+        seq: seq - 1,
+        age_ms: 0,
+        links,
+        prefixes: Vec::new(),
+    };
+    // An authentic advert of n4's, older than the one n1 holds, that withdraws its links.
+    let replayed = SignedAdvert::sign(&n4, &old(Vec::new()), CertRef::Full)
+        .expect("sign")
+        .encode();
+    // And one n0 signed itself in n4's name, newer than any.
+    let mut forged_lsa = old(Vec::new());
+    forged_lsa.seq = seq + 1_000;
+    let forged = SignedAdvert::sign(&n0.identity, &forged_lsa, CertRef::Full)
+        .expect("sign")
+        .encode();
+    let hs_if = mesh.hs.link.end("hs").ifname.clone();
+    let n1_ll = link_local(&lab, "n1", &mesh.hs.link.end("n1").ifname);
+    let ns = lab.ns("hs");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _in = netns::enter(&ns).expect("into hs");
+            let scope = nix::net::if_::if_nametoindex(hs_if.as_str()).expect("ifindex");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let to = std::net::SocketAddrV6::new(n1_ll, 7946, 0, scope);
+                let mut tcp_s = tokio::net::TcpStream::connect(to).await.expect("connect");
+                let ctx = Context {
+                    identity: &n0.identity,
+                    trust: &n0.trust,
+                    rekey: n0.rekey,
+                };
+                let expected = SpiffeId::node(mesh_agents::TRUST_DOMAIN, "n1").expect("id");
+                let mut est = tcp::initiate(&mut tcp_s, &ctx, Some(expected), Limits::default())
+                    .await
+                    .expect("n0 is certified: the handshake succeeds");
+                let udp = tokio::net::UdpSocket::bind("[::]:0").await.expect("udp");
+                let ctl = std::net::SocketAddrV6::new(n1_ll, 6697, 0, scope);
+                let env = est
+                    .session
+                    .seal_message(&Message::SignedLsa(replayed.clone()), 0)
+                    .expect("seal");
+                udp.send_to(&env, ctl).await.expect("send");
+                // The same envelope again: the replay window refuses it.
+                udp.send_to(&env, ctl).await.expect("send");
+                // n0's own signature on n4's advert: the origin is not the signer.
+                let env = est
+                    .session
+                    .seal_message(&Message::SignedLsa(forged.clone()), 0)
+                    .expect("seal");
+                udp.send_to(&env, ctl).await.expect("send");
+                // An unsigned advert inside the session: adverts must be signed.
+                let plain = est
+                    .session
+                    .seal_message(&Message::Lsa(forged_lsa.clone()), 0)
+                    .expect("seal");
+                udp.send_to(&plain, ctl).await.expect("send");
+                // The agent publishes its views once per telemetry interval (1 s).
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            });
+        });
+    });
+    let v = n1.query(&Request::Peers).expect("peers");
+    let refused = &v["refused"];
+    for reason in ["replay_window", "origin_mismatch", "unauthenticated"] {
+        assert!(
+            refused[reason].as_u64().is_some_and(|n| n > 0),
+            "n1 refused and counted {reason}: {refused}"
+        );
+    }
+    let now = of_n4(&n1.query(&Request::Lsdb).expect("lsdb"));
+    assert_eq!(
+        (&now["seq"], &now["links"]),
+        (&was["seq"], &was["links"]),
+        "n4's advert at n1 is unchanged"
+    );
+    assert_eq!(
+        n1.query(&Request::Routes).expect("routes")["routes"],
+        routes,
+        "n1's routes are unchanged"
+    );
+    stop_all(agents);
+}

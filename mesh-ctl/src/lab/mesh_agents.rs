@@ -54,9 +54,9 @@ pub fn configs(mesh: &Mesh6, extra: &str) -> Vec<AgentConfig> {
 /// The lab's trust domain.
 pub const TRUST_DOMAIN: &str = "mesh.lab";
 
-/// Creates a mesh authority named `authority` under the lab directory and issues each of
-/// `nodes` an identity from it with `meshctl identity`; returns each node's `[security]`
-/// table.
+/// Creates a mesh authority named `authority` under the lab directory (once) and issues
+/// each of `nodes` an identity from it with `meshctl identity`; returns each node's
+/// `[security]` table.
 pub fn identities(
     lab: &super::Lab,
     authority: &str,
@@ -80,14 +80,16 @@ pub fn identities(
     };
     let ca = dir.join("authority");
     let ca_s = ca.to_string_lossy().into_owned();
-    run(&[
-        "identity",
-        "init-authority",
-        "--trust-domain",
-        TRUST_DOMAIN,
-        "--dir",
-        &ca_s,
-    ])?;
+    if !ca.join("authority.cert").exists() {
+        run(&[
+            "identity",
+            "init-authority",
+            "--trust-domain",
+            TRUST_DOMAIN,
+            "--dir",
+            &ca_s,
+        ])?;
+    }
     let out = dir.join("nodes");
     let out_s = out.to_string_lossy().into_owned();
     let mut tables = Vec::new();
