@@ -109,7 +109,10 @@ fn main() -> Result<()> {
                 &PathBuf::from("target/bench/failover.json"),
             ),
             "scale" => lab::bench_scale::scale(&PathBuf::from("target/bench/scale.json")),
-            "crypto" => mesh_ctl::secure::bench::report(&PathBuf::from("target/bench/crypto.json")),
+            "crypto" => lab::bench_reconverge::crypto(
+                meshctl()?,
+                &PathBuf::from("target/bench/crypto.json"),
+            ),
             "detect" if std::env::var_os("RAYON_NUM_THREADS").is_none() => {
                 // Inference is measured on one core: candle's CPU pool sizes itself from
                 // this variable, so run again with it set.

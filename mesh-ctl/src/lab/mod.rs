@@ -9,6 +9,7 @@ pub mod babel;
 pub mod bench;
 pub mod bench_failover;
 pub mod bench_maps;
+pub mod bench_reconverge;
 pub mod bench_scale;
 pub mod bench_telemetry;
 pub mod demo;

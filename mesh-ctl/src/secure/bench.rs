@@ -2,7 +2,7 @@
 //! advert signing and verification rates, and the session envelope's cost per message.
 //! Reads the clock (it measures); everything it measures is the pure code.
 
-use std::{path::Path, time::Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use rand::{SeedableRng as _, rngs::StdRng};
@@ -180,35 +180,6 @@ pub fn run(handshakes: usize, adverts: usize, messages: usize) -> anyhow::Result
         envelope_seal_ns: seal_ns,
         envelope_open_ns: open_ns,
     })
-}
-
-/// `bench crypto`: runs the micro-benchmarks, writes `out` and prints the figures.
-pub fn report(out: &Path) -> anyhow::Result<()> {
-    let b = run(50, 500, 20_000)?;
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::write(out, serde_json::to_vec_pretty(&b)?)
-        .with_context(|| format!("writing {}", out.display()))?;
-    println!(
-        "bench crypto: handshake_ms={:.2} adverts_verified_per_s={:.0}",
-        b.handshake_ms_median, b.adverts_verified_per_s
-    );
-    println!(
-        "bench crypto: handshake bytes {}/{}/{}; adverts signed/s {:.0}; advert bytes {} (cert) / {} (serial); envelope +{} B, seal {:.0} ns, open {:.0} ns per {}-byte frame",
-        b.msg1_bytes,
-        b.msg2_bytes,
-        b.msg3_bytes,
-        b.adverts_signed_per_s,
-        b.advert_bytes_with_cert,
-        b.advert_bytes_with_serial,
-        b.envelope_overhead_bytes,
-        b.envelope_seal_ns,
-        b.envelope_open_ns,
-        b.envelope_payload_bytes
-    );
-    println!("wrote {}", out.display());
-    Ok(())
 }
 
 #[cfg(test)]
