@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for m in [lsa(), hello(), report()] {
+        for m in [lsa(), hello(), report(), Message::SignedLsa(vec![1, 2, 3])] {
             let bytes = encode(&m).expect("encodes");
             assert_eq!(decode(&bytes).expect("decodes"), m);
         }
@@ -229,13 +229,17 @@ mod tests {
 
     #[test]
     fn flipped_body_bytes_never_panic() {
-        let bytes = encode(&lsa()).expect("encodes");
-        for i in HEADER..bytes.len() {
-            for bit in 0..8 {
-                let mut b = bytes.clone();
-                b[i] ^= 1 << bit;
-                // Either refused or a different, well-formed message; never a panic.
-                let _ = decode(&b);
+        for m in [lsa(), hello(), report(), Message::SignedLsa(vec![7; 64])] {
+            let bytes = encode(&m).expect("encodes");
+            for i in HEADER..bytes.len() {
+                for bit in 0..8 {
+                    let mut b = bytes.clone();
+                    b[i] ^= 1 << bit;
+                    // Either refused or a different, well-formed message; never a panic.
+                    if let Ok(Message::Report(r)) = decode(&b) {
+                        let _ = r.validate();
+                    }
+                }
             }
         }
     }
