@@ -214,7 +214,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         .as_ref()
         .filter(|s| s.enabled && mesh.routing)
     {
-        let (s, o, r) = Secured::start(sc).await?;
+        let (s, o, r) = Secured::start(sc)?;
         mesh.secure = Some(s);
         (outcomes, listener_refusals) = (Some(o), Some(r));
     }
@@ -814,7 +814,7 @@ impl Mesh {
                     // Dial a node we have no working session with, or one that says it
                     // restarted (its keys are gone); the old session stays until the new
                     // one replaces it.
-                    let quiet = 3 * self.config.routing.hello_interval_ms;
+                    let quiet = self.config.routing.hello_dead_ms;
                     let addr = (ifindex, *from.ip());
                     if h.restarting || s.live_peer_at(addr, ms(now), quiet) != Some(h.node.as_str())
                     {

@@ -94,7 +94,7 @@ fn now_s() -> u64 {
 impl Secured {
     /// Loads the files `[security]` names (refusing a node certificate our own trust
     /// store would refuse) and starts the handshake listener.
-    pub async fn start(
+    pub fn start(
         cfg: &SecureConfig,
     ) -> anyhow::Result<(
         Self,
@@ -112,22 +112,44 @@ impl Secured {
             .context("checking our own certificate")?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (rtx, rrx) = mpsc::unbounded_channel();
-        let listener = TcpListener::bind(SocketAddrV6::new(
+        let listener = std::net::TcpListener::bind(SocketAddrV6::new(
             Ipv6Addr::UNSPECIFIED,
             cfg.handshake_port,
             0,
             0,
         ))
-        .await
         .with_context(|| format!("binding the handshake port {}", cfg.handshake_port))?;
-        tokio::spawn(listen(
-            listener,
-            identity.clone(),
-            trust.clone(),
-            loaded.rekey,
-            tx.clone(),
-            rtx,
-        ));
+        listener
+            .set_nonblocking(true)
+            .context("making the handshake listener non-blocking")?;
+        // A thread and runtime of its own: a flood of handshakes, and the real ones'
+        // post-quantum arithmetic, never delay hellos, probes or route computation.
+        let (id, tr, rekey, out) = (identity.clone(), trust.clone(), loaded.rekey, tx.clone());
+        std::thread::Builder::new()
+            .name("handshakes".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        super::event(
+                            json!({"event": "handshake_listener_error", "error": e.to_string()}),
+                        );
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(l) => listen(l, id, tr, rekey, out, rtx).await,
+                        Err(e) => super::event(
+                            json!({"event": "handshake_listener_error", "error": e.to_string()}),
+                        ),
+                    }
+                });
+            })
+            .context("starting the handshake thread")?;
         Ok((
             Self {
                 identity,
@@ -252,8 +274,8 @@ impl Secured {
     }
 
     /// The node a session at `addr` authenticated, if any, while that session still
-    /// carries its sealed messages (nothing opened for `quiet_ms` means the peer lost
-    /// it: it restarted, say).
+    /// carries its sealed messages (nothing opened for `quiet_ms`, the hello dead time,
+    /// means the peer lost it: it restarted, say).
     pub fn live_peer_at(&self, addr: Addr, now_ms: u64, quiet_ms: u64) -> Option<&str> {
         self.sessions
             .get(&addr)
