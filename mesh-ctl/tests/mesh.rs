@@ -801,7 +801,7 @@ fn meshctl_record_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
         .expect("the faulty link is in the topology");
     let clean = &t.windows[1];
     assert!(
-        clean.links[faulty].tx_pkts > 500 && clean.links[faulty].probes_sent > 200,
+        clean.links[faulty].tx_pkts > 200 && clean.links[faulty].probes_sent > 200,
         "a clean window shows the stream and the probes on its first hop: {:?}",
         clean.links[faulty]
     );
@@ -987,12 +987,16 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
         anomalies(n6),
         actions(n1)
     );
-    let v = anomalies(n6);
-    assert!(
-        v["active"].as_array().is_some_and(|a| a
-            .iter()
-            .any(|x| x["target"]["node"] == "n6" && x["class"] == "ddos_victim")),
-        "the victim's router is the target: {v}"
+    // Every agent reaches the same verdict, within a window or two of the others'.
+    wait_for(
+        "n6 holds the action too, on itself as the victim",
+        Duration::from_secs(5),
+        || {
+            anomalies(n6)["active"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x["target"]["node"] == "n6" && x["class"] == "ddos_victim")
+            })
+        },
     );
     let d0 = reason_count(n1, "drop_blocked");
     std::thread::sleep(Duration::from_secs(1));
