@@ -78,6 +78,8 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
     show(&lab, head, &["events"])?;
     println!("\nneighbours of {a} (meshctl neighbors):");
     show(&lab, head, &["neighbors"])?;
+    println!("\nauthenticated sessions of {a} (meshctl peers):");
+    show(&lab, head, &["peers"])?;
 
     let plot_path = PathBuf::from(PLOT);
     if let Some(dir) = plot_path.parent() {
