@@ -209,15 +209,11 @@ impl Anomalies {
         now_ms: u64,
     ) -> Vec<Decision> {
         let mut out = Vec::new();
-        let flagged: BTreeMap<&Target, (Class, &str)> = found
-            .iter()
-            .rev()
-            .map(|(t, c, r)| (t, (*c, r.as_str())))
-            .collect();
-        self.pending.retain(|t, _| flagged.contains_key(t));
-        self.told.retain(|t| flagged.contains_key(t));
+        let flagged: BTreeSet<&Target> = found.iter().map(|(t, _, _)| t).collect();
+        self.pending.retain(|t, _| flagged.contains(t));
+        self.told.retain(|t| flagged.contains(t));
         for a in self.active.values_mut() {
-            if flagged.contains_key(&a.target) {
+            if flagged.contains(&a.target) {
                 a.clean = 0;
             } else {
                 a.clean += 1;

@@ -250,7 +250,6 @@ impl Detection {
     }
 
     fn detector_name(&self) -> String {
-        use crate::detect::Detector as _;
         self.detector.name().to_owned()
     }
 }

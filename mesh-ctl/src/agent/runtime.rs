@@ -34,7 +34,7 @@ use crate::{
     detect::{Class, live::Insert},
     probe::{Peer, Sender, quality::Settings},
     routes::Tables,
-    routing::{self, LsaLink, Lsdb, Receive},
+    routing::{self, Lsa, LsaLink, Lsdb, Receive},
     secure::Refusal,
     telemetry::{LinkName, Snapshot, events::Recent, metrics as tmetrics},
 };
@@ -652,8 +652,6 @@ impl Mesh {
             Ok(_) => {}
             Err(e) => event(json!({"event": "execute_error", "error": format!("{e:#}")})),
         }
-        let live = fan::live(flows, self.live_since(now_ns));
-        let edge = self.edge(k);
         let Some(d) = self.detection.as_mut() else {
             return;
         };
@@ -670,6 +668,21 @@ impl Mesh {
             let (detail, reason) = detection::describe(dec);
             k.act("plan", dec.name(), detail, reason);
         }
+        // The flow table is read again only when an attack's sources are to be blocked.
+        let blocking = decisions.iter().any(|d| {
+            matches!(
+                d,
+                Decision::Act {
+                    remedy: Remedy::BlockSources,
+                    ..
+                }
+            )
+        });
+        let (live, edge) = if blocking {
+            (fan::live(flows, self.live_since(now_ns)), self.edge(k))
+        } else {
+            (Vec::new(), BTreeSet::new())
+        };
         let dc = &self.config.detect;
         for dec in &decisions {
             match dec {
@@ -726,10 +739,17 @@ impl Mesh {
                     }
                     metrics::counter!("x0tta6bl4_blocked_sources_total")
                         .increment(done.len() as u64);
-                    d.blocks.insert(target.clone(), done);
+                    if let Some(d) = self.detection.as_mut() {
+                        d.blocks.insert(target.clone(), done);
+                    }
                 }
                 Decision::Revert { target, .. } => {
-                    for s in d.blocks.remove(target).unwrap_or_default() {
+                    let gone = self
+                        .detection
+                        .as_mut()
+                        .and_then(|d| d.blocks.remove(target))
+                        .unwrap_or_default();
+                    for s in gone {
                         if let Err(e) = dp.unblock(s) {
                             event(json!({"event": "execute_error", "error": format!("{e:#}")}));
                         }
@@ -847,21 +867,8 @@ impl Mesh {
                 let Some(lsa) = s.check_advert(&bytes, &from_node, ms(now)) else {
                     return;
                 };
-                match k.lsdb.receive(lsa.clone(), ms(now)) {
-                    Receive::New | Receive::Newer => {
-                        s.keep(&lsa, bytes);
-                        self.flood(k, control, &Message::Lsa(lsa), Some(ifindex))
-                            .await;
-                        self.spf_soon();
-                    }
-                    Receive::Older => {
-                        if let Some(ours) = k.lsdb.advert(&lsa.origin, ms(now)) {
-                            self.send_one(control, from, &Message::Lsa(ours)).await;
-                        }
-                    }
-                    Receive::OwnNewer => self.originate(k, control, Some(true)).await,
-                    Receive::Duplicate | Receive::Expired => {}
-                }
+                self.take_advert(k, control, lsa, Some(bytes), ifindex, from, now)
+                    .await;
             }
             Message::Hello(h) => {
                 let started = Instant::now();
@@ -917,20 +924,45 @@ impl Mesh {
                     }
                 }
             }
-            Message::Lsa(lsa) => match k.lsdb.receive(lsa.clone(), ms(now)) {
-                Receive::New | Receive::Newer => {
-                    self.flood(k, control, &Message::Lsa(lsa), Some(ifindex))
-                        .await;
-                    self.spf_soon();
+            Message::Lsa(lsa) => {
+                self.take_advert(k, control, lsa, None, ifindex, from, now)
+                    .await;
+            }
+        }
+    }
+
+    /// An advert for the LSDB (with the origin's signed encoding when authenticated):
+    /// a newer one is passed on and routes recomputed, an older one answered with ours.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the loop's state, borrowed apart"
+    )]
+    async fn take_advert(
+        &mut self,
+        k: &mut Knowledge,
+        control: Option<&Control>,
+        lsa: Lsa,
+        signed: Option<Vec<u8>>,
+        ifindex: u32,
+        from: SocketAddrV6,
+        now: u64,
+    ) {
+        match k.lsdb.receive(lsa.clone(), ms(now)) {
+            Receive::New | Receive::Newer => {
+                if let (Some(s), Some(bytes)) = (self.secure.as_mut(), signed) {
+                    s.keep(&lsa, bytes);
                 }
-                Receive::Older => {
-                    if let Some(ours) = k.lsdb.advert(&lsa.origin, ms(now)) {
-                        self.send_one(control, from, &Message::Lsa(ours)).await;
-                    }
+                self.flood(k, control, &Message::Lsa(lsa), Some(ifindex))
+                    .await;
+                self.spf_soon();
+            }
+            Receive::Older => {
+                if let Some(ours) = k.lsdb.advert(&lsa.origin, ms(now)) {
+                    self.send_one(control, from, &Message::Lsa(ours)).await;
                 }
-                Receive::OwnNewer => self.originate(k, control, Some(true)).await,
-                Receive::Duplicate | Receive::Expired => {}
-            },
+            }
+            Receive::OwnNewer => self.originate(k, control, Some(true)).await,
+            Receive::Duplicate | Receive::Expired => {}
         }
     }
 

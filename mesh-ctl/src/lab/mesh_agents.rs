@@ -62,22 +62,9 @@ pub fn identities(
     authority: &str,
     nodes: &[&str],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    use anyhow::{Context as _, bail};
     let dir = lab.dir().join("pki").join(authority);
-    let run = |args: &[&str]| -> anyhow::Result<()> {
-        let out = std::process::Command::new(&lab.meshctl)
-            .args(args)
-            .output()
-            .with_context(|| format!("running meshctl {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "meshctl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    };
+    let meshctl = lab.meshctl.to_string_lossy();
+    let run = |args: &[&str]| crate::netns::run(&meshctl, args);
     let ca = dir.join("authority");
     let ca_s = ca.to_string_lossy().into_owned();
     if !ca.join("authority.cert").exists() {
