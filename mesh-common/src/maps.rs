@@ -1,7 +1,7 @@
 //! Map names and capacities: the one place both sides take them from.
 
 /// Bumped whenever the key or value layout of any map below changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// IPv4 routes: `LpmTrie<[u8; 4], Route>`.
 pub const ROUTES_V4: &str = "ROUTES_V4";
@@ -37,8 +37,11 @@ pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 /// Who each probe slot is: `Array<NeighborKey>` (ifindex and MAC), written by the agent;
 /// a reply is only recorded if it arrives from there. Indexed like `NEIGHBOR_TX`.
 pub const PROBE_PEERS: &str = "PROBE_PEERS";
-/// Probe replies per slot: `Array<ProbeState>`, written by XDP.
+/// Probe replies and requests per slot: `Array<ProbeState>`, written by XDP.
 pub const PROBE_STATE: &str = "PROBE_STATE";
+/// The slot of each probed neighbour: `HashMap<NeighborKey, u32>`, written by the agent
+/// beside `PROBE_PEERS`, so that XDP can record a neighbour's requests in its slot.
+pub const PROBE_SLOTS: &str = "PROBE_SLOTS";
 /// Sources whose traffic is dropped until an expiry: `HashMap<BlockKey, BlockEntry>`,
 /// written by the agent.
 pub const BLOCKLIST: &str = "BLOCKLIST";

@@ -2,13 +2,18 @@
 //! the near side's XDP program records in `PROBE_STATE`, so no agent handles probes one by
 //! one. The fields after `kind` belong to the sender: the responder only flips `kind`, so
 //! their byte order is the sender's own (little-endian on every target we build for).
+//!
+//! One side of a link probes it (the prober); the other's XDP records every request it
+//! answers as its own proof that the link lives, so each side learns of a silence from the
+//! same frames and a link costs one request and one reply per interval, not two of each.
+//! A request also carries the prober's figures for the link, so both ends cost it alike.
 
 /// The probe EtherType: IEEE 802 "local experimental 1", never forwarded by anyone else.
 pub const ETH_P_MESH_PROBE: u16 = 0x88b5;
 /// First bytes of every probe header.
 pub const PROBE_MAGIC: [u8; 4] = *b"x06p";
 /// [`ProbeHdr::version`] this build speaks.
-pub const PROBE_VERSION: u8 = 1;
+pub const PROBE_VERSION: u8 = 2;
 /// [`ProbeHdr::kind`]: please send this back.
 pub const PROBE_REQUEST: u8 = 1;
 /// [`ProbeHdr::kind`]: a request, sent back.
@@ -31,19 +36,25 @@ pub struct ProbeHdr {
     pub seq: [u8; 4],
     /// CLOCK_MONOTONIC when the request left, in ns.
     pub sent_ns: [u8; 8],
+    /// The prober's smoothed round-trip time for this link in µs (0: not measured yet).
+    pub rtt_us: [u8; 4],
+    /// The prober's smoothed round-trip probe loss in parts per million.
+    pub loss_ppm: [u8; 4],
+    /// The prober's smoothed RTT jitter in µs.
+    pub jitter_us: [u8; 4],
+    pub _pad2: [u8; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeHdr>() == 24);
+const _: () = assert!(core::mem::size_of::<ProbeHdr>() == 40);
 const _: () = assert!(PROBE_OFFSET + core::mem::size_of::<ProbeHdr>() <= PROBE_FRAME_LEN);
 
-/// What the data plane learned from one neighbour's probe replies (`PROBE_STATE`, an
-/// array indexed like `PROBE_PEERS`). Written by XDP only; the agent derives loss, RTT
-/// and jitter from the deltas between two reads.
+/// What the data plane learned from one neighbour's probes (`PROBE_STATE`, an array
+/// indexed like `PROBE_PEERS`): the replies to ours and the requests it sent us. Written
+/// by XDP only; the agent derives loss, RTT and jitter from the deltas between two reads.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeState {
-    /// CLOCK_MONOTONIC of the last valid reply; 0: never. Fast reroute compares it with
-    /// `DataplaneConfig::probe_dead_us`.
+    /// CLOCK_MONOTONIC of the last valid reply; 0: never.
     pub last_reply_ns: u64,
     pub replies: u64,
     /// Sum of round-trip times, ns.
@@ -54,13 +65,34 @@ pub struct ProbeState {
     pub last_seq: u32,
     /// Replies that failed validation for this slot (wrong interface or source MAC).
     pub mismatched: u32,
+    /// CLOCK_MONOTONIC of the last reply or request from this neighbour, whichever is
+    /// newer; 0: never. Fast reroute compares it with `DataplaneConfig::probe_dead_us`.
+    pub alive_ns: u64,
+    /// CLOCK_MONOTONIC of the last request from this neighbour; 0: never.
+    pub last_request_ns: u64,
+    /// Requests from this neighbour, answered.
+    pub requests: u64,
+    /// Highest sequence number among its requests.
+    pub request_seq: u32,
+    /// The neighbour's figures for the link, from its latest request ([`ProbeHdr`]).
+    pub peer_rtt_us: u32,
+    pub peer_loss_ppm: u32,
+    pub peer_jitter_us: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeState>() == 40);
+const _: () = assert!(core::mem::size_of::<ProbeState>() == 80);
+
+/// The prober's figures a request carries ([`ProbeHdr::rtt_us`] and the two after it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkFigures {
+    pub rtt_us: u32,
+    pub loss_ppm: u32,
+    pub jitter_us: u32,
+}
 
 impl ProbeHdr {
-    /// A request from the sender's `cookie` slot.
-    pub fn request(cookie: u32, seq: u32, sent_ns: u64) -> Self {
+    /// A request from the sender's `cookie` slot, with its figures for the link.
+    pub fn request(cookie: u32, seq: u32, sent_ns: u64, figures: LinkFigures) -> Self {
         Self {
             magic: PROBE_MAGIC,
             version: PROBE_VERSION,
@@ -69,6 +101,10 @@ impl ProbeHdr {
             cookie: cookie.to_le_bytes(),
             seq: seq.to_le_bytes(),
             sent_ns: sent_ns.to_le_bytes(),
+            rtt_us: figures.rtt_us.to_le_bytes(),
+            loss_ppm: figures.loss_ppm.to_le_bytes(),
+            jitter_us: figures.jitter_us.to_le_bytes(),
+            _pad2: [0; 4],
         }
     }
 }

@@ -231,7 +231,7 @@ impl Default for Probe {
     fn default() -> Self {
         Self {
             interval_ms: 5,
-            dead_ms: 20,
+            dead_ms: 15,
             up_hold_ms: 2_000,
             window_ms: 100,
             cost_change_pct: 25,

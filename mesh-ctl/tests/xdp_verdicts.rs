@@ -62,7 +62,7 @@ fn check(dp: &Dataplane, name: &str, frame: &[u8], expect: Reason) -> Vec<u8> {
         );
     }
     assert_eq!(out.frame.len(), frame.len(), "{name}: frame length changed");
-    if expect.action() != XDP_REDIRECT {
+    if expect.action() != XDP_REDIRECT && expect != Reason::ProbeEchoed {
         assert_eq!(
             out.frame, frame,
             "{name}: a frame not forwarded must not be modified"
@@ -286,4 +286,114 @@ fn blocked_sources_are_dropped_until_their_entry_expires() {
     let left = dp.blocked().expect("blocklist");
     assert_eq!(left.len(), 1, "the v6 entry stays: {left:?}");
     assert_eq!(left[0].0, std::net::IpAddr::from(SRC_V6));
+}
+
+/// A probe frame from `from` to the router, carrying `hdr`.
+fn probe_frame(from: [u8; 6], hdr: mesh_common::probe::ProbeHdr) -> Vec<u8> {
+    use mesh_common::probe::{ETH_P_MESH_PROBE, PROBE_FRAME_LEN, PROBE_OFFSET};
+    let mut f = vec![0u8; PROBE_FRAME_LEN];
+    f[..6].copy_from_slice(&ROUTER_MAC);
+    f[6..12].copy_from_slice(&from);
+    f[12..14].copy_from_slice(&ETH_P_MESH_PROBE.to_be_bytes());
+    // SAFETY: ProbeHdr is repr(C), integers and byte arrays with no padding.
+    let bytes: &[u8] = unsafe {
+        core::slice::from_raw_parts(
+            (&raw const hdr).cast::<u8>(),
+            core::mem::size_of::<mesh_common::probe::ProbeHdr>(),
+        )
+    };
+    f[PROBE_OFFSET..PROBE_OFFSET + bytes.len()].copy_from_slice(bytes);
+    f
+}
+
+#[test]
+fn a_neighbours_probe_request_is_answered_and_recorded_as_proof_of_life_in_its_slot() {
+    use mesh_common::{
+        probe::{LinkFigures, PROBE_OFFSET, PROBE_REPLY, ProbeHdr},
+        telemetry::NeighborKey,
+    };
+    let Some((mut dp, _)) = router("probe_request_recorded") else {
+        return;
+    };
+    let (peer, stranger) = ([2, 0, 0, 0, 0, 0x51], [2, 0, 0, 0, 0, 0x52]);
+    let slot = 7;
+    dp.set_probe_peer(
+        slot,
+        NeighborKey {
+            ifindex: LOOPBACK,
+            mac: peer,
+            _pad: [0; 2],
+        },
+    )
+    .expect("probe slot");
+    let state = |dp: &Dataplane| {
+        let mut out = Vec::new();
+        dp.read_probes(&[slot], &mut out).expect("probe state");
+        out[0].state
+    };
+    let figures = LinkFigures {
+        rtt_us: 1_250,
+        loss_ppm: 200_000,
+        jitter_us: 90,
+    };
+    // The peer's slot for us is its own business: 3 here, not ours.
+    let request = probe_frame(peer, ProbeHdr::request(3, 41, 123, figures));
+    let out = check(&dp, "request", &request, Reason::ProbeEchoed);
+    assert_eq!(out[..6], peer, "sent back to the peer");
+    assert_eq!(out[6..12], ROUTER_MAC, "from us");
+    assert_eq!(out[PROBE_OFFSET + 5], PROBE_REPLY, "as a reply");
+    let kind = PROBE_OFFSET + 5;
+    assert_eq!(
+        (&out[12..kind], &out[kind + 1..]),
+        (&request[12..kind], &request[kind + 1..]),
+        "the rest untouched, but for the kind"
+    );
+    let s = state(&dp);
+    assert_eq!((s.requests, s.request_seq), (1, 41), "{s:?}");
+    assert!(
+        s.last_request_ns > 0 && s.alive_ns == s.last_request_ns,
+        "{s:?}"
+    );
+    assert_eq!(
+        (s.peer_rtt_us, s.peer_loss_ppm, s.peer_jitter_us),
+        (1_250, 200_000, 90),
+        "the prober's figures"
+    );
+    assert_eq!(
+        (s.replies, s.last_reply_ns),
+        (0, 0),
+        "a request is no reply"
+    );
+
+    // A stranger is answered, and recorded nowhere.
+    let out = check(
+        &dp,
+        "stranger's request",
+        &probe_frame(
+            stranger,
+            ProbeHdr::request(slot, 99, 1, LinkFigures::default()),
+        ),
+        Reason::ProbeEchoed,
+    );
+    assert_eq!(out[..6], stranger);
+    assert_eq!(state(&dp), s, "nothing recorded for a stranger");
+
+    // Our own request, echoed by the peer, is a reply in our slot.
+    let mut reply = ProbeHdr::request(slot, 5, 0, LinkFigures::default());
+    reply.kind = PROBE_REPLY;
+    check(&dp, "reply", &probe_frame(peer, reply), Reason::ProbeReply);
+    let r = state(&dp);
+    assert_eq!((r.replies, r.last_seq, r.requests), (1, 5, 1), "{r:?}");
+    assert!(
+        r.alive_ns >= s.alive_ns && r.alive_ns == r.last_reply_ns,
+        "{r:?}"
+    );
+    // The same reply from the stranger is refused and counted against the slot.
+    check(
+        &dp,
+        "reply from a stranger",
+        &probe_frame(stranger, reply),
+        Reason::DropBadProbe,
+    );
+    assert_eq!(state(&dp).mismatched, 1);
 }

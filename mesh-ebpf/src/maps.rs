@@ -76,6 +76,9 @@ pub static PROBE_PEERS: Array<NeighborKey> = Array::with_max_entries(PROBE_CAPAC
 pub static PROBE_STATE: Array<ProbeState> = Array::with_max_entries(PROBE_CAPACITY, 0);
 
 #[map]
+pub static PROBE_SLOTS: HashMap<NeighborKey, u32> = HashMap::with_max_entries(PROBE_CAPACITY, 0);
+
+#[map]
 pub static BLOCKLIST: HashMap<BlockKey, BlockEntry> =
     HashMap::with_max_entries(BLOCKLIST_CAPACITY, 0);
 

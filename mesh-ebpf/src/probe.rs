@@ -1,17 +1,19 @@
-//! Link probes in the data plane: a neighbour's request goes straight back (`XDP_TX`), a
-//! reply to ours is recorded in `PROBE_STATE` and consumed.
+//! Link probes in the data plane: a neighbour's request goes straight back (`XDP_TX`) and
+//! counts as the link's proof of life on our side too; a reply to ours is recorded in
+//! `PROBE_STATE` and consumed.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use mesh_common::{
     Reason,
     maps::PROBE_CAPACITY,
     probe::{PROBE_MAGIC, PROBE_OFFSET, PROBE_REPLY, PROBE_REQUEST, PROBE_VERSION, ProbeHdr},
+    telemetry::NeighborKey,
     types::Iface,
 };
 
 use crate::{
     frame::Packet,
-    maps::{IFACES, PROBE_PEERS, PROBE_STATE},
+    maps::{IFACES, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE},
 };
 
 /// Answers or records one probe frame that arrived on a mesh interface.
@@ -47,6 +49,9 @@ fn try_handle(ctx: &XdpContext) -> Result<Reason, Reason> {
     match hdr.kind {
         PROBE_REQUEST => {
             let from = macs[1];
+            // A neighbour we do not probe yet is answered all the same: it may know us
+            // before we know it.
+            note_request(ctx, &from, hdr);
             *macs = [from, iface.mac];
             hdr.kind = PROBE_REPLY;
             Ok(Reason::ProbeEchoed)
@@ -54,6 +59,36 @@ fn try_handle(ctx: &XdpContext) -> Result<Reason, Reason> {
         PROBE_REPLY => record(ctx, &macs[1], hdr),
         _ => Err(Reason::DropBadProbe),
     }
+}
+
+/// Records a neighbour's request in its slot: the link lives, and the prober's figures.
+#[inline(always)]
+fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
+    let key = NeighborKey {
+        ifindex: ctx.ingress_ifindex() as u32,
+        mac: *from,
+        _pad: [0; 2],
+    };
+    // SAFETY: the value is copied out at once.
+    let Some(slot) = (unsafe { PROBE_SLOTS.get(&key) }).copied() else {
+        return;
+    };
+    let Some(state) = PROBE_STATE.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: an array slot; a racing frame on another CPU can at worst lose one update.
+    let state = unsafe { &mut *state };
+    let now = unsafe { bpf_ktime_get_ns() };
+    state.last_request_ns = now;
+    state.alive_ns = now;
+    state.requests += 1;
+    let seq = u32::from_le_bytes(hdr.seq);
+    if seq > state.request_seq {
+        state.request_seq = seq;
+    }
+    state.peer_rtt_us = u32::from_le_bytes(hdr.rtt_us);
+    state.peer_loss_ppm = u32::from_le_bytes(hdr.loss_ppm);
+    state.peer_jitter_us = u32::from_le_bytes(hdr.jitter_us);
 }
 
 #[inline(always)]
@@ -80,6 +115,7 @@ fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Re
         state.rtt_sq_sum_us2 += us * us;
     }
     state.last_reply_ns = now;
+    state.alive_ns = now;
     state.replies += 1;
     let seq = u32::from_le_bytes(hdr.seq);
     if seq > state.last_seq {

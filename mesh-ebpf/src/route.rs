@@ -168,11 +168,12 @@ fn blocked_until(key: &BlockKey) -> Option<u64> {
     unsafe { BLOCKLIST.get(key) }.map(|b| b.expires_ns)
 }
 
-/// Whether a neighbour's last probe reply is older than `dead_ns` (or never came).
+/// Whether a neighbour's last probe reply or request is older than `dead_ns` (or never
+/// came).
 #[inline(always)]
 fn silent(neighbor: u32, now: u64, dead_ns: u64) -> bool {
     match PROBE_STATE.get(neighbor) {
-        Some(state) => now.saturating_sub(state.last_reply_ns) > dead_ns,
+        Some(state) => now.saturating_sub(state.alive_ns) > dead_ns,
         None => true,
     }
 }

@@ -3,6 +3,8 @@
 
 use std::net::SocketAddrV6;
 
+use mesh_common::probe::ProbeState;
+
 use super::knowledge::{Knowledge, Neighbor};
 use crate::{
     config::MacAddr,
@@ -23,11 +25,13 @@ pub struct LinkChange {
     pub change: Change,
 }
 
-/// Reads every probed slot and updates each neighbour's link quality.
+/// Reads every probed slot, updates each neighbour's link quality, and tells the sender
+/// which links to probe (see [`we_probe`]) with what figures.
 pub fn probes(
     dp: &Dataplane,
     sender: &Sender,
     k: &mut Knowledge,
+    me: &str,
     settings: &Settings,
     now_ns: u64,
     scratch: &mut Vec<ProbeReading>,
@@ -36,6 +40,8 @@ pub fn probes(
     dp.read_probes(&slots, scratch)?;
     let mut changes = Vec::new();
     for (n, r) in k.neighbors.iter_mut().zip(scratch.iter()) {
+        sender.set_quiet(n.slot, !we_probe(me, &n.node, &r.state, now_ns, settings));
+        sender.set_figures(n.slot, n.quality.figures());
         let c = n.quality.update(
             now_ns,
             sender.sent(n.slot, r.state.last_reply_ns),
@@ -51,6 +57,17 @@ pub fn probes(
         }
     }
     Ok(changes)
+}
+
+/// Whether we probe the link to `peer`: one side per link does, so that it costs one
+/// request and one reply per interval. The lower name probes; the higher one answers and
+/// takes the requests as its own proof of life, but probes too as soon as they are half
+/// the dead time late (the prober's agent stalled, stopped, or the link is failing), so
+/// that a silent prober never makes a live link look dead.
+pub fn we_probe(me: &str, peer: &str, state: &ProbeState, now_ns: u64, s: &Settings) -> bool {
+    me < peer
+        || state.last_request_ns == 0
+        || now_ns.saturating_sub(state.last_request_ns) > s.dead_ns / 2
 }
 
 /// What a hello changed.
@@ -149,5 +166,34 @@ pub fn our_hello(
             .collect(),
         hello_interval_ms: interval_ms,
         restarting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_lower_name_probes_and_the_other_takes_over_when_its_requests_are_late() {
+        let s = Settings {
+            window_ns: 100 * MS,
+            dead_ns: 16 * MS,
+            up_hold_ns: 0,
+            cost_change_pct: 25,
+        };
+        let mut st = ProbeState::default();
+        let now = 1_000 * MS;
+        assert!(we_probe("n1", "n2", &st, now, &s), "lower name: always");
+        assert!(we_probe("n2", "n1", &st, now, &s), "no request heard yet");
+        st.last_request_ns = now - 5 * MS;
+        assert!(!we_probe("n2", "n1", &st, now, &s), "n1's requests arrive");
+        assert!(we_probe("n1", "n2", &st, now, &s));
+        st.last_request_ns = now - 9 * MS;
+        assert!(
+            we_probe("n2", "n1", &st, now, &s),
+            "half the dead time late"
+        );
     }
 }

@@ -307,7 +307,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             _ = probe_tick.tick(), if mesh.routing => {
                 let (Some(sender), Ok(now)) = (sender.as_ref(), monotonic_ns()) else { continue };
                 let started = Instant::now();
-                match monitor::probes(&dp, sender, &mut k, &mesh.settings, now, &mut scratch) {
+                match monitor::probes(&dp, sender, &mut k, &config.node, &mesh.settings, now, &mut scratch) {
                     Ok(changes) if !changes.is_empty() => {
                         record_stage("monitor", started);
                         let started = Instant::now();

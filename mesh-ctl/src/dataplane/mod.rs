@@ -25,7 +25,7 @@ use mesh_common::{
     Reason,
     maps::{
         BLOCKLIST, CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES,
-        LINKS, META, NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_STATE,
+        LINKS, META, NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE,
         PROG_TC_EGRESS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
     },
     probe::ProbeState,
@@ -88,6 +88,7 @@ pub const ALL_MAPS: &[&str] = &[
     EVENT_BUDGET,
     PROBE_PEERS,
     PROBE_STATE,
+    PROBE_SLOTS,
     BLOCKLIST,
     META,
 ];
@@ -213,6 +214,7 @@ impl Dataplane {
         typed::<RingBuf<_>>(&mut self.maps, EVENTS)?;
         typed::<Array<_, NeighborKey>>(&mut self.maps, PROBE_PEERS)?;
         typed::<Array<_, ProbeState>>(&mut self.maps, PROBE_STATE)?;
+        typed::<HashMap<_, NeighborKey, u32>>(&mut self.maps, PROBE_SLOTS)?;
         typed::<HashMap<_, BlockKey, BlockEntry>>(&mut self.maps, BLOCKLIST)?;
         typed::<Array<_, u32>>(&mut self.maps, META)?;
         Ok(())

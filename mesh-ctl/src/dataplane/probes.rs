@@ -1,8 +1,8 @@
 //! The probe maps: who each slot probes (ours to write) and what the replies said (XDP's).
 
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use mesh_common::{
-    maps::{PROBE_CAPACITY, PROBE_PEERS, PROBE_STATE},
+    maps::{PROBE_CAPACITY, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE},
     probe::ProbeState,
     telemetry::NeighborKey,
 };
@@ -17,8 +17,20 @@ pub struct ProbeReading {
 }
 
 impl Dataplane {
-    /// Says who slot `slot` probes; replies from anyone else are refused by XDP.
+    /// Says who slot `slot` probes; replies from anyone else are refused by XDP, and
+    /// this neighbour's requests are recorded in the slot.
     pub fn set_probe_peer(&mut self, slot: u32, peer: NeighborKey) -> Result<()> {
+        // The slot first: a request recorded in it before the peer entry exists is from
+        // the same neighbour, so nothing is ever recorded in another's slot.
+        let mut slots: HashMap<&mut MapData, NeighborKey, u32> =
+            typed(&mut self.maps, PROBE_SLOTS)?;
+        slots
+            .insert(peer, slot, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: PROBE_SLOTS,
+                action: format!("naming probe slot {slot}"),
+                source,
+            })?;
         let mut map: Array<&mut MapData, NeighborKey> = typed(&mut self.maps, PROBE_PEERS)?;
         map.set(slot, peer, 0)
             .map_err(|source| DataplaneError::MapAccess {

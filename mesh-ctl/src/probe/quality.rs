@@ -2,7 +2,7 @@
 //! into a cost (ETX-like, plus RTT), with hysteresis so that a noisy or flapping link
 //! does not make routes flap. Pure: readings and times come in as arguments.
 
-use mesh_common::probe::ProbeState;
+use mesh_common::probe::{LinkFigures, ProbeState};
 use serde::Serialize;
 
 use super::Sent;
@@ -26,7 +26,8 @@ const RTT_STEP_MS: f64 = 10.0;
 const CONFIRM_WINDOWS: u32 = 2;
 /// Weight of the newest window in the smoothed figures.
 const EWMA: f64 = 0.3;
-/// Replies a never-used link must have given before it carries traffic.
+/// Replies (or the neighbour's requests) a never-used link must have given before it
+/// carries traffic.
 const FIRST_REPLIES: u64 = 3;
 
 /// Whether routing may use the link.
@@ -65,7 +66,11 @@ pub struct Quality {
     /// What we advertise (and route with), once known.
     pub cost: Option<u32>,
     pub last_reply_ns: u64,
+    /// The last reply or request from the neighbour: what liveness is judged by.
+    pub last_alive_ns: u64,
     pub replies: u64,
+    /// The neighbour's requests we answered.
+    pub requests: u64,
     pub sent: u64,
     /// Times the link went down.
     #[serde(default)]
@@ -92,7 +97,9 @@ impl Quality {
             jitter_ms: 0.0,
             cost: None,
             last_reply_ns: 0,
+            last_alive_ns: 0,
             replies: 0,
+            requests: 0,
             sent: 0,
             downs: 0,
             was_up: false,
@@ -103,19 +110,32 @@ impl Quality {
         }
     }
 
-    /// Whether the last reply is recent enough: the data plane's own test.
+    /// Whether the last reply or request is recent enough: the data plane's own test.
     pub fn alive(&self, now_ns: u64, s: &Settings) -> bool {
-        self.last_reply_ns != 0 && now_ns.saturating_sub(self.last_reply_ns) <= s.dead_ns
+        self.last_alive_ns != 0 && now_ns.saturating_sub(self.last_alive_ns) <= s.dead_ns
     }
 
-    /// Takes a new reading: what we sent and the data plane's reply state.
+    /// Our own figures for the link, for the requests we send.
+    pub fn figures(&self) -> LinkFigures {
+        LinkFigures {
+            rtt_us: (self.rtt_ms * 1e3).round() as u32,
+            loss_ppm: (self.loss * 1e6).round() as u32,
+            jitter_us: (self.jitter_ms * 1e3).round() as u32,
+        }
+    }
+
+    /// Takes a new reading: what we sent and the data plane's probe state.
     ///
-    /// A link is judged silent only when requests have gone unanswered for half the dead
-    /// time as well: if our own sender fell behind (a starved CPU), the last reply is old
-    /// through no fault of the link, and taking it down would be a spurious switch.
+    /// A link is judged silent only when our requests have gone unanswered for half the
+    /// dead time as well: if our own sender fell behind (a starved CPU), the last reply is
+    /// old through no fault of the link, and taking it down would be a spurious switch.
+    /// When the neighbour is the link's prober and falls silent, we probe it ourselves
+    /// (the agent's role rule), and the same test applies to those requests.
     pub fn update(&mut self, now_ns: u64, sent: Sent, probe: &ProbeState, s: &Settings) -> Change {
         self.last_reply_ns = probe.last_reply_ns;
+        self.last_alive_ns = probe.alive_ns;
         self.replies = probe.replies;
+        self.requests = probe.requests;
         self.sent = sent.count;
         let unanswered = sent
             .unanswered_since_ns
@@ -133,7 +153,7 @@ impl Quality {
                 self.downs += 1;
                 self.alive_since_ns = None;
                 Change::Down {
-                    silent_ms: now_ns.saturating_sub(self.last_reply_ns) as f64 / 1e6,
+                    silent_ms: now_ns.saturating_sub(self.last_alive_ns) as f64 / 1e6,
                 }
             }
             (LinkState::Down, true) => {
@@ -141,7 +161,7 @@ impl Quality {
                 let ready = if self.was_up {
                     now_ns.saturating_sub(since) >= s.up_hold_ns
                 } else {
-                    probe.replies >= FIRST_REPLIES
+                    probe.replies + probe.requests >= FIRST_REPLIES
                 };
                 if ready {
                     self.state = LinkState::Up;
@@ -165,10 +185,19 @@ impl Quality {
         let d_sent = sent.saturating_sub(sent0);
         // A reply may land in the window after its request: never more replies than sent.
         let d_rep = probe.replies.saturating_sub(base.replies).min(d_sent);
-        if d_sent > 0 {
-            let loss = 1.0 - d_rep as f64 / d_sent as f64;
-            self.loss = EWMA * loss + (1.0 - EWMA) * self.loss;
+        if d_sent == 0 {
+            // Not our link to probe: the prober's figures, as its latest request said, so
+            // both ends cost the link alike.
+            if probe.requests > base.requests {
+                self.loss = f64::from(probe.peer_loss_ppm.min(1_000_000)) / 1e6;
+                self.rtt_ms = f64::from(probe.peer_rtt_us) / 1e3;
+                self.jitter_ms = f64::from(probe.peer_jitter_us) / 1e3;
+            }
+            self.window_base = (sent, *probe);
+            return;
         }
+        let loss = 1.0 - d_rep as f64 / d_sent as f64;
+        self.loss = EWMA * loss + (1.0 - EWMA) * self.loss;
         let n = probe.replies.saturating_sub(base.replies);
         if n > 0 {
             let mean_ns = probe.rtt_sum_ns.saturating_sub(base.rtt_sum_ns) as f64 / n as f64;
@@ -281,6 +310,7 @@ mod tests {
                 if answered(self.sent) {
                     self.state.replies += 1;
                     self.state.last_reply_ns = self.now;
+                    self.state.alive_ns = self.now;
                     self.state.rtt_sum_ns += 100_000;
                     self.state.rtt_sq_sum_us2 += 100 * 100;
                 }
@@ -385,5 +415,77 @@ mod tests {
             .filter(|c| matches!(c, Change::Down { .. }))
             .count();
         assert_eq!((downs, ups), (1, 0), "{changes:?}");
+    }
+}
+
+#[cfg(test)]
+mod responder_tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn settings() -> Settings {
+        Settings {
+            window_ns: 100 * MS,
+            dead_ns: 15 * MS,
+            up_hold_ns: 2_000 * MS,
+            cost_change_pct: 25,
+        }
+    }
+
+    #[test]
+    fn a_link_the_neighbour_probes_lives_on_its_requests_and_takes_its_figures() {
+        let mut q = Quality::new(0);
+        let mut st = ProbeState::default();
+        let (mut now, mut changes) = (0, Vec::new());
+        // The neighbour probes every 5 ms and reports 30 % loss and 12 ms RTT; we send
+        // nothing.
+        for i in 0..200u64 {
+            now += 5 * MS;
+            st.requests += 1;
+            st.request_seq = i as u32;
+            st.last_request_ns = now;
+            st.alive_ns = now;
+            st.peer_loss_ppm = 300_000;
+            st.peer_rtt_us = 12_000;
+            st.peer_jitter_us = 400;
+            let c = q.update(now, Sent::default(), &st, &settings());
+            if c != Change::None {
+                changes.push(c);
+            }
+        }
+        assert_eq!(changes.first(), Some(&Change::Up), "{changes:?}");
+        assert!(
+            (q.loss - 0.3).abs() < 1e-9 && (q.rtt_ms - 12.0).abs() < 1e-9,
+            "{q:?}"
+        );
+        assert_eq!(
+            q.candidate_cost(),
+            15,
+            "ETX 1/0.7 of 10, plus one for 12 ms"
+        );
+        assert_eq!(q.figures().loss_ppm, 300_000);
+        // Its requests stop and so do ours (none sent): down after the dead time.
+        let mut down = None;
+        for _ in 0..10 {
+            now += 5 * MS;
+            let c = q.update(
+                now,
+                Sent {
+                    count: 1,
+                    unanswered_since_ns: Some(now - 10 * MS),
+                },
+                &st,
+                &settings(),
+            );
+            if matches!(c, Change::Down { .. }) {
+                down = Some(c);
+                break;
+            }
+        }
+        assert!(
+            matches!(down, Some(Change::Down { silent_ms }) if silent_ms > 15.0),
+            "{down:?}"
+        );
     }
 }

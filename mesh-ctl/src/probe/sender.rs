@@ -1,18 +1,20 @@
-//! Sends a probe request to every peer every interval from a thread of its own, so that
-//! a busy agent never delays probes (a late probe looks like a dying link). Replies never
-//! come back here: the far side's XDP answers, ours records and consumes.
+//! Sends a probe request to every peer it is told to probe, every interval, from a thread
+//! of its own, so that a busy agent never delays probes (a late probe looks like a dying
+//! link). Replies never come back here: the far side's XDP answers, ours records and
+//! consumes. The agent says which peers to leave to their own prober ([`Sender::set_quiet`])
+//! and what figures each request carries ([`Sender::set_figures`]).
 
 use std::{
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use anyhow::Context as _;
-use mesh_common::probe::{ETH_P_MESH_PROBE, PROBE_FRAME_LEN, PROBE_OFFSET, ProbeHdr};
+use mesh_common::probe::{ETH_P_MESH_PROBE, LinkFigures, PROBE_FRAME_LEN, PROBE_OFFSET, ProbeHdr};
 use nix::libc;
 
 /// One neighbour to probe.
@@ -28,11 +30,14 @@ pub struct Peer {
 /// Send times kept per slot: enough to cover the dead time at the shortest interval.
 const RECENT_SENDS: usize = 16;
 
-/// One slot's send record: a count and the times of the latest sends.
+/// One slot's send record (a count and the times of the latest sends), whether to send,
+/// and the figures to send.
 #[derive(Default)]
 struct SlotLog {
     count: AtomicU64,
     times: [AtomicU64; RECENT_SENDS],
+    quiet: AtomicBool,
+    figures: [AtomicU32; 3],
 }
 
 impl SlotLog {
@@ -97,6 +102,22 @@ impl Sender {
         }
     }
 
+    /// Stops (or resumes) probing slot `slot`: its neighbour probes the link for both.
+    pub fn set_quiet(&self, slot: u32, quiet: bool) {
+        if let Some(log) = self.sent.get(slot as usize) {
+            log.quiet.store(quiet, Ordering::Relaxed);
+        }
+    }
+
+    /// The figures for slot `slot`'s link that its requests carry from now on.
+    pub fn set_figures(&self, slot: u32, f: LinkFigures) {
+        if let Some(log) = self.sent.get(slot as usize) {
+            for (a, v) in log.figures.iter().zip([f.rtt_us, f.loss_ppm, f.jitter_us]) {
+                a.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// What was sent to slot `slot`, relative to its last reply at `last_reply_ns`.
     pub fn sent(&self, slot: u32, last_reply_ns: u64) -> Sent {
         let Some(log) = self.sent.get(slot as usize) else {
@@ -141,19 +162,31 @@ fn run(
         let list = peers.lock().map(|p| p.clone()).unwrap_or_default();
         seq = seq.wrapping_add(1);
         for peer in &list {
+            let Some(log) = sent.get(peer.slot as usize) else {
+                continue;
+            };
+            if log.quiet.load(Ordering::Relaxed) {
+                continue;
+            }
+            let [rtt_us, loss_ppm, jitter_us] =
+                log.figures.each_ref().map(|a| a.load(Ordering::Relaxed));
+            let figures = LinkFigures {
+                rtt_us,
+                loss_ppm,
+                jitter_us,
+            };
             let at = now_ns();
-            let hdr = ProbeHdr::request(peer.slot, seq, at);
+            let hdr = ProbeHdr::request(peer.slot, seq, at, figures);
             frame[..6].copy_from_slice(&peer.dst_mac);
             frame[6..12].copy_from_slice(&peer.src_mac);
             frame[12..14].copy_from_slice(&ETH_P_MESH_PROBE.to_be_bytes());
-            // SAFETY: ProbeHdr is repr(C), 24 bytes of integers and byte arrays.
-            let bytes: [u8; 24] = unsafe { core::mem::transmute(hdr) };
-            frame[PROBE_OFFSET..PROBE_OFFSET + 24].copy_from_slice(&bytes);
+            const HDR: usize = core::mem::size_of::<ProbeHdr>();
+            // SAFETY: ProbeHdr is repr(C), integers and byte arrays with no padding.
+            let bytes: [u8; HDR] = unsafe { core::mem::transmute(hdr) };
+            frame[PROBE_OFFSET..PROBE_OFFSET + HDR].copy_from_slice(&bytes);
             // A request that could not go out (the port is down) is a lost one too.
             let _sent = send(socket, peer.ifindex, &peer.dst_mac, &frame);
-            if let Some(log) = sent.get(peer.slot as usize) {
-                log.record(at);
-            }
+            log.record(at);
         }
         // Absolute deadlines: a late tick is not made up for, and never drifts.
         next += step;
