@@ -214,10 +214,10 @@ fn default_pin_dir() -> PathBuf {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Probe {
-    /// Each neighbour is probed this often.
+    /// One side of each link (the lower node name) probes it this often.
     pub interval_ms: u64,
-    /// A link whose last reply is older than this is bypassed by the data plane itself
-    /// (fast reroute) and reported down by the agent; 0 turns fast reroute off.
+    /// A link whose last reply or request is older than this is bypassed by the data
+    /// plane itself (fast reroute) and reported down by the agent; 0 turns fast reroute off.
     pub dead_ms: u64,
     /// A link that came back is used for routing again only after replying this long.
     pub up_hold_ms: u64,

@@ -278,6 +278,7 @@ pub fn neighbors(data: &Value) -> String {
             format!("{:.3}", f(&x["jitter_ms"])),
             n(&x["probes_sent"]),
             n(&x["probe_replies"]),
+            n(&x["probe_requests"]),
         ]
     });
     table(
@@ -292,6 +293,7 @@ pub fn neighbors(data: &Value) -> String {
             "JITTER_MS",
             "SENT",
             "REPLIES",
+            "REQUESTS",
         ],
         &rows,
     )

@@ -122,6 +122,7 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     );
 
     let link = mesh.link("n1", "n2").expect("link").clone();
+    one_prober_per_link(&lab, &link, &agents[0], &agents[1]);
     lab.fault(&link, Fault::Silent).expect("fault");
     // The agents reconverge around it (bounded wait).
     let mut rerouted = false;
@@ -200,6 +201,56 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     for a in agents {
         a.stop().expect("agent stops");
     }
+}
+
+/// `low`'s and `high`'s entries for each other: (requests sent, requests received).
+fn probe_counts(low: &Agent, high: &Agent) -> ((u64, u64), (u64, u64)) {
+    let entry = |a: &Agent, other: &str| {
+        let v = a.query(&Request::Neighbors).expect("neighbors");
+        let n = v["neighbors"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["node"] == other).cloned())
+            .unwrap_or_else(|| panic!("{} has no neighbour {other}: {v}", a.node));
+        (
+            n["probes_sent"].as_u64().unwrap_or(0),
+            n["probe_requests"].as_u64().unwrap_or(0),
+        )
+    };
+    (entry(low, &high.node), entry(high, &low.node))
+}
+
+/// On a healthy link only the lower name probes: the wire carries one request and one
+/// reply per interval, and the other side lives on the requests it answers.
+fn one_prober_per_link(lab: &Lab, link: &mesh_ctl::lab::Link, low: &Agent, high: &Agent) {
+    let interval_ms = mesh_ctl::config::Probe::default().interval_ms as f64;
+    let (c0, (l0, h0)) = (
+        lab.wire_counters(link).expect("wire"),
+        probe_counts(low, high),
+    );
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let (c1, (l1, h1)) = (
+        lab.wire_counters(link).expect("wire"),
+        probe_counts(low, high),
+    );
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let frames = c1.since(&c0).probe.packets as f64;
+    // Both sides probing would put 4 frames per interval on the wire.
+    let per_interval = frames / (ms / interval_ms);
+    assert!(
+        (1.5..2.6).contains(&per_interval),
+        "{frames} probe frames in {ms:.0} ms: {per_interval:.2} per interval, not 2"
+    );
+    assert!(l1.0 > l0.0, "{} probes {}", low.node, high.node);
+    assert_eq!(h1.0, h0.0, "{} sent no requests of its own", high.node);
+    assert!(
+        h1.1 - h0.1 >= (l1.0 - l0.0) / 2,
+        "{} recorded {}'s requests: {h0:?} -> {h1:?}, {} sent {}",
+        high.node,
+        low.node,
+        low.node,
+        l1.0 - l0.0
+    );
 }
 
 /// Polls `done` every 50 ms for at most `limit`; panics naming `what` if it never holds.
@@ -801,7 +852,8 @@ fn meshctl_record_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
         .expect("the faulty link is in the topology");
     let clean = &t.windows[1];
     assert!(
-        clean.links[faulty].tx_pkts > 200 && clean.links[faulty].probes_sent > 200,
+        // One side probes: 200 requests a second at 5 ms.
+        clean.links[faulty].tx_pkts > 200 && clean.links[faulty].probes_sent > 100,
         "a clean window shows the stream and the probes on its first hop: {:?}",
         clean.links[faulty]
     );

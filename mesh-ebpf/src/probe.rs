@@ -70,7 +70,7 @@ fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
         _pad: [0; 2],
     };
     // SAFETY: the value is copied out at once.
-    let Some(slot) = (unsafe { PROBE_SLOTS.get(&key) }).copied() else {
+    let Some(slot) = (unsafe { PROBE_SLOTS.get(key) }).copied() else {
         return;
     };
     let Some(state) = PROBE_STATE.get_ptr_mut(slot) else {

@@ -31,7 +31,7 @@ pub fn links(changes: &[LinkChange]) -> Vec<Finding> {
                 Change::Down { silent_ms } => Some(Finding {
                     kind: "link_down",
                     detail,
-                    reason: format!("no probe reply for {silent_ms:.1} ms"),
+                    reason: format!("no probe reply or request for {silent_ms:.1} ms"),
                 }),
                 Change::Cost { from, to } => Some(Finding {
                     kind: "link_cost",

@@ -140,6 +140,7 @@ impl Knowledge {
                     "jitter_ms": n.quality.jitter_ms,
                     "probes_sent": n.quality.sent,
                     "probe_replies": n.quality.replies,
+                    "probe_requests": n.quality.requests,
                 })
             })
             .collect();
