@@ -225,6 +225,9 @@ pub struct Probe {
     pub window_ms: u64,
     /// A link's advertised cost changes only when the new one differs by this much.
     pub cost_change_pct: u32,
+    /// The probe sender thread asks for real-time priority (`SCHED_FIFO`), so that a busy
+    /// CPU does not delay probes; without `CAP_SYS_NICE` it runs at normal priority.
+    pub realtime: bool,
 }
 
 impl Default for Probe {
@@ -235,6 +238,7 @@ impl Default for Probe {
             up_hold_ms: 2_000,
             window_ms: 100,
             cost_change_pct: 25,
+            realtime: true,
         }
     }
 }

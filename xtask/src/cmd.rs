@@ -17,6 +17,15 @@ pub fn root() -> PathBuf {
         .to_owned()
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set (relative to the
+/// workspace root, as cargo reads it), else `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root().join(d),
+        _ => root().join("target"),
+    }
+}
+
 /// A cargo command in the workspace root with the eBPF toolchain chosen by setup.
 pub fn cargo(env: &Env, args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -77,7 +86,7 @@ pub fn lab(env: &Env, args: &[&str]) -> Result<()> {
             "meshctl",
         ],
     ))?;
-    let mut c = Command::new(root().join("target/release/mesh-lab"));
+    let mut c = Command::new(target_dir().join("release/mesh-lab"));
     c.args(args).current_dir(root());
     status(c)
 }

@@ -44,7 +44,7 @@ pub fn probes(
         sender.set_figures(n.slot, n.quality.figures());
         let c = n.quality.update(
             now_ns,
-            sender.sent(n.slot, r.state.last_reply_ns),
+            sender.sent(n.slot, r.state.alive_ns),
             &r.state,
             settings,
         );

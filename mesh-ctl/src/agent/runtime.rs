@@ -229,6 +229,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             Sender::start(
                 Duration::from_millis(config.probe.interval_ms),
                 mesh_common::maps::PROBE_CAPACITY as usize,
+                config.probe.realtime,
             )
             .context("starting the probe sender")?,
         )
@@ -255,6 +256,10 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         "groups": k.installed.groups.len(),
         "flow_capacity": dp.flow_capacity(),
         "routing": mesh.routing,
+        "probe_realtime": sender.as_ref().map(|s| match s.realtime() {
+            Ok(()) => json!(true),
+            Err(why) => json!(why),
+        }),
         "metrics": config.metrics.enabled.then(|| config.metrics.listen.to_string()),
         "socket": config.api.socket,
     }));

@@ -37,35 +37,44 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-fn switches(agents: &[Agent]) -> Result<usize> {
-    let mut n = 0;
+/// Every agent's link-downs and cost changes so far, as "node: event".
+fn switch_events(agents: &[Agent]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
     for a in agents {
         let ev = a.query(&Request::Events)?;
-        n += ev["events"].as_array().map_or(0, |e| {
-            e.iter()
-                .filter(|x| x["kind"] == "link_down" || x["kind"] == "link_cost")
-                .count()
-        });
+        for x in ev["events"].as_array().into_iter().flatten() {
+            if x["kind"] == "link_down" || x["kind"] == "link_cost" {
+                out.push(format!("{}: {x}", a.node));
+            }
+        }
     }
-    Ok(n)
+    Ok(out)
 }
 
-/// Frames the data planes forwarded on a loop-free alternate: on a healthy mesh, each
-/// one is a fast-reroute switch nobody asked for.
-fn backup_frames(agents: &[Agent]) -> Result<u64> {
-    let mut n = 0;
-    for a in agents {
-        let d = a.query(&Request::Drops)?;
-        n += d["reasons"].as_array().map_or(0, |r| {
-            r.iter()
-                .filter(|x| {
-                    x["reason"] == "forwarded_backup_v4" || x["reason"] == "forwarded_backup_v6"
-                })
-                .filter_map(|x| x["packets"].as_u64())
-                .sum::<u64>()
-        });
-    }
-    Ok(n)
+/// Frames each data plane forwarded on a loop-free alternate, by node: on a healthy
+/// mesh, each one is a fast-reroute switch nobody asked for.
+fn backup_frames(agents: &[Agent]) -> Result<Vec<u64>> {
+    agents
+        .iter()
+        .map(|a| {
+            let d = a.query(&Request::Drops)?;
+            Ok(d["reasons"].as_array().map_or(0, |r| {
+                r.iter()
+                    .filter(|x| {
+                        x["reason"] == "forwarded_backup_v4" || x["reason"] == "forwarded_backup_v6"
+                    })
+                    .filter_map(|x| x["packets"].as_u64())
+                    .sum::<u64>()
+            }))
+        })
+        .collect()
+}
+
+/// `now - then`, by node, and its sum.
+fn since(now: &[u64], then: &[u64]) -> (Vec<u64>, u64) {
+    let d: Vec<u64> = now.iter().zip(then).map(|(a, b)| a - b).collect();
+    let sum = d.iter().sum();
+    (d, sum)
 }
 
 /// One run of our agents on the demo mesh.
@@ -77,8 +86,11 @@ struct OursRun {
     cpu_per_min: f64,
     /// Link-downs and cost changes in the fault-free run.
     spurious: usize,
-    /// Frames forwarded on a backup in the fault-free run.
+    /// Frames forwarded on a backup in the fault-free run, in all and by node.
     spurious_backup_frames: u64,
+    spurious_backup_by_node: Vec<(String, u64)>,
+    /// The link-downs and cost changes of the fault-free run.
+    spurious_events: Vec<String>,
     quiet_lost: u64,
 }
 
@@ -96,6 +108,8 @@ impl OursRun {
             "cpu_s_per_min": self.cpu_per_min,
             "spurious": self.spurious,
             "spurious_backup_frames": self.spurious_backup_frames,
+            "spurious_backup_by_node": self.spurious_backup_by_node,
+            "spurious_events": self.spurious_events,
             "spurious_run_s": quiet_s,
             "spurious_run_lost": self.quiet_lost,
         })
@@ -154,9 +168,10 @@ fn run_ours(
     // A fault-free run under load: any link declared down or re-costed is spurious, and
     // so is any frame the data plane forwards on a backup.
     let (mut spurious, mut spurious_backup_frames, mut quiet_lost) = (0, 0, 0);
+    let (mut spurious_backup_by_node, mut spurious_events) = (Vec::new(), Vec::new());
     if quiet_s > 0 {
         eprintln!("{name}: {quiet_s} s fault-free under a 2000 packets/s stream");
-        let (s0, b0) = (switches(&agents)?, backup_frames(&agents)?);
+        let (s0, b0) = (switch_events(&agents)?, backup_frames(&agents)?);
         let stream = lab.stream(
             "hs",
             "hd",
@@ -167,17 +182,27 @@ fn run_ours(
         for i in 0..quiet_s {
             std::thread::sleep(Duration::from_secs(1));
             if i % 60 == 59 {
+                let (by_node, all) = since(&backup_frames(&agents)?, &b0);
                 eprintln!(
-                    "  {}/{quiet_s} s, spurious so far {} (frames on a backup {})",
+                    "  {}/{quiet_s} s, spurious so far {} (frames on a backup {all}: {by_node:?})",
                     i + 1,
-                    switches(&agents)? - s0,
-                    backup_frames(&agents)? - b0
+                    switch_events(&agents)?
+                        .iter()
+                        .filter(|e| !s0.contains(e))
+                        .count(),
                 );
             }
         }
         let (sent, arrivals) = stream.stop()?;
-        spurious = switches(&agents)? - s0;
-        spurious_backup_frames = backup_frames(&agents)? - b0;
+        let events = switch_events(&agents)?;
+        spurious_events = events
+            .into_iter()
+            .filter(|e| !s0.contains(e))
+            .collect::<Vec<_>>();
+        spurious = spurious_events.len();
+        let (by_node, all) = since(&backup_frames(&agents)?, &b0);
+        spurious_backup_frames = all;
+        spurious_backup_by_node = agents.iter().map(|a| a.node.clone()).zip(by_node).collect();
         quiet_lost = sent.saturating_sub(arrivals.len() as u64);
     }
 
@@ -214,6 +239,8 @@ fn run_ours(
         cpu_per_min,
         spurious,
         spurious_backup_frames,
+        spurious_backup_by_node,
+        spurious_events,
         quiet_lost,
     })
 }

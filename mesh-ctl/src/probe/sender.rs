@@ -53,10 +53,14 @@ impl SlotLog {
 pub struct Sent {
     /// Requests sent (or tried) so far.
     pub count: u64,
-    /// When the first request after the last reply went out (the oldest send we still
+    /// When the first request after the last proof of life went out (the oldest send we still
     /// know of if every known one is newer); `None` when nothing was sent since.
     pub unanswered_since_ns: Option<u64>,
 }
+
+/// The real-time priority the sender asks for: above every ordinary thread, below the
+/// kernel's own (interrupt threads run at 50).
+const RT_PRIORITY: i32 = 10;
 
 /// The probe sender thread; stops when dropped.
 pub struct Sender {
@@ -64,11 +68,16 @@ pub struct Sender {
     sent: Arc<Vec<SlotLog>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    realtime: Result<(), String>,
 }
 
 impl Sender {
-    /// Starts sending every `interval` to the peers set with [`Self::set_peers`].
-    pub fn start(interval: Duration, slots: usize) -> anyhow::Result<Self> {
+    /// Starts sending every `interval` to the peers set with [`Self::set_peers`]. With
+    /// `realtime`, the thread asks for `SCHED_FIFO`: a probe sent late by a busy CPU is a
+    /// link that looks silent to its far side, so the sender must not queue behind
+    /// ordinary threads. It runs without when that is refused ([`Self::realtime`] says
+    /// why).
+    pub fn start(interval: Duration, slots: usize, realtime: bool) -> anyhow::Result<Self> {
         // SAFETY: plain socket(2); the result is checked before use.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -80,19 +89,36 @@ impl Sender {
         let peers = Arc::new(Mutex::new(Vec::new()));
         let sent = Arc::new((0..slots).map(|_| SlotLog::default()).collect::<Vec<_>>());
         let stop = Arc::new(AtomicBool::new(false));
+        let (told, priority) = std::sync::mpsc::channel();
         let thread = {
             let (peers, sent, stop) = (peers.clone(), sent.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("probe-sender".into())
-                .spawn(move || run(&socket, interval, &peers, &sent, &stop))
+                .spawn(move || {
+                    let _ = told.send(if realtime {
+                        go_realtime()
+                    } else {
+                        Err("off in the config (probe.realtime)".to_owned())
+                    });
+                    run(&socket, interval, &peers, &sent, &stop);
+                })
                 .context("starting the probe sender thread")?
         };
+        let realtime = priority
+            .recv()
+            .unwrap_or_else(|_| Err("the sender thread ended at once".to_owned()));
         Ok(Self {
             peers,
             sent,
             stop,
             thread: Some(thread),
+            realtime,
         })
+    }
+
+    /// Whether the thread runs at real-time priority, or why not.
+    pub fn realtime(&self) -> Result<(), &str> {
+        self.realtime.as_ref().map(|_| ()).map_err(String::as_str)
     }
 
     /// Replaces the set of peers probed from the next tick on.
@@ -118,8 +144,9 @@ impl Sender {
         }
     }
 
-    /// What was sent to slot `slot`, relative to its last reply at `last_reply_ns`.
-    pub fn sent(&self, slot: u32, last_reply_ns: u64) -> Sent {
+    /// What was sent to slot `slot`, relative to the last proof of life at `alive_ns` (a
+    /// reply, or a request from a neighbour that probes us: sends before it are moot).
+    pub fn sent(&self, slot: u32, alive_ns: u64) -> Sent {
         let Some(log) = self.sent.get(slot as usize) else {
             return Sent::default();
         };
@@ -129,7 +156,7 @@ impl Sender {
         // never a false one.
         let unanswered_since_ns = (first..count)
             .map(|i| log.times[i as usize % RECENT_SENDS].load(Ordering::Relaxed))
-            .filter(|&t| t > last_reply_ns)
+            .filter(|&t| t > alive_ns)
             .min();
         Sent {
             count,
@@ -196,6 +223,22 @@ fn run(
             continue;
         }
         std::thread::sleep(Duration::from_nanos(next - now));
+    }
+}
+
+/// Puts the calling thread in `SCHED_FIFO` at [`RT_PRIORITY`].
+fn go_realtime() -> Result<(), String> {
+    let param = libc::sched_param {
+        sched_priority: RT_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "SCHED_FIFO refused ({}): needs CAP_SYS_NICE and no RestrictRealtime",
+            std::io::Error::last_os_error()
+        ))
     }
 }
 
