@@ -78,9 +78,14 @@ pub struct ProbeState {
     pub peer_rtt_us: u32,
     pub peer_loss_ppm: u32,
     pub peer_jitter_us: u32,
+    /// The longest silence between two proofs of life (replies or requests) so far, µs.
+    pub max_gap_us: u32,
+    /// Silences longer than `DataplaneConfig::probe_dead_us`: each one made fast reroute
+    /// bypass the link, rightly or not.
+    pub dead_gaps: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeState>() == 80);
+const _: () = assert!(core::mem::size_of::<ProbeState>() == 88);
 
 /// The prober's figures a request carries ([`ProbeHdr::rtt_us`] and the two after it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -279,6 +279,8 @@ pub fn neighbors(data: &Value) -> String {
             n(&x["probes_sent"]),
             n(&x["probe_replies"]),
             n(&x["probe_requests"]),
+            format!("{:.1}", f(&x["max_gap_ms"])),
+            n(&x["dead_gaps"]),
         ]
     });
     table(
@@ -294,6 +296,8 @@ pub fn neighbors(data: &Value) -> String {
             "SENT",
             "REPLIES",
             "REQUESTS",
+            "MAX_GAP_MS",
+            "DEAD_GAPS",
         ],
         &rows,
     )

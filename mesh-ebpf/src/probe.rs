@@ -6,14 +6,16 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
 use mesh_common::{
     Reason,
     maps::PROBE_CAPACITY,
-    probe::{PROBE_MAGIC, PROBE_OFFSET, PROBE_REPLY, PROBE_REQUEST, PROBE_VERSION, ProbeHdr},
+    probe::{
+        PROBE_MAGIC, PROBE_OFFSET, PROBE_REPLY, PROBE_REQUEST, PROBE_VERSION, ProbeHdr, ProbeState,
+    },
     telemetry::NeighborKey,
     types::Iface,
 };
 
 use crate::{
     frame::Packet,
-    maps::{IFACES, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE},
+    maps::{CONFIG, IFACES, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE},
 };
 
 /// Answers or records one probe frame that arrived on a mesh interface.
@@ -61,6 +63,23 @@ fn try_handle(ctx: &XdpContext) -> Result<Reason, Reason> {
     }
 }
 
+/// Keeps the longest silence before this proof of life, and counts those past the dead
+/// time: what tells an operator whether the dead time has room to spare.
+#[inline(always)]
+fn note_gap(state: &mut ProbeState, now: u64) {
+    if state.alive_ns == 0 || now < state.alive_ns {
+        return;
+    }
+    let gap_us = ((now - state.alive_ns) / 1000).min(u64::from(u32::MAX)) as u32;
+    if gap_us > state.max_gap_us {
+        state.max_gap_us = gap_us;
+    }
+    let dead_us = CONFIG.get(0).map_or(0, |c| c.probe_dead_us);
+    if dead_us != 0 && gap_us > dead_us {
+        state.dead_gaps = state.dead_gaps.wrapping_add(1);
+    }
+}
+
 /// Records a neighbour's request in its slot: the link lives, and the prober's figures.
 #[inline(always)]
 fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
@@ -79,6 +98,7 @@ fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
     // SAFETY: an array slot; a racing frame on another CPU can at worst lose one update.
     let state = unsafe { &mut *state };
     let now = unsafe { bpf_ktime_get_ns() };
+    note_gap(state, now);
     state.last_request_ns = now;
     state.alive_ns = now;
     state.requests += 1;
@@ -114,6 +134,7 @@ fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Re
         let us = rtt / 1000;
         state.rtt_sq_sum_us2 += us * us;
     }
+    note_gap(state, now);
     state.last_reply_ns = now;
     state.alive_ns = now;
     state.replies += 1;

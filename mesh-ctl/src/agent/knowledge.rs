@@ -141,6 +141,8 @@ impl Knowledge {
                     "probes_sent": n.quality.sent,
                     "probe_replies": n.quality.replies,
                     "probe_requests": n.quality.requests,
+                    "max_gap_ms": n.quality.max_gap_ms,
+                    "dead_gaps": n.quality.dead_gaps,
                 })
             })
             .collect();

@@ -91,6 +91,8 @@ struct OursRun {
     spurious_backup_by_node: Vec<(String, u64)>,
     /// The link-downs and cost changes of the fault-free run.
     spurious_events: Vec<String>,
+    /// Every agent's neighbours after the fault-free run, with their probe gaps.
+    probe_gaps: Vec<serde_json::Value>,
     quiet_lost: u64,
 }
 
@@ -110,6 +112,7 @@ impl OursRun {
             "spurious_backup_frames": self.spurious_backup_frames,
             "spurious_backup_by_node": self.spurious_backup_by_node,
             "spurious_events": self.spurious_events,
+            "probe_gaps_after_spurious_run": self.probe_gaps,
             "spurious_run_s": quiet_s,
             "spurious_run_lost": self.quiet_lost,
         })
@@ -169,6 +172,7 @@ fn run_ours(
     // so is any frame the data plane forwards on a backup.
     let (mut spurious, mut spurious_backup_frames, mut quiet_lost) = (0, 0, 0);
     let (mut spurious_backup_by_node, mut spurious_events) = (Vec::new(), Vec::new());
+    let mut probe_gaps = Vec::new();
     if quiet_s > 0 {
         eprintln!("{name}: {quiet_s} s fault-free under a 2000 packets/s stream");
         let (s0, b0) = (switch_events(&agents)?, backup_frames(&agents)?);
@@ -204,6 +208,24 @@ fn run_ours(
         spurious_backup_frames = all;
         spurious_backup_by_node = agents.iter().map(|a| a.node.clone()).zip(by_node).collect();
         quiet_lost = sent.saturating_sub(arrivals.len() as u64);
+        for a in &agents {
+            let v = a.query(&Request::Neighbors)?;
+            let gaps: Vec<String> = v["neighbors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    format!(
+                        "{} max gap {:.1} ms, {} past the dead time",
+                        n["node"].as_str().unwrap_or("?"),
+                        n["max_gap_ms"].as_f64().unwrap_or(0.0),
+                        n["dead_gaps"]
+                    )
+                })
+                .collect();
+            eprintln!("  {}: {}", a.node, gaps.join("; "));
+            probe_gaps.push(json!({"node": a.node, "neighbors": v["neighbors"]}));
+        }
     }
 
     let opts = RoundOptions {
@@ -241,6 +263,7 @@ fn run_ours(
         spurious_backup_frames,
         spurious_backup_by_node,
         spurious_events,
+        probe_gaps,
         quiet_lost,
     })
 }

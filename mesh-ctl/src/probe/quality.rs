@@ -72,6 +72,10 @@ pub struct Quality {
     /// The neighbour's requests we answered.
     pub requests: u64,
     pub sent: u64,
+    /// The longest silence between two replies or requests, ms, and how many silences
+    /// passed the dead time (the data plane's counts).
+    pub max_gap_ms: f64,
+    pub dead_gaps: u32,
     /// Times the link went down.
     #[serde(default)]
     pub downs: u64,
@@ -101,6 +105,8 @@ impl Quality {
             replies: 0,
             requests: 0,
             sent: 0,
+            max_gap_ms: 0.0,
+            dead_gaps: 0,
             downs: 0,
             was_up: false,
             alive_since_ns: None,
@@ -136,6 +142,8 @@ impl Quality {
         self.last_alive_ns = probe.alive_ns;
         self.replies = probe.replies;
         self.requests = probe.requests;
+        self.max_gap_ms = f64::from(probe.max_gap_us) / 1e3;
+        self.dead_gaps = probe.dead_gaps;
         self.sent = sent.count;
         let unanswered = sent
             .unanswered_since_ns
