@@ -83,9 +83,14 @@ pub struct ProbeState {
     /// Silences longer than `DataplaneConfig::probe_dead_us`: each one made fast reroute
     /// bypass the link, rightly or not.
     pub dead_gaps: u32,
+    /// The silence that the latest proof of life ended, µs. A backup whose last silence
+    /// passed the dead time has only just come back, from a failure or from a pause of
+    /// the whole machine, and is not switched to until it has answered once more.
+    pub last_gap_us: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeState>() == 88);
+const _: () = assert!(core::mem::size_of::<ProbeState>() == 96);
 
 /// The prober's figures a request carries ([`ProbeHdr::rtt_us`] and the two after it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! Each test runs in a network namespace of its own (unshared by its thread), so the veth
 //! egress ports it creates vanish with it. Needs root; skips with the reason otherwise.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::{collections::HashMap, net::Ipv4Addr, time::Duration};
 
 use mesh_common::{
     Reason,
@@ -396,4 +396,86 @@ fn a_neighbours_probe_request_is_answered_and_recorded_as_proof_of_life_in_its_s
         Reason::DropBadProbe,
     );
     assert_eq!(state(&dp).mismatched, 1);
+}
+
+#[test]
+fn fast_reroute_takes_a_steady_backup_for_a_silent_primary_but_not_one_just_back_from_silence() {
+    use mesh_common::{
+        probe::{LinkFigures, PROBE_REPLY, ProbeHdr},
+        telemetry::NeighborKey,
+        types::NextHop,
+    };
+    let Some((dp, egress)) = router("fast_reroute_steady_backup") else {
+        return;
+    };
+    drop(dp);
+    // Group 0 (10.0.2.0/24): primary neighbour slot 0 on egress 0, backup slot 1 on
+    // egress 1. 200 ms of silence makes a link dead: far more than a loaded host stalls
+    // between two steps of this test.
+    let mut t = cases::tables(LOOPBACK, &egress);
+    t.config.probe_dead_us = 200_000;
+    t.groups[0].backups[0] = NextHop {
+        ifindex: egress[1].0,
+        slot: 2,
+        neighbor: 1,
+        src_mac: egress[1].1,
+        dst_mac: neighbor_mac(0, 1),
+    };
+    let mut dp = Dataplane::load().expect("loads");
+    dp.install(&t).expect("installs");
+    let (primary, backup) = ([2, 0, 0, 0, 0, 0x61], [2, 0, 0, 0, 0, 0x62]);
+    for (slot, mac) in [(0, primary), (1, backup)] {
+        dp.set_probe_peer(
+            slot,
+            NeighborKey {
+                ifindex: LOOPBACK,
+                mac,
+                _pad: [0; 2],
+            },
+        )
+        .expect("probe slot");
+    }
+    let reply = |dp: &Dataplane, slot: u32, mac: [u8; 6]| {
+        let mut h = ProbeHdr::request(slot, 1, 0, LinkFigures::default());
+        h.kind = PROBE_REPLY;
+        check(dp, "reply", &probe_frame(mac, h), Reason::ProbeReply);
+    };
+    let frame = frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ONE_V4, 64, L4::Icmp, 8);
+    let via = |dp: &Dataplane, want: Reason| {
+        let out = check(dp, "to 10.0.2.1", &frame, want);
+        out[..6].to_vec()
+    };
+    reply(&dp, 0, primary);
+    reply(&dp, 1, backup);
+    assert_eq!(
+        via(&dp, Reason::ForwardedV4),
+        neighbor_mac(0, 0),
+        "both answer"
+    );
+
+    std::thread::sleep(Duration::from_millis(500));
+    // Only the backup answers, once, after a silence as long as the primary's: as after
+    // a pause of the whole machine. The primary stays.
+    reply(&dp, 1, backup);
+    assert_eq!(
+        via(&dp, Reason::ForwardedV4),
+        neighbor_mac(0, 0),
+        "a backup just back from silence is not switched to"
+    );
+    // It answers again: steady. The primary is still silent: the backup takes over.
+    reply(&dp, 1, backup);
+    assert_eq!(
+        via(&dp, Reason::ForwardedBackupV4),
+        neighbor_mac(0, 1),
+        "a steady backup carries the silent primary's traffic"
+    );
+    // The primary answers: traffic is back on it at once.
+    reply(&dp, 0, primary);
+    assert_eq!(via(&dp, Reason::ForwardedV4), neighbor_mac(0, 0));
+    let mut st = Vec::new();
+    dp.read_probes(&[0, 1], &mut st).expect("probe state");
+    for s in &st {
+        assert_eq!(s.state.dead_gaps, 1, "one silence past 200 ms each: {s:?}");
+        assert!(s.state.max_gap_us >= 500_000, "{s:?}");
+    }
 }

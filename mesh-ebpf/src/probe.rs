@@ -71,6 +71,7 @@ fn note_gap(state: &mut ProbeState, now: u64) {
         return;
     }
     let gap_us = ((now - state.alive_ns) / 1000).min(u64::from(u32::MAX)) as u32;
+    state.last_gap_us = gap_us;
     if gap_us > state.max_gap_us {
         state.max_gap_us = gap_us;
     }

@@ -137,9 +137,11 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
         let dead_ns = u64::from(config.probe_dead_us) * 1000;
         // SAFETY: a helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
-        // Only a fresh alternate is worth switching to: when both are silent (say, our
+        // Only a steady alternate is worth switching to: when both are silent (say, our
         // own agent stopped probing) the primary stays, and forwarding goes on unchanged.
-        if silent(hop.neighbor, now, dead_ns) && !silent(alt.neighbor, now, dead_ns) {
+        // After a pause of the whole machine every link is silent, and one answers
+        // first: that one is not steady until it answers again, by when the others have.
+        if silent(hop.neighbor, now, dead_ns) && steady(alt.neighbor, now, dead_ns) {
             hop = alt;
             backup = true;
         }
@@ -175,6 +177,19 @@ fn silent(neighbor: u32, now: u64, dead_ns: u64) -> bool {
     match PROBE_STATE.get(neighbor) {
         Some(state) => now.saturating_sub(state.alive_ns) > dead_ns,
         None => true,
+    }
+}
+
+/// Whether a neighbour answers, and its latest answer did not end a silence longer than
+/// `dead_ns`.
+#[inline(always)]
+fn steady(neighbor: u32, now: u64, dead_ns: u64) -> bool {
+    match PROBE_STATE.get(neighbor) {
+        Some(state) => {
+            now.saturating_sub(state.alive_ns) <= dead_ns
+                && u64::from(state.last_gap_us) * 1000 <= dead_ns
+        }
+        None => false,
     }
 }
 
