@@ -44,7 +44,11 @@ pub fn probes(
         sender.set_figures(n.slot, n.quality.figures());
         let c = n.quality.update(
             now_ns,
-            sender.sent(n.slot, r.state.alive_ns),
+            sender.sent(
+                n.slot,
+                r.state.alive_ns,
+                now_ns.saturating_sub(settings.dead_ns / 4),
+            ),
             &r.state,
             settings,
         );

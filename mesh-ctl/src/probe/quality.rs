@@ -26,6 +26,8 @@ const RTT_STEP_MS: f64 = 10.0;
 const CONFIRM_WINDOWS: u32 = 2;
 /// Weight of the newest window in the smoothed figures.
 const EWMA: f64 = 0.3;
+/// Requests that must have gone unanswered before silence takes a link down.
+const UNANSWERED_SENDS: u32 = 2;
 /// Replies (or the neighbour's requests) a never-used link must have given before it
 /// carries traffic.
 const FIRST_REPLIES: u64 = 3;
@@ -133,8 +135,11 @@ impl Quality {
     /// Takes a new reading: what we sent and the data plane's probe state.
     ///
     /// A link is judged silent only when our requests have gone unanswered for half the
-    /// dead time as well: if our own sender fell behind (a starved CPU), the last reply is
-    /// old through no fault of the link, and taking it down would be a spurious switch.
+    /// dead time as well, and at least [`UNANSWERED_SENDS`] of them had a quarter of it to
+    /// be answered: if our own sender fell behind (a starved CPU), the last reply is old
+    /// through no fault of the link; if the whole machine stood still, the one request
+    /// sent before the pause had no time to be answered. Taking the link down would be a
+    /// spurious switch either way.
     /// When the neighbour is the link's prober and falls silent, we probe it ourselves
     /// (the agent's role rule), and the same test applies to those requests.
     pub fn update(&mut self, now_ns: u64, sent: Sent, probe: &ProbeState, s: &Settings) -> Change {
@@ -145,9 +150,10 @@ impl Quality {
         self.max_gap_ms = f64::from(probe.max_gap_us) / 1e3;
         self.dead_gaps = probe.dead_gaps;
         self.sent = sent.count;
-        let unanswered = sent
-            .unanswered_since_ns
-            .is_some_and(|t| now_ns.saturating_sub(t) >= s.dead_ns / 2);
+        let unanswered = sent.settled_unanswered >= UNANSWERED_SENDS
+            && sent
+                .unanswered_since_ns
+                .is_some_and(|t| now_ns.saturating_sub(t) >= s.dead_ns / 2);
         let alive = self.alive(now_ns, s) || (self.state == LinkState::Up && !unanswered);
         let sent = sent.count;
         if now_ns.saturating_sub(self.window_start_ns) >= s.window_ns {
@@ -298,14 +304,18 @@ mod tests {
         }
 
         fn reading(&self) -> Sent {
-            Sent {
-                count: self.sent,
-                unanswered_since_ns: self
-                    .sent_at
+            let unanswered = || {
+                self.sent_at
                     .iter()
                     .copied()
                     .filter(|&t| t > self.state.last_reply_ns)
-                    .min(),
+            };
+            Sent {
+                count: self.sent,
+                unanswered_since_ns: unanswered().min(),
+                settled_unanswered: unanswered()
+                    .filter(|&t| t <= self.now - settings().dead_ns / 4)
+                    .count() as u32,
             }
         }
 
@@ -346,6 +356,21 @@ mod tests {
             }
             changes
         }
+    }
+
+    #[test]
+    fn a_pause_of_the_whole_machine_is_not_a_silent_link() {
+        let mut l = Link::new();
+        assert_eq!(l.run(10, |_| true), [Change::Up]);
+        // A request goes out, and everything stands still for 60 ms before its reply is
+        // handled: the first reading after the pause sees one old unanswered request.
+        l.now += 5 * MS;
+        l.sent += 1;
+        l.sent_at.push(l.now);
+        l.now += 60 * MS;
+        let c = l.q.update(l.now, l.reading(), &l.state, &settings());
+        assert_eq!(c, Change::None, "one request had no time to be answered");
+        assert!(l.run(10, |_| true).is_empty(), "answered again at once");
     }
 
     #[test]
@@ -480,8 +505,9 @@ mod responder_tests {
             let c = q.update(
                 now,
                 Sent {
-                    count: 1,
+                    count: 2,
                     unanswered_since_ns: Some(now - 10 * MS),
+                    settled_unanswered: 2,
                 },
                 &st,
                 &settings(),

@@ -53,9 +53,11 @@ impl SlotLog {
 pub struct Sent {
     /// Requests sent (or tried) so far.
     pub count: u64,
-    /// When the first request after the last proof of life went out (the oldest send we still
-    /// know of if every known one is newer); `None` when nothing was sent since.
+    /// When the first request after the last proof of life went out (the oldest send we
+    /// still know of if every known one is newer); `None` when nothing was sent since.
     pub unanswered_since_ns: Option<u64>,
+    /// Requests since the last proof of life that have had time to be answered.
+    pub settled_unanswered: u32,
 }
 
 /// The real-time priority the sender asks for: above every ordinary thread, below the
@@ -145,8 +147,9 @@ impl Sender {
     }
 
     /// What was sent to slot `slot`, relative to the last proof of life at `alive_ns` (a
-    /// reply, or a request from a neighbour that probes us: sends before it are moot).
-    pub fn sent(&self, slot: u32, alive_ns: u64) -> Sent {
+    /// reply, or a request from a neighbour that probes us: sends before it are moot);
+    /// sends up to `settled_ns` have had time to be answered.
+    pub fn sent(&self, slot: u32, alive_ns: u64, settled_ns: u64) -> Sent {
         let Some(log) = self.sent.get(slot as usize) else {
             return Sent::default();
         };
@@ -154,14 +157,20 @@ impl Sender {
         let first = count.saturating_sub(RECENT_SENDS as u64);
         // A send overwritten meanwhile only makes the answer newer: a later judgement,
         // never a false one.
-        let unanswered_since_ns = (first..count)
-            .map(|i| log.times[i as usize % RECENT_SENDS].load(Ordering::Relaxed))
-            .filter(|&t| t > alive_ns)
-            .min();
-        Sent {
+        let mut out = Sent {
             count,
-            unanswered_since_ns,
+            ..Sent::default()
+        };
+        for i in first..count {
+            let t = log.times[i as usize % RECENT_SENDS].load(Ordering::Relaxed);
+            if t > alive_ns {
+                out.unanswered_since_ns = Some(out.unanswered_since_ns.map_or(t, |u| u.min(t)));
+                if t <= settled_ns {
+                    out.settled_unanswered += 1;
+                }
+            }
         }
+        out
     }
 }
 
