@@ -237,14 +237,18 @@ impl Quality {
         (f64::from(BASE_COST) * etx).round() as u32 + (self.rtt_ms / RTT_STEP_MS).floor() as u32
     }
 
-    /// Counts the windows in a row whose figures call for a cost beyond the threshold.
+    /// Counts the windows in a row whose figures call for a cost beyond the threshold, or
+    /// for the clean cost again: a link that recovered must get back to exactly what its
+    /// equals cost, or equal-cost paths stay unequal (a cost raised by a spike and
+    /// lowered again in steps can otherwise stop within the threshold above it).
     fn judge_window(&mut self, s: &Settings) {
         let Some(from) = self.cost else {
             return;
         };
         let to = self.candidate_cost();
         let threshold = (u64::from(from) * u64::from(s.cost_change_pct)).div_ceil(100);
-        self.windows_beyond = if u64::from(from.abs_diff(to)) >= threshold.max(1) {
+        let back_to_clean = to == BASE_COST && from != BASE_COST;
+        self.windows_beyond = if back_to_clean || u64::from(from.abs_diff(to)) >= threshold.max(1) {
             self.windows_beyond + 1
         } else {
             0
@@ -356,6 +360,26 @@ mod tests {
             }
             changes
         }
+    }
+
+    #[test]
+    fn a_cost_raised_by_an_rtt_spike_comes_back_to_the_clean_cost() {
+        let mut l = Link::new();
+        l.run(40, |_| true);
+        assert_eq!(l.q.cost, Some(BASE_COST));
+        // One window's replies take 300 ms on average: the cost goes up, then the RTT
+        // decays through 11 (within 25 % of any cost above it).
+        let spike = l.state.rtt_sum_ns;
+        let changes = l.run(20, |_| true);
+        assert!(changes.is_empty(), "{changes:?}");
+        l.state.rtt_sum_ns = spike + 20 * 300 * MS;
+        let mut all = l.run(400, |_| true);
+        all.retain(|c| matches!(c, Change::Cost { .. }));
+        assert!(
+            matches!(all.first(), Some(Change::Cost { from: 10, to }) if *to > 13),
+            "{all:?}"
+        );
+        assert_eq!(l.q.cost, Some(BASE_COST), "back to the clean cost: {all:?}");
     }
 
     #[test]
