@@ -242,7 +242,13 @@ fn one_prober_per_link(lab: &Lab, link: &mesh_ctl::lab::Link, low: &Agent, high:
         "{frames} probe frames in {ms:.0} ms: {per_interval:.2} per interval, not 2"
     );
     assert!(l1.0 > l0.0, "{} probes {}", low.node, high.node);
-    assert_eq!(h1.0, h0.0, "{} sent no requests of its own", high.node);
+    // It probes only when the prober's requests are late (a busy host), never as much.
+    assert!(
+        (h1.0 - h0.0) * 4 <= l1.0 - l0.0,
+        "{} left the probing to {}: {h0:?} -> {h1:?} against {l0:?} -> {l1:?}",
+        high.node,
+        low.node
+    );
     assert!(
         h1.1 - h0.1 >= (l1.0 - l0.0) / 2,
         "{} recorded {}'s requests: {h0:?} -> {h1:?}, {} sent {}",
@@ -658,10 +664,19 @@ fn a_partition_withdraws_routes_and_heals() {
         next_hops(n1, &mesh).len() == 2
     });
     // The replies come back through n6, which heals on its own schedule.
-    wait_for("n6 routes hs again", Duration::from_secs(15), || {
-        route_to(&agents[5], mesh.hs.host_v4)
+    let mut r6 = None;
+    let healed = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        r6 = route_to(&agents[5], mesh.hs.host_v4);
+        r6.as_ref()
             .is_some_and(|r| r["next_hops"].as_array().is_some_and(|h| h.len() == 2))
     });
+    assert!(
+        healed,
+        "n6 routes hs again within 15 s: {r6:?}; n6's neighbours {}; lsdb {}",
+        agents[5].query(&Request::Neighbors).expect("neighbors"),
+        agents[5].query(&Request::Lsdb).expect("lsdb")
+    );
     assert_eq!(lab.ping("hs", &dst, 20).expect("ping"), 20);
     assert_eq!(ttl_expired(&agents), ttl0, "no loop formed");
     stop_all(agents);
