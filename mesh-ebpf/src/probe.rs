@@ -63,22 +63,23 @@ fn try_handle(ctx: &XdpContext) -> Result<Reason, Reason> {
     }
 }
 
-/// Keeps the longest silence before this proof of life, and counts those past the dead
-/// time: what tells an operator whether the dead time has room to spare.
+/// A proof of life (a reply or a request) at `now`. Keeps the silence it ended (the
+/// steady-backup rule reads it), the longest one, and counts those past the dead time:
+/// what tells an operator whether the dead time has room to spare.
 #[inline(always)]
-fn note_gap(state: &mut ProbeState, now: u64) {
-    if state.alive_ns == 0 || now < state.alive_ns {
-        return;
+fn note_alive(state: &mut ProbeState, now: u64) {
+    if state.alive_ns != 0 && now >= state.alive_ns {
+        let gap_us = ((now - state.alive_ns) / 1000).min(u64::from(u32::MAX)) as u32;
+        state.last_gap_us = gap_us;
+        if gap_us > state.max_gap_us {
+            state.max_gap_us = gap_us;
+        }
+        let dead_us = CONFIG.get(0).map_or(0, |c| c.probe_dead_us);
+        if dead_us != 0 && gap_us > dead_us {
+            state.dead_gaps = state.dead_gaps.wrapping_add(1);
+        }
     }
-    let gap_us = ((now - state.alive_ns) / 1000).min(u64::from(u32::MAX)) as u32;
-    state.last_gap_us = gap_us;
-    if gap_us > state.max_gap_us {
-        state.max_gap_us = gap_us;
-    }
-    let dead_us = CONFIG.get(0).map_or(0, |c| c.probe_dead_us);
-    if dead_us != 0 && gap_us > dead_us {
-        state.dead_gaps = state.dead_gaps.wrapping_add(1);
-    }
+    state.alive_ns = now;
 }
 
 /// Records a neighbour's request in its slot: the link lives, and the prober's figures.
@@ -99,9 +100,8 @@ fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
     // SAFETY: an array slot; a racing frame on another CPU can at worst lose one update.
     let state = unsafe { &mut *state };
     let now = unsafe { bpf_ktime_get_ns() };
-    note_gap(state, now);
+    note_alive(state, now);
     state.last_request_ns = now;
-    state.alive_ns = now;
     state.requests += 1;
     let seq = u32::from_le_bytes(hdr.seq);
     if seq > state.request_seq {
@@ -135,9 +135,8 @@ fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Re
         let us = rtt / 1000;
         state.rtt_sq_sum_us2 += us * us;
     }
-    note_gap(state, now);
+    note_alive(state, now);
     state.last_reply_ns = now;
-    state.alive_ns = now;
     state.replies += 1;
     let seq = u32::from_le_bytes(hdr.seq);
     if seq > state.last_seq {

@@ -176,6 +176,12 @@ fn run_ours(
     if quiet_s > 0 {
         eprintln!("{name}: {quiet_s} s fault-free under a 2000 packets/s stream");
         let (s0, b0) = (switch_events(&agents)?, backup_frames(&agents)?);
+        let new_events = || -> Result<Vec<String>> {
+            Ok(switch_events(&agents)?
+                .into_iter()
+                .filter(|e| !s0.contains(e))
+                .collect())
+        };
         let stream = lab.stream(
             "hs",
             "hd",
@@ -190,19 +196,12 @@ fn run_ours(
                 eprintln!(
                     "  {}/{quiet_s} s, spurious so far {} (frames on a backup {all}: {by_node:?})",
                     i + 1,
-                    switch_events(&agents)?
-                        .iter()
-                        .filter(|e| !s0.contains(e))
-                        .count(),
+                    new_events()?.len(),
                 );
             }
         }
         let (sent, arrivals) = stream.stop()?;
-        let events = switch_events(&agents)?;
-        spurious_events = events
-            .into_iter()
-            .filter(|e| !s0.contains(e))
-            .collect::<Vec<_>>();
+        spurious_events = new_events()?;
         spurious = spurious_events.len();
         let (by_node, all) = since(&backup_frames(&agents)?, &b0);
         spurious_backup_frames = all;
@@ -268,6 +267,19 @@ fn run_ours(
     })
 }
 
+/// One line of the summary table.
+fn row(name: &str, restore: &Percentiles, lost: &Percentiles, control_pps: f64, cpu: f64) {
+    println!(
+        "{name:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {control_pps:>12.0} {cpu:>10.2}",
+        restore.p50, restore.p95, restore.p99, lost.p95
+    );
+}
+
+/// Restore times as plot points.
+fn restore_points(rounds: &[mesh6::FailureRound]) -> Vec<(f64, f64)> {
+    rounds.iter().map(|r| (r.outage.restore_ms, 0.0)).collect()
+}
+
 /// Probe timers that spend no more control frames per link than babeld's best (10 ms
 /// hellos), with the same margin as our defaults: three intervals of silence.
 const BUDGET_PROBE: &str = "[probe]\ninterval_ms = 11\ndead_ms = 33\n";
@@ -293,36 +305,27 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         "{:<18} {:>9} {:>9} {:>9} {:>9} {:>12} {:>10}",
         "", "p50_ms", "p95_ms", "p99_ms", "lost_p95", "ctl_pps/link", "cpu_s/min"
     );
-    println!(
-        "{:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>12.0} {:>10.2}",
+    row(
         "x0tta6bl4",
-        ours_restore.p50,
-        ours_restore.p95,
-        ours_restore.p99,
-        ours_lost.p95,
+        ours_restore,
+        ours_lost,
         control_pps,
-        cpu_per_min
+        cpu_per_min,
     );
-    println!(
-        "{:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>12.0} {:>10.2}",
+    row(
         "x0tta6bl4 -i 11ms",
-        budget.restore.p50,
-        budget.restore.p95,
-        budget.restore.p99,
-        budget.lost.p95,
+        &budget.restore,
+        &budget.lost,
         budget.control_pps,
-        budget.cpu_per_min
+        budget.cpu_per_min,
     );
     for b in &babel {
-        println!(
-            "{:<18} {:>9.1} {:>9.1} {:>9.1} {:>9.0} {:>12.0} {:>10.2}",
-            b.setting,
-            b.restore_ms.p50,
-            b.restore_ms.p95,
-            b.restore_ms.p99,
-            b.lost.p95,
+        row(
+            &b.setting,
+            &b.restore_ms,
+            &b.lost,
             b.control_pps_mean,
-            b.cpu_s_per_min_mean
+            b.cpu_s_per_min_mean,
         );
     }
     if let Some(dir) = out.parent() {
@@ -341,25 +344,17 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
     let mut series = vec![
         super::plot::Series {
             name: "x0tta6bl4",
-            points: rounds.iter().map(|r| (r.outage.restore_ms, 0.0)).collect(),
+            points: restore_points(rounds),
         },
         super::plot::Series {
             name: "x0tta6bl4 -i 11ms",
-            points: budget
-                .rounds
-                .iter()
-                .map(|r| (r.outage.restore_ms, 0.0))
-                .collect(),
+            points: restore_points(&budget.rounds),
         },
     ];
     for b in &babel {
         series.push(super::plot::Series {
             name: &b.setting,
-            points: b
-                .rounds
-                .iter()
-                .map(|r| (r.outage.restore_ms, 0.0))
-                .collect(),
+            points: restore_points(&b.rounds),
         });
     }
     super::plot::restore_cdf(

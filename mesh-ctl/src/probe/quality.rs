@@ -473,25 +473,13 @@ mod tests {
             .count();
         assert_eq!((downs, ups), (1, 0), "{changes:?}");
     }
-}
-
-#[cfg(test)]
-mod responder_tests {
-    use super::*;
-
-    const MS: u64 = 1_000_000;
-
-    fn settings() -> Settings {
-        Settings {
-            window_ns: 100 * MS,
-            dead_ns: 15 * MS,
-            up_hold_ns: 2_000 * MS,
-            cost_change_pct: 25,
-        }
-    }
 
     #[test]
     fn a_link_the_neighbour_probes_lives_on_its_requests_and_takes_its_figures() {
+        let responder = Settings {
+            dead_ns: 15 * MS,
+            ..settings()
+        };
         let mut q = Quality::new(0);
         let mut st = ProbeState::default();
         let (mut now, mut changes) = (0, Vec::new());
@@ -506,7 +494,7 @@ mod responder_tests {
             st.peer_loss_ppm = 300_000;
             st.peer_rtt_us = 12_000;
             st.peer_jitter_us = 400;
-            let c = q.update(now, Sent::default(), &st, &settings());
+            let c = q.update(now, Sent::default(), &st, &responder);
             if c != Change::None {
                 changes.push(c);
             }
@@ -534,7 +522,7 @@ mod responder_tests {
                     settled_unanswered: 2,
                 },
                 &st,
-                &settings(),
+                &responder,
             );
             if matches!(c, Change::Down { .. }) {
                 down = Some(c);
