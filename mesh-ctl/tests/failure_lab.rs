@@ -4,14 +4,11 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use mesh_ctl::{
-    lab::{
-        AgentConfig, Fault, Group, Lab, Link,
-        babel::{self, BabelSetting},
-        mesh6,
-        stream::{analyze, now_ns},
-    },
-    netns,
+use mesh_lab::{
+    AgentConfig, Fault, Group, Lab, Link,
+    babel::{self, BabelSetting},
+    mesh6, netns,
+    stream::{analyze, now_ns},
 };
 
 fn lab(tag: &str) -> Option<Lab> {

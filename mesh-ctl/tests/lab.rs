@@ -8,11 +8,10 @@ use mesh_ctl::{
     api::Request,
     config::{TcAttach, TcPosition},
     dataplane::Dataplane,
-    lab::{Agent, Lab, topology},
-    netns,
     routes::Tables,
     telemetry::SortKey,
 };
+use mesh_lab::{Agent, Lab, netns, topology};
 
 fn lab(tag: &str) -> Option<Lab> {
     if !netns::privileged(tag) {
@@ -228,7 +227,7 @@ fn agent_attaches_all_or_nothing_and_detaches_on_sigterm() {
     // A foreign XDP program on r-b: meshctl must not replace it, nor stay on r-a.
     let foreign = {
         let _in = netns::enter(&lab.ns("r")).expect("enter r");
-        mesh_ctl::dataplane::labtools::Counter::attach("r-b").expect("foreign program")
+        mesh_lab::labtools::Counter::attach("r-b").expect("foreign program")
     };
     let err = lab
         .agent(&r)

@@ -7,11 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mesh_ctl::{
-    api::Request,
-    lab::{Agent, Fault, Lab, mesh_agents, mesh6, stream::StreamRun},
-    netns, views,
-};
+use mesh_ctl::{api::Request, views};
+use mesh_lab::{Agent, Fault, Lab, mesh_agents, mesh6, netns, stream::StreamRun};
 
 /// One mesh at a time: six agents probing every 5 ms share the machine's cores, and two
 /// meshes at once would test the scheduler rather than the agents.
@@ -26,11 +23,11 @@ fn lab(tag: &str) -> Option<(MutexGuard<'static, ()>, Lab)> {
     Some((guard, lab))
 }
 
-fn secure_configs(lab: &Lab, mesh: &mesh6::Mesh6, extra: &str) -> Vec<mesh_ctl::lab::AgentConfig> {
+fn secure_configs(lab: &Lab, mesh: &mesh6::Mesh6, extra: &str) -> Vec<mesh_lab::AgentConfig> {
     mesh_agents::secure_configs(lab, mesh, extra).expect("identities")
 }
 
-fn start_with(lab: &mut Lab, configs: &[mesh_ctl::lab::AgentConfig]) -> Vec<Agent> {
+fn start_with(lab: &mut Lab, configs: &[mesh_lab::AgentConfig]) -> Vec<Agent> {
     configs
         .iter()
         .map(|c| lab.agent(c).expect("agent attaches"))
@@ -221,7 +218,7 @@ fn probe_counts(low: &Agent, high: &Agent) -> ((u64, u64), (u64, u64)) {
 
 /// On a healthy link only the lower name probes: the wire carries one request and one
 /// reply per interval, and the other side lives on the requests it answers.
-fn one_prober_per_link(lab: &Lab, link: &mesh_ctl::lab::Link, low: &Agent, high: &Agent) {
+fn one_prober_per_link(lab: &Lab, link: &mesh_lab::Link, low: &Agent, high: &Agent) {
     let interval_ms = mesh_ctl::config::Probe::default().interval_ms as f64;
     let (c0, (l0, h0)) = (
         lab.wire_counters(link).expect("wire"),
@@ -474,7 +471,7 @@ fn frozen_agents_still_bypass_a_silent_failure_in_the_data_plane() {
     );
     let (sent_total, arrivals) = stream.stop().expect("stream");
     lab.heal(&link).expect("heal");
-    let outage = mesh_ctl::lab::stream::analyze(sent_total, &arrivals, fault_at);
+    let outage = mesh_lab::stream::analyze(sent_total, &arrivals, fault_at);
     assert!(
         outage.restored && outage.settled_ms.is_finite(),
         "the stream recovered with the agents frozen: {outage:?}"
@@ -726,7 +723,7 @@ fn agents_restart_under_traffic_without_losing_a_packet() {
     let mut lost = Vec::new();
     for (what, run) in [("hs -> hd", there), ("hd -> hs", back)] {
         let (sent, arrivals) = run.stop().expect("stream");
-        let outage = mesh_ctl::lab::stream::analyze(sent, &arrivals, 0);
+        let outage = mesh_lab::stream::analyze(sent, &arrivals, 0);
         assert!(sent > 3000, "{what}: the stream ran ({sent} sent)");
         lost.push((what, outage.lost));
     }

@@ -12,9 +12,8 @@ use std::{
 use mesh_ctl::{
     config::{Api, Config, Dataplane, Metrics, Probe, Routing, Telemetry},
     install::{self, BINARY_MODE, CONFIG_MODE, EXAMPLE_CONFIG, UNIT_MODE, UNIT_NAME},
-    lab::Lab,
-    netns,
 };
+use mesh_lab::{Lab, netns};
 
 const MESHCTL: &str = env!("CARGO_BIN_EXE_meshctl");
 /// The interface names the example uses, replaced by ones that exist where it matters.

@@ -4,7 +4,7 @@ use mesh_common::{
     Reason,
     parse::{Bytes, parse},
 };
-use mesh_ctl::cases::{truncation_sources, verdict_cases};
+use mesh_lab::cases::{truncation_sources, verdict_cases};
 
 /// Reasons decided by parsing alone; the rest need routing state.
 fn decided_by_parser(r: Reason) -> bool {
@@ -88,7 +88,7 @@ fn fragments_ignore_ports_so_they_share_a_path() {
 
 #[test]
 fn ipv6_fragments_of_one_datagram_hash_alike_whatever_follows_the_fragment_header() {
-    use mesh_ctl::{
+    use mesh_lab::{
         cases::{ONE_V6, SRC_V6},
         frames::{L4, ROUTER_MAC, ext_header, ipv6, with_ipv6_ext},
     };
@@ -121,7 +121,7 @@ fn ipv6_fragments_of_one_datagram_hash_alike_whatever_follows_the_fragment_heade
 
 #[test]
 fn tcp_flags_are_read_for_tcp_only_and_only_when_the_header_holds_them() {
-    use mesh_ctl::{
+    use mesh_lab::{
         cases::{ONE_V4, ONE_V6, SRC_V4, SRC_V6},
         frames::{L4, ROUTER_MAC, fix_ipv4_checksum, ipv4, ipv6},
     };

@@ -23,9 +23,9 @@ use mesh_common::{
     },
     types::DataplaneConfig,
 };
-use mesh_ctl::{
+use mesh_ctl::dataplane::Dataplane;
+use mesh_lab::{
     cases::{self, ECMP_WIDTH, neighbor_mac, truncation_sources, verdict_cases},
-    dataplane::Dataplane,
     frames::{self, HOST_MAC, L4, ROUTER_MAC},
     netns,
 };

@@ -11,9 +11,9 @@ use mesh_common::{
     parse::{Bytes, parse},
     reason::XDP_REDIRECT,
 };
-use mesh_ctl::{
+use mesh_ctl::dataplane::Dataplane;
+use mesh_lab::{
     cases::{self, ECMP_WIDTH, HASH_SEED, neighbor_mac, truncation_sources, verdict_cases},
-    dataplane::Dataplane,
     frames::{self, L4, ROUTER_MAC, ipv4_checksum_ok},
     netns,
 };
@@ -257,7 +257,7 @@ fn frames_from_interfaces_that_are_not_mesh_interfaces_go_to_the_kernel() {
 
 #[test]
 fn blocked_sources_are_dropped_until_their_entry_expires() {
-    use mesh_ctl::{
+    use mesh_lab::{
         cases::{ONE_V4, ONE_V6, SRC_V4, SRC_V6},
         frames::{L4, ipv6},
     };

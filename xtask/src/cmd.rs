@@ -44,7 +44,14 @@ pub fn status(mut c: Command) -> Result<()> {
 }
 
 pub fn build(env: &Env, release: bool) -> Result<()> {
-    let mut args = vec!["build", "--workspace", "--exclude", "mesh-ebpf"];
+    let mut args = vec![
+        "build",
+        "--workspace",
+        "--exclude",
+        "mesh-ebpf",
+        "--exclude",
+        "mesh-lab-ebpf",
+    ];
     if release {
         args.push("--release");
     }
@@ -58,19 +65,24 @@ pub fn lint(env: &Env) -> Result<()> {
         "--workspace",
         "--exclude",
         "mesh-ebpf",
+        "--exclude",
+        "mesh-lab-ebpf",
         "--all-targets",
         "--",
         "-D",
         "warnings",
     ];
     status(cargo(env, &host))?;
-    // The eBPF crate on its own target, as the build script compiles it.
-    let mut c = env.ebpf_cargo(&["clippy", "--package", "mesh-ebpf", "--release"]);
-    c.arg("--target-dir")
-        .arg(root().join("target/ebpf-lint"))
-        .args(["--", "-D", "warnings"])
-        .current_dir(root());
-    status(c)
+    // The eBPF crates on their own target, as the build scripts compile them.
+    for package in ["mesh-ebpf", "mesh-lab-ebpf"] {
+        let mut c = env.ebpf_cargo(&["clippy", "--package", package, "--release"]);
+        c.arg("--target-dir")
+            .arg(root().join("target/ebpf-lint"))
+            .args(["--", "-D", "warnings"])
+            .current_dir(root());
+        status(c)?;
+    }
+    Ok(())
 }
 
 /// Runs the lab binary (demo, benchmarks) built in release mode.

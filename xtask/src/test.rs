@@ -35,6 +35,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "--workspace",
                     "--exclude",
                     "mesh-ebpf",
+                    "--exclude",
+                    "mesh-lab-ebpf",
                     "--lib",
                     "--bins",
                     "--test",

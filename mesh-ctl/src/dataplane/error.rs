@@ -27,9 +27,6 @@ pub enum DataplaneError {
     /// A map the object must contain is missing.
     #[error("the eBPF object has no map `{0}`")]
     MissingMap(&'static str),
-    /// A frame given to a lab tool is shorter than the headers it must carry.
-    #[error("frame of {len} bytes is shorter than the {need}-byte header template")]
-    FrameTooShort { len: usize, need: usize },
     /// A map exists but its key or value layout differs from ours.
     #[error("map `{name}` does not have the expected layout")]
     MapLayout {

@@ -4,7 +4,6 @@ mod batch;
 pub mod blocklist;
 mod error;
 mod host;
-pub mod labtools;
 mod pinning;
 pub mod pins;
 mod probes;
@@ -68,7 +67,8 @@ impl TcMode {
 /// The data plane object, built from `mesh-ebpf` by the build script.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mesh"));
 
-type Result<T> = std::result::Result<T, DataplaneError>;
+/// What every data plane operation returns.
+pub type Result<T> = std::result::Result<T, DataplaneError>;
 
 /// Every map of the object: what is pinned, adopted and layout-checked.
 pub const ALL_MAPS: &[&str] = &[
@@ -94,7 +94,7 @@ pub const ALL_MAPS: &[&str] = &[
 ];
 
 /// Where typed map handles come from: a loaded object, or maps adopted from pins.
-pub(crate) trait MapSource {
+pub trait MapSource {
     fn map(&self, name: &str) -> Option<&aya::maps::Map>;
     fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map>;
 }
@@ -554,7 +554,7 @@ pub struct TestRunOutput {
 }
 
 /// The XDP program `name` of an object.
-pub(crate) fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp> {
+pub fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp> {
     ebpf.program(name)
         .ok_or(DataplaneError::MissingProgram(name))?
         .try_into()
@@ -573,7 +573,7 @@ fn classifier_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
         .map_err(|_| DataplaneError::MissingProgram(PROG_TC_EGRESS))
 }
 
-pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
+pub fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
     ebpf.program_mut(name)
         .ok_or(DataplaneError::MissingProgram(name))?
         .try_into()
@@ -581,7 +581,7 @@ pub(crate) fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a 
 }
 
 /// Entry `index` of the per-CPU `u64` array map `name`, summed over CPUs.
-pub(crate) fn sum_over_cpus(ebpf: &impl MapSource, name: &'static str, index: u32) -> Result<u64> {
+pub fn sum_over_cpus(ebpf: &impl MapSource, name: &'static str, index: u32) -> Result<u64> {
     let map: PerCpuArray<&MapData, u64> = typed_ref(ebpf, name)?;
     let per_cpu = map
         .get(&index, 0)
@@ -594,7 +594,7 @@ pub(crate) fn sum_over_cpus(ebpf: &impl MapSource, name: &'static str, index: u3
 }
 
 /// [`typed`] for reading: the map `name` as `M`, checked against our layout.
-pub(crate) fn typed_ref<'a, M>(ebpf: &'a impl MapSource, name: &'static str) -> Result<M>
+pub fn typed_ref<'a, M>(ebpf: &'a impl MapSource, name: &'static str) -> Result<M>
 where
     M: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
 {
@@ -602,7 +602,7 @@ where
     M::try_from(map).map_err(|source| DataplaneError::MapLayout { name, source })
 }
 
-pub(crate) fn typed<'a, M>(ebpf: &'a mut impl MapSource, name: &'static str) -> Result<M>
+pub fn typed<'a, M>(ebpf: &'a mut impl MapSource, name: &'static str) -> Result<M>
 where
     M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
 {

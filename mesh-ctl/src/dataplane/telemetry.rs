@@ -2,13 +2,13 @@
 
 use std::os::fd::AsFd as _;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues, RingBuf};
 use mesh_common::{
     maps::{EVENTS, FLOWS, LINKS, NEIGHBOR_TX, NEIGHBORS, TELEMETRY},
     telemetry::{FlowKey, FlowStats, LinkStats, NeighborKey, NeighborStats, NeighborTx, counter},
 };
 
-use super::{Dataplane, DataplaneError, MapSource as _, Result, batch, typed_ref};
+use super::{Dataplane, DataplaneError, MapSource as _, Result, batch, typed, typed_ref};
 
 /// A flow and its counters summed over CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,5 +167,31 @@ impl Dataplane {
             name: EVENTS,
             source,
         })
+    }
+}
+
+impl Dataplane {
+    /// Possible CPUs: how many values each per-CPU map entry holds.
+    pub fn possible_cpus(&self) -> usize {
+        self.ncpus
+    }
+
+    /// Writes a flow straight into the flow table, CPU `c`'s share being `share(c)` for
+    /// every possible CPU (how a table is seeded without traffic on every CPU).
+    pub fn insert_flow(
+        &mut self,
+        key: &FlowKey,
+        share: impl FnMut(usize) -> FlowStats,
+    ) -> Result<()> {
+        let values = PerCpuValues::try_from((0..self.ncpus).map(share).collect::<Vec<_>>())
+            .map_err(DataplaneError::Cpus)?;
+        let mut map: PerCpuHashMap<&mut MapData, FlowKey, FlowStats> =
+            typed(&mut self.maps, FLOWS)?;
+        map.insert(key, values, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: FLOWS,
+                action: "inserting a flow".to_owned(),
+                source,
+            })
     }
 }

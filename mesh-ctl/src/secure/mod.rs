@@ -7,7 +7,6 @@
 //! `meshctl identity` commands that read and write key files.
 
 pub mod advert;
-pub mod bench;
 pub mod cert;
 pub mod cli;
 pub mod config;

@@ -149,7 +149,7 @@ pub fn crypto(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()> 
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
     eprintln!("bench crypto: micro-benchmarks (handshakes, adverts, envelopes)");
-    let micro = crate::secure::bench::run(50, 500, 20_000)?;
+    let micro = crate::crypto_bench::run(50, 500, 20_000)?;
     eprintln!("bench crypto: {rounds} silent link failures, authentication off, then on");
     let off = run(meshctl.clone(), false, rounds)?;
     let on = run(meshctl, true, rounds)?;

@@ -1,3 +1,6 @@
+//! x0tta6bl4's lab, not shipped: the namespace labs, the demo, every benchmark with its
+//! baseline, the babeld harness, plots, and the frames and cases the tests craft.
+//!
 //! The namespace lab: mesh nodes as network namespaces, links as veth pairs, or as
 //! "wires" (a bridge in a namespace of its own, where faults are injected). One module
 //! for tests, the demo and benchmarks. Everything it creates is removed when the `Lab`
@@ -12,9 +15,14 @@ pub mod bench_maps;
 pub mod bench_reconverge;
 pub mod bench_scale;
 pub mod bench_telemetry;
+pub mod cases;
+pub mod crypto_bench;
 pub mod demo;
+pub mod frames;
+pub mod labtools;
 pub mod mesh6;
 pub mod mesh_agents;
+pub mod netns;
 pub mod plot;
 pub mod stream;
 pub mod topology;
@@ -32,6 +40,9 @@ use anyhow::{Context as _, Result, bail};
 
 pub use self::agent::{Agent, AgentConfig, Group};
 pub use self::wire::{Count, Fault, Wire, WireCounters};
+// The product's modules under the paths the lab code names them by.
+use mesh_ctl::{api, config, dataplane, routes, routing};
+
 use crate::config::MacAddr;
 
 /// Namespaces of every live lab in this process, for the signal handler.

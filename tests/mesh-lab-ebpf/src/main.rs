@@ -10,11 +10,9 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use mesh_common::maps::lab::{
-    GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN,
-};
+use mesh_lab_ebpf::{GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN};
 
-// Map and program names must match mesh_common::maps::lab.
+// Map and program names must match mesh_lab_ebpf.
 
 /// ifindex the generator transmits on.
 #[map]

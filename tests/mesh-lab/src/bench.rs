@@ -13,11 +13,9 @@ use super::{Lab, topology};
 use crate::{
     cases,
     config::{Config, XdpMode},
-    dataplane::{
-        Dataplane, SystemHost,
-        labtools::{Counter, Generator, baseline_ns},
-    },
+    dataplane::{Dataplane, SystemHost},
     frames::{self, L4},
+    labtools::{Counter, Generator, baseline_ns},
     netns,
     routes::Tables,
 };

@@ -2,25 +2,17 @@
 
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuHashMap, PerCpuValues},
+    maps::{Array, MapData},
     programs::{TestRun, TestRunAttrs, TestRunOptions, XdpMode},
 };
 
-use mesh_common::{
-    maps::{
-        FLOWS,
-        lab::{
-            DELIVERED, GEN_FLOWS, GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TARGET, GEN_TEMPLATE,
-            GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT, PROG_GEN as GEN,
-            PROG_PASS as PASS,
-        },
-    },
-    telemetry::{FlowKey, FlowStats},
+use mesh_ctl::dataplane::{DataplaneError, Result, sum_over_cpus, typed, xdp, xdp_mut};
+use mesh_lab_ebpf::{
+    DELIVERED, GEN_FLOWS, GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TARGET, GEN_TEMPLATE,
+    GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT, PROG_GEN as GEN, PROG_PASS as PASS,
 };
 
-use super::{Dataplane, DataplaneError, Result, sum_over_cpus, typed, xdp, xdp_mut};
-
-/// The lab tools object, built from `mesh-ebpf`'s `lab` binary.
+/// The lab tools object, built from `mesh-lab-ebpf`.
 pub static LAB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab"));
 
 fn load(name: &'static str) -> Result<Ebpf> {
@@ -67,13 +59,15 @@ pub struct Generator {
 
 impl Generator {
     /// A generator sending copies of `frame` (at least the header template) out of `egress_ifindex`.
-    pub fn new(egress_ifindex: u32, frame: &[u8]) -> Result<Self> {
+    pub fn new(egress_ifindex: u32, frame: &[u8]) -> anyhow::Result<Self> {
         let template: [u8; TEMPLATE_LEN] = frame
             .get(..TEMPLATE_LEN)
             .and_then(|h| h.try_into().ok())
-            .ok_or(DataplaneError::FrameTooShort {
-                len: frame.len(),
-                need: TEMPLATE_LEN,
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "a {}-byte frame is shorter than the generator's {TEMPLATE_LEN}-byte header template",
+                    frame.len()
+                )
             })?;
         let mut ebpf = load(GEN)?;
         set_first(&mut ebpf, GEN_TARGET, egress_ifindex)?;
@@ -161,31 +155,5 @@ impl Counter {
     /// Frames seen so far.
     pub fn read(&self) -> Result<u64> {
         sum_over_cpus(&self.ebpf, DELIVERED, 0)
-    }
-}
-
-impl Dataplane {
-    /// Possible CPUs: how many values each per-CPU map entry holds.
-    pub fn possible_cpus(&self) -> usize {
-        self.ncpus
-    }
-
-    /// Writes a flow straight into the flow table, CPU `c`'s share being `share(c)` for
-    /// every possible CPU: a benchmark's stand-in for traffic on all of them.
-    pub fn insert_flow(
-        &mut self,
-        key: &FlowKey,
-        share: impl FnMut(usize) -> FlowStats,
-    ) -> Result<()> {
-        let values = PerCpuValues::try_from((0..self.ncpus).map(share).collect::<Vec<_>>())
-            .map_err(DataplaneError::Cpus)?;
-        let mut map: PerCpuHashMap<&mut MapData, FlowKey, FlowStats> =
-            typed(&mut self.maps, FLOWS)?;
-        map.insert(key, values, 0)
-            .map_err(|source| DataplaneError::MapAccess {
-                map: FLOWS,
-                action: "inserting a flow".to_owned(),
-                source,
-            })
     }
 }

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
-use mesh_ctl::lab;
+use mesh_lab as lab;
 
 #[derive(Parser)]
 #[command(

@@ -8,7 +8,8 @@ use anyhow::Context as _;
 use rand::{SeedableRng as _, rngs::StdRng};
 use serde::Serialize;
 
-use super::{
+use mesh_ctl::routing::{Lsa, LsaLink};
+use mesh_ctl::secure::{
     advert::{AdvertVerifier, CertRef, SignedAdvert},
     cert::{Cert, CertKind, CertRequest, Identity, TrustStore},
     handshake::{Context, Initiator, Responder},
@@ -16,7 +17,6 @@ use super::{
     session::{self, OVERHEAD, RekeyPolicy},
     spiffe::SpiffeId,
 };
-use crate::routing::{Lsa, LsaLink};
 
 /// The figures, as written to `target/bench/crypto.json`.
 #[derive(Debug, Clone, Serialize)]

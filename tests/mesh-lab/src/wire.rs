@@ -256,8 +256,7 @@ impl Lab {
     fn pass_program(&self) -> Result<String> {
         let path = self.bpffs()?.join("lab_pass");
         if !path.exists() {
-            crate::dataplane::labtools::pin_pass(&path)
-                .context("pinning the wire's pass program")?;
+            crate::labtools::pin_pass(&path).context("pinning the wire's pass program")?;
         }
         Ok(path.display().to_string())
     }
