@@ -6,12 +6,14 @@ pub mod api;
 pub mod config;
 pub mod control;
 pub mod dataplane;
-pub mod detect;
 pub mod install;
+pub mod model;
 pub mod probe;
 pub mod record;
 pub mod routes;
-pub mod routing;
 pub mod secure;
 pub mod telemetry;
 pub mod views;
+
+pub use mesh_detect as detect;
+pub use mesh_routing as routing;

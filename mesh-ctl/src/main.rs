@@ -121,7 +121,7 @@ enum Command {
     /// Anomaly detection: generate traces, train and evaluate models.
     Model {
         #[command(subcommand)]
-        command: mesh_ctl::detect::cli::ModelCommand,
+        command: mesh_ctl::model::ModelCommand,
     },
 }
 
@@ -203,7 +203,7 @@ fn main() -> ExitCode {
         }
         Command::Install(opts) => mesh_ctl::install::run(&opts),
         Command::Identity { command } => mesh_ctl::secure::cli::run(&command),
-        Command::Model { command } => mesh_ctl::detect::cli::run(command),
+        Command::Model { command } => mesh_ctl::model::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

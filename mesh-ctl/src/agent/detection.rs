@@ -19,7 +19,6 @@ use crate::{
         baseline::Rule,
         detector::{CLASSES, FeatureDetector, Scorer},
         live::{Insert, LinkCounters, LiveView, NodeCounters, Report, ReportError},
-        train::Model,
     },
     telemetry,
 };
@@ -69,7 +68,7 @@ impl Detection {
             }
             DetectorKind::Model => {
                 let path = d.model.as_ref().context("detect.model is not set")?;
-                let model = Model::load(path)
+                let model = crate::model::load(path)
                     .with_context(|| format!("loading the detection model {}", path.display()))?;
                 FeatureDetector::from_model(model)
             }

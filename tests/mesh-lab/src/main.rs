@@ -125,7 +125,7 @@ fn main() -> Result<()> {
                 }
                 Ok(())
             }
-            "detect" => mesh_ctl::detect::eval::bench(
+            "detect" => mesh_ctl::model::evaluate_to(
                 &mesh_ctl::detect::eval::EvalConfig::bench(),
                 &PathBuf::from("target/bench/detect.json"),
             )

@@ -6,7 +6,7 @@
 //! seeds with a 95 % Student-t interval. The only clock read in `detect` is here, timing
 //! inference.
 
-use std::{io::Write as _, path::Path, time::Instant};
+use std::time::Instant;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -891,18 +891,4 @@ pub fn summary(t: &Table) -> String {
         "bench detect: gnn_macro_f1={:.3} best_baseline_macro_f1={best:.3} top1={:.3} top3={:.3} ddos_recall={ddos:.3} fpr={:.4} infer_ms_1000={ms1000:.2}",
         g.macro_f1.mean, g.top1.mean, g.top3.mean, g.fpr.mean
     )
-}
-
-/// Evaluates, writes the table as JSON to `path`, prints it and the summary line.
-pub fn bench(cfg: &EvalConfig, path: &Path) -> Result<Table, DetectError> {
-    let (table, _) = evaluate(cfg, &mut |m| eprintln!("detect: {m}"))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, serde_json::to_vec_pretty(&table)?)?;
-    let mut out = std::io::stdout().lock();
-    write!(out, "{}", render(&table))?;
-    writeln!(out, "table: {}", path.display())?;
-    writeln!(out, "{}", summary(&table))?;
-    Ok(table)
 }

@@ -246,7 +246,7 @@ impl Spf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::{
+    use crate::{
         AVOID_COST,
         lsa::{Lsa, LsaLink},
     };

@@ -320,11 +320,7 @@ fn safetensors_round_trip_gives_identical_outputs() {
     let (_, data) = tiny_data(0..2);
     let (mut model, _) = quick_train(&data, 5);
     model.meta.thresholds[Class::GrayLink as usize] = 0.37;
-    let dir = std::env::temp_dir().join(format!("detect-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("m.safetensors");
-    model.save(&path).unwrap();
-    let loaded = Model::load(&path).unwrap();
+    let loaded = Model::from_parts(&model.weights().unwrap(), &model.meta_json().unwrap()).unwrap();
     assert_eq!(loaded.meta, model.meta);
     for g in &data[..3] {
         assert_eq!(
@@ -332,7 +328,17 @@ fn safetensors_round_trip_gives_identical_outputs() {
             loaded.probabilities(g, Aggregation::Sparse).unwrap()
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn weights_missing_a_variable_are_refused() {
+    let (_, data) = tiny_data(0..2);
+    let (model, _) = quick_train(&data, 1);
+    let empty = safetensors::serialize(Vec::<(String, candle_core::Tensor)>::new(), None).unwrap();
+    assert!(matches!(
+        Model::from_parts(&empty, &model.meta_json().unwrap()),
+        Err(crate::DetectError::Model(_))
+    ));
 }
 
 fn findings(det: &mut FeatureDetector, t: &Trace) -> Vec<(u32, Element, Class)> {

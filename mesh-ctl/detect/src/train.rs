@@ -1,8 +1,7 @@
 //! Training (AdamW from candle-nn, class-weighted cross-entropy on both heads), samples
-//! from traces, and models on disk: `NAME.safetensors` (candle's own writer) with
-//! `NAME.json` beside it holding the shapes, the feature spec and the alarm threshold.
-
-use std::path::{Path, PathBuf};
+//! from traces, and models as bytes: safetensors weights, and a JSON spec holding the
+//! shapes, the feature spec and the alarm thresholds (`meshctl` keeps them as
+//! `NAME.safetensors` and `NAME.json`).
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
@@ -140,16 +139,29 @@ impl Model {
         self.sage.probabilities(&t)
     }
 
-    /// Writes `path` (safetensors) and the JSON spec beside it.
-    pub fn save(&self, path: &Path) -> Result<(), DetectError> {
-        self.vars.save(path)?;
-        std::fs::write(meta_path(path), serde_json::to_vec_pretty(&self.meta)?)?;
-        Ok(())
+    /// The weights in safetensors form (what `NAME.safetensors` holds).
+    pub fn weights(&self) -> Result<Vec<u8>, DetectError> {
+        let tensors: Vec<(String, Tensor)> = self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| DetectError::Model("the variable map is poisoned".into()))?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+            .collect();
+        safetensors::serialize(tensors, None)
+            .map_err(|e| DetectError::Tensor(candle_core::Error::wrap(e)))
     }
 
-    /// Reads what `save` wrote; refuses weights whose feature spec is not this build's.
-    pub fn load(path: &Path) -> Result<Self, DetectError> {
-        let meta: ModelMeta = serde_json::from_slice(&std::fs::read(meta_path(path))?)?;
+    /// The JSON spec saved beside the weights (what `NAME.json` holds).
+    pub fn meta_json(&self) -> Result<Vec<u8>, DetectError> {
+        Ok(serde_json::to_vec_pretty(&self.meta)?)
+    }
+
+    /// A model from what `weights` and `meta_json` gave; refuses weights whose feature
+    /// spec is not this build's, and weights that do not fill every variable.
+    pub fn from_parts(weights: &[u8], meta: &[u8]) -> Result<Self, DetectError> {
+        let meta: ModelMeta = serde_json::from_slice(meta)?;
         if meta.features.node_features.len() != meta.config.node_in
             || meta.features.link_features.len() != meta.config.link_in
             || meta.features != FeatureSpec::default()
@@ -158,17 +170,24 @@ impl Model {
                 "feature spec differs from this build's features".into(),
             ));
         }
-        let mut vars = VarMap::new();
+        let vars = VarMap::new();
         let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
         let sage = Sage::new(meta.config.clone(), vb)?;
-        vars.load(path)?;
+        let saved = candle_core::safetensors::load_buffer(weights, &Device::Cpu)?;
+        {
+            let data = vars
+                .data()
+                .lock()
+                .map_err(|_| DetectError::Model("the variable map is poisoned".into()))?;
+            for (name, var) in data.iter() {
+                let t = saved
+                    .get(name)
+                    .ok_or_else(|| DetectError::Model(format!("the weights lack `{name}`")))?;
+                var.set(t)?;
+            }
+        }
         Ok(Model { sage, vars, meta })
     }
-}
-
-/// `model.safetensors` -> `model.json`.
-pub fn meta_path(path: &Path) -> PathBuf {
-    path.with_extension("json")
 }
 
 /// Overwrites candle's initial values with seeded ones (candle's CPU RNG cannot be

@@ -227,7 +227,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
-    use crate::routing::mesh::Shape;
+    use crate::mesh::Shape;
 
     /// Hop distances from `source`.
     fn hops(adjacency: &[Vec<(usize, u32)>], source: usize) -> Vec<usize> {

@@ -1,13 +1,19 @@
-//! `meshctl model generate|train|eval`.
+//! `meshctl model generate|train|eval`, and models and reports on disk: a model is
+//! `NAME.safetensors` with its spec in `NAME.json` beside it.
 
-use std::{fs::File, io::BufReader, path::PathBuf};
+use std::{
+    fs::File,
+    io::{BufReader, Write as _},
+    path::{Path, PathBuf},
+};
 
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::{
+use crate::detect::{
+    DetectError,
     detector::{Detector, FeatureDetector},
-    eval::{self, EvalConfig, Split},
+    eval::{self, EvalConfig, Split, Table},
     features::FeatureSpec,
     scenario::{Family, ScenarioSpec, generate},
     trace::{Class, Trace},
@@ -45,7 +51,7 @@ pub enum ModelCommand {
         steps: usize,
         /// `graphsage` (the default detector, chosen by the bench table: see the README)
         /// or `mlp`.
-        #[arg(long, value_parser = ["graphsage", "mlp"], default_value = super::detector::DEFAULT_MODEL)]
+        #[arg(long, value_parser = ["graphsage", "mlp"], default_value = crate::detect::detector::DEFAULT_MODEL)]
         kind: String,
         #[arg(long, value_name = "FILE", default_value = "model.safetensors")]
         out: PathBuf,
@@ -127,12 +133,8 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
                 eprintln!("step {step}: loss {loss:.4}");
             })?;
             let model = eval::calibrate_model(model, &cfg, seed)?;
-            model.save(&out)?;
-            println!(
-                "wrote {} and {}",
-                out.display(),
-                super::train::meta_path(&out).display()
-            );
+            save(&model, &out)?;
+            println!("wrote {} and {}", out.display(), meta_path(&out).display());
             Ok(())
         }
         ModelCommand::Eval {
@@ -140,7 +142,7 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             trace: Some(trace),
             ..
         } => {
-            let m = Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
+            let m = load(&model).with_context(|| format!("loading {}", model.display()))?;
             let t = Trace::read(BufReader::new(
                 File::open(&trace).with_context(|| format!("opening {}", trace.display()))?,
             ))?;
@@ -171,8 +173,39 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
                 None if quick => EvalConfig::quick(),
                 None => EvalConfig::bench(),
             };
-            eval::bench(&cfg, &out)?;
+            evaluate_to(&cfg, &out)?;
             Ok(())
         }
     }
+}
+
+/// `model.safetensors` -> `model.json`.
+pub fn meta_path(path: &Path) -> PathBuf {
+    path.with_extension("json")
+}
+
+/// Writes `path` (safetensors) and the JSON spec beside it.
+pub fn save(model: &Model, path: &Path) -> Result<(), DetectError> {
+    std::fs::write(path, model.weights()?)?;
+    std::fs::write(meta_path(path), model.meta_json()?)?;
+    Ok(())
+}
+
+/// Reads what `save` wrote.
+pub fn load(path: &Path) -> Result<Model, DetectError> {
+    Model::from_parts(&std::fs::read(path)?, &std::fs::read(meta_path(path))?)
+}
+
+/// Evaluates, writes the table as JSON to `path`, prints it and the summary line.
+pub fn evaluate_to(cfg: &EvalConfig, path: &Path) -> Result<Table, DetectError> {
+    let (table, _) = eval::evaluate(cfg, &mut |m| eprintln!("detect: {m}"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(&table)?)?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", eval::render(&table))?;
+    writeln!(out, "table: {}", path.display())?;
+    writeln!(out, "{}", eval::summary(&table))?;
+    Ok(table)
 }

@@ -1,11 +1,10 @@
-//! Anomaly detection, pure (issue 5): a seeded scenario generator with ground truth, the
-//! trace format a live agent can write too, per-element features with EWMA history,
-//! GraphSAGE in candle, baselines on the same features, the evaluation protocol and the
-//! `Detector` interface the agent's Analyze stage calls each cycle. No kernel, no sockets;
-//! the only clock read is `eval`'s timing of inference.
+//! Anomaly detection, pure: a seeded scenario generator with ground truth, the trace format
+//! a live agent can write too, per-element features with EWMA history, GraphSAGE in candle,
+//! baselines on the same features, the evaluation protocol and the `Detector` interface the
+//! agent's Analyze stage calls each cycle. No kernel, no sockets, no files: models and traces
+//! travel as bytes and readers; the only clock read is `eval`'s timing of inference.
 
 pub mod baseline;
-pub mod cli;
 pub mod detector;
 pub mod eval;
 pub mod features;
@@ -23,7 +22,7 @@ pub use self::{
 /// Errors of the detection library.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
-    /// Reading or writing a trace or model file failed.
+    /// Reading or writing a trace or report stream failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// A JSON document (trace line, feature spec) did not (de)serialise.
