@@ -975,7 +975,7 @@ fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
     }
     eprintln!(
         "n1$ meshctl anomalies\n{}",
-        views::anomalies(&anomalies(&agents[0]))
+        views::anomalies(&agents[0].view(&Request::Anomalies).expect("anomalies"))
     );
     let mut now = None;
     wait_for(
@@ -1172,7 +1172,7 @@ fn a_secure_mesh_authenticates_every_neighbour_and_routes_over_signed_adverts() 
     }
     eprintln!(
         "n1$ meshctl peers\n{}",
-        views::peers(&agents[0].query(&Request::Peers).expect("peers"))
+        views::peers(&agents[0].view(&Request::Peers).expect("peers"))
     );
     assert_eq!(
         lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
