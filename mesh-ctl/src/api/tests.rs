@@ -183,3 +183,43 @@ async fn serves_over_a_root_only_socket() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `meshctl VIEW --json` prints the view read back through a JSON value: field for
+/// field the agent's view as a JSON value, which is what the agent used to send (f32s
+/// included: a value holds them widened to f64, where the wire carries their shortest
+/// form).
+#[test]
+fn a_view_read_back_prints_as_the_agents_view() {
+    fn same<T: Serialize + DeserializeOwned>(s: &Shared, request: &Request) {
+        let reply = answer(s, &serde_json::to_string(request).expect("r"));
+        let line = serde_json::to_string(&reply).expect("answer");
+        let view: T = read_answer(&line).expect("view");
+        let printed = serde_json::to_value(&view).expect("value");
+        let published = serde_json::to_value(reply.data.as_ref().expect("data")).expect("value");
+        assert_eq!(printed, published, "{request:?}");
+    }
+    let s = shared(Some(samples::mesh()));
+    if let Ok(mut snap) = s.snapshot.write() {
+        snap.top_bytes = samples::flows().flows;
+        snap.links = samples::links().links;
+        snap.neighbors = samples::links().neighbors;
+        snap.reasons = samples::drops().reasons;
+    }
+    same::<Status>(&s, &Request::Status);
+    same::<Neighbors>(&s, &Request::Neighbors);
+    same::<RouteTable>(&s, &Request::Routes);
+    same::<Lsdb>(&s, &Request::Lsdb);
+    same::<Events>(&s, &Request::Events);
+    same::<Option<Anomalies>>(&s, &Request::Anomalies);
+    same::<Option<Window>>(&s, &Request::Window);
+    same::<Option<Peers>>(&s, &Request::Peers);
+    same::<Links>(&s, &Request::Links);
+    same::<Drops>(&s, &Request::Drops);
+    same::<Flows>(
+        &s,
+        &Request::Flows {
+            top: 10,
+            sort: SortKey::Bytes,
+        },
+    );
+}
