@@ -26,7 +26,8 @@ use crate::telemetry::{Snapshot, SortKey, events::Recent};
 const MAX_REQUEST: usize = 4096;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What `meshctl` can ask.
+/// What `meshctl` can ask. Each request is answered with the [`Response`] variant of the
+/// same name (`Freeze` with [`Frozen`]); [`query_as`] reads it as that variant's type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "query", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Request {
@@ -54,7 +55,8 @@ pub enum Request {
     },
 }
 
-/// What the agent shares with the API: the last snapshot and recent events.
+/// What the agent shares with the API: the last telemetry snapshot, recent events and the
+/// mesh views.
 #[derive(Debug)]
 pub struct Shared {
     pub node: String,
