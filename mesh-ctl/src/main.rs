@@ -12,6 +12,7 @@ use mesh_ctl::{
     telemetry::SortKey,
     views::{self, Output},
 };
+use serde::{Serialize, de::DeserializeOwned};
 
 #[derive(Parser)]
 #[command(
@@ -135,15 +136,20 @@ struct View {
     socket: PathBuf,
 }
 
-fn show(
+/// Asks for the view `T` that `request` answers with and prints it.
+fn show<T: Serialize + DeserializeOwned>(
     view: &View,
     request: Request,
-    render: fn(&serde_json::Value) -> String,
+    render: fn(&T) -> String,
 ) -> anyhow::Result<()> {
-    let answer = api::query(&view.socket, &request).context("asking the agent")?;
+    let data: T = api::query_as(&view.socket, &request).context("asking the agent")?;
     match view.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&answer["data"])?),
-        Output::Table => print!("{}", render(&answer["data"])),
+        // Through a JSON value, whose keys are sorted, as they have always been printed.
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::to_value(&data)?)?
+        ),
+        Output::Table => print!("{}", render(&data)),
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use crate::{
     api::{self, Request},
     detect::{
-        Snapshot, Topology,
+        Topology,
         trace::{self, TRACE_VERSION, TraceHeader},
     },
 };
@@ -32,21 +32,19 @@ pub fn run(socket: &Path, windows: u32, out: Option<&Path>) -> anyhow::Result<()
     let mut written = 0u32;
     let mut idle = Instant::now();
     while written < windows {
-        let answer = api::query(socket, &Request::Window).context("asking the agent")?;
-        let data = &answer["data"];
-        if data.is_null() {
+        let window: Option<api::Window> =
+            api::query_as(socket, &Request::Window).context("asking the agent")?;
+        let Some(api::Window {
+            window_ms,
+            topology,
+            snapshot,
+        }) = window
+        else {
             bail!(
                 "the agent does not detect anomalies ([detect] enabled = false, or routing is off)"
             );
-        }
-        let window_ms = data["window_ms"]
-            .as_u64()
-            .context("the agent's window length")?;
+        };
         let poll = Duration::from_millis((window_ms / 4).max(20));
-        let snapshot: Option<Snapshot> = serde_json::from_value(data["snapshot"].clone())
-            .context("reading the agent's window")?;
-        let topology: Option<Topology> = serde_json::from_value(data["topology"].clone())
-            .context("reading the agent's graph")?;
         let (Some(mut snap), Some(topo)) = (snapshot, topology) else {
             std::thread::sleep(poll);
             continue;

@@ -1,6 +1,8 @@
-//! Rendering API answers for people: aligned tables with rates in SI units.
+//! Rendering the agent's views for people: aligned tables with rates in SI units.
 
-use serde_json::Value;
+use crate::api::{
+    Anomalies, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, RouteTable, Status,
+};
 
 /// Output format of the meshctl views.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -59,55 +61,44 @@ pub fn si(v: f64) -> String {
     format!("{v:.2}{suffix}")
 }
 
-fn n(v: &Value) -> String {
-    v.as_u64().map_or_else(|| "-".to_owned(), |x| x.to_string())
+fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    items.into_iter().collect::<Vec<_>>().join(",")
 }
 
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
+fn rate(bps: f64) -> String {
+    format!("{}b/s", si(bps))
 }
 
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or("-").to_owned()
-}
-
-/// One table row per element of the array `data[key]` (none if it is missing).
-fn each_row(data: &Value, key: &str, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    data[key]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(row)
-        .collect()
-}
-
-pub fn flows(data: &Value) -> String {
-    let t = &data["flow_table"];
+pub fn flows(data: &Flows) -> String {
+    let t = &data.flow_table;
     let mut out = format!(
         "flow table: {} of {} ({:.1} %), created {}, evicted {}, expired {}\n\n",
-        n(&t["active"]),
-        n(&t["capacity"]),
-        f(&t["fill_ratio"]) * 100.0,
-        n(&t["created_total"]),
-        n(&t["evicted_total"]),
-        n(&t["expired_total"]),
+        t.active,
+        t.capacity,
+        t.fill_ratio * 100.0,
+        t.created_total,
+        t.evicted_total,
+        t.expired_total,
     );
-    let rows = each_row(data, "flows", |x| {
-        vec![
-            s(&x["link"]),
-            s(&x["direction"]),
-            s(&x["protocol"]),
-            s(&x["src"]),
-            s(&x["dst"]),
-            n(&x["packets"]),
-            n(&x["bytes"]),
-            si(f(&x["pps"])),
-            format!("{}b/s", si(f(&x["bps"]))),
-            s(&x["tcp_flags"]),
-            format!("{:.0}s", f(&x["age_s"])),
-        ]
-    });
+    let rows: Vec<Vec<String>> = data
+        .flows
+        .iter()
+        .map(|x| {
+            vec![
+                x.link.clone(),
+                x.direction.clone(),
+                x.protocol.clone(),
+                x.src.clone(),
+                x.dst.clone(),
+                x.packets.to_string(),
+                x.bytes.to_string(),
+                si(x.pps),
+                rate(x.bps),
+                x.tcp_flags.clone(),
+                format!("{:.0}s", x.age_s),
+            ]
+        })
+        .collect();
     out.push_str(&table(
         &[
             "LINK",
@@ -127,21 +118,25 @@ pub fn flows(data: &Value) -> String {
     out
 }
 
-pub fn links(data: &Value) -> String {
-    let rows = each_row(data, "links", |l| {
-        vec![
-            s(&l["link"]),
-            n(&l["rx_packets"]),
-            n(&l["rx_bytes"]),
-            n(&l["forwarded"]),
-            n(&l["passed"]),
-            n(&l["dropped"]),
-            n(&l["tx_packets"]),
-            n(&l["host_tx_packets"]),
-            format!("{}b/s", si(f(&l["rx_bps"]))),
-            format!("{}b/s", si(f(&l["tx_bps"]))),
-        ]
-    });
+pub fn links(data: &Links) -> String {
+    let rows: Vec<Vec<String>> = data
+        .links
+        .iter()
+        .map(|l| {
+            vec![
+                l.link.clone(),
+                l.rx_packets.to_string(),
+                l.rx_bytes.to_string(),
+                l.forwarded.to_string(),
+                l.passed.to_string(),
+                l.dropped.to_string(),
+                l.tx_packets.to_string(),
+                l.host_tx_packets.to_string(),
+                rate(l.rx_bps),
+                rate(l.tx_bps),
+            ]
+        })
+        .collect();
     let mut out = table(
         &[
             "LINK",
@@ -157,17 +152,21 @@ pub fn links(data: &Value) -> String {
         ],
         &rows,
     );
-    let neighbors = each_row(data, "neighbors", |x| {
-        vec![
-            s(&x["link"]),
-            s(&x["mac"]),
-            n(&x["rx_packets"]),
-            n(&x["rx_bytes"]),
-            n(&x["tx_packets"]),
-            n(&x["tx_bytes"]),
-            n(&x["host_tx_packets"]),
-        ]
-    });
+    let neighbors: Vec<Vec<String>> = data
+        .neighbors
+        .iter()
+        .map(|x| {
+            vec![
+                x.link.clone(),
+                x.mac.clone(),
+                x.rx_packets.to_string(),
+                x.rx_bytes.to_string(),
+                x.tx_packets.to_string(),
+                x.tx_bytes.to_string(),
+                x.host_tx_packets.to_string(),
+            ]
+        })
+        .collect();
     if !neighbors.is_empty() {
         out.push('\n');
         out.push_str(&table(
@@ -180,38 +179,34 @@ pub fn links(data: &Value) -> String {
     out
 }
 
-pub fn drops(data: &Value) -> String {
-    let rows: Vec<Vec<String>> = data["reasons"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+pub fn drops(data: &Drops) -> String {
+    let rows: Vec<Vec<String>> = data
+        .reasons
         .iter()
-        .filter(|r| r["packets"].as_u64().unwrap_or(0) > 0 || r["action"] == "drop")
+        .filter(|r| r.packets > 0 || r.action == "drop")
         .map(|r| {
             vec![
-                s(&r["reason"]),
-                s(&r["action"]),
-                n(&r["packets"]),
-                si(f(&r["pps"])),
-                s(&r["description"]),
+                r.reason.clone(),
+                r.action.clone(),
+                r.packets.to_string(),
+                si(r.pps),
+                r.description.clone(),
             ]
         })
         .collect();
     let mut out = table(&["REASON", "ACTION", "PACKETS", "PPS", "MEANING"], &rows);
-    let recent: Vec<Vec<String>> = data["recent_drops"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let recent: Vec<Vec<String>> = data
+        .recent_drops
         .iter()
         .rev()
         .take(20)
         .map(|e| {
             vec![
-                format!("{:.3}", f(&e["at_unix_s"])),
-                s(&e["link"]),
-                s(&e["reason"]),
-                n(&e["len"]),
-                e["flow"].as_str().unwrap_or("-").to_owned(),
+                format!("{:.3}", e.at_unix_s),
+                e.link.clone(),
+                e.reason.clone(),
+                e.len.to_string(),
+                e.flow.clone().unwrap_or_else(|| "-".to_owned()),
             ]
         })
         .collect();
@@ -222,67 +217,62 @@ pub fn drops(data: &Value) -> String {
     out
 }
 
-fn list(v: &Value) -> String {
-    v.as_array().map_or_else(
-        || "-".to_owned(),
-        |a| {
-            a.iter()
-                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
-                .collect::<Vec<_>>()
-                .join(",")
-        },
-    )
-}
-
-pub fn status(data: &Value) -> String {
+pub fn status(data: &Status) -> String {
+    let fields = [
+        ("node", data.node.clone()),
+        ("routing", data.routing.to_string()),
+        ("frozen", data.frozen.to_string()),
+        ("restart_hold", data.restart_hold.to_string()),
+        ("neighbors", data.neighbors.to_string()),
+        ("adjacent", data.adjacent.to_string()),
+        ("adverts", data.adverts.to_string()),
+        ("routes_v4", data.routes_v4.to_string()),
+        ("routes_v6", data.routes_v6.to_string()),
+        ("groups", data.groups.to_string()),
+        ("spf_runs", data.spf_runs.to_string()),
+        ("actions", data.actions.to_string()),
+        ("probe_interval_ms", data.probe_interval_ms.to_string()),
+        ("probe_dead_ms", data.probe_dead_ms.to_string()),
+    ];
     let mut out = String::new();
-    for key in [
-        "node",
-        "routing",
-        "frozen",
-        "restart_hold",
-        "neighbors",
-        "adjacent",
-        "adverts",
-        "routes_v4",
-        "routes_v6",
-        "groups",
-        "spf_runs",
-        "actions",
-        "probe_interval_ms",
-        "probe_dead_ms",
-    ] {
-        let v = &data[key];
-        let shown = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    for (key, shown) in fields {
         out.push_str(&format!("{key:<18} {shown}\n"));
     }
     out
 }
 
-pub fn neighbors(data: &Value) -> String {
-    let rows = each_row(data, "neighbors", |x| {
-        vec![
-            s(&x["node"]),
-            s(&x["interface"]),
-            s(&x["mac"]),
-            if x["adjacent"] == Value::Bool(true) {
-                "adjacent".to_owned()
-            } else if x["two_way"] == Value::Bool(true) {
-                s(&x["state"])
-            } else {
-                "one-way".to_owned()
-            },
-            n(&x["cost"]),
-            format!("{:.2}", f(&x["loss"]) * 100.0),
-            format!("{:.3}", f(&x["rtt_ms"])),
-            format!("{:.3}", f(&x["jitter_ms"])),
-            n(&x["probes_sent"]),
-            n(&x["probe_replies"]),
-            n(&x["probe_requests"]),
-            format!("{:.1}", f(&x["max_gap_ms"])),
-            n(&x["dead_gaps"]),
-        ]
-    });
+pub fn neighbors(data: &Neighbors) -> String {
+    let rows: Vec<Vec<String>> = data
+        .neighbors
+        .iter()
+        .map(|x| {
+            vec![
+                x.node.clone(),
+                x.interface.clone(),
+                x.mac.clone(),
+                if x.adjacent {
+                    "adjacent".to_owned()
+                } else if x.two_way {
+                    match x.state {
+                        LinkState::Up => "up",
+                        LinkState::Down => "down",
+                    }
+                    .to_owned()
+                } else {
+                    "one-way".to_owned()
+                },
+                x.cost.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                format!("{:.2}", x.loss * 100.0),
+                format!("{:.3}", x.rtt_ms),
+                format!("{:.3}", x.jitter_ms),
+                x.probes_sent.to_string(),
+                x.probe_replies.to_string(),
+                x.probe_requests.to_string(),
+                format!("{:.1}", x.max_gap_ms),
+                x.dead_gaps.to_string(),
+            ]
+        })
+        .collect();
     table(
         &[
             "NEIGHBOR",
@@ -303,85 +293,94 @@ pub fn neighbors(data: &Value) -> String {
     )
 }
 
-pub fn routes(data: &Value) -> String {
-    let rows = each_row(data, "routes", |x| {
-        vec![
-            s(&x["prefix"]),
-            s(&x["origin"]),
-            n(&x["cost"]),
-            list(&x["next_hops"]),
-            list(&x["backups"]),
-        ]
-    });
+pub fn routes(data: &RouteTable) -> String {
+    let rows: Vec<Vec<String>> = data
+        .routes
+        .iter()
+        .map(|x| {
+            vec![
+                x.prefix.to_string(),
+                x.origin.clone(),
+                x.cost.to_string(),
+                list(x.next_hops.iter().map(String::as_str)),
+                // A next hop without an alternate shows as `null`, as JSON spells it.
+                list(x.backups.iter().map(|b| b.as_deref().unwrap_or("null"))),
+            ]
+        })
+        .collect();
     let mut out = table(&["PREFIX", "ORIGIN", "COST", "NEXT_HOPS", "BACKUPS"], &rows);
     out.push_str(&format!(
         "\ninstalled: {} IPv4, {} IPv6 routes (static and local included), {} groups\n",
-        n(&data["installed_v4"]),
-        n(&data["installed_v6"]),
-        n(&data["groups"])
+        data.installed_v4, data.installed_v6, data.groups
     ));
     out
 }
 
-pub fn lsdb(data: &Value) -> String {
-    let rows = each_row(data, "adverts", |x| {
-        let links = x["links"].as_array().map_or_else(String::new, |l| {
-            l.iter()
-                .map(|l| format!("{}:{}", s(&l["neighbor"]), n(&l["cost"])))
+pub fn lsdb(data: &Lsdb) -> String {
+    let rows: Vec<Vec<String>> = data
+        .adverts
+        .iter()
+        .map(|x| {
+            let links = x
+                .links
+                .iter()
+                .map(|l| format!("{}:{}", l.neighbor, l.cost))
                 .collect::<Vec<_>>()
-                .join(" ")
-        });
-        vec![
-            s(&x["origin"]),
-            n(&x["seq"]),
-            n(&x["age_ms"]),
-            links,
-            list(&x["prefixes"]),
-        ]
-    });
+                .join(" ");
+            let prefixes: Vec<String> = x.prefixes.iter().map(ToString::to_string).collect();
+            vec![
+                x.origin.clone(),
+                x.seq.to_string(),
+                x.age_ms.to_string(),
+                links,
+                list(prefixes.iter().map(String::as_str)),
+            ]
+        })
+        .collect();
     table(&["ORIGIN", "SEQ", "AGE_MS", "LINKS", "PREFIXES"], &rows)
 }
 
-pub fn events(data: &Value) -> String {
-    let rows = each_row(data, "events", |x| {
-        vec![
-            format!("{:.3}", f(&x["at"])),
-            s(&x["stage"]),
-            s(&x["kind"]),
-            s(&x["detail"]),
-            s(&x["reason"]),
-        ]
-    });
+pub fn events(data: &Events) -> String {
+    let rows: Vec<Vec<String>> = data
+        .events
+        .iter()
+        .map(|x| {
+            vec![
+                format!("{:.3}", x.at),
+                x.stage.clone(),
+                x.kind.clone(),
+                x.detail.clone(),
+                x.reason.clone(),
+            ]
+        })
+        .collect();
     table(&["AT", "STAGE", "KIND", "DETAIL", "REASON"], &rows)
 }
 
-fn target(t: &Value) -> String {
-    match t["kind"].as_str() {
-        Some("node") => format!("node {}", s(&t["node"])),
-        Some("link") => format!("link {}-{}", s(&t["a"]), s(&t["b"])),
-        _ => "-".into(),
-    }
-}
-
-pub fn peers(data: &Value) -> String {
-    if data.is_null() {
+/// `None`: the agent runs without `[security]`.
+pub fn peers(data: &Option<Peers>) -> String {
+    let Some(data) = data else {
         return "the control plane is not authenticated ([security] is absent or off)\n".into();
-    }
+    };
     let mut out = format!(
         "we are {}, certificate valid for {:.1} days\n",
-        s(&data["spiffe_id"]),
-        f(&data["cert_expires_in_s"]) / 86_400.0
+        data.spiffe_id,
+        data.cert_expires_in_s as f64 / 86_400.0
     );
-    let rows = each_row(data, "peers", |x| {
-        vec![
-            s(&x["node"]),
-            s(&x["spiffe_id"]),
-            format!("{}%{}", s(&x["address"]), x["ifindex"]),
-            format!("{:.1}", f(&x["cert_expires_in_s"]) / 86_400.0),
-            format!("{:.1}", f(&x["session_age_s"])),
-            x["rekeys"].to_string(),
-        ]
-    });
+    let rows: Vec<Vec<String>> = data
+        .peers
+        .iter()
+        .map(|x| {
+            vec![
+                x.node.clone(),
+                x.spiffe_id.clone(),
+                format!("{}%{}", x.address, x.ifindex),
+                format!("{:.1}", x.cert_expires_in_s as f64 / 86_400.0),
+                format!("{:.1}", x.session_age_s),
+                x.rekeys.to_string(),
+            ]
+        })
+        .collect();
     out += &table(
         &[
             "NODE",
@@ -393,46 +392,57 @@ pub fn peers(data: &Value) -> String {
         ],
         &rows,
     );
-    if let Some(r) = data["refused"].as_object().filter(|r| !r.is_empty()) {
-        let parts: Vec<String> = r.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    if !data.refused.is_empty() {
+        let parts: Vec<String> = data
+            .refused
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         out += &format!("refused: {}\n", parts.join(", "));
     }
     out
 }
 
-pub fn anomalies(data: &Value) -> String {
-    if data.is_null() {
+/// `None`: detection is off.
+pub fn anomalies(data: &Option<Anomalies>) -> String {
+    let Some(data) = data else {
         return "anomaly detection is off ([detect] enabled = false, or routing is off)\n".into();
-    }
+    };
     let mut out = format!(
         "detector {}, window {} of {} ms, {} nodes reporting\n\nin force:\n",
-        s(&data["detector"]),
-        data["window"],
-        data["window_ms"],
-        data["reporting"]
+        data.detector, data.window, data.window_ms, data.reporting
     );
-    let active = each_row(data, "active", |x| {
-        vec![
-            target(&x["target"]),
-            s(&x["class"]),
-            format!("{:.1}", f(&x["for_ms"]) / 1000.0),
-            format!("{:.1}", f(&x["hold_left_ms"]) / 1000.0),
-            x["strikes"].to_string(),
-        ]
-    });
+    let active: Vec<Vec<String>> = data
+        .active
+        .iter()
+        .map(|x| {
+            vec![
+                x.target.to_string(),
+                x.class.clone(),
+                format!("{:.1}", x.for_ms as f64 / 1000.0),
+                format!("{:.1}", x.hold_left_ms as f64 / 1000.0),
+                x.strikes.to_string(),
+            ]
+        })
+        .collect();
     out += &table(
         &["AVOIDED", "CLASS", "FOR_S", "HOLD_LEFT_S", "STRIKES"],
         &active,
     );
     out += "\nlast window:\n";
-    let found = each_row(data, "findings", |x| {
-        vec![
-            target(&x["target"]),
-            s(&x["class"]),
-            format!("{:.2}", f(&x["score"])),
-            s(&x["reason"]),
-        ]
-    });
+    let found: Vec<Vec<String>> = data
+        .findings
+        .iter()
+        .flatten()
+        .map(|x| {
+            vec![
+                x.target.to_string(),
+                x.class.clone(),
+                format!("{:.2}", f64::from(x.score)),
+                x.reason.clone(),
+            ]
+        })
+        .collect();
     out += &table(&["ELEMENT", "CLASS", "SCORE", "REASON"], &found);
     out
 }
@@ -440,6 +450,161 @@ pub fn anomalies(data: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::samples;
+
+    /// The cells of the table row whose first cell is `first`.
+    fn row<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|cells| cells.first() == Some(&first))
+            .unwrap_or_else(|| panic!("no row {first} in\n{text}"))
+    }
+
+    #[test]
+    fn status_shows_every_field_of_the_view() {
+        let s = samples::status();
+        let text = status(&s);
+        let json = serde_json::to_value(&s).expect("json");
+        let fields = json.as_object().expect("an object");
+        assert_eq!(text.lines().count(), fields.len(), "{text}");
+        assert_eq!(row(&text, "node"), ["node", s.node.as_str()]);
+        assert_eq!(row(&text, "spf_runs")[1], s.spf_runs.to_string());
+        assert_eq!(row(&text, "restart_hold")[1], s.restart_hold.to_string());
+    }
+
+    #[test]
+    fn a_neighbour_is_adjacent_or_shows_its_link_state_or_is_one_way() {
+        let v = samples::neighbors();
+        let text = neighbors(&v);
+        let [adjacent, two_way, one_way] = [0, 1, 2].map(|i| &v.neighbors[i]);
+        assert_eq!(row(&text, &adjacent.node)[3], "adjacent");
+        assert_eq!(row(&text, &two_way.node)[3], "down");
+        assert_eq!(row(&text, &one_way.node)[3], "one-way");
+        // Without a cost yet, the column says so.
+        assert_eq!(two_way.cost, None);
+        assert_eq!(row(&text, &two_way.node)[4], "-");
+        let loss = format!("{:.2}", adjacent.loss * 100.0);
+        assert_eq!(row(&text, &adjacent.node)[5], loss);
+    }
+
+    #[test]
+    fn routes_list_next_hops_with_their_alternates_and_what_is_installed() {
+        let v = samples::routes();
+        let text = routes(&v);
+        let r = &v.routes[0];
+        let cells = row(&text, &r.prefix.to_string());
+        assert_eq!(cells[3], r.next_hops.join(","));
+        let backups: Vec<&str> = cells[4].split(',').collect();
+        assert_eq!(backups.len(), r.next_hops.len());
+        for (shown, b) in backups.iter().zip(&r.backups) {
+            assert_eq!(*shown, b.as_deref().unwrap_or("null"));
+        }
+        assert!(
+            text.contains(&format!("installed: {} IPv4", v.installed_v4)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_lsdb_shows_each_advert_with_its_links_and_prefixes() {
+        let v = samples::lsdb();
+        let text = lsdb(&v);
+        let ad = &v.adverts[0];
+        let cells = row(&text, &ad.origin);
+        assert_eq!(cells[1], ad.seq.to_string());
+        for l in &ad.links {
+            assert!(cells.contains(&format!("{}:{}", l.neighbor, l.cost).as_str()));
+        }
+        assert_eq!(*cells.last().expect("prefixes"), ad.prefixes[0].to_string());
+    }
+
+    #[test]
+    fn drops_hide_idle_reasons_that_do_not_drop_and_show_the_newest_drop_first() {
+        let v = samples::drops();
+        let text = drops(&v);
+        let (table, recent) = text.split_once("recent drops").expect("recent drops");
+        for r in &v.reasons {
+            let shown = table
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", r.reason)));
+            assert_eq!(shown, r.packets > 0 || r.action == "drop", "{}", r.reason);
+        }
+        let links: Vec<&str> = recent
+            .lines()
+            .skip(2)
+            .map(|l| l.split_whitespace().nth(1).expect("link"))
+            .collect();
+        let newest_first: Vec<&str> = v
+            .recent_drops
+            .iter()
+            .rev()
+            .map(|e| e.link.as_str())
+            .collect();
+        assert_eq!(links, newest_first);
+        // A drop without a flow says so.
+        assert!(recent.lines().any(|l| l.ends_with(" -")), "{recent}");
+    }
+
+    #[test]
+    fn anomalies_show_what_is_in_force_and_what_the_last_window_found() {
+        let v = samples::anomalies();
+        let text = anomalies(&Some(v.clone()));
+        assert!(text.starts_with(&format!("detector {}, window {}", v.detector, v.window)));
+        let (in_force, last) = text.split_once("last window:").expect("two parts");
+        assert!(in_force.contains(&v.active[0].target.to_string()), "{text}");
+        let found = v.findings.as_ref().expect("findings");
+        assert!(last.contains(&found[0].target.to_string()), "{text}");
+        assert!(last.contains(&found[0].reason), "{text}");
+        let none = anomalies(&Some(crate::api::Anomalies {
+            findings: None,
+            ..v
+        }));
+        let (_, last) = none.split_once("last window:").expect("two parts");
+        assert_eq!(last.trim().lines().count(), 1, "only the header: {none}");
+        assert!(anomalies(&None).contains("detection is off"));
+    }
+
+    #[test]
+    fn peers_show_sessions_and_refusals_and_say_when_security_is_off() {
+        let v = samples::peers();
+        let text = peers(&Some(v.clone()));
+        let p = &v.peers[0];
+        let cells = row(&text, &p.node);
+        assert_eq!(cells[2], format!("{}%{}", p.address, p.ifindex));
+        assert_eq!(cells[5], p.rekeys.to_string());
+        let refused = text
+            .lines()
+            .find_map(|l| l.strip_prefix("refused: "))
+            .expect("refusals");
+        assert_eq!(refused.split(", ").count(), v.refused.len());
+        let quiet = peers(&Some(crate::api::Peers {
+            refused: Default::default(),
+            ..v
+        }));
+        assert!(!quiet.contains("refused"), "{quiet}");
+        assert!(peers(&None).contains("not authenticated"));
+    }
+
+    #[test]
+    fn flows_links_and_events_have_a_row_each() {
+        let f = samples::flows();
+        let text = flows(&f);
+        assert!(text.starts_with(&format!(
+            "flow table: {} of {}",
+            f.flow_table.active, f.flow_table.capacity
+        )));
+        let cells = row(&text, &f.flows[0].link);
+        assert_eq!(cells[7], si(f.flows[0].pps));
+        assert_eq!(cells[8], format!("{}b/s", si(f.flows[0].bps)));
+        let l = samples::links();
+        let text = links(&l);
+        assert!(text.contains("NEIGHBOR"), "a neighbour table: {text}");
+        assert!(text.contains(&l.neighbors[0].mac), "{text}");
+        let e = samples::events();
+        let text = events(&e);
+        assert_eq!(text.lines().count(), 1 + e.events.len());
+        assert!(text.contains(&e.events[0].reason), "{text}");
+    }
 
     #[test]
     fn tables_align_and_numbers_go_right() {

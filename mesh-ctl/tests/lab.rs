@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use mesh_common::telemetry::counter;
 use mesh_ctl::{
-    api::Request,
+    api::{self, FlowView, LinkView, Request},
     config::{TcAttach, TcPosition},
     dataplane::Dataplane,
     routes::Tables,
@@ -311,25 +311,22 @@ fn within(what: &str, ours: u64, theirs: u64, pct: f64) {
     );
 }
 
-fn link<'a>(links: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    links["links"]
-        .as_array()
-        .expect("links array")
+fn link<'a>(links: &'a api::Links, name: &str) -> &'a LinkView {
+    links
+        .links
         .iter()
-        .find(|l| l["link"] == name)
-        .unwrap_or_else(|| panic!("no link {name} in {links}"))
+        .find(|l| l.link == name)
+        .unwrap_or_else(|| panic!("no link {name} in {links:?}"))
 }
 
-fn flows(agent: &Agent) -> Vec<serde_json::Value> {
+fn flows(agent: &Agent) -> Vec<FlowView> {
     agent
-        .query(&Request::Flows {
+        .view::<api::Flows>(&Request::Flows {
             top: 100_000,
             sort: SortKey::Bytes,
         })
-        .expect("flows")["flows"]
-        .as_array()
-        .expect("flows array")
-        .clone()
+        .expect("flows")
+        .flows
 }
 
 #[test]
@@ -375,21 +372,18 @@ fn telemetry_matches_kernel_counters_and_iperf3() {
     r.settle(2, INTERVAL);
 
     // Per link: the agent's figures against the kernel's own interface counters.
-    let links = r.query(&Request::Links).expect("links");
+    let links: api::Links = r.view(&Request::Links).expect("links");
     let stat = |node, ifname: &str, what| lab.iface_stat(node, ifname, what).expect("counters");
     let ra = link(&links, &r_a);
     within(
         "r-a rx packets",
-        ra["rx_packets"].as_u64().expect("rx"),
+        ra.rx_packets,
         stat("r", &r_a, "rx_packets"),
         1.0,
     );
     // We count whole frames. Linux 6.1's veth counts a frame its XDP program saw after
     // the Ethernet header is pulled (14 bytes less); later kernels count whole frames.
-    let (rx_bytes, rx_packets) = (
-        ra["rx_bytes"].as_u64().expect("rx bytes"),
-        ra["rx_packets"].as_u64().expect("rx packets"),
-    );
+    let (rx_bytes, rx_packets) = (ra.rx_bytes, ra.rx_packets);
     let kernel_rx_bytes = stat("r", &r_a, "rx_bytes");
     let close = |a: u64, b: u64| a.abs_diff(b) as f64 <= b as f64 / 100.0;
     assert!(
@@ -404,8 +398,7 @@ fn telemetry_matches_kernel_counters_and_iperf3() {
         .end("b")
         .ifname
         .clone();
-    let sent_to_b =
-        rb["tx_packets"].as_u64().expect("tx") + rb["host_tx_packets"].as_u64().expect("host tx");
+    let sent_to_b = rb.tx_packets + rb.host_tx_packets;
     within(
         "r-b tx packets vs b's rx",
         sent_to_b,
@@ -413,8 +406,8 @@ fn telemetry_matches_kernel_counters_and_iperf3() {
         1.0,
     );
     assert!(
-        rb["host_tx_packets"].as_u64().expect("host tx") >= 10,
-        "the router's own pings leave through TC egress: {rb}"
+        rb.host_tx_packets >= 10,
+        "the router's own pings leave through TC egress: {rb:?}"
     );
 
     // Per flow: against what iperf3 reports.
@@ -423,33 +416,25 @@ fn telemetry_matches_kernel_counters_and_iperf3() {
         flows
             .iter()
             .filter(|f| {
-                f["protocol"] == proto
-                    && f["direction"] == "ingress"
-                    && f["dst"] == format!("{b_v4}:5201")
+                f.protocol == proto && f.direction == "ingress" && f.dst == format!("{b_v4}:5201")
             })
-            .max_by_key(|f| f["bytes"].as_u64())
+            .max_by_key(|f| f.bytes)
             .unwrap_or_else(|| panic!("no {proto} flow to {b_v4}:5201 in {flows:?}"))
             .clone()
     };
     let u = to_b("udp");
     let udp_sent = udp["end"]["sum"]["packets"].as_u64().expect("udp packets");
-    within(
-        "UDP flow packets vs iperf3",
-        u["packets"].as_u64().expect("packets"),
-        udp_sent,
-        1.0,
-    );
+    within("UDP flow packets vs iperf3", u.packets, udp_sent, 1.0);
     // Each datagram is 1000 bytes of payload in UDP, IPv4 and Ethernet headers.
     within(
         "UDP flow bytes vs iperf3",
-        u["bytes"].as_u64().expect("bytes"),
+        u.bytes,
         udp_sent * (1000 + 8 + 20 + 14),
         1.0,
     );
     let c = to_b("tcp");
     // Data segments carry Ethernet, IPv4 and TCP with timestamps: 14 + 20 + 32 bytes.
-    let payload =
-        c["bytes"].as_u64().expect("bytes") - c["packets"].as_u64().expect("packets") * 66;
+    let payload = c.bytes - c.packets * 66;
     // iperf3's sender counts what it wrote, its receiver what arrived inside the timed
     // interval; the segments on the wire lie between the two.
     let sent = tcp["end"]["sum_sent"]["bytes"].as_u64().expect("tcp sent");
@@ -462,35 +447,21 @@ fn telemetry_matches_kernel_counters_and_iperf3() {
         payload as f64 >= received as f64 * 0.99 && payload as f64 <= sent as f64 * 1.01,
         "TCP flow payload {payload} outside iperf3's received {received} .. sent {sent} (± 1 %)"
     );
-    assert!(
-        c["tcp_flags"].as_str().expect("flags").contains('S'),
-        "SYN seen: {c}"
-    );
+    assert!(c.tcp_flags.contains('S'), "SYN seen: {c:?}");
     let icmp_out = flows
         .iter()
-        .find(|f| {
-            f["direction"] == "egress" && f["protocol"] == "icmp" && f["link"] == r_b.as_str()
-        })
+        .find(|f| f.direction == "egress" && f.protocol == "icmp" && f.link == r_b.as_str())
         .unwrap_or_else(|| panic!("no egress ICMP flow on {r_b}: {flows:?}"));
-    assert!(
-        icmp_out["packets"].as_u64().expect("packets") >= 10,
-        "{icmp_out}"
-    );
+    assert!(icmp_out.packets >= 10, "{icmp_out:?}");
 
-    let drops = r.query(&Request::Drops).expect("drops");
-    let forwarded: u64 = drops["reasons"]
-        .as_array()
-        .expect("reasons")
+    let drops: api::Drops = r.view(&Request::Drops).expect("drops");
+    let forwarded: u64 = drops
+        .reasons
         .iter()
-        .filter(|x| x["action"] == "forward")
-        .map(|x| x["packets"].as_u64().expect("packets"))
+        .filter(|x| x.action == "forward")
+        .map(|x| x.packets)
         .sum();
-    let link_forwarded: u64 = links["links"]
-        .as_array()
-        .expect("links")
-        .iter()
-        .map(|l| l["forwarded"].as_u64().expect("forwarded"))
-        .sum();
+    let link_forwarded: u64 = links.links.iter().map(|l| l.forwarded).sum();
     assert_eq!(forwarded, link_forwarded, "reason and link counters agree");
 }
 
@@ -655,9 +626,7 @@ fn egress_frames(dp: &Dataplane) -> u64 {
 }
 
 fn host_tx(agent: &Agent, ifname: &str) -> u64 {
-    link(&agent.query(&Request::Links).expect("links"), ifname)["host_tx_packets"]
-        .as_u64()
-        .expect("host tx")
+    link(&agent.view(&Request::Links).expect("links"), ifname).host_tx_packets
 }
 
 #[test]

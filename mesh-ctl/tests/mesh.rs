@@ -7,7 +7,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mesh_ctl::{api::Request, views};
+use mesh_ctl::{
+    api::{self, PrefixRoute, Request},
+    views,
+};
 use mesh_lab::{Agent, Fault, Lab, mesh_agents, mesh6, netns, stream::StreamRun};
 
 /// One mesh at a time: six agents probing every 5 ms share the machine's cores, and two
@@ -41,18 +44,17 @@ fn start(lab: &mut Lab, mesh: &mesh6::Mesh6, extra: &str) -> Vec<Agent> {
 }
 
 /// n1's route to hd, if it has one.
-fn route_to_hd(n1: &Agent, mesh: &mesh6::Mesh6) -> Option<serde_json::Value> {
+fn route_to_hd(n1: &Agent, mesh: &mesh6::Mesh6) -> Option<PrefixRoute> {
     route_to(n1, mesh.hd.host_v4)
 }
 
 /// An agent's installed route to one host address, if it has one.
-fn route_to(agent: &Agent, host: std::net::Ipv4Addr) -> Option<serde_json::Value> {
-    let routes = agent.query(&Request::Routes).expect("routes");
-    routes["routes"].as_array().and_then(|r| {
-        r.iter()
-            .find(|r| r["prefix"] == format!("{host}/32"))
-            .cloned()
-    })
+fn route_to(agent: &Agent, host: std::net::Ipv4Addr) -> Option<PrefixRoute> {
+    let routes: api::RouteTable = agent.view(&Request::Routes).expect("routes");
+    routes
+        .routes
+        .into_iter()
+        .find(|r| r.prefix.to_string() == format!("{host}/32"))
 }
 
 /// Waits (bounded) until hs reaches hd and n1 uses both its equal-cost next hops; panics
@@ -60,8 +62,7 @@ fn route_to(agent: &Agent, host: std::net::Ipv4Addr) -> Option<serde_json::Value
 fn converge(lab: &Lab, mesh: &mesh6::Mesh6, agents: &[Agent]) {
     let dst = mesh.hd.host_v4.to_string();
     for _ in 0..120 {
-        let both = route_to_hd(&agents[0], mesh)
-            .is_some_and(|r| r["next_hops"].as_array().is_some_and(|h| h.len() == 2));
+        let both = route_to_hd(&agents[0], mesh).is_some_and(|r| r.next_hops.len() == 2);
         if both && lab.ping("hs", &dst, 1).expect("ping") == 1 {
             return;
         }
@@ -100,22 +101,22 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
         "IPv6 across the mesh"
     );
     let n1 = &agents[0];
-    let lsdb = n1.query(&Request::Lsdb).expect("lsdb");
+    let lsdb: api::Lsdb = n1.view(&Request::Lsdb).expect("lsdb");
     assert_eq!(
-        lsdb["adverts"].as_array().map(Vec::len),
-        Some(6),
-        "n1 holds every router's advert: {lsdb}"
+        lsdb.adverts.len(),
+        6,
+        "n1 holds every router's advert: {lsdb:?}"
     );
     let hd = route_to_hd(n1, &mesh).expect("n1 routes to hd");
     assert_eq!(
-        hd["next_hops"],
-        serde_json::json!(["n2", "n3"]),
-        "two equal-cost next hops: {hd}"
+        hd.next_hops,
+        ["n2", "n3"],
+        "two equal-cost next hops: {hd:?}"
     );
     assert_eq!(
-        hd["backups"],
-        serde_json::json!(["n3", "n2"]),
-        "each protects the other: {hd}"
+        hd.backups,
+        [Some("n3".to_owned()), Some("n2".to_owned())],
+        "each protects the other: {hd:?}"
     );
 
     let link = mesh.link("n1", "n2").expect("link").clone();
@@ -124,9 +125,7 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     // The agents reconverge around it (bounded wait).
     let mut rerouted = false;
     for _ in 0..60 {
-        if route_to_hd(&agents[0], &mesh)
-            .is_some_and(|r| r["next_hops"] == serde_json::json!(["n3"]))
-        {
+        if route_to_hd(&agents[0], &mesh).is_some_and(|r| r.next_hops == ["n3"]) {
             rerouted = true;
             break;
         }
@@ -136,11 +135,8 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
     // Replies come back through n2 too, which has no loop-free alternate towards n1 in
     // this mesh: wait until its agent has reconverged as well.
     wait_for("n2 stops routing hs via n1", Duration::from_secs(5), || {
-        route_to(&agents[1], mesh.hs.host_v4).is_some_and(|r| {
-            r["next_hops"]
-                .as_array()
-                .is_some_and(|h| !h.is_empty() && !h.iter().any(|x| x == "n1"))
-        })
+        route_to(&agents[1], mesh.hs.host_v4)
+            .is_some_and(|r| !r.next_hops.is_empty() && !r.next_hops.iter().any(|x| x == "n1"))
     });
     if std::env::var("MESH_DEBUG").is_ok() {
         let out = lab
@@ -170,8 +166,8 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
                 a.query(&Request::Routes)
                     .map(|v| v.to_string())
                     .unwrap_or_default(),
-                a.query(&Request::Drops)
-                    .map(|v| v["reasons"].to_string())
+                a.view::<api::Drops>(&Request::Drops)
+                    .map(|v| format!("{:?}", v.reasons))
                     .unwrap_or_default()
             );
         }
@@ -182,15 +178,8 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
         20,
         "every ping arrives after the silent failure"
     );
-    let events = n1.query(&Request::Events).expect("events");
-    let kinds: Vec<String> = events["events"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .filter_map(|x| x["kind"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let events: api::Events = n1.view(&Request::Events).expect("events");
+    let kinds: Vec<String> = events.events.into_iter().map(|x| x.kind).collect();
     assert!(
         kinds.iter().any(|k| k == "link_down"),
         "n1 saw the link go down: {kinds:?}"
@@ -203,15 +192,13 @@ fn mesh_converges_and_routes_around_a_silent_failure() {
 /// `low`'s and `high`'s entries for each other: (requests sent, requests received).
 fn probe_counts(low: &Agent, high: &Agent) -> ((u64, u64), (u64, u64)) {
     let entry = |a: &Agent, other: &str| {
-        let v = a.query(&Request::Neighbors).expect("neighbors");
-        let n = v["neighbors"]
-            .as_array()
-            .and_then(|l| l.iter().find(|x| x["node"] == other).cloned())
-            .unwrap_or_else(|| panic!("{} has no neighbour {other}: {v}", a.node));
-        (
-            n["probes_sent"].as_u64().unwrap_or(0),
-            n["probe_requests"].as_u64().unwrap_or(0),
-        )
+        let v: api::Neighbors = a.view(&Request::Neighbors).expect("neighbors");
+        let n = v
+            .neighbors
+            .iter()
+            .find(|x| x.node == other)
+            .unwrap_or_else(|| panic!("{} has no neighbour {other}: {v:?}", a.node));
+        (n.probes_sent, n.probe_requests)
     };
     (entry(low, &high.node), entry(high, &low.node))
 }
@@ -290,24 +277,14 @@ fn stream_on_a_path(lab: &mut Lab, mesh: &mesh6::Mesh6) -> (StreamRun, Vec<Strin
 /// n1's next hops towards hd (empty without a route).
 fn next_hops(n1: &Agent, mesh: &mesh6::Mesh6) -> Vec<String> {
     route_to_hd(n1, mesh)
-        .and_then(|r| serde_json::from_value(r["next_hops"].clone()).ok())
+        .map(|r| r.next_hops)
         .unwrap_or_default()
 }
 
 /// The (kind, detail) of every action an agent logged.
 fn actions(agent: &Agent) -> Vec<(String, String)> {
-    let ev = agent.query(&Request::Events).expect("events");
-    ev["events"]
-        .as_array()
-        .expect("an event list")
-        .iter()
-        .map(|e| {
-            (
-                e["kind"].as_str().unwrap_or_default().to_owned(),
-                e["detail"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    let ev: api::Events = agent.view(&Request::Events).expect("events");
+    ev.events.into_iter().map(|e| (e.kind, e.detail)).collect()
 }
 
 /// How many `kind` actions an agent logged about its neighbour `node`.
@@ -320,13 +297,11 @@ fn link_events(agent: &Agent, kind: &str, node: &str) -> usize {
 
 /// Packets a router's data plane counted under `reason`.
 fn reason_count(agent: &Agent, reason: &str) -> u64 {
-    let d = agent.query(&Request::Drops).expect("reason counters");
-    d["reasons"]
-        .as_array()
-        .expect("a reason list")
+    let d: api::Drops = agent.view(&Request::Drops).expect("reason counters");
+    d.reasons
         .iter()
-        .filter(|r| r["reason"] == reason)
-        .filter_map(|r| r["packets"].as_u64())
+        .filter(|r| r.reason == reason)
+        .map(|r| r.packets)
         .sum()
 }
 
@@ -388,14 +363,14 @@ fn hard_failure_is_routed_around_without_loops() {
                 .iter()
                 .map(|a| (
                     a.node.clone(),
-                    a.query(&Request::Events).expect("events")["events"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
+                    a.view::<api::Events>(&Request::Events)
+                        .expect("events")
+                        .events
+                        .iter()
                         .take(14)
                         .map(|e| format!(
-                            "{} {} {} | {}",
-                            e["mono_ns"], e["kind"], e["detail"], e["reason"]
+                            "{} {:?} {:?} | {:?}",
+                            e.mono_ns, e.kind, e.detail, e.reason
                         ))
                         .collect::<Vec<_>>()
                 ))
@@ -453,13 +428,11 @@ fn frozen_agents_still_bypass_a_silent_failure_in_the_data_plane() {
     );
     // The probe sender keeps probing the silent neighbour.
     let sent = |n: &Agent, to: &str| -> u64 {
-        let v = n.query(&Request::Neighbors).expect("neighbours");
-        v["neighbors"]
-            .as_array()
-            .expect("list")
+        let v: api::Neighbors = n.view(&Request::Neighbors).expect("neighbours");
+        v.neighbors
             .iter()
-            .find(|x| x["node"] == to)
-            .and_then(|x| x["probes_sent"].as_u64())
+            .find(|x| x.node == to)
+            .map(|x| x.probes_sent)
             .expect("the neighbour is known")
     };
     let backup = if failed == "n2" { "n3" } else { "n2" };
@@ -503,9 +476,9 @@ fn gray_failure_moves_traffic_at_20_percent_loss_but_not_at_a_tenth_of_a_percent
     for a in &agents {
         let v = anomalies(a);
         assert_eq!(
-            v["active"].as_array().map(Vec::len),
-            Some(0),
-            "{}: the detector leaves 0.1 % loss alone: {v}",
+            v.active.len(),
+            0,
+            "{}: the detector leaves 0.1 % loss alone: {v:?}",
             a.node
         );
     }
@@ -535,11 +508,10 @@ fn gray_failure_moves_traffic_at_20_percent_loss_but_not_at_a_tenth_of_a_percent
     );
     // The detector, over the mesh-wide reports, finds the same link and avoids it too.
     let gray = |a: &Agent| {
-        anomalies(a)["active"].as_array().is_some_and(|x| {
-            x.iter().any(|x| {
-                x["target"]["a"] == "n1" && x["target"]["b"] == "n2" && x["class"] == "gray_link"
-            })
-        })
+        anomalies(a)
+            .active
+            .iter()
+            .any(|x| x.target == api::Target::link("n1", "n2") && x.class == "gray_link")
     };
     wait_for(
         "every agent's detector avoids the gray link",
@@ -665,8 +637,7 @@ fn a_partition_withdraws_routes_and_heals() {
     let healed = (0..600).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
         r6 = route_to(&agents[5], mesh.hs.host_v4);
-        r6.as_ref()
-            .is_some_and(|r| r["next_hops"].as_array().is_some_and(|h| h.len() == 2))
+        r6.as_ref().is_some_and(|r| r.next_hops.len() == 2)
     });
     assert!(
         healed,
@@ -731,17 +702,13 @@ fn agents_restart_under_traffic_without_losing_a_packet() {
         let views: Vec<String> = agents
             .iter()
             .map(|a| {
-                let reasons = a.query(&Request::Drops).map(|d| {
-                    d["reasons"]
-                        .as_array()
-                        .map(|r| {
-                            r.iter()
-                                .filter(|x| x["packets"].as_u64().unwrap_or(0) > 0)
-                                .map(|x| format!("{}={}", x["reason"], x["packets"]))
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        })
-                        .unwrap_or_default()
+                let reasons = a.view::<api::Drops>(&Request::Drops).map(|d| {
+                    d.reasons
+                        .iter()
+                        .filter(|x| x.packets > 0)
+                        .map(|x| format!("{:?}={}", x.reason, x.packets))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 });
                 format!("{}: {reasons:?}\n  {:?}", a.node, actions(a))
             })
@@ -764,7 +731,7 @@ fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
     let mut agents = start_with(&mut lab, &configs);
     converge(&lab, &mesh, &agents);
     let n1 = agents.remove(0);
-    let routes = n1.query(&Request::Routes).expect("routes");
+    let routes: api::RouteTable = n1.view(&Request::Routes).expect("routes");
     n1.exit().expect("n1's agent exits, forwarding kept");
     let pins = |dir: &std::path::Path| -> Vec<String> {
         let mut out = Vec::new();
@@ -800,13 +767,15 @@ fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
     );
     let good = lab.agent(&configs[0]).expect("the good config starts");
     assert_eq!(good.attached["adopted"], true, "{}", good.attached);
-    let mut now = serde_json::Value::Null;
+    let mut now = None;
     let same = (0..200).any(|_| {
         std::thread::sleep(Duration::from_millis(50));
-        now = good.query(&Request::Routes).expect("routes");
-        now["routes"] == routes["routes"]
+        let table: api::RouteTable = good.view(&Request::Routes).expect("routes");
+        let same = table.routes == routes.routes;
+        now = Some(table);
+        same
     });
-    assert!(same, "n1 routes as before: {routes} vs {now}");
+    assert!(same, "n1 routes as before: {routes:?} vs {now:?}");
     agents.insert(0, good);
     stop_all(agents);
 }
@@ -908,16 +877,19 @@ fn meshctl_record_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_l
 }
 
 /// An agent's anomalies view.
-fn anomalies(agent: &Agent) -> serde_json::Value {
-    agent.query(&Request::Anomalies).expect("anomalies")
+fn anomalies(agent: &Agent) -> api::Anomalies {
+    agent
+        .view::<Option<api::Anomalies>>(&Request::Anomalies)
+        .expect("anomalies")
+        .expect("detection is on")
 }
 
 /// Whether an agent avoids `node` for transit as a blackhole.
 fn avoids_node(agent: &Agent, node: &str) -> bool {
-    anomalies(agent)["active"].as_array().is_some_and(|a| {
-        a.iter()
-            .any(|x| x["target"]["node"] == node && x["class"] == "blackhole")
-    })
+    anomalies(agent)
+        .active
+        .iter()
+        .any(|x| x.target == api::Target::Node { node: node.into() } && x.class == "blackhole")
 }
 
 #[test]
@@ -934,7 +906,7 @@ fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
         || {
             agents.iter().all(|a| {
                 let v = anomalies(a);
-                v["reporting"] == 6 && v["window"].as_u64().is_some_and(|w| w >= 3)
+                v.reporting == 6 && v.window >= 3
             })
         },
     );
@@ -944,9 +916,9 @@ fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
     for a in &agents {
         let v = anomalies(a);
         assert_eq!(
-            v["active"].as_array().map(Vec::len),
-            Some(0),
-            "{}: nothing is avoided on a healthy mesh under traffic: {v}",
+            v.active.len(),
+            0,
+            "{}: nothing is avoided on a healthy mesh under traffic: {v:?}",
             a.node
         );
     }
@@ -964,15 +936,15 @@ fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
     for a in &agents {
         let v = anomalies(a);
         assert_eq!(
-            v["active"].as_array().map(Vec::len),
-            Some(1),
-            "{}: only the blackhole is avoided: {v}",
+            v.active.len(),
+            1,
+            "{}: only the blackhole is avoided: {v:?}",
             a.node
         );
     }
     eprintln!(
         "n1$ meshctl anomalies\n{}",
-        views::anomalies(&anomalies(&agents[0]))
+        views::anomalies(&agents[0].view(&Request::Anomalies).expect("anomalies"))
     );
     let mut now = None;
     wait_for(
@@ -1052,7 +1024,7 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
     });
     assert!(
         found,
-        "n1 blocks the flood's sources within 15 s: n6 sees {}, n1 did {:?}",
+        "n1 blocks the flood's sources within 15 s: n6 sees {:?}, n1 did {:?}",
         anomalies(n6),
         actions(n1)
     );
@@ -1061,9 +1033,8 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
         "n6 holds the action too, on itself as the victim",
         Duration::from_secs(5),
         || {
-            anomalies(n6)["active"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|x| x["target"]["node"] == "n6" && x["class"] == "ddos_victim")
+            anomalies(n6).active.iter().any(|x| {
+                x.target == api::Target::Node { node: "n6".into() } && x.class == "ddos_victim"
             })
         },
     );
@@ -1091,10 +1062,7 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
     );
     // The flood ends; its block is taken back after its hold.
     wait_for("the block is reverted", Duration::from_secs(30), || {
-        actions(n1).iter().any(|(k, _)| k == "revert")
-            && anomalies(n1)["active"]
-                .as_array()
-                .is_some_and(Vec::is_empty)
+        actions(n1).iter().any(|(k, _)| k == "revert") && anomalies(n1).active.is_empty()
     });
     stop_all(agents);
 }
@@ -1115,32 +1083,22 @@ fn start_secure(lab: &mut Lab, mesh: &mesh6::Mesh6, security: &[(String, String)
 }
 
 fn peers(agent: &Agent) -> Vec<(String, String)> {
-    let v = agent.query(&Request::Peers).expect("peers");
-    v["peers"]
-        .as_array()
-        .map(|p| {
-            p.iter()
-                .map(|x| {
-                    (
-                        x["node"].as_str().unwrap_or_default().to_owned(),
-                        x["spiffe_id"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
+    let v: Option<api::Peers> = agent.view(&Request::Peers).expect("peers");
+    v.map(|v| v.peers.into_iter().map(|x| (x.node, x.spiffe_id)).collect())
         .unwrap_or_default()
 }
 
+/// An agent's peers view; the agent runs with `[security]`.
+fn peers_view(agent: &Agent) -> api::Peers {
+    agent
+        .view::<Option<api::Peers>>(&Request::Peers)
+        .expect("peers")
+        .expect("the control plane is authenticated")
+}
+
 fn adverts(agent: &Agent) -> Vec<String> {
-    let v = agent.query(&Request::Lsdb).expect("lsdb");
-    v["adverts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x["origin"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    let v: api::Lsdb = agent.view(&Request::Lsdb).expect("lsdb");
+    v.adverts.into_iter().map(|x| x.origin).collect()
 }
 
 #[test]
@@ -1169,7 +1127,7 @@ fn a_secure_mesh_authenticates_every_neighbour_and_routes_over_signed_adverts() 
     }
     eprintln!(
         "n1$ meshctl peers\n{}",
-        views::peers(&agents[0].query(&Request::Peers).expect("peers"))
+        views::peers(&agents[0].view(&Request::Peers).expect("peers"))
     );
     assert_eq!(
         lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
@@ -1204,12 +1162,8 @@ fn a_node_without_a_valid_certificate_gets_no_session_and_no_route() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(peers(n3).is_empty(), "n3 has no session: {:?}", peers(n3));
     assert_eq!(adverts(n3), ["n3"], "n3 accepted nobody's advert");
-    let r3 = n3.query(&Request::Routes).expect("routes");
-    assert_eq!(
-        r3["routes"].as_array().map(Vec::len),
-        Some(0),
-        "n3 has no route: {r3}"
-    );
+    let r3: api::RouteTable = n3.view(&Request::Routes).expect("routes");
+    assert_eq!(r3.routes.len(), 0, "n3 has no route: {r3:?}");
     for a in agents.iter().filter(|a| a.node != "n3") {
         assert!(
             !peers(a).iter().any(|(n, _)| n == "n3"),
@@ -1221,20 +1175,19 @@ fn a_node_without_a_valid_certificate_gets_no_session_and_no_route() {
             "{}: n3's advert is nowhere",
             a.node
         );
-        let routes = a.query(&Request::Routes).expect("routes");
-        for r in routes["routes"].as_array().into_iter().flatten() {
-            let hops = r["next_hops"].as_array().into_iter().flatten();
+        let routes: api::RouteTable = a.view(&Request::Routes).expect("routes");
+        for r in &routes.routes {
             assert!(
-                !hops.clone().any(|h| h == "n3"),
-                "{}: a route through n3: {r}",
+                !r.next_hops.iter().any(|h| h == "n3"),
+                "{}: a route through n3: {r:?}",
                 a.node
             );
         }
     }
-    let refused = n1.query(&Request::Peers).expect("peers")["refused"].clone();
+    let refused = peers_view(n1).refused;
     assert!(
-        refused["foreign_authority"].as_u64().is_some_and(|n| n > 0),
-        "n1 refused n3's certificate and counted it: {refused}"
+        refused.get("foreign_authority").is_some_and(|n| *n > 0),
+        "n1 refused n3's certificate and counted it: {refused:?}"
     );
     stop_all(agents);
 }
@@ -1311,23 +1264,21 @@ fn a_flood_of_bogus_handshakes_leaves_memory_bounded_and_neighbours_up() {
     );
     let after = peers(n1);
     assert_eq!(after, before, "the real neighbours keep their sessions");
-    let v = n1.query(&Request::Peers).expect("peers");
-    for p in v["peers"].as_array().into_iter().flatten() {
+    let v = peers_view(n1);
+    for p in &v.peers {
         assert!(
-            p["session_age_s"]
-                .as_f64()
-                .is_some_and(|a| a > SECONDS as f64),
-            "no session was replaced: {p}"
+            p.session_age_s > SECONDS as f64,
+            "no session was replaced: {p:?}"
         );
     }
     assert_eq!(
         link_events(n1, "link_down", "n2") + link_events(n1, "link_down", "n3"),
         0
     );
-    let refused = &v["refused"];
+    let refused = &v.refused;
     assert!(
-        refused["rate_limited"].as_u64().is_some_and(|n| n > 0),
-        "the listener refused most of them, counted: {refused}"
+        refused.get("rate_limited").is_some_and(|n| *n > 0),
+        "the listener refused most of them, counted: {refused:?}"
     );
     assert_eq!(
         lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
@@ -1402,16 +1353,19 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
         read_key(&file("n4", "key")).expect("n4 key"),
     )
     .expect("n4 identity");
-    let lsdb = n1.query(&Request::Lsdb).expect("lsdb");
-    let of_n4 = |v: &serde_json::Value| {
-        v["adverts"]
-            .as_array()
-            .and_then(|a| a.iter().find(|x| x["origin"] == "n4").cloned())
+    let lsdb: api::Lsdb = n1.view(&Request::Lsdb).expect("lsdb");
+    let of_n4 = |v: api::Lsdb| {
+        v.adverts
+            .into_iter()
+            .find(|x| x.origin == "n4")
             .expect("n4's advert")
     };
-    let was = of_n4(&lsdb);
-    let seq = was["seq"].as_u64().expect("seq");
-    let routes = n1.query(&Request::Routes).expect("routes")["routes"].clone();
+    let was = of_n4(lsdb);
+    let seq = was.seq;
+    let routes = n1
+        .view::<api::RouteTable>(&Request::Routes)
+        .expect("routes")
+        .routes;
     let old = |links| Lsa {
         origin: "n4".into(),
         seq: seq - 1,
@@ -1478,22 +1432,23 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
             });
         });
     });
-    let v = n1.query(&Request::Peers).expect("peers");
-    let refused = &v["refused"];
+    let refused = peers_view(n1).refused;
     for reason in ["replay_window", "origin_mismatch", "unauthenticated"] {
         assert!(
-            refused[reason].as_u64().is_some_and(|n| n > 0),
-            "n1 refused and counted {reason}: {refused}"
+            refused.get(reason).is_some_and(|n| *n > 0),
+            "n1 refused and counted {reason}: {refused:?}"
         );
     }
-    let now = of_n4(&n1.query(&Request::Lsdb).expect("lsdb"));
+    let now = of_n4(n1.view(&Request::Lsdb).expect("lsdb"));
     assert_eq!(
-        (&now["seq"], &now["links"]),
-        (&was["seq"], &was["links"]),
+        (now.seq, &now.links),
+        (was.seq, &was.links),
         "n4's advert at n1 is unchanged"
     );
     assert_eq!(
-        n1.query(&Request::Routes).expect("routes")["routes"],
+        n1.view::<api::RouteTable>(&Request::Routes)
+            .expect("routes")
+            .routes,
         routes,
         "n1's routes are unchanged"
     );

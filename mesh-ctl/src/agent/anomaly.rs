@@ -37,38 +37,7 @@ use crate::{config, detect::Class, routing::Avoid};
 /// Most doublings of the hold time.
 const MAX_DOUBLINGS: u32 = 4;
 
-/// What a finding is about, by name (indices change with the topology).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Target {
-    Node {
-        node: String,
-    },
-    /// Names sorted.
-    Link {
-        a: String,
-        b: String,
-    },
-}
-
-impl Target {
-    pub fn link(x: &str, y: &str) -> Self {
-        let (a, b) = if x <= y { (x, y) } else { (y, x) };
-        Target::Link {
-            a: a.to_owned(),
-            b: b.to_owned(),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Node { node } => write!(f, "node {node}"),
-            Target::Link { a, b } => write!(f, "link {a}-{b}"),
-        }
-    }
-}
+pub use crate::api::Target;
 
 /// The limits, from `[detect]`.
 #[derive(Debug, Clone, Copy)]

@@ -5,14 +5,13 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::Context as _;
-use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::{
     anomaly::{Anomalies, Decision, Policy, Remedy, Target},
     knowledge::Neighbor,
 };
 use crate::{
+    api::{self, Finding},
     config::{Detect, DetectorKind},
     detect::{
         Class, DetectError, Detector as _, Element, Snapshot, Topology,
@@ -22,15 +21,6 @@ use crate::{
     },
     telemetry,
 };
-
-/// One finding of the last window, by name.
-#[derive(Debug, Clone, Serialize)]
-pub struct Named {
-    pub target: Target,
-    pub class: &'static str,
-    pub score: f32,
-    pub reason: String,
-}
 
 /// The detector and what it has seen.
 pub struct Detection {
@@ -42,7 +32,7 @@ pub struct Detection {
     window: u32,
     seq: u64,
     /// The last window assembled and what was found in it.
-    last: Option<(Snapshot, Vec<Named>)>,
+    last: Option<(Snapshot, Vec<Finding>)>,
     /// Sources blocked here, per action.
     pub blocks: BTreeMap<Target, Vec<IpAddr>>,
 }
@@ -162,7 +152,7 @@ impl Detection {
         let snap = self.view.snapshot(&topo, self.window, slot_ms);
         self.window += 1;
         let found = self.detector.analyze(&topo, &snap)?;
-        let named: Vec<Named> = found
+        let named: Vec<Finding> = found
             .iter()
             .filter_map(|f| {
                 let target = match f.element {
@@ -174,9 +164,9 @@ impl Detection {
                         Target::link(&topo.nodes[a as usize], &topo.nodes[b as usize])
                     }
                 };
-                Some(Named {
+                Some(Finding {
                     target,
-                    class: f.class.name(),
+                    class: f.class.name().to_owned(),
                     score: f.score,
                     reason: f.reason.clone(),
                 })
@@ -208,44 +198,46 @@ impl Detection {
     }
 
     /// What `meshctl anomalies` shows.
-    pub fn view(&self, now_ms: u64) -> Value {
-        let active: Vec<Value> = self
+    pub fn view(&self, now_ms: u64) -> api::Anomalies {
+        let active = self
             .anomalies
             .active()
-            .map(|a| {
-                json!({
-                    "target": a.target,
-                    "class": a.class.name(),
-                    "for_ms": now_ms.saturating_sub(a.since_ms),
-                    "hold_left_ms": a.until_ms.saturating_sub(now_ms),
-                    "strikes": a.strikes,
-                    "blocked_here": self.blocks.get(&a.target).map_or(0, Vec::len),
-                })
+            .map(|a| api::Avoided {
+                target: a.target.clone(),
+                class: a.class.name().to_owned(),
+                for_ms: now_ms.saturating_sub(a.since_ms),
+                hold_left_ms: a.until_ms.saturating_sub(now_ms),
+                strikes: a.strikes,
+                blocked_here: self.blocks.get(&a.target).map_or(0, Vec::len),
             })
             .collect();
-        let pending: Vec<Value> = self
+        let pending = self
             .anomalies
             .pending()
-            .map(|(t, c, n)| json!({"target": t, "class": c.name(), "windows": n}))
+            .map(|(t, c, n)| api::Pending {
+                target: t.clone(),
+                class: c.name().to_owned(),
+                windows: n,
+            })
             .collect();
-        json!({
-            "detector": self.detector_name(),
-            "window": self.window,
-            "window_ms": self.window_ms,
-            "reporting": self.view.len(),
-            "findings": self.last.as_ref().map(|l| &l.1),
-            "pending": pending,
-            "active": active,
-        })
+        api::Anomalies {
+            detector: self.detector_name(),
+            window: self.window,
+            window_ms: self.window_ms,
+            reporting: self.view.len(),
+            findings: self.last.as_ref().map(|l| l.1.clone()),
+            pending,
+            active,
+        }
     }
 
     /// What `meshctl record` writes: the graph and the last window.
-    pub fn window_view(&self) -> Value {
-        json!({
-            "window_ms": self.window_ms,
-            "topology": self.topology,
-            "snapshot": self.last.as_ref().map(|l| &l.0),
-        })
+    pub fn window_view(&self) -> api::Window {
+        api::Window {
+            window_ms: self.window_ms,
+            topology: self.topology.clone(),
+            snapshot: self.last.as_ref().map(|l| l.0.clone()),
+        }
     }
 
     fn detector_name(&self) -> String {

@@ -3,11 +3,12 @@
 
 use std::{collections::VecDeque, net::SocketAddrV6};
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::execute::Installed;
+pub use crate::api::Action;
 use crate::{
+    api,
     config::MacAddr,
     probe::quality::{LinkState, Quality},
     routing::{Lsdb, Routes},
@@ -41,20 +42,6 @@ impl Neighbor {
     pub fn adjacent(&self) -> bool {
         self.two_way && self.quality.state == LinkState::Up && self.quality.cost.is_some()
     }
-}
-
-/// One thing the agent did, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Action {
-    /// Wall-clock seconds.
-    pub at: f64,
-    /// CLOCK_MONOTONIC ns, comparable with the data plane's and the lab's clocks.
-    pub mono_ns: u64,
-    /// The MAPE-K stage that acted.
-    pub stage: &'static str,
-    pub kind: String,
-    pub detail: String,
-    pub reason: String,
 }
 
 /// The agent's knowledge base.
@@ -100,7 +87,7 @@ impl Knowledge {
         let action = Action {
             at: super::unix_now(),
             mono_ns: super::monotonic_ns().unwrap_or(0),
-            stage,
+            stage: stage.to_owned(),
             kind: kind.to_owned(),
             detail,
             reason,
@@ -121,75 +108,59 @@ impl Knowledge {
     }
 
     /// The views `meshctl` shows.
-    pub fn neighbors_view(&self) -> Value {
-        let list: Vec<Value> = self
+    pub fn neighbors_view(&self) -> api::Neighbors {
+        let neighbors = self
             .neighbors
             .iter()
-            .map(|n| {
-                json!({
-                    "node": n.node,
-                    "interface": n.iface,
-                    "mac": n.mac.to_string(),
-                    "slot": n.slot,
-                    "two_way": n.two_way,
-                    "state": n.quality.state,
-                    "adjacent": n.adjacent(),
-                    "cost": n.quality.cost,
-                    "loss": n.quality.loss,
-                    "rtt_ms": n.quality.rtt_ms,
-                    "jitter_ms": n.quality.jitter_ms,
-                    "probes_sent": n.quality.sent,
-                    "probe_replies": n.quality.replies,
-                    "probe_requests": n.quality.requests,
-                    "max_gap_ms": n.quality.max_gap_ms,
-                    "dead_gaps": n.quality.dead_gaps,
-                })
+            .map(|n| api::Neighbor {
+                node: n.node.clone(),
+                interface: n.iface.clone(),
+                mac: n.mac.to_string(),
+                slot: n.slot,
+                two_way: n.two_way,
+                state: n.quality.state,
+                adjacent: n.adjacent(),
+                cost: n.quality.cost,
+                loss: n.quality.loss,
+                rtt_ms: n.quality.rtt_ms,
+                jitter_ms: n.quality.jitter_ms,
+                probes_sent: n.quality.sent,
+                probe_replies: n.quality.replies,
+                probe_requests: n.quality.requests,
+                max_gap_ms: n.quality.max_gap_ms,
+                dead_gaps: n.quality.dead_gaps,
             })
             .collect();
-        json!({ "neighbors": list })
+        api::Neighbors { neighbors }
     }
 
-    pub fn lsdb_view(&self, now_ms: u64) -> Value {
-        let list: Vec<Value> = self
+    pub fn lsdb_view(&self, now_ms: u64) -> api::Lsdb {
+        let adverts = self
             .lsdb
             .iter(now_ms)
-            .map(|(l, age)| {
-                json!({
-                    "origin": l.origin,
-                    "seq": l.seq,
-                    "age_ms": age,
-                    "links": l.links,
-                    "prefixes": l.prefixes,
-                })
+            .map(|(l, age)| api::Advert {
+                origin: l.origin.clone(),
+                seq: l.seq,
+                age_ms: age,
+                links: l.links.clone(),
+                prefixes: l.prefixes.clone(),
             })
             .collect();
-        json!({ "adverts": list })
+        api::Lsdb { adverts }
     }
 
-    pub fn routes_view(&self) -> Value {
-        let list: Vec<Value> = self
-            .routes
-            .prefixes
-            .iter()
-            .map(|r| {
-                json!({
-                    "prefix": r.prefix,
-                    "origin": r.origin,
-                    "cost": r.cost,
-                    "next_hops": r.next_hops,
-                    "backups": r.backups,
-                })
-            })
-            .collect();
-        json!({
-            "routes": list,
-            "installed_v4": self.installed.v4.len(),
-            "installed_v6": self.installed.v6.len(),
-            "groups": self.installed.groups.len(),
-        })
+    pub fn routes_view(&self) -> api::RouteTable {
+        api::RouteTable {
+            routes: self.routes.prefixes.clone(),
+            installed_v4: self.installed.v4.len(),
+            installed_v6: self.installed.v6.len(),
+            groups: self.installed.groups.len(),
+        }
     }
 
-    pub fn events_view(&self) -> Value {
-        json!({ "events": self.history.iter().rev().collect::<Vec<_>>() })
+    pub fn events_view(&self) -> api::Events {
+        api::Events {
+            events: self.history.iter().rev().cloned().collect(),
+        }
     }
 }

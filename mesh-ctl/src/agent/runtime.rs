@@ -146,7 +146,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         node: config.node.clone(),
         snapshot: RwLock::new(Snapshot::default()),
         recent: Mutex::new(Recent::new(RECENT_EVENTS)),
-        mesh: RwLock::new(json!({})),
+        mesh: RwLock::new(None),
         frozen: std::sync::atomic::AtomicBool::new(false),
     });
     let listener = api::bind(&config.api.socket).context("opening the API socket")?;
@@ -1111,32 +1111,32 @@ impl Mesh {
         metrics::gauge!("x0tta6bl4_routes_installed")
             .set((k.installed.v4.len() + k.installed.v6.len()) as f64);
         metrics::counter!("x0tta6bl4_spf_runs_total").absolute(k.spf_runs);
-        let status = json!({
-            "node": self.config.node,
-            "routing": self.routing,
-            "frozen": shared.frozen.load(Ordering::Relaxed),
-            "restart_hold": self.hold_until_ns != 0,
-            "neighbors": k.neighbors.len(),
-            "adjacent": up,
-            "adverts": k.lsdb.len(),
-            "routes_v4": k.installed.v4.len(),
-            "routes_v6": k.installed.v6.len(),
-            "groups": k.installed.groups.len(),
-            "spf_runs": k.spf_runs,
-            "actions": k.history.len(),
-            "probe_interval_ms": self.config.probe.interval_ms,
-            "probe_dead_ms": self.config.probe.dead_ms,
-        });
+        let status = api::Status {
+            node: self.config.node.clone(),
+            routing: self.routing,
+            frozen: shared.frozen.load(Ordering::Relaxed),
+            restart_hold: self.hold_until_ns != 0,
+            neighbors: k.neighbors.len(),
+            adjacent: up,
+            adverts: k.lsdb.len(),
+            routes_v4: k.installed.v4.len(),
+            routes_v6: k.installed.v6.len(),
+            groups: k.installed.groups.len(),
+            spf_runs: k.spf_runs,
+            actions: k.history.len(),
+            probe_interval_ms: self.config.probe.interval_ms,
+            probe_dead_ms: self.config.probe.dead_ms,
+        };
         if let Ok(mut m) = shared.mesh.write() {
-            *m = json!({
-                "status": status,
-                "neighbors": k.neighbors_view(),
-                "routes": k.routes_view(),
-                "lsdb": k.lsdb_view(now_ms),
-                "events": k.events_view(),
-                "anomalies": self.detection.as_ref().map(|d| d.view(now_ms)),
-                "window": self.detection.as_ref().map(Detection::window_view),
-                "peers": self.secure.as_ref().map(|s| s.view(now_ms)),
+            *m = Some(api::MeshViews {
+                status,
+                neighbors: k.neighbors_view(),
+                routes: k.routes_view(),
+                lsdb: k.lsdb_view(now_ms),
+                events: k.events_view(),
+                anomalies: self.detection.as_ref().map(|d| d.view(now_ms)),
+                window: self.detection.as_ref().map(Detection::window_view),
+                peers: self.secure.as_ref().map(|s| s.view(now_ms)),
             });
         }
     }

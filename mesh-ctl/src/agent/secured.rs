@@ -13,13 +13,14 @@ use std::{
 
 use anyhow::Context as _;
 use rand::{SeedableRng as _, rngs::StdRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{Semaphore, mpsc},
 };
 
 use crate::{
+    api,
     control::Message,
     routing::Lsa,
     secure::{
@@ -371,38 +372,36 @@ impl Secured {
     }
 
     /// What `meshctl peers` shows.
-    pub fn view(&self, now_ms: u64) -> Value {
+    pub fn view(&self, now_ms: u64) -> api::Peers {
         let now = now_s();
-        let peers: Vec<Value> = self
+        let peers = self
             .sessions
             .iter()
-            .map(|((ifindex, addr), p)| {
-                json!({
-                    "node": p.node,
-                    "spiffe_id": p.cert.id.to_string(),
-                    "ifindex": ifindex,
-                    "address": addr.to_string(),
-                    "cert_serial": p.cert.serial,
-                    "cert_expires_in_s": p.cert.not_after.saturating_sub(now),
-                    "session_age_s": now_ms.saturating_sub(p.since_ms) as f64 / 1000.0,
-                    "rekeys": p.rekeys,
-                    "send_epoch": p.session.send_epoch(),
-                    "recv_epoch": p.session.recv_epoch(),
-                })
+            .map(|((ifindex, addr), p)| api::Peer {
+                node: p.node.clone(),
+                spiffe_id: p.cert.id.to_string(),
+                ifindex: *ifindex,
+                address: addr.to_string(),
+                cert_serial: p.cert.serial,
+                cert_expires_in_s: p.cert.not_after.saturating_sub(now),
+                session_age_s: now_ms.saturating_sub(p.since_ms) as f64 / 1000.0,
+                rekeys: p.rekeys,
+                send_epoch: p.session.send_epoch(),
+                recv_epoch: p.session.recv_epoch(),
             })
             .collect();
-        let refused: serde_json::Map<String, Value> = self
+        let refused = self
             .refusals
             .iter()
             .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (r.as_str().to_owned(), json!(n)))
+            .map(|(r, n)| (r.as_str().to_owned(), n))
             .collect();
-        json!({
-            "spiffe_id": self.identity.cert.id.to_string(),
-            "cert_expires_in_s": self.identity.cert.not_after.saturating_sub(now),
-            "peers": peers,
-            "refused": refused,
-        })
+        api::Peers {
+            spiffe_id: self.identity.cert.id.to_string(),
+            cert_expires_in_s: self.identity.cert.not_after.saturating_sub(now),
+            peers,
+            refused,
+        }
     }
 }
 

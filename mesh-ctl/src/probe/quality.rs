@@ -3,7 +3,7 @@
 //! does not make routes flap. Pure: readings and times come in as arguments.
 
 use mesh_common::probe::{LinkFigures, ProbeState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Sent;
 
@@ -33,7 +33,7 @@ const UNANSWERED_SENDS: u32 = 2;
 const FIRST_REPLIES: u64 = 3;
 
 /// Whether routing may use the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkState {
     Down,

@@ -171,9 +171,14 @@ impl Agent {
 
     /// Asks the agent's API; returns the answer's `data`.
     pub fn query(&self, request: &Request) -> Result<serde_json::Value> {
-        let v = crate::api::query(&self.socket, request)
-            .with_context(|| format!("querying the agent in {}", self.node))?;
-        Ok(v["data"].clone())
+        self.view(request)
+    }
+
+    /// Asks the agent's API for the view `request` answers with (`crate::api::Status` for
+    /// `Request::Status`, ...).
+    pub fn view<T: serde::de::DeserializeOwned>(&self, request: &Request) -> Result<T> {
+        crate::api::query_as(&self.socket, request)
+            .with_context(|| format!("querying the agent in {}", self.node))
     }
 
     /// Waits until the agent has read the maps at least `n` more times, so what it serves

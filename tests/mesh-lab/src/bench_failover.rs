@@ -41,10 +41,10 @@ fn cpu_seconds(pid: u32) -> f64 {
 fn switch_events(agents: &[Agent]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for a in agents {
-        let ev = a.query(&Request::Events)?;
-        for x in ev["events"].as_array().into_iter().flatten() {
-            if x["kind"] == "link_down" || x["kind"] == "link_cost" {
-                out.push(format!("{}: {x}", a.node));
+        let ev: crate::api::Events = a.view(&Request::Events)?;
+        for x in ev.events {
+            if x.kind == "link_down" || x.kind == "link_cost" {
+                out.push(format!("{}: {}", a.node, serde_json::to_value(&x)?));
             }
         }
     }
@@ -57,15 +57,12 @@ fn backup_frames(agents: &[Agent]) -> Result<Vec<u64>> {
     agents
         .iter()
         .map(|a| {
-            let d = a.query(&Request::Drops)?;
-            Ok(d["reasons"].as_array().map_or(0, |r| {
-                r.iter()
-                    .filter(|x| {
-                        x["reason"] == "forwarded_backup_v4" || x["reason"] == "forwarded_backup_v6"
-                    })
-                    .filter_map(|x| x["packets"].as_u64())
-                    .sum::<u64>()
-            }))
+            let d: crate::api::Drops = a.view(&Request::Drops)?;
+            Ok(d.reasons
+                .iter()
+                .filter(|x| x.reason == "forwarded_backup_v4" || x.reason == "forwarded_backup_v6")
+                .map(|x| x.packets)
+                .sum::<u64>())
         })
         .collect()
 }
@@ -208,22 +205,19 @@ fn run_ours(
         spurious_backup_by_node = agents.iter().map(|a| a.node.clone()).zip(by_node).collect();
         quiet_lost = sent.saturating_sub(arrivals.len() as u64);
         for a in &agents {
-            let v = a.query(&Request::Neighbors)?;
-            let gaps: Vec<String> = v["neighbors"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let v: crate::api::Neighbors = a.view(&Request::Neighbors)?;
+            let gaps: Vec<String> = v
+                .neighbors
+                .iter()
                 .map(|n| {
                     format!(
                         "{} max gap {:.1} ms, {} past the dead time",
-                        n["node"].as_str().unwrap_or("?"),
-                        n["max_gap_ms"].as_f64().unwrap_or(0.0),
-                        n["dead_gaps"]
+                        n.node, n.max_gap_ms, n.dead_gaps
                     )
                 })
                 .collect();
             eprintln!("  {}: {}", a.node, gaps.join("; "));
-            probe_gaps.push(json!({"node": a.node, "neighbors": v["neighbors"]}));
+            probe_gaps.push(json!({"node": a.node, "neighbors": v.neighbors}));
         }
     }
 

@@ -25,17 +25,11 @@ pub struct Reconverge {
 /// Whether the LSDB of the agent behind `socket` still holds the link `a`–`b` in both
 /// directions.
 fn holds_link(socket: &std::path::Path, a: &str, b: &str) -> Result<bool> {
-    let answer = crate::api::query(socket, &Request::Lsdb)?;
-    let v = &answer["data"];
+    let lsdb: crate::api::Lsdb = crate::api::query_as(socket, &Request::Lsdb)?;
     let lists = |origin: &str, other: &str| {
-        v["adverts"].as_array().is_some_and(|ads| {
-            ads.iter().any(|ad| {
-                ad["origin"] == origin
-                    && ad["links"]
-                        .as_array()
-                        .is_some_and(|l| l.iter().any(|l| l["neighbor"] == other))
-            })
-        })
+        lsdb.adverts
+            .iter()
+            .any(|ad| ad.origin == origin && ad.links.iter().any(|l| l.neighbor == other))
     };
     Ok(lists(a, b) && lists(b, a))
 }

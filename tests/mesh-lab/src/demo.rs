@@ -110,13 +110,11 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
 pub fn wait_converged(lab: &Lab, mesh: &mesh6::Mesh6, n1: &Agent) -> Result<()> {
     let prefix = format!("{}/32", mesh.hd.host_v4);
     for _ in 0..200 {
-        let routes = n1.query(&Request::Routes)?;
-        let both = routes["routes"].as_array().is_some_and(|r| {
-            r.iter().any(|r| {
-                r["prefix"] == prefix.as_str()
-                    && r["next_hops"].as_array().is_some_and(|h| h.len() == 2)
-            })
-        });
+        let routes: crate::api::RouteTable = n1.view(&Request::Routes)?;
+        let both = routes
+            .routes
+            .iter()
+            .any(|r| r.prefix.to_string() == prefix && r.next_hops.len() == 2);
         if both && lab.ping("hs", &mesh.hd.host_v4.to_string(), 1)? == 1 {
             return Ok(());
         }
@@ -129,21 +127,17 @@ pub fn wait_converged(lab: &Lab, mesh: &mesh6::Mesh6, n1: &Agent) -> Result<()> 
 pub fn detection_ms(head: &Agent, neighbor: &str, fault_at_ns: u64) -> Result<f64> {
     // The API's view is refreshed every telemetry interval.
     std::thread::sleep(Duration::from_millis(1100));
-    let events = head.query(&Request::Events)?;
-    let at = events["events"]
-        .as_array()
-        .and_then(|e| {
-            e.iter()
-                .filter(|x| {
-                    x["kind"] == "link_down"
-                        && x["detail"]
-                            .as_str()
-                            .is_some_and(|d| d.starts_with(&format!("{neighbor} ")))
-                        && x["mono_ns"].as_u64().is_some_and(|t| t >= fault_at_ns)
-                })
-                .filter_map(|x| x["mono_ns"].as_u64())
-                .min()
+    let events: crate::api::Events = head.view(&Request::Events)?;
+    let at = events
+        .events
+        .iter()
+        .filter(|x| {
+            x.kind == "link_down"
+                && x.detail.starts_with(&format!("{neighbor} "))
+                && x.mono_ns >= fault_at_ns
         })
+        .map(|x| x.mono_ns)
+        .min()
         .with_context(|| format!("{} never declared the link to {neighbor} down", head.node))?;
     Ok((at - fault_at_ns) as f64 / 1e6)
 }

@@ -1,5 +1,9 @@
 //! The agent's local API: one JSON request line in, one JSON response line out, over a
-//! Unix socket that only root can reach.
+//! Unix socket that only root can reach. The views it carries are typed in [`views`].
+
+#[cfg(test)]
+pub(crate) mod samples;
+pub mod views;
 
 use std::{
     io::{self, BufRead as _, BufReader, Write as _},
@@ -9,20 +13,21 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _},
     net::UnixListener,
 };
 
+pub use self::views::*;
 use crate::telemetry::{Snapshot, SortKey, events::Recent};
 
 /// Requests are one short line; anything longer is refused.
 const MAX_REQUEST: usize = 4096;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What `meshctl` can ask.
+/// What `meshctl` can ask. Each request is answered with the [`Response`] variant of the
+/// same name (`Freeze` with [`Frozen`]); [`query_as`] reads it as that variant's type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "query", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Request {
@@ -50,15 +55,15 @@ pub enum Request {
     },
 }
 
-/// What the agent shares with the API: the last snapshot and recent events.
+/// What the agent shares with the API: the last telemetry snapshot, recent events and the
+/// mesh views.
 #[derive(Debug)]
 pub struct Shared {
     pub node: String,
     pub snapshot: RwLock<Snapshot>,
     pub recent: Mutex<Recent>,
-    /// Routing views by name (`status`, `neighbors`, `routes`, `lsdb`, `events`,
-    /// `anomalies`, `window`).
-    pub mesh: RwLock<serde_json::Value>,
+    /// The routing, detection and peers views; None until the agent first publishes them.
+    pub mesh: RwLock<Option<MeshViews>>,
     pub frozen: std::sync::atomic::AtomicBool,
 }
 
@@ -139,9 +144,11 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
                 let answer = match reader.read_line(&mut line).await {
                     Ok(_) => answer(&shared, &line),
-                    Err(e) => json!({"ok": false, "error": format!("reading the request: {e}")}),
+                    Err(e) => Reply::failed(format!("reading the request: {e}")),
                 };
-                let mut out = answer.to_string();
+                let mut out = serde_json::to_string(&answer).unwrap_or_else(|e| {
+                    format!(r#"{{"ok":false,"error":"the answer did not serialise: {e}"}}"#)
+                });
                 out.push('\n');
                 // A client that hung up needs no answer.
                 let _gone = write.write_all(out.as_bytes()).await;
@@ -153,41 +160,74 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
 
 use tokio::io::AsyncReadExt as _;
 
+/// One answer line: `{"ok": true, "node": .., "data": ..}` or `{"ok": false, "error": ..}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Response>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Reply {
+    fn done(node: &str, data: Response) -> Self {
+        Self {
+            ok: true,
+            node: Some(node.to_owned()),
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    fn failed(error: String) -> Self {
+        Self {
+            ok: false,
+            node: None,
+            data: None,
+            error: Some(error),
+        }
+    }
+}
+
 /// The response to one request line.
-pub fn answer(shared: &Shared, line: &str) -> serde_json::Value {
+pub fn answer(shared: &Shared, line: &str) -> Reply {
     let request: Request = match serde_json::from_str(line.trim()) {
         Ok(r) => r,
-        Err(e) => return json!({"ok": false, "error": format!("bad request: {e}")}),
+        Err(e) => return Reply::failed(format!("bad request: {e}")),
     };
-    let mesh_view = |name: &str| {
+    let mesh_view = |pick: fn(&MeshViews) -> Response| {
         shared
             .mesh
             .read()
-            .map(|m| m.get(name).cloned().unwrap_or(serde_json::Value::Null))
-            .unwrap_or(serde_json::Value::Null)
+            .ok()
+            .and_then(|m| m.as_ref().map(pick))
+            .unwrap_or(Response::Unpublished)
     };
     let routing = match &request {
-        Request::Status => Some(mesh_view("status")),
-        Request::Neighbors => Some(mesh_view("neighbors")),
-        Request::Routes => Some(mesh_view("routes")),
-        Request::Lsdb => Some(mesh_view("lsdb")),
-        Request::Events => Some(mesh_view("events")),
-        Request::Anomalies => Some(mesh_view("anomalies")),
-        Request::Window => Some(mesh_view("window")),
-        Request::Peers => Some(mesh_view("peers")),
+        Request::Status => Some(mesh_view(|m| Response::Status(m.status.clone()))),
+        Request::Neighbors => Some(mesh_view(|m| Response::Neighbors(m.neighbors.clone()))),
+        Request::Routes => Some(mesh_view(|m| Response::Routes(m.routes.clone()))),
+        Request::Lsdb => Some(mesh_view(|m| Response::Lsdb(m.lsdb.clone()))),
+        Request::Events => Some(mesh_view(|m| Response::Events(m.events.clone()))),
+        Request::Anomalies => Some(mesh_view(|m| Response::Anomalies(m.anomalies.clone()))),
+        Request::Window => Some(mesh_view(|m| Response::Window(m.window.clone()))),
+        Request::Peers => Some(mesh_view(|m| Response::Peers(m.peers.clone()))),
         Request::Freeze { on } => {
             shared
                 .frozen
                 .store(*on, std::sync::atomic::Ordering::Relaxed);
-            Some(json!({ "frozen": on }))
+            Some(Response::Frozen(Frozen { frozen: *on }))
         }
         _ => None,
     };
     if let Some(data) = routing {
-        return json!({"ok": true, "node": shared.node, "data": data});
+        return Reply::done(&shared.node, data);
     }
     let Ok(s) = shared.snapshot.read() else {
-        return json!({"ok": false, "error": "the agent's snapshot is unavailable"});
+        return Reply::failed("the agent's snapshot is unavailable".into());
     };
     let data = match request {
         Request::Flows { top, sort } => {
@@ -196,28 +236,51 @@ pub fn answer(shared: &Shared, line: &str) -> serde_json::Value {
                 SortKey::Packets => &s.top_packets,
                 SortKey::Rate => &s.top_rate,
             };
-            json!({
-                "flow_table": s.flow_table,
-                "interval_s": s.interval_s,
-                "flows": &list[..top.min(list.len())],
+            Response::Flows(Flows {
+                flow_table: s.flow_table.clone(),
+                interval_s: s.interval_s,
+                flows: list[..top.min(list.len())].to_vec(),
             })
         }
-        Request::Links => json!({"links": s.links, "neighbors": s.neighbors}),
+        Request::Links => Response::Links(Links {
+            links: s.links.clone(),
+            neighbors: s.neighbors.clone(),
+        }),
         Request::Drops => {
-            let recent: Vec<_> = shared
+            let recent_drops: Vec<_> = shared
                 .recent
                 .lock()
                 .map(|r| r.iter().filter(|e| e.kind == "drop").cloned().collect())
                 .unwrap_or_default();
-            json!({"reasons": s.reasons, "counters": s.counters, "recent_drops": recent})
+            Response::Drops(Drops {
+                reasons: s.reasons.clone(),
+                counters: s.counters.clone(),
+                recent_drops,
+            })
         }
         _ => unreachable!("routing views are answered above"),
     };
-    json!({"ok": true, "node": shared.node, "data": data})
+    Reply::done(&shared.node, data)
 }
 
-/// Asks the agent behind `path` one question (blocking; for the CLI).
-pub fn query(path: &Path, request: &Request) -> Result<serde_json::Value, ApiError> {
+/// What every answer line says first.
+#[derive(Deserialize)]
+struct Header {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A successful answer's view.
+#[derive(Deserialize)]
+struct Data<T> {
+    data: T,
+}
+
+/// Asks the agent behind `path` one question and reads its answer as `T`, the view the
+/// request asks for (blocking; for the CLI): [`Status`] for [`Request::Status`],
+/// `Option<Anomalies>` for [`Request::Anomalies`], and so on, as [`Response`] pairs them.
+pub fn query_as<T: DeserializeOwned>(path: &Path, request: &Request) -> Result<T, ApiError> {
     let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| io_error(path, e))?;
     stream
         .set_read_timeout(Some(CLIENT_TIMEOUT))
@@ -232,78 +295,20 @@ pub fn query(path: &Path, request: &Request) -> Result<serde_json::Value, ApiErr
     BufReader::new(&stream)
         .read_line(&mut answer)
         .map_err(|e| io_error(path, e))?;
-    let v: serde_json::Value = serde_json::from_str(&answer)
-        .map_err(|e| ApiError::Refused(format!("unreadable answer: {e}")))?;
-    if v["ok"] != json!(true) {
+    read_answer(&answer)
+}
+
+fn read_answer<T: DeserializeOwned>(answer: &str) -> Result<T, ApiError> {
+    let unreadable = |e: serde_json::Error| ApiError::Refused(format!("unreadable answer: {e}"));
+    let header: Header = serde_json::from_str(answer).map_err(unreadable)?;
+    if !header.ok {
         return Err(ApiError::Refused(
-            v["error"].as_str().unwrap_or("no reason given").to_owned(),
+            header.error.unwrap_or_else(|| "no reason given".to_owned()),
         ));
     }
-    Ok(v)
+    let data: Data<T> = serde_json::from_str(answer).map_err(unreadable)?;
+    Ok(data.data)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn shared() -> Shared {
-        Shared {
-            node: "r".into(),
-            snapshot: RwLock::new(Snapshot::default()),
-            recent: Mutex::new(Recent::new(4)),
-            mesh: RwLock::new(json!({"status": {"node": "r"}})),
-            frozen: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    #[test]
-    fn no_agent_is_a_clear_error() {
-        let path = std::env::temp_dir().join(format!("x0-no-agent-{}.sock", std::process::id()));
-        let err = query(&path, &Request::Links).expect_err("nothing listens");
-        assert!(matches!(err, ApiError::NoAgent { .. }), "{err:?}");
-        assert!(err.to_string().contains("no agent is running"), "{err}");
-    }
-
-    #[test]
-    fn bad_requests_get_an_error_answer() {
-        let s = shared();
-        for line in [
-            "",
-            "nonsense",
-            "{\"query\":\"teleport\"}",
-            "{\"query\":\"flows\"}",
-        ] {
-            let a = answer(&s, line);
-            assert_eq!(a["ok"], false, "{line:?} -> {a}");
-            assert!(
-                a["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("bad request"))
-            );
-        }
-        let a = answer(&s, "{\"query\":\"flows\",\"top\":5,\"sort\":\"rate\"}");
-        assert_eq!(a["ok"], true, "{a}");
-    }
-
-    #[tokio::test]
-    async fn serves_over_a_root_only_socket() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = std::env::temp_dir().join(format!("x0-api-{}", std::process::id()));
-        let path = dir.join("sub/agent.sock");
-        let listener = bind(&path).expect("bind");
-        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(path.parent().expect("dir")), 0o700);
-        let server = tokio::spawn(serve(listener, Arc::new(shared())));
-        let p = path.clone();
-        let got = tokio::task::spawn_blocking(move || query(&p, &Request::Drops))
-            .await
-            .expect("client thread")
-            .expect("answer");
-        assert_eq!(got["node"], "r");
-        // A second agent must not steal a live socket.
-        assert!(bind(&path).is_err(), "a live socket was replaced");
-        server.abort();
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

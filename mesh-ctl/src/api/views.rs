@@ -1,0 +1,311 @@
+//! The views the agent serves, as the types both ends use: the agent fills them, the
+//! socket carries them as JSON, `meshctl` renders them and the tests read them.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::detect;
+pub use crate::probe::quality::LinkState;
+pub use crate::routing::{LsaLink, PrefixRoute};
+pub use crate::telemetry::{DropView, EventView, FlowTableView, FlowView, LinkView, NeighborView};
+
+/// `meshctl status`: the agent at a glance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub node: String,
+    /// The agent runs the control plane (without it, it only forwards by its static
+    /// tables).
+    pub routing: bool,
+    /// Route recomputation is stopped by the test knob.
+    pub frozen: bool,
+    /// The agent adopted a running data plane and keeps its routes until the hold ends.
+    pub restart_hold: bool,
+    /// Neighbours heard, adjacent or not.
+    pub neighbors: usize,
+    /// Neighbours routing may use.
+    pub adjacent: usize,
+    /// Adverts in the LSDB.
+    pub adverts: usize,
+    /// Installed routes and next-hop groups.
+    pub routes_v4: usize,
+    pub routes_v6: usize,
+    pub groups: usize,
+    pub spf_runs: u64,
+    /// Actions remembered for `meshctl events`.
+    pub actions: usize,
+    pub probe_interval_ms: u64,
+    /// The data plane's fast-reroute silence threshold (0: off).
+    pub probe_dead_ms: u64,
+}
+
+/// `meshctl neighbors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Neighbors {
+    pub neighbors: Vec<Neighbor>,
+}
+
+/// A neighbour heard on one of our interfaces, and the quality of the link to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Neighbor {
+    pub node: String,
+    pub interface: String,
+    pub mac: String,
+    /// Its probe and neighbour-counter slot in the data plane.
+    pub slot: u32,
+    /// It lists us in its hellos.
+    pub two_way: bool,
+    pub state: LinkState,
+    /// Routing may use the link: two-way, answering probes, past any hold-down.
+    pub adjacent: bool,
+    /// What we advertise for the link, once known.
+    pub cost: Option<u32>,
+    /// Smoothed round-trip probe loss, 0..1.
+    pub loss: f64,
+    pub rtt_ms: f64,
+    pub jitter_ms: f64,
+    pub probes_sent: u64,
+    pub probe_replies: u64,
+    /// The neighbour's probe requests we answered.
+    pub probe_requests: u64,
+    /// The longest silence between two replies or requests.
+    pub max_gap_ms: f64,
+    /// Silences longer than the dead time.
+    pub dead_gaps: u32,
+}
+
+/// `meshctl routes`: the computed routes and how much is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteTable {
+    pub routes: Vec<PrefixRoute>,
+    /// Installed routes, static and local ones included.
+    pub installed_v4: usize,
+    pub installed_v6: usize,
+    /// Installed next-hop groups.
+    pub groups: usize,
+}
+
+/// `meshctl lsdb`: every node's advert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lsdb {
+    pub adverts: Vec<Advert>,
+}
+
+/// One node's advert as the LSDB holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advert {
+    pub origin: String,
+    pub seq: u64,
+    /// Its age now.
+    pub age_ms: u64,
+    pub links: Vec<LsaLink>,
+    /// The prefixes the origin delivers locally.
+    pub prefixes: Vec<IpNet>,
+}
+
+/// `meshctl events`: the agent's actions, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Events {
+    pub events: Vec<Action>,
+}
+
+/// One thing the agent did, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// Wall-clock seconds.
+    pub at: f64,
+    /// CLOCK_MONOTONIC ns, comparable with the data plane's and the lab's clocks.
+    pub mono_ns: u64,
+    /// The MAPE-K stage that acted.
+    pub stage: String,
+    pub kind: String,
+    pub detail: String,
+    pub reason: String,
+}
+
+/// What a finding is about, by name (indices change with the topology).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    Node {
+        node: String,
+    },
+    /// Names sorted.
+    Link {
+        a: String,
+        b: String,
+    },
+}
+
+impl Target {
+    pub fn link(x: &str, y: &str) -> Self {
+        let (a, b) = if x <= y { (x, y) } else { (y, x) };
+        Target::Link {
+            a: a.to_owned(),
+            b: b.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Node { node } => write!(f, "node {node}"),
+            Target::Link { a, b } => write!(f, "link {a}-{b}"),
+        }
+    }
+}
+
+/// `meshctl anomalies`: the last detection window and what is done about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomalies {
+    pub detector: String,
+    /// Windows analysed so far.
+    pub window: u32,
+    pub window_ms: u64,
+    /// Nodes whose reports the window holds.
+    pub reporting: usize,
+    /// None before the first window.
+    pub findings: Option<Vec<Finding>>,
+    pub pending: Vec<Pending>,
+    pub active: Vec<Avoided>,
+}
+
+/// One finding of the last window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub target: Target,
+    pub class: String,
+    pub score: f32,
+    pub reason: String,
+}
+
+/// An element flagged but not (yet) acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub target: Target,
+    pub class: String,
+    /// Consecutive windows it has been flagged.
+    pub windows: u32,
+}
+
+/// An action in force: an element avoided by routing, or whose sources are blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Avoided {
+    pub target: Target,
+    pub class: String,
+    pub for_ms: u64,
+    /// Not reverted before this much longer.
+    pub hold_left_ms: u64,
+    /// Times the element was acted on recently (the hold doubles with each).
+    pub strikes: u32,
+    /// Sources blocked on this node for it.
+    pub blocked_here: usize,
+}
+
+/// `meshctl record`: the last detection window with its graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub window_ms: u64,
+    /// None before the first window.
+    pub topology: Option<detect::Topology>,
+    pub snapshot: Option<detect::Snapshot>,
+}
+
+/// `meshctl peers`: who we are and whom we have sessions with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peers {
+    /// Our SPIFFE ID.
+    pub spiffe_id: String,
+    /// Seconds our certificate stays valid.
+    pub cert_expires_in_s: u64,
+    pub peers: Vec<Peer>,
+    /// Refused handshakes and messages by reason; reasons never seen are left out.
+    pub refused: BTreeMap<String, u64>,
+}
+
+/// An authenticated neighbour and its session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peer {
+    pub node: String,
+    pub spiffe_id: String,
+    pub ifindex: u32,
+    /// Its link-local control address.
+    pub address: String,
+    pub cert_serial: u64,
+    pub cert_expires_in_s: u64,
+    pub session_age_s: f64,
+    pub rekeys: u32,
+    /// The session's key epochs, each way.
+    pub send_epoch: u32,
+    pub recv_epoch: u32,
+}
+
+/// `meshctl flows`: the flow table and its largest flows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flows {
+    pub flow_table: FlowTableView,
+    /// Seconds the rates are over.
+    pub interval_s: f64,
+    /// At most the requested number, in the requested order.
+    pub flows: Vec<FlowView>,
+}
+
+/// `meshctl links`: per-interface and per-neighbour counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Links {
+    pub links: Vec<LinkView>,
+    pub neighbors: Vec<NeighborView>,
+}
+
+/// `meshctl drops`: frames by verdict reason, and recent drop events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drops {
+    pub reasons: Vec<DropView>,
+    /// The data plane's bookkeeping counters by name.
+    pub counters: Vec<(String, u64)>,
+    /// Oldest first.
+    pub recent_drops: Vec<EventView>,
+}
+
+/// The answer to the freeze knob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frozen {
+    pub frozen: bool,
+}
+
+/// The routing, detection and peers views, as the agent last published them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeshViews {
+    pub status: Status,
+    pub neighbors: Neighbors,
+    pub routes: RouteTable,
+    pub lsdb: Lsdb,
+    pub events: Events,
+    /// None when detection is off.
+    pub anomalies: Option<Anomalies>,
+    pub window: Option<Window>,
+    /// None when the control plane is not authenticated.
+    pub peers: Option<Peers>,
+}
+
+/// The `data` of a successful answer: one view per request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Status(Status),
+    Neighbors(Neighbors),
+    Routes(RouteTable),
+    Lsdb(Lsdb),
+    Events(Events),
+    Anomalies(Option<Anomalies>),
+    Window(Option<Window>),
+    Peers(Option<Peers>),
+    Flows(Flows),
+    Links(Links),
+    Drops(Drops),
+    Frozen(Frozen),
+    /// The agent has not published its routing views yet (`null` on the wire).
+    Unpublished,
+}
