@@ -1410,7 +1410,11 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
                 let ctl = std::net::SocketAddrV6::new(n1_ll, 6697, 0, scope);
                 let env = est
                     .session
-                    .seal_message(&Message::SignedLsa(replayed.clone()), 0)
+                    .seal(
+                        &mesh_ctl::control::encode(&Message::SignedLsa(replayed.clone()))
+                            .expect("encode"),
+                        0,
+                    )
                     .expect("seal");
                 udp.send_to(&env, ctl).await.expect("send");
                 // The same envelope again: the replay window refuses it.
@@ -1418,13 +1422,21 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
                 // n0's own signature on n4's advert: the origin is not the signer.
                 let env = est
                     .session
-                    .seal_message(&Message::SignedLsa(forged.clone()), 0)
+                    .seal(
+                        &mesh_ctl::control::encode(&Message::SignedLsa(forged.clone()))
+                            .expect("encode"),
+                        0,
+                    )
                     .expect("seal");
                 udp.send_to(&env, ctl).await.expect("send");
                 // An unsigned advert inside the session: adverts must be signed.
                 let plain = est
                     .session
-                    .seal_message(&Message::Lsa(forged_lsa.clone()), 0)
+                    .seal(
+                        &mesh_ctl::control::encode(&Message::Lsa(forged_lsa.clone()))
+                            .expect("encode"),
+                        0,
+                    )
                     .expect("seal");
                 udp.send_to(&plain, ctl).await.expect("send");
                 // The agent publishes its views once per telemetry interval (1 s).

@@ -56,22 +56,30 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                 ],
                 "program",
             )?,
-            Tier::Lab => cargo_test(
-                env,
-                &[
-                    "-p",
-                    "mesh-ctl",
-                    "--test",
+            Tier::Lab => {
+                // The labs start `mesh-lab` (stream ends) from beside the test's `meshctl`;
+                // cargo builds only the package under test's binaries for its tests.
+                cmd::status(cmd::cargo(
+                    env,
+                    &["build", "--bin", "mesh-lab", "--bin", "meshctl"],
+                ))?;
+                cargo_test(
+                    env,
+                    &[
+                        "-p",
+                        "mesh-ctl",
+                        "--test",
+                        "lab",
+                        "--test",
+                        "mesh",
+                        "--test",
+                        "failure_lab",
+                        "--test",
+                        "packaging",
+                    ],
                     "lab",
-                    "--test",
-                    "mesh",
-                    "--test",
-                    "failure_lab",
-                    "--test",
-                    "packaging",
-                ],
-                "lab",
-            )?,
+                )?
+            }
             Tier::Vm => vm::run(env, &[])?,
         };
         total.absorb(s);

@@ -2,7 +2,7 @@
 //! Signed adverts: parse, never panic.
 
 use libfuzzer_sys::fuzz_target;
-use mesh_ctl::secure::SignedAdvert;
+use mesh_secure::SignedAdvert;
 
 fuzz_target!(|data: &[u8]| {
     let _ = SignedAdvert::decode(data);

@@ -2,7 +2,7 @@
 //! Certificates and revocation lists: parse, never panic.
 
 use libfuzzer_sys::fuzz_target;
-use mesh_ctl::secure::cert::{Cert, RevocationList};
+use mesh_secure::cert::{Cert, RevocationList};
 
 fuzz_target!(|data: &[u8]| {
     let _ = Cert::decode(data);

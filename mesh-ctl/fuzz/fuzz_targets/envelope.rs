@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use mesh_ctl::secure::session::{self, RekeyPolicy, Session};
+use mesh_secure::session::{self, RekeyPolicy, Session};
 
 static RX: Mutex<Option<Session>> = Mutex::new(None);
 

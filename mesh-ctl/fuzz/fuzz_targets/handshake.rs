@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mesh_ctl::secure::{
+use mesh_secure::{
     Cert, Context, Identity, Initiator, RekeyPolicy, Responder, SpiffeId, TrustStore,
     cert::{CertKind, CertRequest},
     keys::SigningKey,

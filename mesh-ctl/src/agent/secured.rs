@@ -21,7 +21,7 @@ use tokio::{
 
 use crate::{
     api,
-    control::Message,
+    control::{self, Message},
     routing::Lsa,
     secure::{
         AdvertVerifier, Cert, CertRef, Context, Established, Identity, LogLimiter, Refusal,
@@ -290,7 +290,8 @@ impl Secured {
         if p.session.needs_rekey(now_ms) && p.session.rekey(now_ms).is_ok() {
             p.rekeys += 1;
         }
-        p.session.seal_message(msg, now_ms).ok()
+        let frame = control::encode(msg).ok()?;
+        p.session.seal(&frame, now_ms).ok()
     }
 
     /// Opens what the neighbour at `addr` sealed: the message and the node it is from.
@@ -299,15 +300,20 @@ impl Secured {
             self.refuse(&addr.1.to_string(), Refusal::NoSession, now_ms);
             return None;
         };
-        match p.session.open_message(bytes) {
+        let opened = p
+            .session
+            .open(bytes)
+            .map_err(|e| e.refusal())
+            .and_then(|plain| control::decode(&plain).map_err(|_| Refusal::Malformed));
+        match opened {
             Ok(m) => {
                 p.heard_ms = now_ms;
                 let node = p.node.clone();
                 Some((m, node))
             }
-            Err(e) => {
+            Err(refusal) => {
                 let node = p.node.clone();
-                self.refuse(&node, e.refusal(), now_ms);
+                self.refuse(&node, refusal, now_ms);
                 None
             }
         }

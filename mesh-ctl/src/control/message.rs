@@ -14,7 +14,7 @@ const MAGIC: [u8; 4] = *b"X06C";
 const VERSION: u8 = 1;
 const HEADER: usize = 8;
 /// The largest frame we send or accept (a UDP datagram, fragmented by IPv6 if need be).
-pub const MAX_FRAME: usize = 65_000;
+pub const MAX_FRAME: usize = crate::secure::advert::MAX_ADVERT;
 
 const KIND_HELLO: u8 = 1;
 const KIND_LSA: u8 = 2;

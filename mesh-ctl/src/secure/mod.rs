@@ -1,33 +1,12 @@
-//! The authenticated, post-quantum control plane (issue 6): node identities under a
-//! mesh authority, a hybrid X25519 + ML-KEM-768 handshake signed with ML-DSA-65, AEAD
-//! sessions that wrap the control framing, and origin-signed link-state adverts.
-//!
-//! Everything here is pure (time and randomness are passed in) except [`tcp`], the
-//! async driver that runs the handshake over a TCP stream, and [`cli`], the
-//! `meshctl identity` commands that read and write key files.
+//! The authenticated control plane in `meshctl`: the pure core (`mesh-secure`: identities,
+//! handshake, sessions, signed adverts) under its own paths, and what touches the system:
+//! reading key files ([`config`]), the handshake over TCP ([`tcp`]) and the
+//! `meshctl identity` commands ([`cli`]).
 
-pub mod advert;
-pub mod cert;
 pub mod cli;
 pub mod config;
-pub mod handshake;
-pub mod keys;
-pub mod refusal;
-pub mod replay;
-pub mod session;
-pub mod spiffe;
 pub mod tcp;
-pub mod wire;
 
-#[cfg(test)]
-mod corpus;
+pub use mesh_secure::*;
 
-pub use self::{
-    advert::{AdvertError, AdvertVerifier, CertRef, SignedAdvert},
-    cert::{Cert, CertError, Identity, RevocationList, TrustStore},
-    config::SecureConfig,
-    handshake::{Context, Established, HandshakeError, Initiator, Responder},
-    refusal::{LogLimiter, Refusal, RefusalCounts},
-    session::{RekeyPolicy, Session, SessionError},
-    spiffe::SpiffeId,
-};
+pub use self::config::SecureConfig;

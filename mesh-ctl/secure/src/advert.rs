@@ -30,14 +30,15 @@ use super::{
     replay::{OriginTracker, SeqError},
     wire::{Reader, WireError, put_var},
 };
-use crate::routing::{Lsa, LsaLink};
+use mesh_routing::{Lsa, LsaLink};
 
 const BODY_MAGIC: [u8; 4] = *b"X06L";
 const WIRE_MAGIC: [u8; 4] = *b"X06A";
 const VERSION: u8 = 1;
 const CONTEXT: &[u8] = b"x0tta6bl4/lsa/v1";
-/// The largest signed advert, to fit a control datagram.
-pub const MAX_ADVERT: usize = crate::control::MAX_FRAME;
+/// The largest signed advert: it must fit a control datagram, whose largest frame is
+/// this size too (`control::MAX_FRAME` is defined from it).
+pub const MAX_ADVERT: usize = 65_000;
 const MAX_NAME: usize = 63;
 const MAX_ITEMS: usize = 4096;
 

@@ -1,5 +1,5 @@
 //! Every parser of the secure layer against the stored corpus
-//! (`mesh-ctl/tests/corpus/secure/<parser>/`: `ok-*` seeds that must parse, `bad-*`
+//! (`mesh-ctl/secure/tests/corpus/<parser>/`: `ok-*` seeds that must parse, `bad-*`
 //! nasty cases that must be refused), then against thousands of seeded random mutations
 //! of the seeds: refused or accepted, never a panic. `cargo fuzz` targets in
 //! `mesh-ctl/fuzz/` run the same feeds without a bound.
@@ -20,7 +20,7 @@ use super::{
     session::{self, RekeyPolicy},
     spiffe::SpiffeId,
 };
-use crate::routing::{Lsa, LsaLink};
+use mesh_routing::{Lsa, LsaLink};
 
 /// The parsers, by corpus directory.
 pub const TARGETS: &[&str] = &[
@@ -28,7 +28,7 @@ pub const TARGETS: &[&str] = &[
 ];
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/secure")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
 }
 
 /// What the feeds need: a small mesh, a responder, an initiator waiting for message 2.
@@ -244,9 +244,9 @@ fn nasty(seed: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Writes the seed corpus: `cargo test -p mesh-ctl --lib write_seed_corpus -- --ignored`.
+/// Writes the seed corpus: `cargo test -p mesh-secure --lib write_seed_corpus -- --ignored`.
 #[test]
-#[ignore = "regenerates tests/corpus/secure; run by hand when a format changes"]
+#[ignore = "regenerates tests/corpus; run by hand when a format changes"]
 fn write_seed_corpus() {
     let h = Harness::new();
     for target in TARGETS {

@@ -4,7 +4,7 @@
 use rand::{RngCore as _, SeedableRng as _, rngs::StdRng};
 
 use super::*;
-use crate::secure::{
+use crate::{
     cert::{
         RevocationList,
         fixture::{Authority, NOW, TD},

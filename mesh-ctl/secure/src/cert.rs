@@ -438,8 +438,8 @@ impl Identity {
     }
 }
 
-/// Test fixtures shared by the module's tests: an authority and node identities.
-#[cfg(test)]
+/// Test fixtures (feature `fixture`): an authority and node identities.
+#[cfg(any(test, feature = "fixture"))]
 pub mod fixture {
     use super::*;
 
