@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use mesh_common::{telemetry::NeighborKey, types::NextHop};
+use mesh_common::types::NextHop;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde_json::json;
 
@@ -19,7 +19,7 @@ use super::{
     anomaly::{Decision, Remedy, Target},
     detection::{self, Detection},
     event,
-    execute::Installed,
+    execute::{self, Installed},
     fan,
     knowledge::Knowledge,
     monitor::{self, HelloOutcome},
@@ -32,7 +32,7 @@ use crate::{
     control::{Control, Message, Received},
     dataplane::{Dataplane, FlowRecord, pins::PinDir},
     detect::{Class, live::Insert},
-    probe::{Peer, Sender, quality::Settings},
+    probe::{Sender, quality::Settings},
     routes::Tables,
     routing::{self, Lsa, LsaLink, Lsdb, Receive},
     secure::Refusal,
@@ -647,7 +647,7 @@ impl Mesh {
             return;
         };
         let now = ms(now_ns);
-        match dp.expire_blocks(now_ns) {
+        match execute::expire_blocks(dp, now_ns) {
             Ok(gone) if !gone.is_empty() => k.act(
                 "execute",
                 "unblocked",
@@ -717,16 +717,7 @@ impl Mesh {
                         fan::flood_sources(&live, &victim, &edge, onset, limit)
                     };
                     let until = now_ns + hold_ms * 1_000_000;
-                    let mut done = Vec::new();
-                    for s in sources {
-                        match dp.block(s, until) {
-                            Ok(()) => done.push(s),
-                            Err(e) => {
-                                event(json!({"event": "execute_error", "error": format!("{e:#}")}));
-                                break;
-                            }
-                        }
-                    }
+                    let done = execute::block(dp, sources, until);
                     if !done.is_empty() {
                         let shown: Vec<String> =
                             done.iter().take(8).map(ToString::to_string).collect();
@@ -754,11 +745,7 @@ impl Mesh {
                         .as_mut()
                         .and_then(|d| d.blocks.remove(target))
                         .unwrap_or_default();
-                    for s in gone {
-                        if let Err(e) = dp.unblock(s) {
-                            event(json!({"event": "execute_error", "error": format!("{e:#}")}));
-                        }
-                    }
+                    execute::unblock(dp, gone);
                 }
                 _ => {}
             }
@@ -990,40 +977,10 @@ impl Mesh {
 
     /// Tells the data plane and the probe sender who the neighbours are now.
     fn peers_changed(&self, dp: &mut Dataplane, k: &Knowledge, sender: Option<&Sender>) {
-        let mut peers = Vec::new();
-        for n in &k.neighbors {
-            let key = NeighborKey {
-                ifindex: n.ifindex,
-                mac: n.mac.0,
-                _pad: [0; 2],
-            };
-            if let Err(e) = dp.set_probe_peer(n.slot, key) {
-                event(json!({"event": "execute_error", "error": format!("{e:#}")}));
-                continue;
-            }
-            peers.push(Peer {
-                slot: n.slot,
-                ifindex: n.ifindex,
-                src_mac: n.local_mac,
-                dst_mac: n.mac.0,
-            });
-        }
+        let peers = execute::peers(dp, k, &self.tables.neighbors);
         if let Some(s) = sender {
             s.set_peers(peers);
         }
-        let mut keys = self.tables.neighbors.clone();
-        for ((ifindex, mac), slot) in &k.slots {
-            let slot = *slot as usize;
-            if keys.len() <= slot {
-                keys.resize(slot + 1, NeighborKey::default());
-            }
-            keys[slot] = NeighborKey {
-                ifindex: *ifindex,
-                mac: *mac,
-                _pad: [0; 2],
-            };
-        }
-        dp.set_neighbors(keys);
     }
 
     /// SPF, Plan and Execute: recomputes routes and writes what changed.

@@ -2,7 +2,10 @@
 
 mod batch;
 pub mod blocklist;
+mod datapath;
 mod error;
+#[cfg(test)]
+pub mod fake;
 mod host;
 pub mod labtools;
 mod pinning;
@@ -39,6 +42,7 @@ use mesh_common::{
 };
 
 pub use self::{
+    datapath::{Datapath, expire_blocks},
     error::{DataplaneError, explain},
     host::SystemHost,
     pinning::{Detached, Start, detach_pinned},
