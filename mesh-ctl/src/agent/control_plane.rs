@@ -380,3 +380,157 @@ impl Mesh {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{net::IpAddr, path::Path};
+
+    use mesh_common::telemetry::NeighborKey;
+
+    use super::*;
+    use crate::{
+        agent::{execute::Installed, plan},
+        config::{Config, MacAddr},
+        control::Hello,
+        dataplane::fake::{FakeDatapath, Write},
+        routes::{HostIface, HostView, Tables},
+        routing::Lsdb,
+    };
+
+    struct Host;
+
+    impl HostView for Host {
+        fn iface(&self, name: &str) -> Option<HostIface> {
+            (name == "a-eth0").then_some(HostIface {
+                ifindex: 4,
+                mac: MacAddr([2, 0, 0, 0, 0, 0x0a]),
+            })
+        }
+
+        fn addresses(&self) -> Vec<IpAddr> {
+            Vec::new()
+        }
+    }
+
+    const CONFIG: &str = r#"
+node = "a"
+[security]
+enabled = false
+[detect]
+enabled = false
+[routing]
+prefixes = ["10.0.1.0/24"]
+[[interfaces]]
+name = "a-eth0"
+"#;
+
+    /// An agent with no sockets over the fake data plane: what the handlers change shows
+    /// in the Knowledge, the Mesh and the fake.
+    fn agent() -> (Mesh, Knowledge, Io<FakeDatapath>) {
+        let config = Config::parse(CONFIG, Path::new("a.toml")).expect("a valid config");
+        let tables = Tables::build(&config, &Host, 1).expect("tables");
+        let names = vec!["a-eth0".to_owned()];
+        let mesh = Mesh::new(
+            &config,
+            &tables,
+            &names,
+            plan::static_routes(&tables),
+            false,
+            monotonic_ns().expect("a clock"),
+        )
+        .expect("the agent's state");
+        let k = Knowledge::new(
+            Lsdb::new("a", 60_000),
+            Installed::default(),
+            tables.neighbors.len() as u32,
+        );
+        let io = Io {
+            dp: FakeDatapath::default(),
+            control: None,
+            sender: None,
+        };
+        (mesh, k, io)
+    }
+
+    fn heard() -> Heard {
+        Heard {
+            ifindex: 4,
+            from: "[fe80::b%4]:7946".parse().expect("an address"),
+        }
+    }
+
+    fn hello(node: &str, heard: &[&str]) -> Message {
+        Message::Hello(Hello {
+            node: node.to_owned(),
+            mac: MacAddr([2, 0, 0, 0, 0, 0x0b]),
+            heard: heard.iter().map(|h| (*h).to_owned()).collect(),
+            hello_interval_ms: 100,
+            restarting: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_new_neighbour_gets_a_probe_slot_and_our_advert() {
+        let (mut mesh, mut k, mut io) = agent();
+        mesh.on_message(&mut io, &mut k, hello("b", &["a"]), heard(), None)
+            .await;
+        assert_eq!(k.neighbors.len(), 1);
+        let n = &k.neighbors[0];
+        assert!(n.two_way, "b lists us");
+        let key = NeighborKey {
+            ifindex: 4,
+            mac: [2, 0, 0, 0, 0, 0x0b],
+            _pad: [0; 2],
+        };
+        assert_eq!(
+            io.dp.writes,
+            vec![Write::ProbePeer(n.slot, key)],
+            "the control plane writes probe peers only, through Execute"
+        );
+        assert_eq!(io.dp.neighbors.get(n.slot as usize), Some(&key));
+        let own = k.lsdb.own().expect("our advert is originated");
+        assert_eq!(own.prefixes, vec!["10.0.1.0/24".parse().expect("a prefix")]);
+        assert!(mesh.spf_due.is_some(), "routes are recomputed soon");
+
+        // The same hello again changes nothing.
+        mesh.spf_due = None;
+        io.dp.take_writes();
+        mesh.on_message(&mut io, &mut k, hello("b", &["a"]), heard(), None)
+            .await;
+        assert_eq!(io.dp.writes, Vec::new());
+        assert!(mesh.spf_due.is_none());
+    }
+
+    #[tokio::test]
+    async fn our_own_hello_is_ignored() {
+        let (mut mesh, mut k, mut io) = agent();
+        mesh.on_message(&mut io, &mut k, hello("a", &[]), heard(), None)
+            .await;
+        assert!(k.neighbors.is_empty());
+        assert_eq!(io.dp.writes, Vec::new());
+    }
+
+    #[tokio::test]
+    async fn a_newer_advert_is_taken_and_an_older_one_is_not() {
+        let (mut mesh, mut k, mut io) = agent();
+        let lsa = |seq| Lsa {
+            origin: "c".into(),
+            seq,
+            age_ms: 0,
+            links: Vec::new(),
+            prefixes: vec!["10.0.3.0/24".parse().expect("a prefix")],
+        };
+        mesh.on_message(&mut io, &mut k, Message::Lsa(lsa(5)), heard(), None)
+            .await;
+        let now = ms(monotonic_ns().expect("a clock"));
+        assert_eq!(k.lsdb.advert("c", now).map(|l| l.seq), Some(5));
+        assert!(mesh.spf_due.is_some(), "a new advert means new routes");
+
+        mesh.spf_due = None;
+        mesh.on_message(&mut io, &mut k, Message::Lsa(lsa(4)), heard(), None)
+            .await;
+        assert_eq!(k.lsdb.advert("c", now).map(|l| l.seq), Some(5));
+        assert!(mesh.spf_due.is_none(), "an older advert changes nothing");
+        assert_eq!(io.dp.writes, Vec::new(), "adverts write nothing themselves");
+    }
+}
