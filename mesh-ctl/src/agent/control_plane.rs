@@ -11,7 +11,7 @@ use super::{
     fan,
     knowledge::Knowledge,
     mesh::{Io, Mesh, ms},
-    monitor::{self, HelloOutcome},
+    monitor::{self, Heard, HelloOutcome},
     monotonic_ns,
     secured::{Outcome, Secured},
 };
@@ -23,13 +23,6 @@ use crate::{
     routing::{Lsa, LsaLink, Receive},
     secure::Refusal,
 };
-
-/// Where a message came from: the interface it arrived on and its sender.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Heard {
-    pub(super) ifindex: u32,
-    pub(super) from: SocketAddrV6,
-}
 
 /// The form an advert travels in with security on: signed by its origin (ours signed
 /// now, others' as their origin signed them); other messages as they are. `None` for an
@@ -289,8 +282,7 @@ impl Mesh {
                     &self.names,
                     &self.config.node,
                     &h,
-                    ifindex,
-                    from,
+                    heard,
                     now,
                 );
                 record_stage("monitor", started);

@@ -12,13 +12,13 @@ use serde_json::json;
 
 use super::{
     Collector, RECENT_EVENTS, analyze, boot,
-    control_plane::Heard,
     detection::Detection,
     event, exporter,
     exporter::record_stage,
     knowledge::Knowledge,
     mesh::{Io, Mesh, ms},
-    monitor, monotonic_ns, prepare, read_events, reason_object,
+    monitor::{self, Heard},
+    monotonic_ns, prepare, read_events, reason_object,
     secured::Secured,
 };
 use crate::{
