@@ -5,10 +5,15 @@
 
 mod analyze;
 mod anomaly;
+mod boot;
+mod control_plane;
+mod converge;
 mod detection;
 mod execute;
+mod exporter;
 mod fan;
 mod knowledge;
+mod mesh;
 mod monitor;
 mod plan;
 mod runtime;

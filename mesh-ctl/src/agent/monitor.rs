@@ -89,18 +89,24 @@ pub enum HelloOutcome {
     TwoWay(bool),
 }
 
-/// Takes a hello heard on `ifindex`.
-#[expect(clippy::too_many_arguments, reason = "one observation and its context")]
+/// Where a message came from: the interface it arrived on and its sender.
+#[derive(Debug, Clone, Copy)]
+pub struct Heard {
+    pub ifindex: u32,
+    pub from: SocketAddrV6,
+}
+
+/// Takes a hello heard on `heard.ifindex`.
 pub fn hello(
     k: &mut Knowledge,
     tables: &Tables,
     names: &[String],
     me: &str,
     hello: &Hello,
-    ifindex: u32,
-    from: SocketAddrV6,
+    heard: Heard,
     now_ns: u64,
 ) -> HelloOutcome {
+    let Heard { ifindex, from } = heard;
     if hello.node == me || !hello.mac.is_unicast() {
         return HelloOutcome::Nothing;
     }

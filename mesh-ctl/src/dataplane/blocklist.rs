@@ -88,16 +88,7 @@ impl Dataplane {
 
     /// Removes the entries that expired by `now_ns`; returns them.
     pub fn expire_blocks(&mut self, now_ns: u64) -> Result<Vec<IpAddr>> {
-        let done: Vec<IpAddr> = self
-            .blocked()?
-            .into_iter()
-            .filter(|(_, exp)| *exp <= now_ns)
-            .map(|(a, _)| a)
-            .collect();
-        for a in &done {
-            self.unblock(*a)?;
-        }
-        Ok(done)
+        super::datapath::expire_blocks(self, now_ns)
     }
 }
 

@@ -2,7 +2,10 @@
 
 mod batch;
 pub mod blocklist;
+mod datapath;
 mod error;
+#[cfg(test)]
+pub mod fake;
 mod host;
 mod pinning;
 pub mod pins;
@@ -38,6 +41,7 @@ use mesh_common::{
 };
 
 pub use self::{
+    datapath::{Datapath, expire_blocks},
     error::{DataplaneError, explain},
     host::SystemHost,
     pinning::{Detached, Start, detach_pinned},

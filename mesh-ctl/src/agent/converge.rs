@@ -1,0 +1,241 @@
+//! Plan and Execute driven by the loop: route recomputation, detection's decisions
+//! (blocks and unblocks) and the neighbours the probe maps name.
+
+use std::{collections::BTreeSet, time::Instant};
+
+use anyhow::Context as _;
+use mesh_common::types::NextHop;
+use serde_json::json;
+
+use super::{
+    anomaly::{Decision, Remedy, Target},
+    detection, event, execute,
+    exporter::record_stage,
+    fan,
+    knowledge::Knowledge,
+    mesh::{Mesh, ms},
+    monotonic_ns, plan,
+};
+use crate::{
+    dataplane::{Datapath, FlowRecord},
+    detect::Class,
+    probe::Sender,
+    routing,
+};
+
+impl Mesh {
+    /// The detector over everyone's reports for the window ending at `slot_ms`, then the
+    /// Plan stage's decisions.
+    pub(super) fn analyze_window(
+        &mut self,
+        dp: &mut impl Datapath,
+        k: &mut Knowledge,
+        flows: &[FlowRecord],
+        slot_ms: u64,
+    ) {
+        let Ok(now_ns) = monotonic_ns() else {
+            return;
+        };
+        let now = ms(now_ns);
+        match execute::expire_blocks(dp, now_ns) {
+            Ok(gone) if !gone.is_empty() => k.act(
+                "execute",
+                "unblocked",
+                format!("{} sources", gone.len()),
+                "their block expired".into(),
+            ),
+            Ok(_) => {}
+            Err(e) => event(json!({"event": "execute_error", "error": format!("{e:#}")})),
+        }
+        let Some(d) = self.detection.as_mut() else {
+            return;
+        };
+        let started = Instant::now();
+        let decisions = match d.analyze(slot_ms, now) {
+            Ok(decisions) => decisions,
+            Err(e) => {
+                event(json!({"event": "detect_error", "error": format!("{e:#}")}));
+                return;
+            }
+        };
+        record_stage("analyze", started);
+        for dec in &decisions {
+            let (detail, reason) = detection::describe(dec);
+            k.act("plan", dec.name(), detail, reason);
+        }
+        // The flow table is read again only when an attack's sources are to be blocked.
+        let blocking = decisions.iter().any(|d| {
+            matches!(
+                d,
+                Decision::Act {
+                    remedy: Remedy::BlockSources,
+                    ..
+                }
+            )
+        });
+        let (live, edge) = if blocking {
+            (fan::live(flows, self.live_since(now_ns)), self.edge(k))
+        } else {
+            (Vec::new(), BTreeSet::new())
+        };
+        let dc = &self.config.detect;
+        for dec in &decisions {
+            match dec {
+                Decision::Act {
+                    target: target @ Target::Node { node },
+                    class,
+                    remedy: Remedy::BlockSources,
+                    hold_ms,
+                    ..
+                } => {
+                    let limit = dc.max_blocked as usize;
+                    let sources = if *class == Class::Scanner {
+                        fan::scanners(&live, &edge, dc.scan_targets, limit)
+                    } else {
+                        let victim = if *node == self.config.node {
+                            self.config.routing.prefixes.clone()
+                        } else {
+                            k.lsdb
+                                .advert(node, now)
+                                .map(|l| l.prefixes)
+                                .unwrap_or_default()
+                        };
+                        // Flows that began before the attack was first seen are spared.
+                        let onset = now_ns.saturating_sub(
+                            u64::from(dc.confirm_windows + 2) * dc.window_ms * 1_000_000,
+                        );
+                        fan::flood_sources(&live, &victim, &edge, onset, limit)
+                    };
+                    let until = now_ns + hold_ms * 1_000_000;
+                    let done = execute::block(dp, sources, until);
+                    if !done.is_empty() {
+                        let shown: Vec<String> =
+                            done.iter().take(8).map(ToString::to_string).collect();
+                        k.act(
+                            "execute",
+                            "blocked",
+                            format!(
+                                "{} sources entering here ({}{})",
+                                done.len(),
+                                shown.join(", "),
+                                if done.len() > 8 { ", ..." } else { "" }
+                            ),
+                            format!("the {} at {target}", class.name()),
+                        );
+                    }
+                    metrics::counter!("x0tta6bl4_blocked_sources_total")
+                        .increment(done.len() as u64);
+                    if let Some(d) = self.detection.as_mut() {
+                        d.blocks.insert(target.clone(), done);
+                    }
+                }
+                Decision::Revert { target, .. } => {
+                    let gone = self
+                        .detection
+                        .as_mut()
+                        .and_then(|d| d.blocks.remove(target))
+                        .unwrap_or_default();
+                    execute::unblock(dp, gone);
+                }
+                _ => {}
+            }
+        }
+        if decisions.iter().any(|d| d.changes_routes()) {
+            self.spf_soon();
+        }
+    }
+
+    /// Tells the data plane and the probe sender who the neighbours are now.
+    pub(super) fn peers_changed(
+        &self,
+        dp: &mut impl Datapath,
+        k: &Knowledge,
+        sender: Option<&Sender>,
+    ) {
+        let peers = execute::peers(dp, k, &self.tables.neighbors);
+        if let Some(s) = sender {
+            s.set_peers(peers);
+        }
+    }
+
+    /// SPF, Plan and Execute: recomputes routes and writes what changed.
+    pub(super) fn reconverge(
+        &mut self,
+        dp: &mut impl Datapath,
+        k: &mut Knowledge,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let avoid = self
+            .detection
+            .as_ref()
+            .map(|d| d.anomalies.avoid())
+            .unwrap_or_default();
+        let routes = routing::compute_avoiding(&k.lsdb, &self.config.node, &avoid);
+        k.spf_runs += 1;
+        let hop = |name: &str| -> Option<NextHop> {
+            k.neighbors
+                .iter()
+                .filter(|n| n.node == name && n.adjacent())
+                .min_by_key(|n| n.quality.cost)
+                .map(|n| NextHop {
+                    ifindex: n.ifindex,
+                    slot: n.iface_slot,
+                    neighbor: n.slot,
+                    src_mac: n.local_mac,
+                    dst_mac: n.mac.0,
+                })
+        };
+        let want = plan::desired(&self.statics, &routes, &hop);
+        let diff = routing::changed(&k.routes, &routes);
+        record_stage("plan", started);
+        let started = Instant::now();
+        let now = monotonic_ns()?;
+        let keep = self.hold_until_ns != 0 && now < self.hold_until_ns;
+        let applied = k
+            .installed
+            .apply(dp, &want, keep)
+            .context("writing routes to the data plane")?;
+        record_stage("execute", started);
+        if applied.changed() || !diff.is_empty() {
+            let paths: Vec<String> = diff
+                .added
+                .iter()
+                .map(|r| format!("+{} via {}", r.prefix, r.next_hops.join(",")))
+                .chain(
+                    diff.changed
+                        .iter()
+                        .filter(|c| c.forwarding_changed())
+                        .map(|c| {
+                            format!(
+                                "{} via {} (was {})",
+                                c.new.prefix,
+                                c.new.next_hops.join(","),
+                                c.old.next_hops.join(",")
+                            )
+                        }),
+                )
+                .chain(diff.removed.iter().map(|r| format!("-{}", r.prefix)))
+                .collect();
+            k.act(
+                "execute",
+                "routes",
+                format!(
+                    "{} set, {} removed, {} groups written, {} freed{}: {}",
+                    applied.routes_set,
+                    applied.routes_removed,
+                    applied.groups_written,
+                    applied.groups_freed,
+                    if keep {
+                        " (restart hold: nothing removed)"
+                    } else {
+                        ""
+                    },
+                    paths.join("; ")
+                ),
+                "the LSDB changed".to_owned(),
+            );
+        }
+        k.routes = routes;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! The agent's state between events: the routing side ([`Mesh`]) and what it reaches the
+//! outside through ([`Io`]).
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+
+use super::{detection::Detection, knowledge::Knowledge, plan, secured::Secured};
+use crate::{
+    config::{Config, MacAddr},
+    control::Control,
+    dataplane::Dataplane,
+    probe::{Sender, quality::Settings},
+    routes::Tables,
+};
+
+pub(super) fn ms(now_ns: u64) -> u64 {
+    now_ns / 1_000_000
+}
+
+/// The data plane, the control socket and the probe sender (the last two only with
+/// routing on).
+pub(super) struct Io<D = Dataplane> {
+    pub(super) dp: D,
+    pub(super) control: Option<Control>,
+    pub(super) sender: Option<Sender>,
+}
+
+impl Io {
+    /// Opens the control socket and starts the probe sender, when `routing` is on.
+    pub(super) fn open(
+        dp: Dataplane,
+        config: &Config,
+        tables: &Tables,
+        routing: bool,
+    ) -> anyhow::Result<Self> {
+        let control = if routing {
+            let ifindexes: Vec<u32> = tables.ifaces.iter().map(|(i, _)| *i).collect();
+            Some(
+                Control::bind(config.routing.port, &ifindexes)
+                    .context("opening the control socket")?,
+            )
+        } else {
+            None
+        };
+        let sender = if routing {
+            Some(
+                Sender::start(
+                    Duration::from_millis(config.probe.interval_ms),
+                    mesh_common::maps::PROBE_CAPACITY as usize,
+                    config.probe.realtime,
+                )
+                .context("starting the probe sender")?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            dp,
+            control,
+            sender,
+        })
+    }
+}
+
+/// The routing side of the agent's state.
+pub(super) struct Mesh {
+    pub(super) routing: bool,
+    pub(super) config: Config,
+    pub(super) tables: Tables,
+    pub(super) names: Vec<String>,
+    pub(super) statics: plan::Desired,
+    /// While non-zero (after adopting a running data plane), routes are only added.
+    pub(super) hold_until_ns: u64,
+    pub(super) spf_due: Option<Instant>,
+    pub(super) last_refresh_ns: u64,
+    pub(super) settings: Settings,
+    pub(super) frozen_logged: bool,
+    pub(super) detection: Option<Detection>,
+    pub(super) secure: Option<Secured>,
+}
+
+impl Mesh {
+    /// The state of a starting agent; `adopted` holds back route removals and our advert
+    /// for the restart hold.
+    pub(super) fn new(
+        config: &Config,
+        tables: &Tables,
+        names: &[String],
+        statics: plan::Desired,
+        adopted: bool,
+        now: u64,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            routing: config.routing.enabled,
+            config: config.clone(),
+            tables: tables.clone(),
+            names: names.to_vec(),
+            statics,
+            hold_until_ns: if adopted {
+                now + config.routing.restart_hold_ms * 1_000_000
+            } else {
+                0
+            },
+            spf_due: None,
+            last_refresh_ns: now,
+            settings: Settings {
+                window_ns: config.probe.window_ms * 1_000_000,
+                // With fast reroute off the agent still needs a silence threshold.
+                dead_ns: if config.probe.dead_ms == 0 {
+                    4 * config.probe.interval_ms
+                } else {
+                    config.probe.dead_ms
+                } * 1_000_000,
+                up_hold_ns: config.probe.up_hold_ms * 1_000_000,
+                cost_change_pct: config.probe.cost_change_pct,
+            },
+            frozen_logged: false,
+            secure: None,
+            detection: if config.detect.enabled && config.routing.enabled {
+                Some(
+                    Detection::new(&config.detect, (super::unix_now() * 1000.0) as u64)
+                        .context("setting up anomaly detection")?,
+                )
+            } else {
+                None
+            },
+        })
+    }
+
+    pub(super) fn spf_soon(&mut self) {
+        // A short delay batches the adverts of one event (both ends of a link report it).
+        self.spf_due
+            .get_or_insert(Instant::now() + Duration::from_millis(2));
+    }
+
+    pub(super) fn iface_mac(&self, ifindex: u32) -> MacAddr {
+        self.tables
+            .ifaces
+            .iter()
+            .find(|(i, _)| *i == ifindex)
+            .map(|(_, f)| MacAddr(f.mac))
+            .unwrap_or_default()
+    }
+
+    pub(super) fn name_of(&self, ifindex: u32) -> String {
+        self.tables
+            .ifaces
+            .iter()
+            .position(|(i, _)| *i == ifindex)
+            .and_then(|p| self.names.get(p).cloned())
+            .unwrap_or_else(|| ifindex.to_string())
+    }
+
+    /// Flows seen within the last two windows are live.
+    pub(super) fn live_since(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(2 * self.config.detect.window_ms * 1_000_000)
+    }
+
+    /// Our interfaces with no mesh neighbour on them: where hosts, and attacks, enter.
+    pub(super) fn edge(&self, k: &Knowledge) -> BTreeSet<u32> {
+        self.tables
+            .ifaces
+            .iter()
+            .map(|(i, _)| *i)
+            .filter(|i| !k.neighbors.iter().any(|n| n.ifindex == *i))
+            .collect()
+    }
+}
