@@ -6,6 +6,7 @@
 
 pub mod csum;
 pub mod hash;
+mod layout;
 pub mod maps;
 pub mod parse;
 pub mod probe;

@@ -7,21 +7,34 @@ use crate::{
     types::{DataplaneConfig, Iface, NextHop, NextHopGroup, Route},
 };
 
-// SAFETY: all are #[repr(C)], Copy, made of integers and byte arrays with explicit padding.
-unsafe impl aya::Pod for Route {}
-unsafe impl aya::Pod for NextHop {}
-unsafe impl aya::Pod for NextHopGroup {}
-unsafe impl aya::Pod for Iface {}
-unsafe impl aya::Pod for DataplaneConfig {}
-unsafe impl aya::Pod for FlowKey {}
-unsafe impl aya::Pod for FlowStats {}
-unsafe impl aya::Pod for LinkStats {}
-unsafe impl aya::Pod for NeighborKey {}
-unsafe impl aya::Pod for NeighborStats {}
-unsafe impl aya::Pod for Event {}
-unsafe impl aya::Pod for NeighborTx {}
-unsafe impl aya::Pod for EventBudget {}
-unsafe impl aya::Pod for ProbeHdr {}
-unsafe impl aya::Pod for ProbeState {}
-unsafe impl aya::Pod for BlockKey {}
-unsafe impl aya::Pod for BlockEntry {}
+/// `aya::Pod` for each type, so userspace can read and write it in maps.
+macro_rules! pod {
+    ($($t:ty),* $(,)?) => {
+        $(
+            // SAFETY: the type is `#[repr(C)]` and `Copy`, made only of integers and byte
+            // arrays, with every padding byte an explicit field (sizes checked in `layout`),
+            // so any bit pattern is a valid value and no byte is uninitialised.
+            unsafe impl aya::Pod for $t {}
+        )*
+    };
+}
+
+pod!(
+    Route,
+    NextHop,
+    NextHopGroup,
+    Iface,
+    DataplaneConfig,
+    FlowKey,
+    FlowStats,
+    LinkStats,
+    NeighborKey,
+    NeighborStats,
+    Event,
+    NeighborTx,
+    EventBudget,
+    ProbeHdr,
+    ProbeState,
+    BlockKey,
+    BlockEntry,
+);

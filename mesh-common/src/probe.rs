@@ -45,7 +45,6 @@ pub struct ProbeHdr {
     pub _pad2: [u8; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<ProbeHdr>() == 40);
 const _: () = assert!(PROBE_OFFSET + core::mem::size_of::<ProbeHdr>() <= PROBE_FRAME_LEN);
 
 /// What the data plane learned from one neighbour's probes (`PROBE_STATE`, an array
@@ -89,8 +88,6 @@ pub struct ProbeState {
     pub last_gap_us: u32,
     pub _pad: u32,
 }
-
-const _: () = assert!(core::mem::size_of::<ProbeState>() == 96);
 
 /// The prober's figures a request carries ([`ProbeHdr::rtt_us`] and the two after it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

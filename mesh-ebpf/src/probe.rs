@@ -99,6 +99,7 @@ fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
     };
     // SAFETY: an array slot; a racing frame on another CPU can at worst lose one update.
     let state = unsafe { &mut *state };
+    // SAFETY: a helper without arguments that only reads the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     note_alive(state, now);
     state.last_request_ns = now;
@@ -126,6 +127,7 @@ fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Re
         state.mismatched = state.mismatched.wrapping_add(1);
         return Err(Reason::DropBadProbe);
     }
+    // SAFETY: a helper without arguments that only reads the clock.
     let now = unsafe { bpf_ktime_get_ns() };
     let sent = u64::from_le_bytes(hdr.sent_ns);
     // A reply from the future is forged or from another clock: liveness yes, RTT no.

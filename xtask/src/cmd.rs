@@ -59,6 +59,7 @@ pub fn build(env: &Env, release: bool) -> Result<()> {
 }
 
 pub fn lint(env: &Env) -> Result<()> {
+    crate::purity::check(env)?;
     status(cargo(env, &["fmt", "--all", "--check"]))?;
     let host = [
         "clippy",

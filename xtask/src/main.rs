@@ -1,6 +1,7 @@
 //! The single entry point for building, testing, VM runs, the demo and benchmarks.
 
 mod cmd;
+mod purity;
 mod setup;
 mod test;
 mod vm;

@@ -32,6 +32,12 @@ struct BatchAttr {
     flags: u64,
 }
 
+/// An all-zero value, to fill buffers the kernel writes into.
+fn zero<T: Pod>() -> T {
+    // SAFETY: Pod types are plain bytes; all-zero is a valid value.
+    unsafe { zeroed() }
+}
+
 fn bpf(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     // SAFETY: `attr` is a valid `bpf_attr` prefix of the size we pass; every pointer in it
     // refers to a live buffer of the size `count` promises.
@@ -60,9 +66,8 @@ pub fn lookup_percpu<K: Pod, V: Pod>(
     // The kernel lays per-CPU values out 8-byte aligned; ours are multiples of 8.
     const { assert!(size_of::<V>().is_multiple_of(8)) };
     let mut chunk = CHUNK;
-    // SAFETY: Pod types are plain bytes; all-zero is a valid value.
-    let mut keys: Vec<K> = vec![unsafe { zeroed() }; chunk];
-    let mut values: Vec<V> = vec![unsafe { zeroed() }; chunk * ncpus];
+    let mut keys: Vec<K> = vec![zero(); chunk];
+    let mut values: Vec<V> = vec![zero(); chunk * ncpus];
     let (mut token, mut next) = (0u64, 0u64);
     let mut first = true;
     let mut total = 0;
@@ -93,9 +98,8 @@ pub fn lookup_percpu<K: Pod, V: Pod>(
             // One hash bucket holds more entries than fit: retry it with more room.
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && n == 0 => {
                 chunk *= 2;
-                // SAFETY: as above.
-                keys.resize(chunk, unsafe { zeroed() });
-                values.resize(chunk * ncpus, unsafe { zeroed() });
+                keys.resize(chunk, zero());
+                values.resize(chunk * ncpus, zero());
                 continue;
             }
             Err(e) => return Err(e),
