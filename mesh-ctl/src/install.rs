@@ -1,7 +1,7 @@
 //! `meshctl install`: puts the running binary, the systemd unit and an example
 //! configuration in place, and says what to do next.
 //!
-//! The unit and the example live in `packaging/` and are embedded here, so the binary
+//! The unit and the example live in `mesh-ctl/packaging/` and are embedded here, so the binary
 //! carries everything it installs. An existing configuration is never touched; the unit
 //! is ours and is replaced (local changes belong in a drop-in).
 
@@ -20,9 +20,9 @@ pub const UNIT_NAME: &str = "x0tta6bl4.service";
 /// The configuration's file name inside the config directory.
 pub const CONFIG_NAME: &str = "mesh.toml";
 /// The unit as shipped, with the default paths.
-pub const UNIT_TEMPLATE: &str = include_str!("../../packaging/x0tta6bl4.service");
+pub const UNIT_TEMPLATE: &str = include_str!("../packaging/x0tta6bl4.service");
 /// The commented example configuration.
-pub const EXAMPLE_CONFIG: &str = include_str!("../../packaging/mesh.example.toml");
+pub const EXAMPLE_CONFIG: &str = include_str!("../packaging/mesh.example.toml");
 
 /// The paths the shipped unit names, replaced by the installed ones.
 const TEMPLATE_BINARY: &str = "/usr/local/bin/meshctl";
