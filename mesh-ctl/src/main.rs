@@ -166,9 +166,9 @@ fn main() -> ExitCode {
                 config.display(),
                 c.node,
                 t.ifaces.len(),
-                t.groups.len(),
-                t.v4.len(),
-                t.v6.len()
+                c.groups.len(),
+                t.routes.v4.len(),
+                t.routes.v6.len()
             );
         }),
         Command::Agent { config, .. } => tokio::runtime::Builder::new_current_thread()

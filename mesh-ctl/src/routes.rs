@@ -1,7 +1,12 @@
-//! Turns a validated configuration into the exact entries the data plane maps will hold.
+//! Turns a validated configuration into what the data plane is given: the interfaces and
+//! settings as map entries, and the static routes in the form Plan produces and Execute
+//! writes ([`Desired`]), so they reach the maps by the one path the agent's routes take.
 //! Pure: the host's interfaces come in through [`HostView`], so this runs without root.
 
-use std::{collections::HashMap, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mesh_common::{
@@ -12,7 +17,7 @@ use mesh_common::{
     telemetry::NeighborKey,
     types::{
         CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY, DataplaneConfig, Iface, NextHop,
-        NextHopGroup, ROUTE_F_LOCAL, Route,
+        NextHopGroup,
     },
 };
 
@@ -32,16 +37,65 @@ pub trait HostView {
     fn addresses(&self) -> Vec<IpAddr>;
 }
 
-/// Everything the data plane maps will hold, in the order it must be written.
+/// What a prefix should lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a few thousand routes at most, built once per SPF; boxing buys nothing"
+)]
+pub enum Target {
+    /// One of ours: the kernel gets it.
+    Local,
+    Group(NextHopGroup),
+}
+
+/// Every route the data plane should hold, by prefix. Group ids are not chosen here:
+/// Execute gives each distinct group one when it writes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    pub v4: BTreeMap<Ipv4Net, Target>,
+    pub v6: BTreeMap<Ipv6Net, Target>,
+}
+
+impl Desired {
+    /// Sets the route for `prefix`, replacing the one it had.
+    pub fn insert(&mut self, prefix: IpNet, target: Target) {
+        match prefix {
+            IpNet::V4(p) => {
+                self.v4.insert(p, target);
+            }
+            IpNet::V6(p) => {
+                self.v6.insert(p, target);
+            }
+        }
+    }
+
+    pub fn contains(&self, prefix: &IpNet) -> bool {
+        match prefix {
+            IpNet::V4(p) => self.v4.contains_key(p),
+            IpNet::V6(p) => self.v6.contains_key(p),
+        }
+    }
+
+    /// The route for `prefix`, if it has one.
+    pub fn get(&self, prefix: &IpNet) -> Option<&Target> {
+        match prefix {
+            IpNet::V4(p) => self.v4.get(p),
+            IpNet::V6(p) => self.v6.get(p),
+        }
+    }
+}
+
+/// What the config gives the data plane: the base entries written as they are, before
+/// any route, and the static routes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tables {
     pub config: DataplaneConfig,
     /// Mesh interfaces by ifindex; also the egress ports.
     pub ifaces: Vec<(u32, Iface)>,
-    /// Next-hop groups; a group's id is its index.
-    pub groups: Vec<NextHopGroup>,
-    pub v4: Vec<(Ipv4Net, Route)>,
-    pub v6: Vec<(Ipv6Net, Route)>,
+    /// The static routes and our local addresses, which Execute writes
+    /// (`agent::install_routes` outside the agent).
+    pub routes: Desired,
     /// Next-hop neighbours; `NextHop::neighbor` indexes this list.
     pub neighbors: Vec<NeighborKey>,
 }
@@ -70,8 +124,7 @@ impl Tables {
             by_name.insert(iface.name.as_str(), (found, slot as u32));
         }
 
-        let mut groups = Vec::new();
-        let mut group_ids = HashMap::new();
+        let mut groups = HashMap::new();
         let mut neighbors: Vec<NeighborKey> = Vec::new();
         for group in &config.groups {
             let mut g = NextHopGroup::default();
@@ -99,35 +152,20 @@ impl Tables {
                 };
             }
             g.count = group.members.len() as u32;
-            group_ids.insert(group.name.as_str(), groups.len() as u32);
-            groups.push(g);
+            groups.insert(group.name.as_str(), g);
         }
 
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
+        let mut routes = Desired::default();
         for route in &config.routes {
-            let r = Route {
-                group: group_ids[route.group.as_str()],
-                flags: 0,
-            };
-            match route.prefix {
-                IpNet::V4(p) => v4.push((p, r)),
-                IpNet::V6(p) => v6.push((p, r)),
-            }
+            // validate() checked that the group exists.
+            routes.insert(route.prefix, Target::Group(groups[route.group.as_str()]));
         }
         // Local addresses win over any static route through longest-prefix match: a host
         // route for every address of ours, plus what the config declares local.
-        let local = Route {
-            group: 0,
-            flags: ROUTE_F_LOCAL,
-        };
         let mut locals: Vec<IpNet> = host.addresses().into_iter().map(IpNet::from).collect();
         locals.extend(config.local.iter().copied());
         for prefix in locals {
-            match prefix {
-                IpNet::V4(p) => replace_or_push(&mut v4, p, local),
-                IpNet::V6(p) => replace_or_push(&mut v6, p, local),
-            }
+            routes.insert(prefix, Target::Local);
         }
 
         let limits = [
@@ -136,7 +174,7 @@ impl Tables {
                 ifaces.len(),
                 IFACES_CAPACITY.min(EGRESS_CAPACITY),
             ),
-            ("groups", groups.len(), NEXTHOP_GROUPS_CAPACITY),
+            ("groups", config.groups.len(), NEXTHOP_GROUPS_CAPACITY),
             (
                 "groups (distinct next-hop neighbours)",
                 neighbors.len(),
@@ -144,12 +182,12 @@ impl Tables {
             ),
             (
                 "routes (IPv4, with local addresses)",
-                v4.len(),
+                routes.v4.len(),
                 ROUTES_V4_CAPACITY,
             ),
             (
                 "routes (IPv6, with local addresses)",
-                v6.len(),
+                routes.v6.len(),
                 ROUTES_V6_CAPACITY,
             ),
         ];
@@ -185,18 +223,9 @@ impl Tables {
                 probe_dead_us: (config.probe.dead_ms * 1000) as u32,
             },
             ifaces,
-            groups,
-            v4,
-            v6,
+            routes,
             neighbors,
         })
-    }
-}
-
-fn replace_or_push<P: PartialEq>(routes: &mut Vec<(P, Route)>, prefix: P, route: Route) {
-    match routes.iter_mut().find(|(p, _)| *p == prefix) {
-        Some(entry) => entry.1 = route,
-        None => routes.push((prefix, route)),
     }
 }
 
@@ -264,37 +293,52 @@ prefix = "::/0"
 group = "back"
 "#;
 
+    fn target(t: &Tables, prefix: &str) -> Option<Target> {
+        t.routes.get(&prefix.parse().expect("a prefix")).copied()
+    }
+
+    fn group(t: &Tables, prefix: &str) -> NextHopGroup {
+        match target(t, prefix) {
+            Some(Target::Group(g)) => g,
+            other => panic!("{prefix} leads to {other:?}, not a group"),
+        }
+    }
+
     #[test]
     fn builds_groups_with_egress_macs_and_routes() {
         let t = Tables::build(&config(BASE), &FakeHost, 99).expect("tables");
         assert_eq!(t.ifaces.len(), 3);
-        assert_eq!(t.groups.len(), 2);
-        let ecmp = &t.groups[0];
+        let ecmp = group(&t, "10.0.2.0/24");
         assert_eq!(ecmp.count, 2);
         assert_eq!(ecmp.members[1].ifindex, 6);
+        assert_eq!(ecmp.members[1].slot, 2, "r-eth2 is the third interface");
         assert_eq!(ecmp.members[1].src_mac, [2, 0, 0, 0, 0, 0x12]);
         assert_eq!(ecmp.members[1].dst_mac, [2, 0, 0, 0, 1, 2]);
         assert_eq!(ecmp.members[2], NextHop::default());
+        let back = group(&t, "10.0.0.0/8");
+        assert_eq!((back.count, back.members[0].ifindex), (1, 4));
+        assert_eq!(group(&t, "::/0"), back, "one group for both families");
         assert_eq!(t.config.hash_seed, 99);
         assert_eq!(t.config.layout_version, LAYOUT_VERSION);
-        let route = |p: &str| {
-            t.v4.iter()
-                .find(|(n, _)| *n == p.parse::<Ipv4Net>().unwrap())
-                .map(|e| e.1)
-        };
-        assert_eq!(route("10.0.2.0/24"), Some(Route { group: 0, flags: 0 }));
-        assert_eq!(route("10.0.0.0/8"), Some(Route { group: 1, flags: 0 }));
-        // A host's own address is local even where a static route names it.
-        assert_eq!(route("10.0.1.2/32").map(|r| r.flags), Some(ROUTE_F_LOCAL));
+        // Each next hop names its neighbour's NEIGHBOR_TX slot.
+        for g in [ecmp, back] {
+            for m in &g.members[..g.count as usize] {
+                let n = t.neighbors[m.neighbor as usize];
+                assert_eq!((n.ifindex, n.mac), (m.ifindex, m.dst_mac));
+            }
+        }
+        assert_eq!(t.neighbors.len(), 3);
+    }
+
+    #[test]
+    fn our_addresses_are_local_even_where_a_static_route_names_them() {
+        let t = Tables::build(&config(BASE), &FakeHost, 99).expect("tables");
+        assert_eq!(target(&t, "10.0.1.2/32"), Some(Target::Local));
+        assert_eq!(target(&t, "fd00:1::2/128"), Some(Target::Local));
         assert_eq!(
-            t.v4.iter()
-                .filter(|(n, _)| n.to_string() == "10.0.1.2/32")
-                .count(),
-            1
-        );
-        assert!(
-            t.v6.iter()
-                .any(|(n, r)| n.to_string() == "fd00:1::2/128" && r.flags == ROUTE_F_LOCAL)
+            (t.routes.v4.len(), t.routes.v6.len()),
+            (3, 2),
+            "4 static routes, 2 local addresses, one of them on a static route's prefix"
         );
     }
 

@@ -8,7 +8,7 @@ use mesh_ctl::{
     api::{self, FlowView, LinkView, Request},
     config::{TcAttach, TcPosition},
     dataplane::Dataplane,
-    routes::Tables,
+    routes::{Desired, Tables},
     telemetry::SortKey,
 };
 use mesh_lab::{Agent, Lab, netns, topology};
@@ -597,18 +597,19 @@ fn foreign_tcx(lab: &Lab, node: &str, ifname: &str) -> (Dataplane, u32) {
     let _inside = netns::enter(&lab.ns(node)).expect("enter the node");
     let ifindex = nix::net::if_::if_nametoindex(ifname).expect("ifindex");
     let mut dp = Dataplane::load().expect("load the foreign instance");
-    dp.install(&Tables {
-        config: DataplaneConfig {
-            layout_version: LAYOUT_VERSION,
-            flags: CFG_F_FLOW_TELEMETRY,
-            ..Default::default()
+    mesh_ctl::agent::install(
+        &mut dp,
+        &Tables {
+            config: DataplaneConfig {
+                layout_version: LAYOUT_VERSION,
+                flags: CFG_F_FLOW_TELEMETRY,
+                ..Default::default()
+            },
+            ifaces: vec![(ifindex, Iface::default())],
+            routes: Desired::default(),
+            neighbors: Vec::new(),
         },
-        ifaces: vec![(ifindex, Iface::default())],
-        groups: Vec::new(),
-        v4: Vec::new(),
-        v6: Vec::new(),
-        neighbors: Vec::new(),
-    })
+    )
     .expect("foreign tables");
     dp.attach_egress(&[ifname.to_owned()], TcAttach::Tcx, TcPosition::First)
         .expect("foreign TCX attach");

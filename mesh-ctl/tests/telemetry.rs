@@ -57,7 +57,7 @@ fn router(
     let mut dp = Dataplane::load_with(flow_capacity).expect("the verifier accepts the program");
     let mut t = cases::tables(LOOPBACK, &egress);
     configure(&mut t.config);
-    dp.install(&t).expect("tables install");
+    mesh_ctl::agent::install(&mut dp, &t).expect("tables install");
     Some((dp, egress))
 }
 
@@ -221,7 +221,7 @@ fn one_frame_updates_exactly_its_flow_links_and_neighbours() {
             u32::from(v6_flags),
         ),
     ];
-    // Group 0's only member: the first egress port, LINKS slot 1.
+    // The one-hop group's only member: the first egress port, LINKS slot 1.
     let (out_ifindex, out_slot) = (egress[0].0, 1);
     let rx_neighbor = NeighborKey {
         ifindex: LOOPBACK,

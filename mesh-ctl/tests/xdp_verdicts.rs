@@ -11,7 +11,7 @@ use mesh_common::{
     parse::{Bytes, parse},
     reason::XDP_REDIRECT,
 };
-use mesh_ctl::dataplane::Dataplane;
+use mesh_ctl::{agent::install, dataplane::Dataplane};
 use mesh_lab::{
     cases::{self, ECMP_WIDTH, HASH_SEED, neighbor_mac, truncation_sources, verdict_cases},
     frames::{self, L4, ROUTER_MAC, ipv4_checksum_ok},
@@ -31,8 +31,7 @@ fn router(test: &str) -> Option<(Dataplane, Ports)> {
     netns::unshare_thread().expect("new network namespace");
     let egress = cases::egress_ports().expect("veths for egress");
     let mut dp = Dataplane::load().expect("the verifier accepts the program");
-    dp.install(&cases::tables(LOOPBACK, &egress))
-        .expect("tables install");
+    install(&mut dp, &cases::tables(LOOPBACK, &egress)).expect("tables install");
     Some((dp, egress))
 }
 
@@ -250,7 +249,7 @@ fn frames_from_interfaces_that_are_not_mesh_interfaces_go_to_the_kernel() {
     t.ifaces.remove(0);
     drop(dp);
     dp = Dataplane::load().expect("loads");
-    dp.install(&t).expect("installs");
+    install(&mut dp, &t).expect("installs");
     let frame = frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ONE_V4, 64, L4::Icmp, 8);
     check(&dp, "not mesh", &frame, Reason::PassNotMesh);
 }
@@ -409,20 +408,22 @@ fn fast_reroute_takes_a_steady_backup_for_a_silent_primary_but_not_one_just_back
         return;
     };
     drop(dp);
-    // Group 0 (10.0.2.0/24): primary neighbour slot 0 on egress 0, backup slot 1 on
-    // egress 1. 200 ms of silence makes a link dead: far more than a loaded host stalls
+    // The one-hop group (10.0.2.0/24): primary neighbour slot 0 on egress 0, backup slot
+    // 1 on egress 1. 200 ms of silence makes a link dead: far more than a loaded host stalls
     // between two steps of this test.
     let mut t = cases::tables(LOOPBACK, &egress);
     t.config.probe_dead_us = 200_000;
-    t.groups[0].backups[0] = NextHop {
-        ifindex: egress[1].0,
-        slot: 2,
-        neighbor: 1,
-        src_mac: egress[1].1,
-        dst_mac: neighbor_mac(0, 1),
-    };
+    cases::edit_group(&mut t, "10.0.2.0/24", |g| {
+        g.backups[0] = NextHop {
+            ifindex: egress[1].0,
+            slot: 2,
+            neighbor: 1,
+            src_mac: egress[1].1,
+            dst_mac: neighbor_mac(0, 1),
+        };
+    });
     let mut dp = Dataplane::load().expect("loads");
-    dp.install(&t).expect("installs");
+    install(&mut dp, &t).expect("installs");
     let (primary, backup) = ([2, 0, 0, 0, 0, 0x61], [2, 0, 0, 0, 0, 0x62]);
     for (slot, mac) in [(0, primary), (1, backup)] {
         dp.set_probe_peer(

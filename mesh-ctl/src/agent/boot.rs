@@ -5,12 +5,20 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context as _, bail};
 
-use super::{execute::Installed, plan};
+use super::execute::{self, Installed};
 use crate::{
     config::Config,
-    dataplane::{Dataplane, pins::PinDir},
+    dataplane::{Dataplane, DataplaneError, pins::PinDir},
     routes::Tables,
 };
+
+/// What start-up writes to a fresh data plane, without attaching it: the base entries,
+/// then the static routes through Execute. For tests, benches and tools that drive a data
+/// plane of their own, so their routes reach the maps as the agent's do.
+pub fn install(dp: &mut Dataplane, tables: &Tables) -> Result<Installed, DataplaneError> {
+    dp.install_base(tables)?;
+    execute::install_routes(dp, &tables.routes)
+}
 
 /// A data plane ready for the loop.
 pub struct Booted {
@@ -21,7 +29,6 @@ pub struct Booted {
     /// How TC egress is attached (`adopted` when it was already).
     pub tc_mode: &'static str,
     pub installed: Installed,
-    pub statics: plan::Desired,
 }
 
 /// Opens, adopts or attaches the data plane for `config` on `names`. Adopting keeps the
@@ -32,8 +39,7 @@ pub fn start(config: &Config, tables: &mut Tables, names: &[String]) -> anyhow::
     let (mut dp, start) = Dataplane::open(&pins, config.telemetry.flow_capacity)
         .context("opening the data plane (loading it, or adopting its pins)")?;
     let adopted = start == crate::dataplane::Start::Adopted;
-    let mut installed = Installed::default();
-    let tc_mode = if adopted {
+    let (installed, tc_mode) = if adopted {
         let pinned: BTreeSet<String> = dp.pinned_interfaces().into_iter().collect();
         let wanted: BTreeSet<String> = names.iter().cloned().collect();
         if pinned != wanted {
@@ -55,8 +61,12 @@ pub fn start(config: &Config, tables: &mut Tables, names: &[String]) -> anyhow::
         }
         dp.install_base(tables)
             .context("updating interfaces and settings")?;
-        installed = Installed::adopt(&dp).context("reading the installed routes")?;
-        "adopted"
+        let mut installed = Installed::adopt(&dp).context("reading the installed routes")?;
+        // Only added: the restart hold keeps what the last run installed until relearned.
+        installed
+            .apply(&mut dp, &tables.routes, true)
+            .context("installing static routes")?;
+        (installed, "adopted")
     } else {
         let attached = (|| {
             dp.install_base(tables)
@@ -73,7 +83,7 @@ pub fn start(config: &Config, tables: &mut Tables, names: &[String]) -> anyhow::
             dp.persist().context("pinning the attachments")?;
             anyhow::Ok(mode)
         })();
-        match attached {
+        let mode = match attached {
             Ok(mode) => mode.name(),
             Err(e) => {
                 // All or nothing: a half-started data plane must not be adopted later.
@@ -81,18 +91,16 @@ pub fn start(config: &Config, tables: &mut Tables, names: &[String]) -> anyhow::
                 let _ = crate::dataplane::detach_pinned(&pins);
                 return Err(e);
             }
-        }
+        };
+        let installed =
+            execute::install_routes(&mut dp, &tables.routes).context("installing static routes")?;
+        (installed, mode)
     };
-    let statics = plan::static_routes(tables);
-    installed
-        .apply(&mut dp, &statics, adopted)
-        .context("installing static routes")?;
     Ok(Booted {
         dp,
         pins,
         adopted,
         tc_mode,
         installed,
-        statics,
     })
 }

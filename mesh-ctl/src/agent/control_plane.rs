@@ -381,7 +381,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        agent::{execute::Installed, plan},
+        agent::execute::Installed,
         config::{Config, MacAddr},
         control::Hello,
         dataplane::fake::{FakeDatapath, Write},
@@ -426,7 +426,6 @@ name = "a-eth0"
             &config,
             &tables,
             &names,
-            plan::static_routes(&tables),
             false,
             monotonic_ns().expect("a clock"),
         )

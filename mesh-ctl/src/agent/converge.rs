@@ -185,7 +185,7 @@ impl Mesh {
                     dst_mac: n.mac.0,
                 })
         };
-        let want = plan::desired(&self.statics, &routes, &hop);
+        let want = plan::desired(&self.tables.routes, &routes, &hop);
         let diff = routing::changed(&k.routes, &routes);
         record_stage("plan", started);
         let started = Instant::now();

@@ -191,6 +191,20 @@ impl Installed {
     }
 }
 
+/// Writes `routes` to a data plane that holds none of ours yet, through [`Installed::apply`]
+/// as the agent does at start-up: the path for static routes in tests and tools that drive
+/// a data plane of their own. A failed write stops it with every route written pointing at
+/// a written group; what was written stays (a later apply, or an adopting agent, finishes
+/// it).
+pub fn install_routes(
+    dp: &mut impl Datapath,
+    routes: &Desired,
+) -> Result<Installed, DataplaneError> {
+    let mut installed = Installed::default();
+    installed.apply(dp, routes, false)?;
+    Ok(installed)
+}
+
 /// Blocks `sources` until `until_ns`; returns those blocked. Stops at the first failed
 /// write (reported), so what is returned is exactly what the data plane holds.
 pub fn block(dp: &mut impl Datapath, sources: Vec<IpAddr>, until_ns: u64) -> Vec<IpAddr> {
@@ -261,18 +275,19 @@ pub fn peers(dp: &mut impl Datapath, k: &Knowledge, statics: &[NeighborKey]) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddrV6;
+    use std::{net::SocketAddrV6, path::Path};
 
     use ipnet::IpNet;
     use mesh_common::types::NextHop;
 
     use super::*;
     use crate::{
-        agent::knowledge::Neighbor,
-        config::MacAddr,
+        agent::{knowledge::Neighbor, plan},
+        config::{Config, MacAddr},
         dataplane::fake::{FakeDatapath, Write},
         probe::quality::Quality,
-        routing::Lsdb,
+        routes::{HostIface, HostView, Tables},
+        routing::{Lsdb, PrefixRoute, Routes},
     };
 
     fn group(hops: &[u32]) -> NextHopGroup {
@@ -510,6 +525,170 @@ mod tests {
                 installed.next_id as usize,
                 "no group id is lost to the failed write {n}"
             );
+        }
+    }
+
+    /// A host with the interfaces and addresses [`STATIC_CONFIG`] names.
+    struct Host;
+
+    impl HostView for Host {
+        fn iface(&self, name: &str) -> Option<HostIface> {
+            let ifindex = match name {
+                "r-eth0" => 4,
+                "r-eth1" => 5,
+                _ => return None,
+            };
+            Some(HostIface {
+                ifindex,
+                mac: MacAddr([2, 0, 0, 0, 0, ifindex as u8]),
+            })
+        }
+
+        fn addresses(&self) -> Vec<IpAddr> {
+            vec!["10.0.1.2".parse().expect("an address")]
+        }
+    }
+
+    const STATIC_CONFIG: &str = r#"
+node = "r"
+local = ["fd00:1::/64"]
+[security]
+enabled = false
+[[interfaces]]
+name = "r-eth0"
+[[interfaces]]
+name = "r-eth1"
+[[groups]]
+name = "ecmp"
+members = [
+  { interface = "r-eth0", neighbor = "02:00:00:00:01:00" },
+  { interface = "r-eth1", neighbor = "02:00:00:00:01:01" },
+]
+[[groups]]
+name = "back"
+members = [{ interface = "r-eth1", neighbor = "02:00:00:00:01:01" }]
+[[routes]]
+prefix = "10.0.2.0/24"
+group = "ecmp"
+[[routes]]
+prefix = "10.0.0.0/8"
+group = "back"
+[[routes]]
+prefix = "fd00:9::/64"
+group = "ecmp"
+"#;
+
+    fn static_tables() -> Tables {
+        let config = Config::parse(STATIC_CONFIG, Path::new("r.toml")).expect("a valid config");
+        Tables::build(&config, &Host, 1).expect("the host has the interfaces")
+    }
+
+    /// One next hop as the config's members describe it: (egress ifindex, neighbour MAC).
+    fn hops(g: &NextHopGroup) -> Vec<(u32, [u8; 6])> {
+        g.members[..g.count as usize]
+            .iter()
+            .map(|m| (m.ifindex, m.dst_mac))
+            .collect()
+    }
+
+    #[test]
+    fn static_routes_from_a_config_reach_the_route_and_group_maps() {
+        let t = static_tables();
+        let mut dp = FakeDatapath::default();
+        let installed = install_routes(&mut dp, &t.routes).expect("the statics install");
+        assert_never_dangling(FakeDatapath::default(), &dp.writes);
+        assert_eq!(forwarding(&dp), desired_forwarding(&t.routes));
+        assert_consistent(&installed, &dp);
+
+        let via =
+            |p: &str| forwarding(&dp)[&p.parse::<IpNet>().expect("a prefix")].map(|g| hops(&g));
+        let (n0, n1) = ((4, [2, 0, 0, 0, 1, 0]), (5, [2, 0, 0, 0, 1, 1]));
+        assert_eq!(via("10.0.2.0/24"), Some(vec![n0, n1]));
+        assert_eq!(via("fd00:9::/64"), Some(vec![n0, n1]));
+        assert_eq!(via("10.0.0.0/8"), Some(vec![n1]));
+        assert_eq!(via("10.0.1.2/32"), None, "our address is local");
+        assert_eq!(via("fd00:1::/64"), None, "declared local");
+        assert_eq!(
+            dp.groups.len(),
+            2,
+            "one group id per distinct group, shared by both families"
+        );
+        let ecmp = dp.v4[&"10.0.2.0/24".parse().expect("a prefix")];
+        let ecmp6 = dp.v6[&"fd00:9::/64".parse().expect("a prefix")];
+        assert_eq!(ecmp, ecmp6);
+        assert_eq!(
+            dp.groups[&ecmp.group].members[0].src_mac,
+            [2, 0, 0, 0, 0, 4]
+        );
+    }
+
+    #[test]
+    fn learned_routes_join_the_static_ones_which_keep_their_prefixes() {
+        let t = static_tables();
+        let mut dp = FakeDatapath::default();
+        let mut installed = install_routes(&mut dp, &t.routes).expect("the statics install");
+        dp.take_writes();
+        let learned = |prefix: &str| PrefixRoute {
+            prefix: prefix.parse().expect("a prefix"),
+            origin: "far".into(),
+            cost: 20,
+            next_hops: vec!["n7".into()],
+            backups: vec![None],
+        };
+        let routes = Routes {
+            nodes: Vec::new(),
+            prefixes: vec![learned("10.0.2.0/24"), learned("10.0.3.0/24")],
+        };
+        let hop = |name: &str| (name == "n7").then_some(group(&[7]).members[0]);
+        let want = plan::desired(&t.routes, &routes, &hop);
+        let a = installed.apply(&mut dp, &want, false).expect("applies");
+        assert_eq!(
+            (a.routes_set, a.routes_removed, a.groups_written),
+            (1, 0, 1),
+            "only the learned 10.0.3.0/24 and its group are written"
+        );
+        assert_eq!(forwarding(&dp), desired_forwarding(&want));
+        let statics = desired_forwarding(&t.routes);
+        let held = forwarding(&dp);
+        for (p, g) in &statics {
+            assert_eq!(
+                held.get(p),
+                Some(g),
+                "{p} still leads where the config says"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_static_write_leaves_no_dangling_route_and_a_restart_completes_it() {
+        let t = static_tables();
+        let writes = {
+            let mut dp = FakeDatapath::default();
+            install_routes(&mut dp, &t.routes).expect("the statics install");
+            dp.writes.len()
+        };
+        for n in 1..=writes {
+            let mut dp = FakeDatapath::default();
+            dp.fail_write(n);
+            let failed = install_routes(&mut dp, &t.routes);
+            assert!(
+                matches!(failed, Err(DataplaneError::MapAccess { .. })),
+                "write {n} fails: {failed:?}"
+            );
+            assert_never_dangling(FakeDatapath::default(), &dp.writes);
+            assert_eq!(dp.writes.len(), n - 1, "nothing is written after write {n}");
+
+            // What a restarted agent does: adopt what is there, then add the statics.
+            let mut installed = Installed::adopt(&dp).expect("the fake reads");
+            installed
+                .apply(&mut dp, &t.routes, true)
+                .expect("the retry applies");
+            assert_eq!(
+                forwarding(&dp),
+                desired_forwarding(&t.routes),
+                "after write {n} failed"
+            );
+            assert_consistent(&installed, &dp);
         }
     }
 

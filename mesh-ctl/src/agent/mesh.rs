@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{detection::Detection, knowledge::Knowledge, plan, secured::Secured};
+use super::{detection::Detection, knowledge::Knowledge, secured::Secured};
 use crate::{
     config::{Config, MacAddr},
     control::Control,
@@ -70,9 +70,9 @@ impl Io {
 pub(super) struct Mesh {
     pub(super) routing: bool,
     pub(super) config: Config,
+    /// The config's base entries and its static routes, which learned routes join.
     pub(super) tables: Tables,
     pub(super) names: Vec<String>,
-    pub(super) statics: plan::Desired,
     /// While non-zero (after adopting a running data plane), routes are only added.
     pub(super) hold_until_ns: u64,
     pub(super) spf_due: Option<Instant>,
@@ -90,7 +90,6 @@ impl Mesh {
         config: &Config,
         tables: &Tables,
         names: &[String],
-        statics: plan::Desired,
         adopted: bool,
         now: u64,
     ) -> anyhow::Result<Self> {
@@ -99,7 +98,6 @@ impl Mesh {
             config: config.clone(),
             tables: tables.clone(),
             names: names.to_vec(),
-            statics,
             hold_until_ns: if adopted {
                 now + config.routing.restart_hold_ms * 1_000_000
             } else {

@@ -19,6 +19,9 @@ mod plan;
 mod runtime;
 mod secured;
 
+pub use boot::install;
+pub use execute::{Applied, Installed, install_routes};
+
 use std::{path::Path, sync::Arc, time::Instant};
 
 use anyhow::Context as _;

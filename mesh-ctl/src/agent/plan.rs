@@ -1,77 +1,13 @@
-//! Plan: from computed routes (and the static ones in the config) to the exact entries
-//! the data plane should hold. Pure.
+//! Plan: from computed routes (and the static ones, which `routes::Tables::build` gives in
+//! this same form) to the exact entries the data plane should hold. Pure.
 
-use std::collections::BTreeMap;
-
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mesh_common::{
     maps::MAX_NEXTHOPS,
-    types::{NextHop, NextHopGroup, ROUTE_F_LOCAL},
+    types::{NextHop, NextHopGroup},
 };
 
-use crate::{routes::Tables, routing::Routes};
-
-/// What a prefix should lead to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a few thousand routes at most, built once per SPF; boxing buys nothing"
-)]
-pub enum Target {
-    /// One of ours: the kernel gets it.
-    Local,
-    Group(NextHopGroup),
-}
-
-/// Every route the data plane should hold.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Desired {
-    pub v4: BTreeMap<Ipv4Net, Target>,
-    pub v6: BTreeMap<Ipv6Net, Target>,
-}
-
-impl Desired {
-    fn insert(&mut self, prefix: IpNet, target: Target) {
-        match prefix {
-            IpNet::V4(p) => {
-                self.v4.insert(p, target);
-            }
-            IpNet::V6(p) => {
-                self.v6.insert(p, target);
-            }
-        }
-    }
-
-    fn contains(&self, prefix: &IpNet) -> bool {
-        match prefix {
-            IpNet::V4(p) => self.v4.contains_key(p),
-            IpNet::V6(p) => self.v6.contains_key(p),
-        }
-    }
-}
-
-/// The static part: the config's groups and routes, and our local addresses.
-pub fn static_routes(t: &Tables) -> Desired {
-    let mut d = Desired::default();
-    let target = |r: &mesh_common::types::Route| {
-        if r.flags & ROUTE_F_LOCAL != 0 {
-            Some(Target::Local)
-        } else {
-            t.groups.get(r.group as usize).map(|g| Target::Group(*g))
-        }
-    };
-    for (p, r) in &t.v4 {
-        if let Some(x) = target(r) {
-            d.v4.insert(*p, x);
-        }
-    }
-    for (p, r) in &t.v6 {
-        if let Some(x) = target(r) {
-            d.v6.insert(*p, x);
-        }
-    }
-    d
-}
+pub use crate::routes::{Desired, Target};
+use crate::routing::Routes;
 
 /// Adds the computed routes to the static ones (a static route wins over a computed one
 /// for the same prefix). `hop` resolves a neighbour's name to the next hop that reaches

@@ -37,7 +37,6 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         adopted,
         tc_mode,
         installed,
-        statics,
     } = boot::start(&config, &mut tables, &names)?;
     let events = dp.take_events().context("opening the event ring buffer")?;
 
@@ -73,7 +72,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             k.next_slot = k.next_slot.max(slot + 1);
         }
     }
-    let mut mesh = Mesh::new(&config, &tables, &names, statics, adopted, now)?;
+    let mut mesh = Mesh::new(&config, &tables, &names, adopted, now)?;
     let (mut outcomes, mut listener_refusals) = (None, None);
     if let Some(sc) = config
         .security

@@ -255,27 +255,12 @@ impl Dataplane {
             })
     }
 
-    /// Writes the interfaces, egress ports and data plane settings, no routes: what the
-    /// agent writes before its routes come and go one by one.
+    /// Writes the interfaces, egress ports, next-hop neighbours and data plane settings, no
+    /// routes: what the agent writes before its routes, static and learned, go in through
+    /// Execute (`agent::install_routes` for a data plane driven by hand). The settings go
+    /// last: they are what tells the program it may forward.
     pub fn install_base(&mut self, t: &Tables) -> Result<()> {
         self.write_ports(t)?;
-        self.write_config(t)
-    }
-
-    /// Writes the tables so that nothing ever points at an entry not yet written:
-    /// interfaces and egress ports, then groups, then routes, and last the config that
-    /// tells the program it may forward.
-    pub fn install(&mut self, t: &Tables) -> Result<()> {
-        self.write_ports(t)?;
-        for (id, group) in t.groups.iter().enumerate() {
-            self.write_group(id as u32, group)?;
-        }
-        for (prefix, route) in &t.v4 {
-            self.set_route_v4(*prefix, *route)?;
-        }
-        for (prefix, route) in &t.v6 {
-            self.set_route_v6(*prefix, *route)?;
-        }
         self.neighbors = t.neighbors.clone();
         self.write_config(t)
     }

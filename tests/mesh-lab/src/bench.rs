@@ -112,7 +112,7 @@ impl Bench {
             let tables =
                 Tables::build(&config, &SystemHost, 0x5eed).map_err(|p| p.in_file(&file))?;
             let mut dp = Dataplane::load()?;
-            dp.install(&tables)?;
+            mesh_ctl::agent::install(&mut dp, &tables)?;
             (dp, tables)
         };
         let counter = {
@@ -244,7 +244,7 @@ impl Bench {
     }
 
     /// A data plane of its own in r's namespace for `test_run` measurements (see
-    /// [`Self::ns_per_packet`]): ingress on loopback, group 0's next hop out of r's
+    /// [`Self::ns_per_packet`]): ingress on loopback, the one-hop group's next hop out of r's
     /// interface to b with the router's own MAC, so repeats keep taking the full forward
     /// path. Its config is [`cases::tables`]': flow and neighbour telemetry on, no new
     /// flows sampled.
@@ -252,9 +252,11 @@ impl Bench {
         let _in = netns::enter(&self.lab.ns("r"))?;
         let egress = nix::net::if_::if_nametoindex(self.router_ifaces[1].as_str())?;
         let mut tables = cases::tables(1, &[(egress, [0x02, 0, 0, 0, 0xee, 0]); cases::ECMP_WIDTH]);
-        tables.groups[0].members[0].dst_mac = frames::ROUTER_MAC;
+        cases::edit_group(&mut tables, "10.0.2.0/24", |g| {
+            g.members[0].dst_mac = frames::ROUTER_MAC;
+        });
         let mut dp = Dataplane::load()?;
-        dp.install(&tables)?;
+        mesh_ctl::agent::install(&mut dp, &tables)?;
         Ok(dp)
     }
 }

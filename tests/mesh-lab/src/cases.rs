@@ -9,35 +9,35 @@ use mesh_common::{
     telemetry::NeighborKey,
     types::{
         CFG_F_FLOW_TELEMETRY, CFG_F_NEIGHBOR_TELEMETRY, DataplaneConfig, Iface, NextHop,
-        NextHopGroup, ROUTE_F_LOCAL, Route,
+        NextHopGroup,
     },
 };
 
 use crate::{
     frames::{self, L4, ROUTER_MAC},
-    routes::Tables,
+    routes::{Desired, Tables, Target},
 };
 
 pub const LOCAL_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
 pub const LOCAL_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 2);
 pub const SRC_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
 pub const SRC_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
-/// Behind group 0: one next hop.
+/// Behind the one-hop group: one next hop.
 pub const ONE_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
 pub const ONE_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 1);
-/// Behind group 1: four equal-cost next hops.
+/// Behind the ECMP group: four equal-cost next hops.
 pub const ECMP_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 9, 1);
 pub const ECMP_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 1);
-/// Behind group 2: no members.
+/// Behind a group with no members.
 pub const EMPTY_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 7, 1);
-/// Behind group 3: an egress the egress map does not hold.
+/// Behind a group whose egress the egress map does not hold.
 pub const NO_EGRESS_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 8, 1);
 pub const UNROUTED_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const UNROUTED_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 pub const HASH_SEED: u32 = 0x00c0_ffee;
 pub const ECMP_WIDTH: usize = 4;
 
-/// The MAC of next hop `member` of group `group`.
+/// The MAC of next hop `member` of group `group` (0 one hop, 1 ECMP, 3 no egress).
 pub fn neighbor_mac(group: u8, member: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, group, member]
 }
@@ -71,13 +71,19 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
         ifindex: 0x7fff_fff0,
         ..hop(3, 0)
     };
-    let route = |group| Route { group, flags: 0 };
-    let local = Route {
-        group: 0,
-        flags: ROUTE_F_LOCAL,
-    };
-    let p4 = |s: &str| s.parse().expect("test prefix");
-    let p6 = |s: &str| s.parse().expect("test prefix");
+    let mut routes = Desired::default();
+    for (prefix, target) in [
+        ("10.0.1.2/32", Target::Local),
+        ("10.0.2.0/24", Target::Group(one)),
+        ("10.0.9.0/24", Target::Group(ecmp)),
+        ("10.0.7.0/24", Target::Group(NextHopGroup::default())),
+        ("10.0.8.0/24", Target::Group(no_egress)),
+        ("fd00:1::2/128", Target::Local),
+        ("fd00:2::/64", Target::Group(one)),
+        ("fd00:9::/64", Target::Group(ecmp)),
+    ] {
+        routes.insert(prefix.parse().expect("test prefix"), target);
+    }
     let mut ifaces = vec![(
         ingress,
         Iface {
@@ -103,19 +109,7 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
             ..Default::default()
         },
         ifaces,
-        groups: vec![one, ecmp, NextHopGroup::default(), no_egress],
-        v4: vec![
-            (p4("10.0.1.2/32"), local),
-            (p4("10.0.2.0/24"), route(0)),
-            (p4("10.0.9.0/24"), route(1)),
-            (p4("10.0.7.0/24"), route(2)),
-            (p4("10.0.8.0/24"), route(3)),
-        ],
-        v6: vec![
-            (p6("fd00:1::2/128"), local),
-            (p6("fd00:2::/64"), route(0)),
-            (p6("fd00:9::/64"), route(1)),
-        ],
+        routes,
         neighbors: (0..4u8)
             .flat_map(|g| {
                 egress
@@ -128,6 +122,19 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
                     })
             })
             .collect(),
+    }
+}
+
+/// Changes the group `prefix` leads to, in every route of `t` that leads to it.
+pub fn edit_group(t: &mut Tables, prefix: &str, edit: impl FnOnce(&mut NextHopGroup)) {
+    let Some(&Target::Group(old)) = t.routes.get(&prefix.parse().expect("test prefix")) else {
+        panic!("{prefix} leads to no group");
+    };
+    let mut new = old;
+    edit(&mut new);
+    let targets = t.routes.v4.values_mut().chain(t.routes.v6.values_mut());
+    for target in targets.filter(|x| **x == Target::Group(old)) {
+        *target = Target::Group(new);
     }
 }
 
