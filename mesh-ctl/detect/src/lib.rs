@@ -11,6 +11,7 @@ pub mod features;
 pub mod live;
 pub mod sage;
 pub mod scenario;
+pub mod scores;
 pub mod trace;
 pub mod train;
 
