@@ -5,6 +5,7 @@ use std::{
     fs::File,
     io::{BufReader, Write as _},
     path::{Path, PathBuf},
+    time::Instant,
 };
 
 use anyhow::Context as _;
@@ -198,7 +199,13 @@ pub fn load(path: &Path) -> Result<Model, DetectError> {
 
 /// Evaluates, writes the table as JSON to `path`, prints it and the summary line.
 pub fn evaluate_to(cfg: &EvalConfig, path: &Path) -> Result<Table, DetectError> {
-    let (table, _) = eval::evaluate(cfg, &mut |m| eprintln!("detect: {m}"))?;
+    // The detection core reads neither a clock nor the environment: it times inference with
+    // this clock, and the table names the thread count candle's CPU pool sizes itself from.
+    let start = Instant::now();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
+    let (table, _) = eval::evaluate(cfg, &mut || start.elapsed(), &threads, &mut |m| {
+        eprintln!("detect: {m}");
+    })?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    detector::{CLASSES, Scores},
     features::{Features, LINK_FEATURES, NODE_FEATURES},
+    scores::{CLASSES, Scores},
     trace::{Class, Snapshot, Topology},
 };
 

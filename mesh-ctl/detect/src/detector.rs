@@ -11,13 +11,13 @@ use super::{
     trace::{Class, Element, Snapshot, Topology},
     train::Model,
 };
+// The score types are part of the `Detector` interface; they live in `scores` so that the
+// baseline rules can produce them without depending on this module.
+pub use super::scores::{CLASSES, Scores, best_class, relative_score};
 
 /// The model kind the agent should run, chosen by the bench table (README, "Anomaly
 /// detection"): macro-F1 within noise of the MLP's, several times fewer false alarms.
 pub const DEFAULT_MODEL: &str = "graphsage";
-
-/// Number of score columns: one per `Class`, indexed by `Class as usize`.
-pub const CLASSES: usize = 8;
 
 /// One anomaly report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,16 +27,6 @@ pub struct Finding {
     /// Score relative to the class threshold: 1.0 is at the threshold, higher is surer.
     pub score: f32,
     pub reason: String,
-}
-
-/// Per element, a score per class (zero for classes of the other element kind).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Scores {
-    pub node: Vec<[f32; CLASSES]>,
-    pub link: Vec<[f32; CLASSES]>,
-    /// Scores are probabilities (comparable across classes): the class is the most
-    /// probable one that reaches its threshold. Otherwise the one furthest above it.
-    pub probabilities: bool,
 }
 
 /// What the Analyze stage calls.
@@ -79,42 +69,6 @@ pub trait Detector {
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok(out)
     }
-}
-
-/// The reported class among those reaching their threshold (see `Scores::probabilities`),
-/// with its score relative to the threshold.
-pub fn best_class(
-    row: &[f32; CLASSES],
-    th: &[f32; CLASSES],
-    probabilities: bool,
-) -> Option<(Class, f32)> {
-    Class::ANOMALIES
-        .iter()
-        .map(|&c| {
-            (
-                c,
-                row[c as usize] / th[c as usize].max(1e-6),
-                row[c as usize],
-            )
-        })
-        .filter(|(_, r, _)| *r >= 1.0)
-        .max_by(|a, b| {
-            if probabilities {
-                a.2.total_cmp(&b.2)
-            } else {
-                a.1.total_cmp(&b.1)
-            }
-        })
-        .map(|(c, r, _)| (c, r))
-}
-
-/// The element's anomaly score relative to thresholds (for ranking), and its best class.
-pub fn relative_score(row: &[f32; CLASSES], th: &[f32; CLASSES]) -> (Class, f32) {
-    Class::ANOMALIES
-        .iter()
-        .map(|&c| (c, row[c as usize] / th[c as usize].max(1e-6)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or((Class::Normal, 0.0))
 }
 
 fn reason(name: &str, class: Class, raw: f32, f: Option<&Features>, e: Element) -> String {

@@ -2,7 +2,7 @@
 //! a live agent can write too, per-element features with EWMA history, GraphSAGE in candle,
 //! baselines on the same features, the evaluation protocol and the `Detector` interface the
 //! agent's Analyze stage calls each cycle. No kernel, no sockets, no files: models and traces
-//! travel as bytes and readers; the only clock read is `eval`'s timing of inference.
+//! travel as bytes and readers; no clock either: `eval` times inference with the caller's.
 
 pub mod baseline;
 pub mod detector;
@@ -11,6 +11,7 @@ pub mod features;
 pub mod live;
 pub mod sage;
 pub mod scenario;
+pub mod scores;
 pub mod trace;
 pub mod train;
 

@@ -390,7 +390,10 @@ fn baselines_fire_on_an_obvious_fault_and_not_on_a_fault_free_run() {
 
 #[test]
 fn evaluation_statistics_on_hand_made_values() {
-    use super::eval::{average_precision, interval, percentile};
+    use super::eval::{
+        interval,
+        statistics::{average_precision, percentile},
+    };
     // Ranking [+, -, +]: precision 1 at the first positive, 2/3 at the second.
     let ap = average_precision(vec![(0.9, true), (0.5, false), (0.4, true)]);
     assert!((ap - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
