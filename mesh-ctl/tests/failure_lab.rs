@@ -2,21 +2,18 @@
 //! timestamped stream, and babeld routing around a silent failure. No agent: plain
 //! kernel forwarding, so these test the lab itself.
 
+#[expect(dead_code, reason = "each test file uses part of the shared support")]
+mod support;
+
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use mesh_lab::{
     AgentConfig, Fault, Group, Lab, Link,
     babel::{self, BabelSetting},
-    mesh6, netns,
+    mesh6,
     stream::{analyze, now_ns},
 };
-
-fn lab(tag: &str) -> Option<Lab> {
-    if !netns::privileged(tag) {
-        return None;
-    }
-    Some(Lab::new(tag, PathBuf::from(env!("CARGO_BIN_EXE_meshctl"))).expect("lab"))
-}
+use support::lab;
 
 /// `a – r – b` over wire links; r forwards in its kernel, a and b route through it.
 fn line(lab: &mut Lab) -> (Link, Link) {
@@ -41,10 +38,9 @@ fn carrier(lab: &Lab, node: &str, link: &Link) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn silent_fault_stops_traffic_but_keeps_carrier() {
-    let Some(mut lab) = lab("fl-silent") else {
-        return;
-    };
+    let mut lab = lab("fl-silent");
     let (ar, rb) = line(&mut lab);
     let b = rb.b.v4.to_string();
     assert_eq!(lab.ping("a", &b, 5).expect("ping"), 5, "healthy line");
@@ -68,10 +64,9 @@ fn silent_fault_stops_traffic_but_keeps_carrier() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gray_fault_loses_some_but_not_all() {
-    let Some(mut lab) = lab("fl-gray") else {
-        return;
-    };
+    let mut lab = lab("fl-gray");
     let (ar, rb) = line(&mut lab);
     let b = rb.b.v4.to_string();
     assert_eq!(lab.ping("a", &b, 3).expect("ping"), 3, "healthy line");
@@ -102,10 +97,9 @@ fn gray_fault_loses_some_but_not_all() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn down_fault_removes_carrier_at_the_node_end() {
-    let Some(mut lab) = lab("fl-down") else {
-        return;
-    };
+    let mut lab = lab("fl-down");
     let (ar, rb) = line(&mut lab);
     let b = rb.b.v4.to_string();
     assert!(carrier(&lab, "a", &ar), "carrier before the fault");
@@ -126,10 +120,9 @@ fn down_fault_removes_carrier_at_the_node_end() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn stream_sees_the_outage_of_a_silent_fault() {
-    let Some(mut lab) = lab("fl-stream") else {
-        return;
-    };
+    let mut lab = lab("fl-stream");
     let (_, rb) = line(&mut lab);
     assert_eq!(
         lab.ping("a", &rb.b.v4.to_string(), 2).expect("ping"),
@@ -168,10 +161,9 @@ fn stream_sees_the_outage_of_a_silent_fault() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn wire_counters_count_pings() {
-    let Some(mut lab) = lab("fl-count") else {
-        return;
-    };
+    let mut lab = lab("fl-count");
     let (ar, rb) = line(&mut lab);
     let b = rb.b.v4.to_string();
     // Resolve neighbours first, so the window holds pings only (and little else).
@@ -195,10 +187,9 @@ fn wire_counters_count_pings() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn xdp_router_forwards_across_wire_links() {
-    let Some(mut lab) = lab("fl-xdp") else {
-        return;
-    };
+    let mut lab = lab("fl-xdp");
     for n in ["a", "r", "b"] {
         lab.node(n).expect("node");
     }
@@ -248,10 +239,8 @@ fn xdp_router_forwards_across_wire_links() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn babeld_routes_around_a_silent_failure() {
-    if !netns::privileged("babeld_routes_around_a_silent_failure") {
-        return;
-    }
     if babel::which_babeld().is_err() {
         eprintln!("skipped: babeld is not installed (Debian package `babeld`)");
         return;

@@ -1,7 +1,10 @@
 //! Namespace labs with real traffic: routers run `meshctl agent` with IP forwarding off,
 //! so every packet that crosses them was forwarded by the XDP program.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+#[expect(dead_code, reason = "each test file uses part of the shared support")]
+mod support;
+
+use std::{collections::BTreeMap, time::Duration};
 
 use mesh_common::telemetry::counter;
 use mesh_ctl::{
@@ -12,13 +15,7 @@ use mesh_ctl::{
     telemetry::SortKey,
 };
 use mesh_lab::{Agent, Lab, netns, topology};
-
-fn lab(tag: &str) -> Option<Lab> {
-    if !netns::privileged(tag) {
-        return None;
-    }
-    Some(Lab::new(tag, PathBuf::from(env!("CARGO_BIN_EXE_meshctl"))).expect("lab"))
-}
+use support::lab;
 
 fn start_all(lab: &mut Lab, t: &topology::Topology) -> BTreeMap<String, Agent> {
     t.configs
@@ -37,10 +34,9 @@ fn no_drops(node: &str, reasons: &BTreeMap<String, u64>) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn line_without_an_agent_on_the_router_forwards_nothing() {
-    let Some(mut lab) = lab("line-off") else {
-        return;
-    };
+    let mut lab = lab("line-off");
     let t = topology::line(&mut lab).expect("line topology");
     // Edge agents only: the router's kernel has forwarding off and no XDP.
     let _a = lab.agent(&t.configs[0]).expect("agent a");
@@ -53,8 +49,9 @@ fn line_without_an_agent_on_the_router_forwards_nothing() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn line_forwards_ping_udp_and_tcp_over_ipv4_and_ipv6() {
-    let Some(mut lab) = lab("line") else { return };
+    let mut lab = lab("line");
     let t = topology::line(&mut lab).expect("line topology");
     let mut agents = start_all(&mut lab, &t);
     let (v4, v6) = (t.dst_v4.to_string(), t.dst_v6.to_string());
@@ -139,10 +136,9 @@ fn line_forwards_ping_udp_and_tcp_over_ipv4_and_ipv6() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn diamond_spreads_flows_over_both_paths() {
-    let Some(mut lab) = lab("diamond") else {
-        return;
-    };
+    let mut lab = lab("diamond");
     let t = topology::diamond(&mut lab).expect("diamond topology");
     let mut agents = start_all(&mut lab, &t);
     let (v4, v6) = (t.dst_v4.to_string(), t.dst_v6.to_string());
@@ -193,10 +189,9 @@ fn diamond_spreads_flows_over_both_paths() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn agent_attaches_all_or_nothing_and_detaches_on_sigterm() {
-    let Some(mut lab) = lab("lifecycle") else {
-        return;
-    };
+    let mut lab = lab("lifecycle");
     let t = topology::line(&mut lab).expect("line topology");
     let r = t
         .configs
@@ -265,8 +260,9 @@ fn agent_attaches_all_or_nothing_and_detaches_on_sigterm() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ttl_one_goes_to_the_kernel_which_answers_time_exceeded() {
-    let Some(mut lab) = lab("ttl") else { return };
+    let mut lab = lab("ttl");
     let t = topology::line(&mut lab).expect("line topology");
     let mut agents = start_all(&mut lab, &t);
     // In production the kernel stays the slow path: with its forwarding on, it answers
@@ -330,10 +326,9 @@ fn flows(agent: &Agent) -> Vec<FlowView> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn telemetry_matches_kernel_counters_and_iperf3() {
-    let Some(mut lab) = lab("telemetry") else {
-        return;
-    };
+    let mut lab = lab("telemetry");
     let mut t = topology::line(&mut lab).expect("line topology");
     for c in &mut t.configs {
         c.extra = format!("{TELEMETRY}top_k = 1000\n");
@@ -529,10 +524,9 @@ fn udp_flows(lab: &Lab, node: &str, dst: std::net::IpAddr, n: usize) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn prometheus_scrape_passes_promtool_and_series_do_not_grow_with_flows() {
-    let Some(mut lab) = lab("prometheus") else {
-        return;
-    };
+    let mut lab = lab("prometheus");
     let mut t = topology::line(&mut lab).expect("line topology");
     for c in &mut t.configs {
         c.extra = TELEMETRY.to_owned();
@@ -631,12 +625,13 @@ fn host_tx(agent: &Agent, ifname: &str) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tc_egress_keeps_foreign_tcx_programs_running_and_in_place() {
     if !kernel_at_least(6, 6) {
         eprintln!("skipping: TCX needs Linux 6.6 or later (the clsact fallback is tested instead)");
         return;
     }
-    let Some(mut lab) = lab("tcx") else { return };
+    let mut lab = lab("tcx");
     let mut t = topology::line(&mut lab).expect("line topology");
     let r_b = lab
         .link_between("r", "b")
@@ -684,8 +679,9 @@ fn tc_egress_keeps_foreign_tcx_programs_running_and_in_place() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tc_egress_clsact_fallback_counts_host_traffic() {
-    let Some(mut lab) = lab("clsact") else { return };
+    let mut lab = lab("clsact");
     let mut t = topology::line(&mut lab).expect("line topology");
     let r_b = lab
         .link_between("r", "b")

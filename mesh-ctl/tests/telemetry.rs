@@ -3,7 +3,11 @@
 //! program in the running kernel keeps them.
 //!
 //! Each test runs in a network namespace of its own (unshared by its thread), so the veth
-//! egress ports it creates vanish with it. Needs root; skips with the reason otherwise.
+//! egress ports it creates vanish with it. Needs root: the tests are ignored unless run
+//! with `--include-ignored`.
+
+#[expect(dead_code, reason = "each test file uses part of the shared support")]
+mod support;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,45 +25,20 @@ use mesh_common::{
         DIR_INGRESS, EVENT_DROP, EVENT_NEW_FLOW, Event, FlowKey, FlowStats, LinkStats, NeighborKey,
         NeighborStats, counter,
     },
-    types::DataplaneConfig,
 };
 use mesh_ctl::dataplane::Dataplane;
 use mesh_lab::{
     cases::{self, ECMP_WIDTH, neighbor_mac, truncation_sources, verdict_cases},
     frames::{self, HOST_MAC, L4, ROUTER_MAC},
-    netns,
 };
+use support::{LOOPBACK, router_with};
 
-/// `test_run` without a context delivers on the namespace's loopback.
-const LOOPBACK: u32 = 1;
 /// `LINKS` slots in use: the ingress (0) and one per egress port.
 const SLOTS: u32 = 1 + ECMP_WIDTH as u32;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
-
-/// Egress ports of the test router: ifindex and MAC.
-type Ports = Vec<(u32, [u8; 6])>;
-
-/// A loaded data plane with the test router's tables (telemetry config adjusted by
-/// `configure`), in a fresh namespace.
-fn router(
-    test: &str,
-    flow_capacity: u32,
-    configure: impl FnOnce(&mut DataplaneConfig),
-) -> Option<(Dataplane, Ports)> {
-    if !netns::privileged(test) {
-        return None;
-    }
-    netns::unshare_thread().expect("new network namespace");
-    let egress = cases::egress_ports().expect("veths for egress");
-    let mut dp = Dataplane::load_with(flow_capacity).expect("the verifier accepts the program");
-    let mut t = cases::tables(LOOPBACK, &egress);
-    configure(&mut t.config);
-    mesh_ctl::agent::install(&mut dp, &t).expect("tables install");
-    Some((dp, egress))
-}
 
 fn flows(dp: &Dataplane) -> HashMap<FlowKey, FlowStats> {
     let mut out = Vec::new();
@@ -182,10 +161,9 @@ fn forward(dp: &Dataplane, name: &str, frame: &[u8]) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn one_frame_updates_exactly_its_flow_links_and_neighbours() {
-    let Some((dp, egress)) = router("one_frame_updates_exactly_its_flow", 65_536, |_| {}) else {
-        return;
-    };
+    let (dp, egress) = router_with(65_536, |_| {});
     let v6_flags = TCP_SYN | TCP_ACK;
     let cases = [
         (
@@ -314,13 +292,12 @@ fn reachable(r: Reason) -> bool {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_reason_counts_on_its_link_and_every_drop_sends_an_event() {
-    let Some((mut dp, egress)) = router("every_reason_counts_on_its_link", 65_536, |c| {
+    let (mut dp, egress) = router_with(65_536, |c| {
         // Far above what this test sends: every drop must make an event.
         c.drop_events_per_s = 1_000_000;
-    }) else {
-        return;
-    };
+    });
     let mut rb = dp.take_events().expect("event ring buffer");
     let mut frames: Vec<(String, Vec<u8>, Reason)> = verdict_cases()
         .into_iter()
@@ -473,14 +450,13 @@ fn pin_to_one_cpu() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn drop_events_are_rate_limited_per_cpu_per_second() {
     const BUDGET: u32 = 5;
     const BURST: u64 = 50;
-    let Some((mut dp, _)) = router("drop_events_are_rate_limited", 65_536, |c| {
+    let (mut dp, _) = router_with(65_536, |c| {
         c.drop_events_per_s = BUDGET;
-    }) else {
-        return;
-    };
+    });
     pin_to_one_cpu();
     let mut rb = dp.take_events().expect("event ring buffer");
     let malformed = verdict_cases()
@@ -542,6 +518,7 @@ fn drop_events_are_rate_limited_per_cpu_per_second() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn new_flows_are_sampled_into_events() {
     const FLOWS: u16 = 16;
     for sample_n in [1, 0] {
@@ -549,10 +526,7 @@ fn new_flows_are_sampled_into_events() {
         // Each round gets its own thread, hence its own namespace and fresh counters.
         std::thread::scope(|s| {
             s.spawn(|| {
-                let Some((mut dp, _)) = router(&test, 65_536, |c| c.flow_sample_n = sample_n)
-                else {
-                    return;
-                };
+                let (mut dp, _) = router_with(65_536, |c| c.flow_sample_n = sample_n);
                 let mut rb = dp.take_events().expect("event ring buffer");
                 for port in 0..FLOWS {
                     for (family, frame) in [(4, udp_v4(30_000 + port)), (6, udp_v6(30_000 + port))]
@@ -621,11 +595,10 @@ fn new_flows_are_sampled_into_events() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_full_flow_table_evicts_and_never_stops_forwarding() {
     const SENT: u16 = 2_000;
-    let Some((dp, _)) = router("a_full_flow_table_evicts", FLOWS_MIN_CAPACITY, |_| {}) else {
-        return;
-    };
+    let (dp, _) = router_with(FLOWS_MIN_CAPACITY, |_| {});
     assert_eq!(dp.flow_capacity(), FLOWS_MIN_CAPACITY);
     let reasons0 = reasons(&dp);
     for i in 0..SENT {
@@ -655,13 +628,12 @@ fn a_full_flow_table_evicts_and_never_stops_forwarding() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn with_flow_telemetry_off_frames_forward_and_only_links_count() {
-    let Some((mut dp, _)) = router("with_flow_telemetry_off", 65_536, |c| {
+    let (mut dp, _) = router_with(65_536, |c| {
         // Would sample every new flow, if flows were tracked.
         c.flow_sample_n = 1;
-    }) else {
-        return;
-    };
+    });
     dp.set_flow_telemetry(false).expect("telemetry off");
     dp.set_neighbor_telemetry(false)
         .expect("neighbour telemetry off");
@@ -726,10 +698,9 @@ fn with_flow_telemetry_off_frames_forward_and_only_links_count() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn tcp_flags_are_ored_over_a_flows_segments() {
-    let Some((dp, _)) = router("tcp_flags_are_ored", 65_536, |_| {}) else {
-        return;
-    };
+    let (dp, _) = router_with(65_536, |_| {});
     for family in [Family::V4, Family::V6] {
         let mut want = 0u8;
         let mut key: Option<FlowKey> = None;

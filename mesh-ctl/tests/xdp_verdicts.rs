@@ -2,7 +2,11 @@
 //! the rewritten bytes, the reason counters, ECMP spread and stability.
 //!
 //! Each test runs in a network namespace of its own (unshared by its thread), so the veth
-//! egress ports it creates vanish with it. Needs root; skips with the reason otherwise.
+//! egress ports it creates vanish with it. Needs root: the tests are ignored unless run
+//! with `--include-ignored`.
+
+#[expect(dead_code, reason = "each test file uses part of the shared support")]
+mod support;
 
 use std::{collections::HashMap, net::Ipv4Addr, time::Duration};
 
@@ -17,23 +21,7 @@ use mesh_lab::{
     frames::{self, L4, ROUTER_MAC, ipv4_checksum_ok},
     netns,
 };
-
-const LOOPBACK: u32 = 1;
-
-/// Egress ports of the test router: ifindex and MAC.
-type Ports = Vec<(u32, [u8; 6])>;
-
-/// A loaded data plane with the test router's tables, in a fresh namespace.
-fn router(test: &str) -> Option<(Dataplane, Ports)> {
-    if !netns::privileged(test) {
-        return None;
-    }
-    netns::unshare_thread().expect("new network namespace");
-    let egress = cases::egress_ports().expect("veths for egress");
-    let mut dp = Dataplane::load().expect("the verifier accepts the program");
-    install(&mut dp, &cases::tables(LOOPBACK, &egress)).expect("tables install");
-    Some((dp, egress))
-}
+use support::{LOOPBACK, router};
 
 fn counters(dp: &Dataplane) -> HashMap<Reason, u64> {
     dp.reasons().expect("reason counters").into_iter().collect()
@@ -77,10 +65,9 @@ fn predicted_member(frame: &[u8]) -> usize {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn every_verdict_with_counters_and_rewritten_bytes() {
-    let Some((dp, egress)) = router("every_verdict_with_counters_and_rewritten_bytes") else {
-        return;
-    };
+    let (dp, egress) = router();
     for c in verdict_cases() {
         let out = check(&dp, c.name, &c.frame, c.expect);
         if c.expect.action() != XDP_REDIRECT {
@@ -126,10 +113,9 @@ fn every_verdict_with_counters_and_rewritten_bytes() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn truncated_at_every_header_matches_the_parser_and_is_never_forwarded() {
-    let Some((dp, _)) = router("truncated_at_every_header") else {
-        return;
-    };
+    let (dp, _) = router();
     for (name, frame) in truncation_sources() {
         // BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header; the parser
         // tests cover those lengths.
@@ -141,10 +127,9 @@ fn truncated_at_every_header_matches_the_parser_and_is_never_forwarded() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ecmp_spreads_flows_and_keeps_each_flow_on_one_path() {
-    let Some((dp, _)) = router("ecmp_spreads_flows") else {
-        return;
-    };
+    let (dp, _) = router();
     let flows = 400u16;
     let mut per_member = [0u32; ECMP_WIDTH];
     for port in 0..flows {
@@ -191,10 +176,9 @@ fn ecmp_spreads_flows_and_keeps_each_flow_on_one_path() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fragments_of_one_datagram_share_a_path() {
-    let Some((dp, _)) = router("fragments_of_one_datagram_share_a_path") else {
-        return;
-    };
+    let (dp, _) = router();
     for id in 0..64u16 {
         let src = Ipv4Addr::new(10, 0, 1, (id % 200) as u8 + 10);
         let mut first = frames::ipv4(
@@ -229,10 +213,8 @@ fn fragments_of_one_datagram_share_a_path() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn nothing_is_forwarded_before_the_config_is_written() {
-    if !netns::privileged("nothing_is_forwarded_before_the_config_is_written") {
-        return;
-    }
     netns::unshare_thread().expect("new network namespace");
     let dp = Dataplane::load().expect("loads");
     let frame = frames::ipv4(ROUTER_MAC, cases::SRC_V4, cases::ONE_V4, 64, L4::Icmp, 8);
@@ -240,10 +222,9 @@ fn nothing_is_forwarded_before_the_config_is_written() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn frames_from_interfaces_that_are_not_mesh_interfaces_go_to_the_kernel() {
-    let Some((mut dp, egress)) = router("frames_from_non_mesh_interfaces") else {
-        return;
-    };
+    let (mut dp, egress) = router();
     // Re-install with the ingress (loopback) left out of the mesh interfaces.
     let mut t = cases::tables(LOOPBACK, &egress);
     t.ifaces.remove(0);
@@ -255,14 +236,13 @@ fn frames_from_interfaces_that_are_not_mesh_interfaces_go_to_the_kernel() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn blocked_sources_are_dropped_until_their_entry_expires() {
     use mesh_lab::{
         cases::{ONE_V4, ONE_V6, SRC_V4, SRC_V6},
         frames::{L4, ipv6},
     };
-    let Some((mut dp, _)) = router("blocked_sources_are_dropped_until_their_entry_expires") else {
-        return;
-    };
+    let (mut dp, _) = router();
     let udp = L4::Udp { src: 4000, dst: 53 };
     let v4 = |src| frames::ipv4(ROUTER_MAC, src, ONE_V4, 64, udp, 32);
     let v6 = |src| ipv6(ROUTER_MAC, src, ONE_V6, 64, udp, 32);
@@ -306,14 +286,13 @@ fn probe_frame(from: [u8; 6], hdr: mesh_common::probe::ProbeHdr) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_neighbours_probe_request_is_answered_and_recorded_as_proof_of_life_in_its_slot() {
     use mesh_common::{
         probe::{LinkFigures, PROBE_OFFSET, PROBE_REPLY, ProbeHdr},
         telemetry::NeighborKey,
     };
-    let Some((mut dp, _)) = router("probe_request_recorded") else {
-        return;
-    };
+    let (mut dp, _) = router();
     let (peer, stranger) = ([2, 0, 0, 0, 0, 0x51], [2, 0, 0, 0, 0, 0x52]);
     let slot = 7;
     dp.set_probe_peer(
@@ -398,15 +377,14 @@ fn a_neighbours_probe_request_is_answered_and_recorded_as_proof_of_life_in_its_s
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fast_reroute_takes_a_steady_backup_for_a_silent_primary_but_not_one_just_back_from_silence() {
     use mesh_common::{
         probe::{LinkFigures, PROBE_REPLY, ProbeHdr},
         telemetry::NeighborKey,
         types::NextHop,
     };
-    let Some((dp, egress)) = router("fast_reroute_steady_backup") else {
-        return;
-    };
+    let (dp, egress) = router();
     drop(dp);
     // The one-hop group (10.0.2.0/24): primary neighbour slot 0 on egress 0, backup slot
     // 1 on egress 1. 200 ms of silence makes a link dead: far more than a loaded host stalls

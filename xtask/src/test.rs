@@ -43,6 +43,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "parse_cases",
                 ],
                 &format!("{tier:?}"),
+                // The unit tier's ignored tests are run by hand, never by a tier.
+                Ignored::Skip,
             )?,
             Tier::Program => cargo_test(
                 env,
@@ -55,6 +57,7 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "telemetry",
                 ],
                 "program",
+                Ignored::Include,
             )?,
             Tier::Lab => {
                 // The labs start `mesh-lab` (stream ends) from beside the test's `meshctl`;
@@ -71,13 +74,20 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "--test",
                         "lab",
                         "--test",
-                        "mesh",
+                        "mesh_routing",
+                        "--test",
+                        "mesh_restart",
+                        "--test",
+                        "mesh_detection",
+                        "--test",
+                        "mesh_security",
                         "--test",
                         "failure_lab",
                         "--test",
                         "packaging",
                     ],
                     "lab",
+                    Ignored::Include,
                 )?
             }
             Tier::Vm => vm::run(env, &[])?,
@@ -87,11 +97,22 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
     total.finish()
 }
 
+/// Whether a tier runs the tests marked `#[ignore]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ignored {
+    /// Root-only tests are `#[ignore = "needs root"]`; xtask runs these tiers as root.
+    Include,
+    Skip,
+}
+
 /// Runs `cargo test ARGS`, echoing its output and counting libtest's results.
-fn cargo_test(env: &Env, args: &[&str], label: &str) -> Result<Summary> {
+fn cargo_test(env: &Env, args: &[&str], label: &str, ignored: Ignored) -> Result<Summary> {
     let mut full = vec!["test"];
     full.extend_from_slice(args);
     full.extend_from_slice(&["--", "--test-threads=2"]);
+    if ignored == Ignored::Include {
+        full.push("--include-ignored");
+    }
     let mut c = cmd::cargo(env, &full);
     c.stdout(Stdio::piped());
     let mut child = c.spawn().context("running cargo test")?;

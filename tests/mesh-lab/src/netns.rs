@@ -58,13 +58,3 @@ impl Drop for Entered {
         }
     }
 }
-
-/// Whether this process may load BPF programs and create namespaces. Tests that need it
-/// print why they skip instead of failing on an unprivileged machine.
-pub fn privileged(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: {test}: needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN)");
-    false
-}

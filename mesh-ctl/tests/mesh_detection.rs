@@ -1,0 +1,293 @@
+//! Detection in the mesh: `meshctl record` traces, blackholes and floods found by the
+//! agents' detectors and acted on.
+
+#[expect(dead_code, reason = "each test file uses part of the shared support")]
+mod support;
+
+use std::time::Duration;
+
+use mesh_ctl::{
+    api::{self, Request},
+    views,
+};
+use mesh_lab::{Agent, Fault, mesh6};
+use support::mesh::{
+    actions, anomalies, converge, one_mesh, reason_count, start, stop_all, stream_on_a_path,
+    wait_for,
+};
+
+#[test]
+#[ignore = "needs root"]
+fn meshctl_record_reads_back_as_a_trace_and_the_static_baseline_finds_the_gray_link() {
+    use mesh_ctl::detect::{
+        baseline::Rule,
+        detector::{CLASSES, Detector as _, FeatureDetector, Scorer},
+        trace::{Class, Element, Trace},
+    };
+    let (_one, mut lab) = one_mesh("mesh-record");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let (stream, path) = stream_on_a_path(&mut lab, &mesh);
+    // Routes stay put while recording, so the stream keeps crossing the gray link: what
+    // is tested here is the recording and what a detector makes of it.
+    for a in &agents {
+        a.query(&Request::Freeze { on: true }).expect("freeze");
+    }
+    let first = path[1].clone();
+    let link = mesh.link("n1", &first).expect("link").clone();
+    const CLEAN: u32 = 4;
+    const WINDOWS: u32 = 8;
+    let file = lab.dir().join("record.jsonl");
+    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["record", "--windows", &WINDOWS.to_string(), "--socket"])
+        .arg(&agents[5].socket)
+        .arg("--out")
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("meshctl record starts");
+    wait_for(
+        "the clean windows are recorded",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.lines().count() > CLEAN as usize),
+    );
+    lab.fault(&link, Fault::Gray { permille: 250 })
+        .expect("25 % loss");
+    let status = record.wait().expect("meshctl record ends");
+    assert!(status.success(), "meshctl record: {status}");
+    stream.stop().expect("stream");
+    lab.heal(&link).expect("heal");
+    stop_all(agents);
+
+    let text = std::fs::read(&file).expect("the recording");
+    let t = Trace::read(&text[..]).expect("the recording reads back as a trace");
+    assert_eq!(t.windows.len(), WINDOWS as usize);
+    let topo = &t.header.topology;
+    let index = |n: &str| topo.nodes.iter().position(|x| x == n).expect("a node") as u32;
+    let (a, b) = (index("n1"), index(&first));
+    let faulty = topo
+        .links
+        .iter()
+        .position(|&l| l == (a.min(b), a.max(b)))
+        .expect("the faulty link is in the topology");
+    let clean = &t.windows[1];
+    assert!(
+        // One side probes: 200 requests a second at 5 ms.
+        clean.links[faulty].tx_pkts > 200 && clean.links[faulty].probes_sent > 100,
+        "a clean window shows the stream and the probes on its first hop: {:?}",
+        clean.links[faulty]
+    );
+    let mut th = [f32::MAX; CLASSES];
+    th[Class::LinkDown as usize] = 0.5;
+    th[Class::GrayLink as usize] = 0.1;
+    th[Class::Blackhole as usize] = 0.1;
+    let mut det = FeatureDetector::new("static", Scorer::Rule(Rule::Static), th);
+    let mut hits = 0;
+    for w in &t.windows {
+        let found = det.analyze(topo, w).expect("analyze");
+        // The fault begins in window CLEAN, which may or may not show it.
+        if w.window < CLEAN {
+            assert!(
+                found.is_empty(),
+                "window {}: false alarm {found:?}",
+                w.window
+            );
+        } else {
+            assert!(
+                found
+                    .iter()
+                    .all(|f| f.element == Element::Link(faulty as u32)),
+                "window {}: only the faulty link is flagged: {found:?}",
+                w.window
+            );
+            hits += usize::from(!found.is_empty());
+        }
+    }
+    assert!(
+        hits >= 3,
+        "the gray link is flagged in the faulty windows ({hits} of {})",
+        WINDOWS - CLEAN
+    );
+}
+
+/// Whether an agent avoids `node` for transit as a blackhole.
+fn avoids_node(agent: &Agent, node: &str) -> bool {
+    anomalies(agent)
+        .active
+        .iter()
+        .any(|x| x.target == api::Target::Node { node: node.into() } && x.class == "blackhole")
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
+    let (_one, mut lab) = one_mesh("mesh-blackhole");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "[detect]\nhold_ms = 3000\n");
+    converge(&lab, &mesh, &agents);
+    wait_for(
+        "every agent has two reports of every node",
+        Duration::from_secs(15),
+        || {
+            agents.iter().all(|a| {
+                let v = anomalies(a);
+                v.reporting == 6 && v.window >= 3
+            })
+        },
+    );
+    let (stream, path) = stream_on_a_path(&mut lab, &mesh);
+    let hole = path[1].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    for a in &agents {
+        let v = anomalies(a);
+        assert_eq!(
+            v.active.len(),
+            0,
+            "{}: nothing is avoided on a healthy mesh under traffic: {v:?}",
+            a.node
+        );
+    }
+    let faulty = lab.blackhole(&hole).expect("blackhole");
+    let found = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        agents.iter().all(|a| avoids_node(a, &hole))
+    });
+    assert!(
+        found,
+        "every agent finds the blackhole {hole} and avoids it within 15 s: {:#?}\n{}",
+        agents.iter().map(anomalies).collect::<Vec<_>>(),
+        agents[0].query(&Request::Window).expect("window")
+    );
+    for a in &agents {
+        let v = anomalies(a);
+        assert_eq!(
+            v.active.len(),
+            1,
+            "{}: only the blackhole is avoided: {v:?}",
+            a.node
+        );
+    }
+    eprintln!(
+        "n1$ meshctl anomalies\n{}",
+        views::anomalies(&agents[0].view(&Request::Anomalies).expect("anomalies"))
+    );
+    let mut now = None;
+    wait_for(
+        "the stream goes round the blackhole",
+        Duration::from_secs(10),
+        || {
+            now = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
+            now.as_ref().is_some_and(|p| !p.contains(&hole))
+        },
+    );
+    for l in &faulty {
+        lab.heal(l).expect("heal");
+    }
+    wait_for(
+        "the healed node is taken back after its hold",
+        Duration::from_secs(20),
+        || agents.iter().all(|a| !avoids_node(a, &hole)),
+    );
+    wait_for("the stream uses it again", Duration::from_secs(10), || {
+        now = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100).expect("path");
+        now.as_ref() == Some(&path)
+    });
+    // Healed for good: not avoided again.
+    std::thread::sleep(Duration::from_secs(4));
+    for a in &agents {
+        let acts = actions(a);
+        let count = |kind: &str| acts.iter().filter(|(k, _)| k == kind).count();
+        assert_eq!(
+            (count("avoid_transit"), count("revert"), count("avoid_link")),
+            (1, 1, 0),
+            "{}: one action and its revert: {acts:?}",
+            a.node
+        );
+    }
+    stream.stop().expect("stream");
+    stop_all(agents);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_spared() {
+    let (_one, mut lab) = one_mesh("mesh-ddos");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(
+        &mut lab,
+        &mesh,
+        "[detect]\nhold_ms = 3000\nddos_sources = 24\n",
+    );
+    converge(&lab, &mesh, &agents);
+    let (stream, _) = stream_on_a_path(&mut lab, &mesh);
+    // The stream is older than the flood, and keeps flowing through it.
+    std::thread::sleep(Duration::from_secs(3));
+    let (n1, n6) = (&agents[0], &agents[5]);
+    let ifname = mesh.hs.link.end("hs").ifname.clone();
+    let o = mesh.hs.host_v4.octets();
+    let sources: Vec<String> = (0..40)
+        .map(|i| format!("{}.{}.{}.{}", o[0], o[1], o[2], 100 + i))
+        .collect();
+    for s in &sources {
+        lab.exec_ok(
+            "hs",
+            &["ip", "addr", "add", &format!("{s}/24"), "dev", &ifname],
+        )
+        .expect("an attack address");
+    }
+    let hd = mesh.hd.host_v4.to_string();
+    let script = format!(
+        "for s in {}; do ping -q -n -I $s -i 0.2 -w 12 {hd} >/dev/null 2>&1 & done; wait",
+        sources.join(" ")
+    );
+    lab.spawn("hs", &["sh", "-c", &script]).expect("the flood");
+    let blocked = |a: &Agent| actions(a).iter().filter(|(k, _)| k == "blocked").count();
+    let found = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        blocked(n1) > 0
+    });
+    assert!(
+        found,
+        "n1 blocks the flood's sources within 15 s: n6 sees {:?}, n1 did {:?}",
+        anomalies(n6),
+        actions(n1)
+    );
+    // Every agent reaches the same verdict, within a window or two of the others'.
+    wait_for(
+        "n6 holds the action too, on itself as the victim",
+        Duration::from_secs(5),
+        || {
+            anomalies(n6).active.iter().any(|x| {
+                x.target == api::Target::Node { node: "n6".into() } && x.class == "ddos_victim"
+            })
+        },
+    );
+    let d0 = reason_count(n1, "drop_blocked");
+    std::thread::sleep(Duration::from_secs(1));
+    let d1 = reason_count(n1, "drop_blocked");
+    assert!(
+        d1 > d0,
+        "n1 drops the flood where it enters ({d0} then {d1})"
+    );
+    let detail = actions(n1)
+        .into_iter()
+        .find(|(k, _)| k == "blocked")
+        .map(|(_, d)| d)
+        .expect("the block");
+    assert!(
+        detail.starts_with("40 sources"),
+        "every flood source and nothing else: {detail}"
+    );
+    let (sent, arrived) = stream.stop().expect("stream");
+    assert!(
+        arrived.len() as u64 * 100 >= sent * 99,
+        "the older stream is spared: {} of {sent} arrived",
+        arrived.len()
+    );
+    // The flood ends; its block is taken back after its hold.
+    wait_for("the block is reverted", Duration::from_secs(30), || {
+        actions(n1).iter().any(|(k, _)| k == "revert") && anomalies(n1).active.is_empty()
+    });
+    stop_all(agents);
+}
