@@ -27,10 +27,15 @@ const fn finish(mut h: u32) -> u32 {
 /// Fragments carry zero ports so all fragments of a datagram take one path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowTuple {
+    /// Source address words; IPv4 in word 0, the rest zero.
     pub src: [u32; 4],
+    /// Destination address words; IPv4 in word 0, the rest zero.
     pub dst: [u32; 4],
+    /// IP protocol: IPv4's, or for IPv6 the next header after the extension headers skipped.
     pub proto: u8,
+    /// Transport source port in host byte order; 0 for fragments and portless protocols.
     pub src_port: u16,
+    /// Transport destination port in host byte order; 0 for fragments and portless protocols.
     pub dst_port: u16,
 }
 

@@ -3,6 +3,7 @@
 //! Everything here is `#[repr(C)]` with explicit padding so both sides agree on the bytes.
 //! The `user` feature adds `aya::Pod` impls so userspace can put these types in maps.
 #![no_std]
+#![warn(missing_docs)]
 
 pub mod csum;
 pub mod hash;

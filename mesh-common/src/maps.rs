@@ -53,18 +53,28 @@ pub const PROG_XDP: &str = "mesh_xdp";
 /// The TC egress telemetry program.
 pub const PROG_TC_EGRESS: &str = "mesh_tc_egress";
 
+/// IPv4 prefixes in `ROUTES_V4`, local addresses included; the agent refuses a config
+/// that needs more.
 pub const ROUTES_V4_CAPACITY: u32 = 65_536;
+/// IPv6 prefixes in `ROUTES_V6`, local addresses included; the agent refuses a config
+/// that needs more.
 pub const ROUTES_V6_CAPACITY: u32 = 65_536;
+/// Next-hop groups: the agent hands out group ids `0..NEXTHOP_GROUPS_CAPACITY`.
 pub const NEXTHOP_GROUPS_CAPACITY: u32 = 4_096;
+/// Interfaces XDP can redirect to; with [`IFACES_CAPACITY`] it bounds the mesh interfaces.
 pub const EGRESS_CAPACITY: u32 = 256;
+/// Mesh interfaces in `IFACES`, each with its own `LINKS` slot.
 pub const IFACES_CAPACITY: u32 = 256;
 /// Default flow-table capacity; the config may set anything in
 /// `FLOWS_MIN_CAPACITY..=FLOWS_MAX_CAPACITY`.
 pub const FLOWS_DEFAULT_CAPACITY: u32 = 65_536;
+/// Smallest `telemetry.flow_capacity` the agent accepts.
 pub const FLOWS_MIN_CAPACITY: u32 = 256;
+/// Largest `telemetry.flow_capacity` the agent accepts.
 pub const FLOWS_MAX_CAPACITY: u32 = 4_194_304;
 /// One slot per mesh interface.
 pub const LINKS_CAPACITY: u32 = IFACES_CAPACITY;
+/// Neighbour MACs counted in `NEIGHBORS`; an LRU map, so the least recently seen make room.
 pub const NEIGHBORS_CAPACITY: u32 = 4_096;
 /// Distinct next-hop neighbours the routes may use.
 pub const NEIGHBOR_TX_CAPACITY: u32 = 1_024;

@@ -15,25 +15,44 @@ pub const MAX_VLAN_TAGS: usize = 2;
 /// IPv6 extension headers we skip before giving up and handing the packet to the kernel.
 pub const MAX_IPV6_EXT_HEADERS: usize = 6;
 
+/// Bytes of an untagged Ethernet header: two MACs and the EtherType.
 pub const ETH_HLEN: usize = 14;
+/// EtherType of IPv4, in host byte order (the parser reads the field big-endian).
 pub const ETH_P_IPV4: u16 = 0x0800;
+/// EtherType of IPv6, in host byte order.
 pub const ETH_P_IPV6: u16 = 0x86dd;
+/// EtherType of ARP: passed to the kernel ([`Reason::PassArp`]).
 pub const ETH_P_ARP: u16 = 0x0806;
+/// EtherType of an 802.1Q VLAN tag, looked through up to [`MAX_VLAN_TAGS`] deep.
 pub const ETH_P_8021Q: u16 = 0x8100;
+/// EtherType of an 802.1ad (QinQ) service tag, looked through like 802.1Q.
 pub const ETH_P_8021AD: u16 = 0x88a8;
 
+/// IPv6 hop-by-hop options: an extension header the parser skips.
 pub const IPPROTO_HOPOPTS: u8 = 0;
+/// TCP: has ports, and its flags byte goes into the flow's counters.
 pub const IPPROTO_TCP: u8 = 6;
+/// UDP: has ports.
 pub const IPPROTO_UDP: u8 = 17;
+/// IPv6 routing header: an extension header the parser skips.
 pub const IPPROTO_ROUTING: u8 = 43;
+/// IPv6 fragment header: the parser stops there and marks the packet a fragment.
 pub const IPPROTO_FRAGMENT: u8 = 44;
+/// Authentication header: skipped in IPv6 (its length counts 4-byte words, not 8).
 pub const IPPROTO_AH: u8 = 51;
+/// ICMPv6: neighbour discovery messages are passed to the kernel.
 pub const IPPROTO_ICMPV6: u8 = 58;
+/// IPv6 destination options: an extension header the parser skips.
 pub const IPPROTO_DSTOPTS: u8 = 60;
+/// SCTP: has ports.
 pub const IPPROTO_SCTP: u8 = 132;
+/// Mobility header (Mobile IPv6): an extension header the parser skips.
 pub const IPPROTO_MH: u8 = 135;
+/// UDP-Lite: has ports.
 pub const IPPROTO_UDPLITE: u8 = 136;
+/// Host Identity Protocol: an extension header the parser skips.
 pub const IPPROTO_HIP: u8 = 139;
+/// Shim6: an extension header the parser skips.
 pub const IPPROTO_SHIM6: u8 = 140;
 
 /// Bounds-checked access to a frame's bytes.
@@ -55,13 +74,16 @@ pub trait Frame {
 /// Address family of a parsed packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
+    /// IPv4: the EtherType after any VLAN tags was [`ETH_P_IPV4`].
     V4,
+    /// IPv6: the EtherType after any VLAN tags was [`ETH_P_IPV6`].
     V6,
 }
 
 /// What the forwarding path needs to know about an IP packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed {
+    /// Which header sits at `l3_off`, and which route table to look the packet up in.
     pub family: Family,
     /// Offset of the IP header from the start of the frame.
     pub l3_off: usize,
@@ -69,6 +91,7 @@ pub struct Parsed {
     pub ttl: u8,
     /// Non-zero when the packet is a fragment (ports are then zero).
     pub fragment: u32,
+    /// Addresses, protocol and ports: what the ECMP hash and the flow key are made of.
     pub flow: FlowTuple,
     /// The TCP flags byte (CWR..FIN) of a TCP segment; 0 otherwise or when less than 16
     /// bytes of TCP header are present (the verdict does not depend on them).
@@ -82,6 +105,7 @@ impl Parsed {
         self.flow.dst[0].to_ne_bytes()
     }
 
+    /// The destination as the IPv6 LPM key's bytes, in network order.
     #[inline(always)]
     pub fn dst_v6(&self) -> [u8; 16] {
         let d = &self.flow.dst;

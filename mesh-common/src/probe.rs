@@ -27,12 +27,17 @@ pub const PROBE_FRAME_LEN: usize = 60;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProbeHdr {
+    /// [`PROBE_MAGIC`]; XDP drops a probe-EtherType frame without it (`drop_bad_probe`).
     pub magic: [u8; 4],
+    /// The sender's [`PROBE_VERSION`]; XDP drops probes of any other version.
     pub version: u8,
+    /// [`PROBE_REQUEST`] or [`PROBE_REPLY`]: the responder's XDP flips it in place.
     pub kind: u8,
+    /// Explicit padding that keeps the words after it on 4-byte offsets; always zero.
     pub _pad: [u8; 2],
     /// The sender's `PROBE_PEERS` index for the neighbour it probes.
     pub cookie: [u8; 4],
+    /// The sender's tick: one more every interval, the same in all of that tick's requests.
     pub seq: [u8; 4],
     /// CLOCK_MONOTONIC when the request left, in ns.
     pub sent_ns: [u8; 8],
@@ -42,6 +47,7 @@ pub struct ProbeHdr {
     pub loss_ppm: [u8; 4],
     /// The prober's smoothed RTT jitter in µs.
     pub jitter_us: [u8; 4],
+    /// Explicit padding to 40 bytes; always zero.
     pub _pad2: [u8; 4],
 }
 
@@ -55,6 +61,7 @@ const _: () = assert!(PROBE_OFFSET + core::mem::size_of::<ProbeHdr>() <= PROBE_F
 pub struct ProbeState {
     /// CLOCK_MONOTONIC of the last valid reply; 0: never.
     pub last_reply_ns: u64,
+    /// Valid replies; against the requests sent, the agent's measure of loss.
     pub replies: u64,
     /// Sum of round-trip times, ns.
     pub rtt_sum_ns: u64,
@@ -73,9 +80,12 @@ pub struct ProbeState {
     pub requests: u64,
     /// Highest sequence number among its requests.
     pub request_seq: u32,
-    /// The neighbour's figures for the link, from its latest request ([`ProbeHdr`]).
+    /// The neighbour's smoothed RTT for the link in µs, from its latest request
+    /// ([`ProbeHdr::rtt_us`]); the agent uses it for links the neighbour probes.
     pub peer_rtt_us: u32,
+    /// The neighbour's smoothed probe loss in parts per million, from its latest request.
     pub peer_loss_ppm: u32,
+    /// The neighbour's smoothed RTT jitter in µs, from its latest request.
     pub peer_jitter_us: u32,
     /// The longest silence between two proofs of life (replies or requests) so far, µs.
     pub max_gap_us: u32,
@@ -86,14 +96,18 @@ pub struct ProbeState {
     /// passed the dead time has only just come back, from a failure or from a pause of
     /// the whole machine, and is not switched to until it has answered once more.
     pub last_gap_us: u32,
+    /// Explicit padding to the 8-byte alignment; always zero.
     pub _pad: u32,
 }
 
 /// The prober's figures a request carries ([`ProbeHdr::rtt_us`] and the two after it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkFigures {
+    /// Smoothed round-trip time in µs; 0 until measured.
     pub rtt_us: u32,
+    /// Smoothed probe loss in parts per million.
     pub loss_ppm: u32,
+    /// Smoothed RTT jitter (standard deviation) in µs.
     pub jitter_us: u32,
 }
 

@@ -6,10 +6,13 @@
 //! versions), no router may forward it and the kernel would discard it too, so it is
 //! dropped (`XDP_DROP`) here, before it costs anything more.
 
-/// XDP verdicts, as in `enum xdp_action`.
+/// XDP verdict (`enum xdp_action`): discard the frame.
 pub const XDP_DROP: u32 = 1;
+/// XDP verdict: hand the frame to the kernel's stack as it arrived.
 pub const XDP_PASS: u32 = 2;
+/// XDP verdict: send the frame back out of the interface it came in on (probe echoes).
 pub const XDP_TX: u32 = 3;
+/// XDP verdict: send the frame out of the interface the `EGRESS` devmap redirect chose.
 pub const XDP_REDIRECT: u32 = 4;
 
 macro_rules! reasons {

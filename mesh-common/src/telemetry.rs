@@ -17,19 +17,26 @@ pub const DIR_EGRESS: u8 = 1;
 pub struct FlowKey {
     /// Ingress interface (XDP) or egress interface (TC).
     pub ifindex: u32,
+    /// Source address, as [`FlowTuple::src`].
     pub src: [u32; 4],
+    /// Destination address, as [`FlowTuple::dst`].
     pub dst: [u32; 4],
+    /// Source port in host byte order; 0 for fragments and portless protocols.
     pub src_port: u16,
+    /// Destination port in host byte order; 0 for fragments and portless protocols.
     pub dst_port: u16,
+    /// IP protocol, as [`FlowTuple::proto`].
     pub proto: u8,
     /// 4 or 6.
     pub family: u8,
     /// [`DIR_INGRESS`] or [`DIR_EGRESS`].
     pub direction: u8,
+    /// Explicit padding; always zero, so no stray byte splits one flow into two keys.
     pub _pad: u8,
 }
 
 impl FlowKey {
+    /// The key of a flow seen on `ifindex` in `direction` (`DIR_*`), padding zeroed.
     #[inline(always)]
     pub fn new(ifindex: u32, direction: u8, family: Family, t: &FlowTuple) -> Self {
         Self {
@@ -53,17 +60,24 @@ impl FlowKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
+    /// Packets; on TC egress a GSO super-packet counts as its segments.
     pub packets: u64,
     /// Frame bytes, Ethernet header included (as interface counters count them).
     pub bytes: u64,
-    /// `bpf_ktime_get_ns` of the first and last packet this CPU saw; 0 if none.
+    /// Coarse CLOCK_MONOTONIC (`bpf_ktime_get_coarse_ns`) of the first packet this CPU
+    /// saw, ns; 0 if none.
     pub first_ns: u64,
+    /// The same clock at the latest packet this CPU saw; the agent ages idle flows by it.
     pub last_ns: u64,
+    /// Packets XDP forwarded (`XDP_REDIRECT`); egress packets count in none of the three.
     pub forwarded: u64,
+    /// Packets XDP passed to the kernel.
     pub passed: u64,
+    /// Packets XDP dropped.
     pub dropped: u64,
     /// OR of the TCP flags byte of every segment (0 for other protocols).
     pub tcp_flags: u32,
+    /// Explicit padding to the 8-byte alignment; always zero.
     pub _pad: u32,
 }
 
@@ -71,18 +85,23 @@ pub struct FlowStats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
-    /// Every frame XDP saw arriving on the interface.
+    /// Every frame XDP saw arriving on the interface, probes excepted.
     pub rx_packets: u64,
+    /// Their frame bytes, Ethernet header included.
     pub rx_bytes: u64,
-    /// Of those: forwarded, passed to the kernel, dropped.
+    /// Of `rx_packets`: forwarded to a next hop.
     pub forwarded: u64,
+    /// Of `rx_packets`: passed to the kernel.
     pub passed: u64,
+    /// Of `rx_packets`: dropped.
     pub dropped: u64,
     /// Frames the data plane forwarded out of this interface.
     pub tx_packets: u64,
+    /// Their frame bytes, as received.
     pub tx_bytes: u64,
     /// Frames the host's own stack sent out of this interface (TC egress).
     pub host_tx_packets: u64,
+    /// Their bytes (`skb->len`: a GSO super-packet's headers count once).
     pub host_tx_bytes: u64,
 }
 
@@ -108,8 +127,11 @@ pub struct BlockEntry {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NeighborKey {
+    /// The interface the neighbour is on: where its frames arrive, or ours leave for it.
     pub ifindex: u32,
+    /// The neighbour's MAC: the source of what it sends, the destination of what we send.
     pub mac: [u8; 6],
+    /// Explicit padding; always zero, as the kernel hashes and compares every key byte.
     pub _pad: [u8; 2],
 }
 
@@ -119,12 +141,15 @@ pub struct NeighborKey {
 pub struct NeighborStats {
     /// Frames from this neighbour (source MAC) that XDP saw.
     pub rx_packets: u64,
+    /// Their frame bytes.
     pub rx_bytes: u64,
     /// Frames the data plane forwarded to it (kept in `NEIGHBOR_TX`; meshctl merges them).
     pub tx_packets: u64,
+    /// Their frame bytes (likewise from `NEIGHBOR_TX`).
     pub tx_bytes: u64,
     /// Frames the host's own stack sent to it (TC egress).
     pub host_tx_packets: u64,
+    /// Their bytes (`skb->len`).
     pub host_tx_bytes: u64,
 }
 
@@ -132,7 +157,9 @@ pub struct NeighborStats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NeighborTx {
+    /// Frames XDP forwarded to this neighbour, as a group member or as a member's backup.
     pub packets: u64,
+    /// Their frame bytes.
     pub bytes: u64,
 }
 
@@ -154,6 +181,7 @@ pub mod counter {
     pub const EGRESS_FRAMES: u32 = 6;
     /// Egress frames whose headers could not be parsed (counted per link, not per flow).
     pub const EGRESS_UNPARSED: u32 = 7;
+    /// Number of counters: the length of the `TELEMETRY` array.
     pub const COUNT: u32 = 8;
 }
 
@@ -174,8 +202,11 @@ pub struct Event {
     pub len: u32,
     /// Non-zero when `key` holds the frame's flow (drops of malformed frames have none).
     pub has_key: u32,
+    /// CLOCK_MONOTONIC when XDP sent it, ns (the coarse clock for new-flow events).
     pub ts_ns: u64,
+    /// The frame's flow if `has_key` is set; else zero but `ifindex`, the ingress interface.
     pub key: FlowKey,
+    /// Explicit padding to the 8-byte alignment; always zero.
     pub _pad: u32,
 }
 
@@ -183,7 +214,9 @@ pub struct Event {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventBudget {
+    /// CLOCK_MONOTONIC when this CPU's current one-second window began, ns.
     pub window_start_ns: u64,
+    /// Drop events this CPU sent in the window; past `drop_events_per_s` the rest are held back.
     pub sent: u64,
 }
 

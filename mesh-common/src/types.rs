@@ -21,6 +21,7 @@ pub struct Route {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NextHop {
+    /// The egress interface, XDP's redirect target in `EGRESS`; 0 marks an unused entry.
     pub ifindex: u32,
     /// The egress interface's `LINKS` slot.
     pub slot: u32,
@@ -40,7 +41,9 @@ pub struct NextHop {
 pub struct NextHopGroup {
     /// Members in use, `0..=MAX_NEXTHOPS`; 0 means the group is empty.
     pub count: u32,
+    /// Explicit padding; always zero.
     pub _pad: u32,
+    /// The equal-cost next hops; entries from `count` on are unused and zero.
     pub members: [NextHop; MAX_NEXTHOPS],
     /// `backups[i]` protects `members[i]`; a zero `ifindex` means none.
     pub backups: [NextHop; MAX_NEXTHOPS],
@@ -74,7 +77,9 @@ impl NextHopGroup {
 pub struct Iface {
     /// The interface's own MAC: unicast frames for any other address are not ours to route.
     pub mac: [u8; 6],
+    /// Explicit padding that aligns `flags`; always zero.
     pub _pad: [u8; 2],
+    /// Reserved for per-interface flags: none are defined, the agent writes 0, XDP ignores it.
     pub flags: u32,
     /// Index of this interface's counters in `LINKS`, `0..LINKS_CAPACITY`.
     pub slot: u32,
