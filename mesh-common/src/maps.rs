@@ -52,6 +52,8 @@ pub const META: &str = "META";
 pub const PROG_XDP: &str = "mesh_xdp";
 /// The TC egress telemetry program.
 pub const PROG_TC_EGRESS: &str = "mesh_tc_egress";
+/// The pass-everything XDP program a veth peer needs to receive redirected frames.
+pub const PROG_VETH_PEER: &str = "mesh_veth_peer";
 
 /// IPv4 prefixes in `ROUTES_V4`, local addresses included; the agent refuses a config
 /// that needs more.

@@ -415,6 +415,9 @@ impl Default for Metrics {
 pub struct Api {
     /// Unix socket; its directory is created root-only.
     pub socket: PathBuf,
+    /// A group whose members may read the views: the socket becomes `root:GROUP 0660`
+    /// and its directory `0750`. Requests that change the agent stay root-only.
+    pub group: Option<String>,
 }
 
 /// Where the agent listens and `meshctl` looks by default.
@@ -424,6 +427,7 @@ impl Default for Api {
     fn default() -> Self {
         Self {
             socket: PathBuf::from(DEFAULT_SOCKET),
+            group: None,
         }
     }
 }

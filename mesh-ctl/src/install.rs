@@ -3,7 +3,9 @@
 //!
 //! The unit and the example live in `mesh-ctl/packaging/` and are embedded here, so the binary
 //! carries everything it installs. An existing configuration is never touched; the unit
-//! is ours and is replaced (local changes belong in a drop-in).
+//! is ours and is replaced (local changes belong in a drop-in). Shell completions and man
+//! pages are generated from the command tree and go to the standard places under the
+//! prefix.
 
 use std::{
     fs,
@@ -30,6 +32,8 @@ const TEMPLATE_CONFIG: &str = "/etc/x0tta6bl4/mesh.toml";
 
 pub const BINARY_MODE: u32 = 0o755;
 pub const UNIT_MODE: u32 = 0o644;
+/// Completions and man pages: anyone may read them.
+pub const DOC_MODE: u32 = 0o644;
 /// Root-only: the agent runs as root and later versions keep key material here.
 pub const CONFIG_MODE: u32 = 0o600;
 pub const CONFIG_DIR_MODE: u32 = 0o750;
@@ -79,12 +83,15 @@ pub struct Plan {
     pub reload: bool,
     /// systemd's system manager loads units from `unit`'s directory.
     pub unit_dir_is_systemd: bool,
+    /// Completions and man pages under the prefix, as (path, contents).
+    pub docs: Vec<(PathBuf, Vec<u8>)>,
 }
 
-/// Installs the running binary as `opts` says, printing what it does and what is next.
-pub fn run(opts: &Options) -> anyhow::Result<()> {
+/// Installs the running binary as `opts` says, with the completions and man pages of
+/// `cli` (its command tree), printing what it does and what is next.
+pub fn run(opts: &Options, cli: &clap::Command) -> anyhow::Result<()> {
     let source = std::env::current_exe().context("finding the running meshctl binary")?;
-    let plan = Plan::new(opts, &source)?;
+    let plan = Plan::new(opts, &source, cli)?;
     if opts.dry_run {
         println!("meshctl install --dry-run: nothing is written");
         for line in plan.describe() {
@@ -101,7 +108,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
 
 impl Plan {
     /// Resolves the paths and renders the unit; reads the file system, writes nothing.
-    pub fn new(opts: &Options, source: &Path) -> anyhow::Result<Self> {
+    pub fn new(opts: &Options, source: &Path, cli: &clap::Command) -> anyhow::Result<Self> {
         let absolute =
             |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
         let binary = absolute(&opts.prefix)?.join("bin").join("meshctl");
@@ -121,6 +128,8 @@ impl Plan {
             _ => false,
         };
         let unit_dir_is_systemd = is_system_unit_dir(&unit_dir);
+        let docs = crate::cli_docs::install_files(cli, &absolute(&opts.prefix)?)
+            .context("generating completions and man pages")?;
         Ok(Self {
             source: source.to_owned(),
             binary,
@@ -131,6 +140,7 @@ impl Plan {
             binary_in_place,
             reload: unit_dir_is_systemd && systemd_booted(),
             unit_dir_is_systemd,
+            docs,
         })
     }
 
@@ -166,6 +176,9 @@ impl Plan {
                 self.config.display()
             ));
         }
+        for (path, _) in &self.docs {
+            lines.push(format!("would write {} ({DOC_MODE:o})", path.display()));
+        }
         lines.push(self.reload_plan());
         lines
     }
@@ -187,6 +200,13 @@ impl Plan {
         done.push(self.install_binary()?);
         done.push(self.write_unit()?);
         done.push(self.write_config()?);
+        for (path, text) in &self.docs {
+            make_dir(parent(path)?, DIR_MODE)?;
+            replace_file(path, DOC_MODE, |tmp| {
+                fs::write(tmp, text).with_context(|| format!("writing {}", tmp.display()))
+            })?;
+            done.push(format!("wrote {} ({DOC_MODE:o})", path.display()));
+        }
         if self.reload {
             done.push(daemon_reload());
         }

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod cli_docs;
 pub mod config;
 pub mod control;
 pub mod dataplane;
@@ -13,6 +14,7 @@ pub mod record;
 pub mod routes;
 pub mod secure;
 pub mod telemetry;
+pub mod veth_peer;
 pub mod views;
 
 pub use mesh_detect as detect;

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use mesh_ctl::{
     agent,
     api::{self, Request},
@@ -35,12 +35,16 @@ enum Command {
         /// Only validate the configuration (and the interfaces it names), then exit.
         #[arg(long)]
         check_config: bool,
+        /// Accept the API's test knobs (`freeze`); for labs and tests, never in service.
+        #[arg(long)]
+        enable_test_knobs: bool,
     },
     /// Flows the data plane tracks, largest first.
     Flows {
         /// How many flows to show (the agent keeps its configured top-K).
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// What "largest" means.
         #[arg(long, value_enum, default_value_t = SortKey::Bytes)]
         sort: SortKey,
         #[command(flatten)]
@@ -124,11 +128,27 @@ enum Command {
         #[command(subcommand)]
         command: mesh_ctl::model::ModelCommand,
     },
+    /// Print the shell completion script for SHELL (`meshctl install` installs them).
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: mesh_ctl::cli_docs::Shell,
+    },
+    /// Write one man page per command into DIR (`meshctl install` installs them).
+    Man {
+        /// The directory to write the pages into (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Attach to a veth peer the XDP program it needs to receive frames the mesh
+    /// redirects to it (a host or namespace at the far end of a mesh router's veth).
+    VethPeer(mesh_ctl::veth_peer::Options),
 }
 
 /// Options every view takes.
 #[derive(Args)]
 struct View {
+    /// A table for people, or the view as JSON (numbers as the agent reports them).
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     output: Output,
     /// The agent's API socket.
@@ -160,6 +180,7 @@ fn main() -> ExitCode {
         Command::Agent {
             config,
             check_config: true,
+            ..
         } => agent::prepare(&config).map(|(c, t)| {
             println!(
                 "{}: valid: node `{}`, {} interfaces, {} groups, {} IPv4 and {} IPv6 routes",
@@ -171,11 +192,20 @@ fn main() -> ExitCode {
                 t.routes.v6.len()
             );
         }),
-        Command::Agent { config, .. } => tokio::runtime::Builder::new_current_thread()
+        Command::Agent {
+            config,
+            enable_test_knobs,
+            ..
+        } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(agent::run(&config))),
+            .and_then(|rt| {
+                rt.block_on(agent::run(
+                    &config,
+                    api::Access::from_flag(enable_test_knobs),
+                ))
+            }),
         Command::Flows { top, sort, view } => {
             show(&view, Request::Flows { top, sort }, views::flows)
         }
@@ -207,9 +237,20 @@ fn main() -> ExitCode {
                     );
                 })
         }
-        Command::Install(opts) => mesh_ctl::install::run(&opts),
+        Command::Install(opts) => mesh_ctl::install::run(&opts, &Cli::command()),
         Command::Identity { command } => mesh_ctl::secure::cli::run(&command),
         Command::Model { command } => mesh_ctl::model::run(command),
+        Command::Completion { shell } => {
+            use std::io::Write as _;
+            let script = mesh_ctl::cli_docs::completion(&Cli::command(), shell);
+            std::io::stdout()
+                .write_all(&script)
+                .context("writing the completion script")
+        }
+        Command::Man { out } => mesh_ctl::cli_docs::write_man_pages(&Cli::command(), &out)
+            .with_context(|| format!("writing man pages into {}", out.display()))
+            .map(|pages| println!("wrote {} man pages into {}", pages.len(), out.display())),
+        Command::VethPeer(opts) => mesh_ctl::veth_peer::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -219,3 +260,6 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod cli_tests;

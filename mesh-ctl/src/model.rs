@@ -25,12 +25,16 @@ use crate::detect::{
 pub enum ModelCommand {
     /// Write a generated trace (JSON lines: header, then one line per window).
     Generate {
+        /// The topology family the scenario is laid on.
         #[arg(long, value_enum, default_value_t = Family::Grid)]
         family: Family,
+        /// How many nodes the topology has.
         #[arg(long, default_value_t = 36)]
         nodes: usize,
+        /// How many detection windows to generate.
         #[arg(long, default_value_t = 40)]
         windows: u32,
+        /// The random seed: the same seed gives the same trace.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Fault class (link_down, gray_link, congested, flapping, blackhole, ddos_victim,
@@ -40,29 +44,35 @@ pub enum ModelCommand {
         /// Fault intensity, 0..1.
         #[arg(long, default_value_t = 0.5)]
         intensity: f32,
+        /// The trace file to write.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Train a model on the protocol's training scenarios of a seed, pick its thresholds
     /// on the validation scenarios, write FILE.safetensors and FILE.json.
     Train {
+        /// The protocol seed whose training and validation scenarios are used.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Optimiser steps.
         #[arg(long, default_value_t = 1500)]
         steps: usize,
         /// `graphsage` (the default detector, chosen by the bench table: see the README)
         /// or `mlp`.
         #[arg(long, value_parser = ["graphsage", "mlp"], default_value = crate::detect::detector::DEFAULT_MODEL)]
         kind: String,
+        /// The model file; its spec goes beside it with the extension `.json`.
         #[arg(long, value_name = "FILE", default_value = "model.safetensors")]
         out: PathBuf,
     },
     /// With --model and --trace: run the saved model over a trace and print its findings.
     /// Otherwise: the whole evaluation protocol (as `cargo xtask bench detect`).
     Eval {
-        #[arg(long, value_name = "FILE")]
+        /// A saved model (`meshctl model train --out`), run over --trace.
+        #[arg(long, value_name = "FILE", requires = "trace")]
         model: Option<PathBuf>,
-        #[arg(long, value_name = "FILE")]
+        /// A trace (`meshctl model generate` or `meshctl record`) to run --model over.
+        #[arg(long, value_name = "FILE", requires = "model")]
         trace: Option<PathBuf>,
         /// The small protocol (two seeds, few scenarios).
         #[arg(long)]
@@ -70,8 +80,10 @@ pub enum ModelCommand {
         /// The protocol's sizes as JSON (the `config` object of a written table).
         #[arg(long, value_name = "FILE", conflicts_with = "quick")]
         config: Option<PathBuf>,
-        #[arg(long, value_name = "FILE", default_value = "target/bench/detect.json")]
-        out: PathBuf,
+        /// Where the protocol's report (the table as JSON) goes; without it the JSON goes
+        /// to standard output and the rendered table to standard error.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -174,7 +186,10 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
                 None if quick => EvalConfig::quick(),
                 None => EvalConfig::bench(),
             };
-            evaluate_to(&cfg, &out)?;
+            match out {
+                Some(out) => evaluate_to(&cfg, &out).map(drop)?,
+                None => evaluate_to_stdout(&cfg).map(drop)?,
+            }
             Ok(())
         }
     }
@@ -199,13 +214,7 @@ pub fn load(path: &Path) -> Result<Model, DetectError> {
 
 /// Evaluates, writes the table as JSON to `path`, prints it and the summary line.
 pub fn evaluate_to(cfg: &EvalConfig, path: &Path) -> Result<Table, DetectError> {
-    // The detection core reads neither a clock nor the environment: it times inference with
-    // this clock, and the table names the thread count candle's CPU pool sizes itself from.
-    let start = Instant::now();
-    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
-    let (table, _) = eval::evaluate(cfg, &mut || start.elapsed(), &threads, &mut |m| {
-        eprintln!("detect: {m}");
-    })?;
+    let table = evaluate(cfg)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -214,5 +223,28 @@ pub fn evaluate_to(cfg: &EvalConfig, path: &Path) -> Result<Table, DetectError> 
     write!(out, "{}", eval::render(&table))?;
     writeln!(out, "table: {}", path.display())?;
     writeln!(out, "{}", eval::summary(&table))?;
+    Ok(table)
+}
+
+/// Evaluates and prints the table as JSON on standard output, for a pipe; the rendered
+/// table and the summary line go to standard error.
+pub fn evaluate_to_stdout(cfg: &EvalConfig) -> Result<Table, DetectError> {
+    let table = evaluate(cfg)?;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &table)?;
+    writeln!(out)?;
+    eprint!("{}", eval::render(&table));
+    eprintln!("{}", eval::summary(&table));
+    Ok(table)
+}
+
+fn evaluate(cfg: &EvalConfig) -> Result<Table, DetectError> {
+    // The detection core reads neither a clock nor the environment: it times inference with
+    // this clock, and the table names the thread count candle's CPU pool sizes itself from.
+    let start = Instant::now();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
+    let (table, _) = eval::evaluate(cfg, &mut || start.elapsed(), &threads, &mut |m| {
+        eprintln!("detect: {m}");
+    })?;
     Ok(table)
 }

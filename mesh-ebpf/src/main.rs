@@ -8,6 +8,7 @@ mod probe;
 mod route;
 mod stats;
 mod telemetry;
+mod veth_peer;
 
 use aya_ebpf::{
     macros::{classifier, xdp},

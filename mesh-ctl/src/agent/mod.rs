@@ -51,9 +51,10 @@ pub fn prepare(file: &Path) -> anyhow::Result<(Config, Tables)> {
     Ok((config, tables))
 }
 
-/// Runs the agent until SIGINT or SIGTERM. Forwarding keeps running after it exits.
-pub async fn run(file: &Path) -> anyhow::Result<()> {
-    runtime::run(file).await
+/// Runs the agent until SIGINT or SIGTERM, its API answering as `access` allows.
+/// Forwarding keeps running after it exits.
+pub async fn run(file: &Path, access: crate::api::Access) -> anyhow::Result<()> {
+    runtime::run(file, access).await
 }
 
 pub(crate) fn unix_now() -> f64 {

@@ -28,7 +28,7 @@ use crate::{
     telemetry::{LinkName, Snapshot, events::Recent},
 };
 
-pub async fn run(file: &Path) -> anyhow::Result<()> {
+pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
     let (config, mut tables) = prepare(file)?;
     let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
     let boot::Booted {
@@ -49,7 +49,9 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         frozen: std::sync::atomic::AtomicBool::new(false),
     });
     let listener = api::bind(&config.api.socket).context("opening the API socket")?;
-    let api_task = tokio::spawn(api::serve(listener, shared.clone()));
+    api::access::share_with_group(&config.api.socket, config.api.group.as_deref())
+        .context("opening the API socket to api.group")?;
+    let api_task = tokio::spawn(api::serve(listener, shared.clone(), access));
     let links: Vec<LinkName> = tables
         .ifaces
         .iter()

@@ -1,6 +1,7 @@
 //! The agent's local API: one JSON request line in, one JSON response line out, over a
-//! Unix socket that only root can reach. The views it carries are typed in [`views`].
+//! Unix socket that only root (and the group `api.group` names) can reach. The views it carries are typed in [`views`].
 
+pub mod access;
 #[cfg(test)]
 pub(crate) mod samples;
 pub mod views;
@@ -19,7 +20,10 @@ use tokio::{
     net::UnixListener,
 };
 
-pub use self::views::*;
+pub use self::{
+    access::{Access, Class, Refusal},
+    views::*,
+};
 use crate::telemetry::{Snapshot, SortKey, events::Recent};
 
 /// Requests are one short line; anything longer is refused.
@@ -130,12 +134,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
     Ok(listener)
 }
 
-/// Serves requests until the task is dropped; each client gets `CLIENT_TIMEOUT`.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
+/// Serves requests until the task is dropped, each as `access` allows for the client's
+/// user (SO_PEERCRED); each client gets `CLIENT_TIMEOUT`.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
         let shared = shared.clone();
         tokio::spawn(async move {
             let _timed_out = tokio::time::timeout(CLIENT_TIMEOUT, async {
@@ -143,7 +149,7 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>) {
                 let mut line = String::new();
                 let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
                 let answer = match reader.read_line(&mut line).await {
-                    Ok(_) => answer(&shared, &line),
+                    Ok(_) => answer_as(&shared, access, uid, &line),
                     Err(e) => Reply::failed(format!("reading the request: {e}")),
                 };
                 let mut out = serde_json::to_string(&answer).unwrap_or_else(|e| {
@@ -192,7 +198,19 @@ impl Reply {
     }
 }
 
-/// The response to one request line.
+/// The response to one request line from a client running as `uid` (None: unknown):
+/// refused with the reason when `access` does not allow it.
+pub fn answer_as(shared: &Shared, access: Access, uid: Option<u32>, line: &str) -> Reply {
+    match serde_json::from_str::<Request>(line.trim()) {
+        Ok(request) => match access.check(&request, uid) {
+            Ok(()) => answer(shared, line),
+            Err(refusal) => Reply::failed(refusal.to_string()),
+        },
+        Err(e) => Reply::failed(format!("bad request: {e}")),
+    }
+}
+
+/// The response to one request line, whoever asked.
 pub fn answer(shared: &Shared, line: &str) -> Reply {
     let request: Request = match serde_json::from_str(line.trim()) {
         Ok(r) => r,

@@ -109,9 +109,16 @@ impl Agent {
         }
         std::fs::write(&path, toml)?;
         let meshctl = lab.meshctl.display().to_string();
+        // Lab agents are test agents: the tests freeze routing through the API.
         let child = lab.spawn(
             &config.node,
-            &[&meshctl, "agent", "--config", &path.display().to_string()],
+            &[
+                &meshctl,
+                "agent",
+                "--config",
+                &path.display().to_string(),
+                "--enable-test-knobs",
+            ],
         )?;
         let pid = child.id();
         let stdout = child.stdout.take().context("agent stdout")?;
