@@ -1,4 +1,5 @@
-//! Rendering the agent's views for people: aligned tables with rates in SI units.
+//! Rendering the agent's views for people: aligned tables with rates in SI units and
+//! times in RFC 3339 (the JSON output keeps the agent's numbers).
 
 use crate::api::{
     Anomalies, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, RouteTable, Status,
@@ -41,6 +42,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Wall-clock Unix seconds as an RFC 3339 UTC time with milliseconds,
+/// `2023-11-14T22:13:20.125Z`; `-` for a time that is no time.
+pub fn rfc3339(unix_s: f64) -> String {
+    match std::time::Duration::try_from_secs_f64(unix_s) {
+        Ok(since) => humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since).to_string(),
+        Err(_) => "-".to_owned(),
+    }
 }
 
 fn is_si(cell: &str) -> bool {
@@ -202,7 +212,7 @@ pub fn drops(data: &Drops) -> String {
         .take(20)
         .map(|e| {
             vec![
-                format!("{:.3}", e.at_unix_s),
+                rfc3339(e.at_unix_s),
                 e.link.clone(),
                 e.reason.clone(),
                 e.len.to_string(),
@@ -346,7 +356,7 @@ pub fn events(data: &Events) -> String {
         .iter()
         .map(|x| {
             vec![
-                format!("{:.3}", x.at),
+                rfc3339(x.at),
                 x.stage.clone(),
                 x.kind.clone(),
                 x.detail.clone(),
@@ -543,6 +553,27 @@ mod tests {
         assert_eq!(links, newest_first);
         // A drop without a flow says so.
         assert!(recent.lines().any(|l| l.ends_with(" -")), "{recent}");
+        let newest = v.recent_drops.last().expect("a recent drop");
+        assert!(
+            recent.contains(&rfc3339(newest.at_unix_s)),
+            "the drop's time in RFC 3339:\n{recent}"
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(1_700_000_000.125), "2023-11-14T22:13:20.125Z");
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-1.0), "-");
+        assert_eq!(rfc3339(f64::NAN), "-");
+        let e = samples::events();
+        let text = events(&e);
+        assert_eq!(
+            row(&text, &rfc3339(e.events[0].at))[0],
+            rfc3339(e.events[0].at),
+            "{text}"
+        );
+        assert!(!text.contains(&format!("{:.3}", e.events[0].at)), "{text}");
     }
 
     #[test]

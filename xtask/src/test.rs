@@ -85,6 +85,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "failure_lab",
                         "--test",
                         "packaging",
+                        "--test",
+                        "operator_cli",
                     ],
                     "lab",
                     Ignored::Include,

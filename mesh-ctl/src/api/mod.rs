@@ -81,7 +81,7 @@ pub enum ApiError {
     )]
     NoAgent { path: PathBuf },
     /// The socket exists but we may not use it.
-    #[error("permission denied on {}: the agent's API is root-only", path.display())]
+    #[error("permission denied on {}: the agent's API is for root and the group `api.group` names", path.display())]
     Permission { path: PathBuf },
     /// The socket could not be set up or used.
     #[error("agent API socket {}", path.display())]

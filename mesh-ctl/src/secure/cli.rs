@@ -39,6 +39,7 @@ pub enum IdentityCommand {
         /// Directory to create the files in.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        /// How long the authority's certificate is valid, in days.
         #[arg(long, default_value_t = 3650)]
         days: u64,
     },
@@ -54,6 +55,7 @@ pub enum IdentityCommand {
         /// Directory to write the node's files in.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// How long the node's certificate is valid, in days (never past the authority's).
         #[arg(long, default_value_t = 365)]
         days: u64,
         /// Serial number (default: random).
@@ -62,16 +64,20 @@ pub enum IdentityCommand {
     },
     /// Print a certificate or a revocation list (never a key).
     Show {
+        /// A certificate (`.cert`) or a revocation list (`.crl`).
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
     /// Add a serial to the authority's revocation list (`<authority>/revoked.crl` unless
     /// `--crl`) and re-sign it; copy the list to every node's `revocation_list`.
     Revoke {
+        /// The authority's directory (authority.key, authority.cert, revoked.crl).
         #[arg(long, value_name = "DIR")]
         authority: PathBuf,
+        /// The serial of the certificate to revoke (`meshctl identity show` prints it).
         #[arg(long)]
         serial: u64,
+        /// The revocation list to update instead of `<authority>/revoked.crl`.
         #[arg(long, value_name = "FILE")]
         crl: Option<PathBuf>,
     },
@@ -180,7 +186,10 @@ pub fn run(cmd: &IdentityCommand) -> Result<()> {
             );
             create(&kp, 0o600, &key.to_file_bytes())?;
             create(&cp, 0o644, cert.encode())?;
-            println!("issued {id} serial {serial}, valid until {not_after}");
+            println!(
+                "issued {id} serial {serial}, valid until {}",
+                crate::views::rfc3339(not_after as f64)
+            );
             println!("wrote {} (mode 0600) and {}", kp.display(), cp.display());
             Ok(())
         }
@@ -193,7 +202,7 @@ pub fn run(cmd: &IdentityCommand) -> Result<()> {
                 let crl = RevocationList::decode(&bytes).context("parsing the revocation list")?;
                 println!(
                     "revocation list issued at {} by key {}",
-                    crl.issued_at,
+                    crate::views::rfc3339(crl.issued_at as f64),
                     hex(&crl.issuer)
                 );
                 println!("revoked serials ({}): {:?}", crl.serials.len(), crl.serials);
@@ -219,10 +228,13 @@ pub fn run(cmd: &IdentityCommand) -> Result<()> {
                 cert.id
             );
             println!("serial      {}", cert.serial);
-            println!("not before  {}", cert.not_before);
+            println!(
+                "not before  {}",
+                crate::views::rfc3339(cert.not_before as f64)
+            );
             println!(
                 "not after   {} ({state} now, {} days left)",
-                cert.not_after,
+                crate::views::rfc3339(cert.not_after as f64),
                 cert.not_after.saturating_sub(now) / DAY
             );
             println!("issuer key  {}", hex(&cert.issuer));
