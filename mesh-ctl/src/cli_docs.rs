@@ -43,10 +43,9 @@ pub fn missing_help(root: &Command) -> Vec<String> {
             if arg.is_hide_set() || arg.get_help().is_some() || arg.get_long_help().is_some() {
                 continue;
             }
-            let name = arg.get_long().map_or_else(
-                || format!("<{}>", arg.get_id()),
-                |long| format!("--{long}"),
-            );
+            let name = arg
+                .get_long()
+                .map_or_else(|| format!("<{}>", arg.get_id()), |long| format!("--{long}"));
             missing.push(format!("{} {name}", path.join(" ")));
         }
         if cmd.get_about().is_none() && path.len() > 1 {
@@ -69,7 +68,9 @@ pub fn completion(root: &Command, shell: Shell) -> Vec<u8> {
 /// shell's own packages use, so no shell configuration needs editing.
 pub fn completion_path(prefix: &Path, shell: Shell, name: &str) -> PathBuf {
     match shell {
-        Shell::Zsh => prefix.join("share/zsh/site-functions").join(format!("_{name}")),
+        Shell::Zsh => prefix
+            .join("share/zsh/site-functions")
+            .join(format!("_{name}")),
         Shell::Fish => prefix
             .join("share/fish/vendor_completions.d")
             .join(format!("{name}.fish")),
@@ -102,7 +103,12 @@ pub fn install_files(root: &Command, prefix: &Path) -> io::Result<Vec<(PathBuf, 
     let name = root.get_name().to_owned();
     let mut files: Vec<(PathBuf, Vec<u8>)> = SHELLS
         .iter()
-        .map(|&shell| (completion_path(prefix, shell, &name), completion(root, shell)))
+        .map(|&shell| {
+            (
+                completion_path(prefix, shell, &name),
+                completion(root, shell),
+            )
+        })
         .collect();
     let dir = man_dir(prefix);
     files.extend(

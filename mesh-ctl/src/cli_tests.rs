@@ -14,17 +14,28 @@ fn the_command_tree_is_consistent() {
 #[test]
 fn every_flag_and_positional_has_help() {
     let missing = cli_docs::missing_help(&Cli::command());
-    assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "without help text:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
 fn completions_name_every_subcommand_in_every_shell() {
     let tree = cli_docs::walk(&Cli::command());
-    assert!(tree.len() > 20, "the walk found only {} commands", tree.len());
+    assert!(
+        tree.len() > 20,
+        "the walk found only {} commands",
+        tree.len()
+    );
     for shell in SHELLS {
         let script = String::from_utf8(cli_docs::completion(&Cli::command(), shell))
             .expect("completion scripts are text");
-        assert!(!script.trim().is_empty(), "{shell}: empty completion script");
+        assert!(
+            !script.trim().is_empty(),
+            "{shell}: empty completion script"
+        );
         for (path, _) in &tree {
             let leaf = path.last().expect("paths are not empty");
             assert!(

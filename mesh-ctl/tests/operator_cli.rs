@@ -123,7 +123,11 @@ fn install_puts_completions_and_man_pages_under_the_prefix() {
     for page in fs::read_dir(&expected.0).expect("listing the expected pages") {
         let name = page.expect("entry").file_name();
         let installed = man1.join(&name);
-        assert!(non_empty(&installed), "{} not installed", installed.display());
+        assert!(
+            non_empty(&installed),
+            "{} not installed",
+            installed.display()
+        );
         assert_eq!(
             fs::metadata(&installed).expect("page").mode() & 0o777,
             0o644,
@@ -208,14 +212,11 @@ fn the_freeze_knob_is_refused_unless_the_agent_enables_test_knobs() {
 
 #[test]
 #[ignore = "needs root"]
-fn the_api_group_reads_views_and_nobody_else_changes_anything() {
+fn the_api_group_reads_views_and_outsiders_cannot_connect() {
     let dir = Scratch::new("group");
     // Others must reach the scratch directory to find the socket's directory in it.
-    fs::set_permissions(
-        &dir.0,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let group = nix::unistd::Group::from_name("nogroup")
         .expect("reading the group database")
         .expect("Debian has nogroup");
@@ -288,10 +289,16 @@ fn veth_peer_lets_the_far_end_of_a_veth_receive_redirected_frames() {
         let again = lab
             .exec(node, &[MESHCTL, "veth-peer", iface, "--pin-dir", &dir])
             .expect("running veth-peer again");
-        assert!(!again.status.success(), "a second attach to {iface} was taken");
+        assert!(
+            !again.status.success(),
+            "a second attach to {iface} was taken"
+        );
     }
     let got = lab.ping(&t.src, &dst, 10).expect("ping");
-    assert!(got >= 9, "{got}/10 replies through the XDP redirect with veth-peer");
+    assert!(
+        got >= 9,
+        "{got}/10 replies through the XDP redirect with veth-peer"
+    );
 
     for (node, iface) in ends {
         let dir = pins.join(format!("veth-peer-{node}")).display().to_string();

@@ -60,9 +60,7 @@ pub enum Refusal {
     )]
     NotPrivileged { query: String, uid: u32 },
     /// A test knob while the agent runs without `--enable-test-knobs`.
-    #[error(
-        "refused: `{query}` is a test knob and this agent runs without --enable-test-knobs"
-    )]
+    #[error("refused: `{query}` is a test knob and this agent runs without --enable-test-knobs")]
     TestKnobsDisabled { query: String },
     /// The client's credentials could not be read, so nothing but views is allowed.
     #[error("refused: `{query}` needs the client's credentials, which could not be read")]
@@ -134,8 +132,7 @@ pub fn share_with_group(path: &Path, group: Option<&str>) -> Result<(), ApiError
             .map_err(|e| io(dir, e))?;
     }
     chgrp(path, gid)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| io(path, e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| io(path, e))
 }
 
 fn lookup_group(path: &Path, name: &str) -> Result<Gid, ApiError> {
@@ -153,10 +150,19 @@ fn lookup_group(path: &Path, name: &str) -> Result<Gid, ApiError> {
     }
 }
 
+/// Without CAP_CHOWN (the shipped unit grants none) the owner may give a file only to a
+/// group it is a member of: the unit's `SupplementaryGroups=` makes the agent one.
 fn chgrp(path: &Path, gid: Gid) -> Result<(), ApiError> {
     nix::unistd::chown(path, None, Some(gid)).map_err(|e| ApiError::Io {
         path: PathBuf::from(path),
-        source: std::io::Error::from(e),
+        source: match e {
+            nix::errno::Errno::EPERM => std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "cannot give it to api.group: make the agent a member of the group \
+                 (`SupplementaryGroups=GROUP` in a drop-in: `systemctl edit x0tta6bl4`)",
+            ),
+            other => std::io::Error::from(other),
+        },
     })
 }
 
@@ -230,7 +236,10 @@ mod tests {
     fn mutating_requests_are_for_root_and_the_agent_user() {
         let a = access(false);
         assert_eq!(a.check_class(Class::Mutating, "reload", Some(0)), Ok(()));
-        assert_eq!(a.check_class(Class::Mutating, "reload", Some(AGENT)), Ok(()));
+        assert_eq!(
+            a.check_class(Class::Mutating, "reload", Some(AGENT)),
+            Ok(())
+        );
         assert_eq!(
             a.check_class(Class::Mutating, "reload", Some(OTHER)),
             Err(Refusal::NotPrivileged {

@@ -171,7 +171,11 @@ async fn serves_over_a_root_only_socket() {
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(path.parent().expect("dir")), 0o700);
-    let server = tokio::spawn(serve(listener, Arc::new(shared(Some(samples::mesh())))));
+    let server = tokio::spawn(serve(
+        listener,
+        Arc::new(shared(Some(samples::mesh()))),
+        Access::from_flag(false),
+    ));
     let p = path.clone();
     let got = tokio::task::spawn_blocking(move || query_as::<Status>(&p, &Request::Status))
         .await
