@@ -329,3 +329,47 @@ fn mesh_ctl_topology(lab: &mut mesh_lab::Lab) -> mesh_lab::topology::Topology {
     assert_eq!(t.configs[2].interfaces, ["r-a", "r-b"]);
     t
 }
+
+#[test]
+fn model_eval_without_out_writes_its_report_to_stdout_and_nowhere_else() {
+    use mesh_ctl::detect::eval::EvalConfig;
+    let dir = Scratch::new("eval");
+    // The quick protocol cut to one seed and a few steps: the report's form is tested here.
+    let mut config = EvalConfig::quick();
+    config.seeds = vec![1];
+    config.train.steps = 5;
+    let config_file = dir.0.join("small.json");
+    fs::write(
+        &config_file,
+        serde_json::to_vec(&config).expect("serialising the config"),
+    )
+    .expect("writing the config");
+    let out = Command::new(MESHCTL)
+        .args(["model", "eval", "--config"])
+        .arg(&config_file)
+        .current_dir(&dir.0)
+        .output()
+        .expect("running meshctl model eval");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[derive(serde::Deserialize)]
+    struct Report {
+        config: EvalConfig,
+        rows: Vec<serde::de::IgnoredAny>,
+    }
+    let report: Report = serde_json::from_slice(&out.stdout).expect("the report on stdout is JSON");
+    assert_eq!(
+        serde_json::to_string(&report.config).expect("json"),
+        serde_json::to_string(&config).expect("json"),
+        "the report is of the protocol asked for"
+    );
+    assert!(!report.rows.is_empty(), "a report without rows");
+    let left: Vec<_> = fs::read_dir(&dir.0)
+        .expect("listing the working directory")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, ["small.json"], "model eval wrote files of its own");
+}
