@@ -416,7 +416,8 @@ pub struct Api {
     /// Unix socket; its directory is created root-only.
     pub socket: PathBuf,
     /// A group whose members may read the views: the socket becomes `root:GROUP 0660`
-    /// and its directory `0750`. Requests that change the agent stay root-only.
+    /// and a private directory the group's with `g+rx` (`0750`). Requests that change
+    /// the agent stay root-only.
     pub group: Option<String>,
 }
 

@@ -149,9 +149,9 @@ fn shared() -> Arc<Shared> {
     })
 }
 
-/// Serves `access` on a socket in `dir` from a runtime thread; returns the socket.
-fn serve(dir: &Path, access: Access, group: Option<&str>) -> PathBuf {
-    let socket = dir.join("api").join("agent.sock");
+/// Serves `access` on `socket` from a runtime thread; returns the socket.
+fn serve(socket: &Path, access: Access, group: Option<&str>) -> PathBuf {
+    let socket = socket.to_owned();
     let (tx, rx) = std::sync::mpsc::channel();
     let path = socket.clone();
     let group = group.map(str::to_owned);
@@ -176,7 +176,7 @@ fn the_freeze_knob_is_refused_unless_the_agent_enables_test_knobs() {
     let dir = Scratch::new("knobs");
     let me = nix::unistd::Uid::effective().as_raw();
     let off = serve(
-        &dir.0.join("off"),
+        &dir.0.join("off/api/agent.sock"),
         Access {
             owner: me,
             test_knobs: false,
@@ -198,7 +198,7 @@ fn the_freeze_knob_is_refused_unless_the_agent_enables_test_knobs() {
 
     // With the flag, the agent's own user (this process, seen through SO_PEERCRED) may.
     let on = serve(
-        &dir.0.join("on"),
+        &dir.0.join("on/api/agent.sock"),
         Access {
             owner: me,
             test_knobs: true,
@@ -220,12 +220,41 @@ fn the_api_group_reads_views_and_outsiders_cannot_connect() {
     let group = nix::unistd::Group::from_name("nogroup")
         .expect("reading the group database")
         .expect("Debian has nogroup");
-    let socket = serve(&dir.0, Access::from_flag(true), Some("nogroup"));
+    let socket = serve(
+        &dir.0.join("api/agent.sock"),
+        Access::from_flag(true),
+        Some("nogroup"),
+    );
     let meta = fs::metadata(&socket).expect("socket");
     assert_eq!(meta.mode() & 0o777, 0o660, "socket mode");
     assert_eq!(meta.gid(), group.gid.as_raw(), "socket group");
     let dir_meta = fs::metadata(socket.parent().expect("dir")).expect("socket dir");
     assert_eq!(dir_meta.mode() & 0o777, 0o750, "socket directory mode");
+    assert_eq!(dir_meta.gid(), group.gid.as_raw(), "socket directory group");
+    // A directory others may search is never narrowed, nor given away.
+    let open_dir = dir.0.join("open");
+    fs::create_dir(&open_dir).expect("mkdir");
+    fs::set_permissions(
+        &open_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .expect("chmod");
+    let open_socket = serve(
+        &open_dir.join("agent.sock"),
+        Access::from_flag(false),
+        Some("nogroup"),
+    );
+    let open_meta = fs::metadata(&open_dir).expect("open dir");
+    assert_eq!(
+        open_meta.mode() & 0o7777,
+        0o1777,
+        "a shared directory was changed"
+    );
+    assert_eq!(open_meta.gid(), 0, "a shared directory was given away");
+    assert_eq!(
+        fs::metadata(&open_socket).expect("socket").mode() & 0o777,
+        0o660
+    );
 
     let as_user = |gid: u32, args: &[&str]| {
         Command::new(MESHCTL)

@@ -114,10 +114,13 @@ fn query_name(request: &Request) -> String {
         .map_or_else(|_| format!("{request:?}"), |t| t.query)
 }
 
-/// Opens the socket to `group` (if any): the socket `root:GROUP 0660` and its directory
-/// `root:GROUP 0750`, so the group's members can connect. Without a group both stay
-/// root-only, as `bind` made them.
+/// Opens the socket to `group` (if any): the socket becomes `root:GROUP 0660`, and a
+/// private directory (no search bit for others, as `bind` and systemd's runtime directory
+/// make it) becomes the group's with `g+rx` (`0750`). A directory others may already
+/// search (`/run`, `/tmp`) is left as it is: this only ever widens, and only for the
+/// group. Without a group both stay root-only.
 pub fn share_with_group(path: &Path, group: Option<&str>) -> Result<(), ApiError> {
+    use std::os::unix::fs::MetadataExt as _;
     let Some(name) = group else {
         return Ok(());
     };
@@ -127,9 +130,12 @@ pub fn share_with_group(path: &Path, group: Option<&str>) -> Result<(), ApiError
         source: e,
     };
     if let Some(dir) = path.parent() {
-        chgrp(dir, gid)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
-            .map_err(|e| io(dir, e))?;
+        let mode = std::fs::metadata(dir).map_err(|e| io(dir, e))?.mode() & 0o7777;
+        if mode & 0o001 == 0 {
+            chgrp(dir, gid)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o050))
+                .map_err(|e| io(dir, e))?;
+        }
     }
     chgrp(path, gid)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| io(path, e))
