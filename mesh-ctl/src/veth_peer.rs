@@ -110,9 +110,10 @@ fn ensure_bpffs(dir: &Path) -> anyhow::Result<()> {
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC);
     if !on_bpffs {
         bail!(
-            "{} is not on a bpffs (inside `ip netns exec`, /sys is mounted afresh): \
-             mount one with `mount -t bpf bpf {}`, or pass --pin-dir",
-            base.display(),
+            "{} is not on a bpffs: pass --pin-dir DIR below a bpffs mount (the host's is \
+             /sys/fs/bpf; `ip netns exec` mounts /sys afresh without it, so there use a bpffs \
+             mounted outside /sys: one mounted inside would go, with the pin, when the \
+             command exits)",
             base.display()
         );
     }
