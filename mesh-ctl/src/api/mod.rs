@@ -53,7 +53,7 @@ pub enum Request {
     /// Authenticated neighbours: SPIFFE IDs, certificates, sessions; refusals.
     Peers,
     /// Test knob: with `on`, the agent stops recomputing routes (the data plane's fast
-    /// reroute still works).
+    /// reroute still works). Refused unless the agent runs with `--enable-test-knobs`.
     Freeze {
         on: bool,
     },
