@@ -41,6 +41,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "--bins",
                     "--test",
                     "parse_cases",
+                    "--test",
+                    "config_check",
                 ],
                 &format!("{tier:?}"),
                 // The unit tier's ignored tests are run by hand, never by a tier.
@@ -85,6 +87,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "failure_lab",
                         "--test",
                         "packaging",
+                        "--test",
+                        "config_check",
                     ],
                     "lab",
                     Ignored::Include,
