@@ -122,7 +122,10 @@ pub struct Loaded {
 impl SecureConfig {
     /// The first of [`Self::problems`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.problems().into_iter().next().map_or(Ok(()), |(_, e)| Err(e))
+        self.problems()
+            .into_iter()
+            .next()
+            .map_or(Ok(()), |(_, e)| Err(e))
     }
 
     /// Every value problem, without reading a file.
