@@ -69,9 +69,14 @@ impl Fixture {
     }
 
     fn make() -> Fixture {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("config_check-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier runs' fixtures; a run's own directory is named for its process.
+        for old in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            if old.file_name().to_string_lossy().starts_with("config_check-") {
+                let _ = fs::remove_dir_all(old.path());
+            }
+        }
+        let dir = tmp.join(format!("config_check-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("fixture dir");
         let f = Fixture { dir };
         let s = |p: PathBuf| p.display().to_string();
