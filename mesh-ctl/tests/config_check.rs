@@ -72,7 +72,11 @@ impl Fixture {
         let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         // Earlier runs' fixtures; a run's own directory is named for its process.
         for old in fs::read_dir(&tmp).into_iter().flatten().flatten() {
-            if old.file_name().to_string_lossy().starts_with("config_check-") {
+            if old
+                .file_name()
+                .to_string_lossy()
+                .starts_with("config_check-")
+            {
                 let _ = fs::remove_dir_all(old.path());
             }
         }
