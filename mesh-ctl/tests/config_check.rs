@@ -699,13 +699,6 @@ fn the_agent_refuses_a_broken_config_before_attaching_or_pinning() {
         )
         .expect("the agent runs");
     assert!(!out.status.success(), "the agent started");
-    let keys: Vec<String> = problems(&file, &out).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(
-        keys,
-        ["security.node_key", "detect.model"],
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
         lab.xdp_program("a", "a-b").expect("ip -d link"),
         None,
@@ -725,4 +718,11 @@ fn the_agent_refuses_a_broken_config_before_attaching_or_pinning() {
         .collect();
     assert!(pinned.is_empty(), "pinned: {pinned:?}");
     assert!(!lab.dir().join("r.sock").exists(), "the API socket opened");
+    let keys: Vec<String> = problems(&file, &out).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        ["security.node_key", "detect.model"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
