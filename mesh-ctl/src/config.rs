@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", file.display())]
+    #[error("cannot read config file {}", file.display())]
     Read {
         file: PathBuf,
         source: std::io::Error,
@@ -508,6 +508,14 @@ impl Config {
 
     /// Parses and validates configuration text; `file` only names it in errors.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
+        let config = Self::parse_unvalidated(text, file)?;
+        config.validate().map_err(|p| p.in_file(file))?;
+        Ok(config)
+    }
+
+    /// Parses configuration text into its types, without [`Self::validate`]: a check
+    /// collects every problem ([`Self::problems`]) instead of the first.
+    pub fn parse_unvalidated(text: &str, file: &Path) -> Result<Self, ConfigError> {
         let syntax = |key: String, err: toml::de::Error| {
             let (line, column) = err
                 .span()
@@ -526,17 +534,23 @@ impl Config {
             let key = e.path().to_string();
             syntax(key, e.into_inner())
         })?;
-        config.validate().map_err(|p| p.in_file(file))?;
         Ok(config)
     }
 
-    /// Checks what the types cannot: names, references, counts and address sanity.
+    /// Checks what the types cannot: names, references, counts and address sanity. The
+    /// first problem; [`Self::problems`] has them all.
     pub fn validate(&self) -> Result<(), Problem> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem [`Self::validate`] would refuse, in the order of the file's sections.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
         if self.node.is_empty() || self.node.len() > 63 {
-            return Err(Problem::new("node", "must be 1 to 63 characters"));
+            out.push(Problem::new("node", "must be 1 to 63 characters"));
         }
         if self.interfaces.is_empty() {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "interfaces",
                 "at least one mesh interface is needed",
             ));
@@ -544,14 +558,15 @@ impl Config {
         let mut ifaces = HashSet::new();
         for (i, iface) in self.interfaces.iter().enumerate() {
             let key = format!("interfaces[{i}].name");
+            // Named even when invalid, so the members that use it are not refused too.
+            let first = ifaces.insert(iface.name.as_str());
             if iface.name.is_empty() || iface.name.len() > 15 || iface.name.contains('/') {
-                return Err(Problem::new(
+                out.push(Problem::new(
                     key,
                     "not a valid interface name (1 to 15 characters, no `/`)",
                 ));
-            }
-            if !ifaces.insert(iface.name.as_str()) {
-                return Err(Problem::new(
+            } else if !first {
+                out.push(Problem::new(
                     key,
                     format!("interface `{}` is listed twice", iface.name),
                 ));
@@ -560,19 +575,18 @@ impl Config {
         let mut groups = HashSet::new();
         for (g, group) in self.groups.iter().enumerate() {
             if group.name.is_empty() {
-                return Err(Problem::new(
+                out.push(Problem::new(
                     format!("groups[{g}].name"),
                     "must not be empty",
                 ));
-            }
-            if !groups.insert(group.name.as_str()) {
-                return Err(Problem::new(
+            } else if !groups.insert(group.name.as_str()) {
+                out.push(Problem::new(
                     format!("groups[{g}].name"),
                     format!("group `{}` is defined twice", group.name),
                 ));
             }
             if group.members.is_empty() || group.members.len() > MAX_NEXTHOPS {
-                return Err(Problem::new(
+                out.push(Problem::new(
                     format!("groups[{g}].members"),
                     format!(
                         "a group has 1 to {MAX_NEXTHOPS} members, this one has {}",
@@ -583,19 +597,19 @@ impl Config {
             let mut seen = HashSet::new();
             for (m, member) in group.members.iter().enumerate() {
                 if !ifaces.contains(member.interface.as_str()) {
-                    return Err(Problem::new(
+                    out.push(Problem::new(
                         format!("groups[{g}].members[{m}].interface"),
                         format!("`{}` is not one of the mesh interfaces", member.interface),
                     ));
                 }
                 if !member.neighbor.is_unicast() {
-                    return Err(Problem::new(
+                    out.push(Problem::new(
                         format!("groups[{g}].members[{m}].neighbor"),
                         format!("{} is not a unicast address", member.neighbor),
                     ));
                 }
                 if !seen.insert((member.interface.as_str(), member.neighbor)) {
-                    return Err(Problem::new(
+                    out.push(Problem::new(
                         format!("groups[{g}].members[{m}]"),
                         "the same next hop is listed twice",
                     ));
@@ -604,43 +618,45 @@ impl Config {
         }
         let mut prefixes = HashSet::new();
         for (r, route) in self.routes.iter().enumerate() {
-            check_prefix(&route.prefix, &format!("routes[{r}].prefix"))?;
+            check_prefix(&route.prefix, &format!("routes[{r}].prefix"), &mut out);
             if !groups.contains(route.group.as_str()) {
-                return Err(Problem::new(
+                out.push(Problem::new(
                     format!("routes[{r}].group"),
                     format!("no group named `{}`", route.group),
                 ));
             }
             if !prefixes.insert(route.prefix) {
-                return Err(Problem::new(
+                out.push(Problem::new(
                     format!("routes[{r}].prefix"),
                     format!("{} has a route already", route.prefix),
                 ));
             }
         }
         for (l, prefix) in self.local.iter().enumerate() {
-            check_prefix(prefix, &format!("local[{l}]"))?;
+            check_prefix(prefix, &format!("local[{l}]"), &mut out);
         }
         for (i, prefix) in self.routing.prefixes.iter().enumerate() {
-            check_prefix(prefix, &format!("routing.prefixes[{i}]"))?;
+            check_prefix(prefix, &format!("routing.prefixes[{i}]"), &mut out);
         }
         if !self.dataplane.pin_dir.is_absolute() {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "dataplane.pin_dir",
                 "must be an absolute path",
             ));
         }
-        self.validate_probe()?;
-        self.validate_detect()?;
+        self.validate_probe(&mut out);
+        self.validate_detect(&mut out);
         match &self.security {
-            Some(s) if s.enabled => s
-                .validate()
-                .map_err(|e| Problem::new("security", e.to_string()))?,
+            Some(s) if s.enabled => out.extend(
+                s.problems()
+                    .into_iter()
+                    .map(|(key, e)| Problem::new(format!("security.{key}"), e.to_string())),
+            ),
             Some(_) => {}
             // Secure by default: a mesh node must say how it authenticates, or that it
             // does not.
             None if self.routing.enabled => {
-                return Err(Problem::new(
+                out.push(Problem::new(
                     "security",
                     "routing needs a [security] table: the node's identity (see `meshctl identity`), \
                      or `enabled = false` to trust every neighbour",
@@ -648,19 +664,20 @@ impl Config {
             }
             None => {}
         }
-        self.validate_telemetry()
+        self.validate_telemetry(&mut out);
+        out
     }
 
-    fn validate_probe(&self) -> Result<(), Problem> {
+    fn validate_probe(&self, out: &mut Vec<Problem>) {
         let p = &self.probe;
         if !(1..=1_000).contains(&p.interval_ms) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "probe.interval_ms",
                 format!("{} is outside 1..=1000", p.interval_ms),
             ));
         }
         if p.dead_ms != 0 && p.dead_ms < 2 * p.interval_ms {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "probe.dead_ms",
                 format!(
                     "{} would call a link dead before two probes could be answered; use 0 \
@@ -671,32 +688,32 @@ impl Config {
             ));
         }
         if p.dead_ms > u64::from(u32::MAX / 1000) {
-            return Err(Problem::new("probe.dead_ms", "must be below 4294967 ms"));
+            out.push(Problem::new("probe.dead_ms", "must be below 4294967 ms"));
         }
         if p.window_ms < p.interval_ms * 4 || p.window_ms > 60_000 {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "probe.window_ms",
                 "must hold at least 4 probe intervals and be at most 60000",
             ));
         }
         if !(1..=1_000).contains(&p.cost_change_pct) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "probe.cost_change_pct",
                 format!("{} is outside 1..=1000", p.cost_change_pct),
             ));
         }
         let r = &self.routing;
         if r.port == 0 {
-            return Err(Problem::new("routing.port", "must not be 0"));
+            out.push(Problem::new("routing.port", "must not be 0"));
         }
         if !(10..=60_000).contains(&r.hello_interval_ms) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "routing.hello_interval_ms",
                 format!("{} is outside 10..=60000", r.hello_interval_ms),
             ));
         }
         if r.hello_dead_ms < 3 * r.hello_interval_ms {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "routing.hello_dead_ms",
                 format!(
                     "must be at least 3 hello intervals ({} ms)",
@@ -705,7 +722,7 @@ impl Config {
             ));
         }
         if r.restart_grace_ms < r.hello_dead_ms {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "routing.restart_grace_ms",
                 format!(
                     "must be at least routing.hello_dead_ms ({} ms)",
@@ -714,43 +731,42 @@ impl Config {
             ));
         }
         if r.refresh_s == 0 || r.max_age_s < 2 * r.refresh_s {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "routing.max_age_s",
                 "must be at least twice routing.refresh_s (and refresh_s above 0)",
             ));
         }
-        Ok(())
     }
 
-    fn validate_detect(&self) -> Result<(), Problem> {
+    fn validate_detect(&self, out: &mut Vec<Problem>) {
         let d = &self.detect;
         if !(100..=60_000).contains(&d.window_ms) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "detect.window_ms",
                 format!("{} is outside 100..=60000", d.window_ms),
             ));
         }
         if d.detector == DetectorKind::Model && d.model.is_none() {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "detect.model",
                 "detector = \"model\" needs the model file",
             ));
         }
         if !(1..=100).contains(&d.confirm_windows) {
-            return Err(Problem::new("detect.confirm_windows", "must be 1..=100"));
+            out.push(Problem::new("detect.confirm_windows", "must be 1..=100"));
         }
         if !(100..=86_400_000).contains(&d.hold_ms) {
-            return Err(Problem::new("detect.hold_ms", "must be 100..=86400000"));
+            out.push(Problem::new("detect.hold_ms", "must be 100..=86400000"));
         }
         if !(1..=100).contains(&d.max_avoided_pct) {
-            return Err(Problem::new("detect.max_avoided_pct", "must be 1..=100"));
+            out.push(Problem::new("detect.max_avoided_pct", "must be 1..=100"));
         }
         for (key, v) in [
             ("detect.gray_loss", d.gray_loss),
             ("detect.blackhole_share", d.blackhole_share),
         ] {
             if !(v > 0.0 && v <= 1.0) {
-                return Err(Problem::new(key, format!("{v} is outside (0, 1]")));
+                out.push(Problem::new(key, format!("{v} is outside (0, 1]")));
             }
         }
         for (key, v) in [
@@ -758,11 +774,11 @@ impl Config {
             ("detect.scan_targets", d.scan_targets),
         ] {
             if v < 2 {
-                return Err(Problem::new(key, "must be at least 2"));
+                out.push(Problem::new(key, "must be at least 2"));
             }
         }
         if !(1..=mesh_common::maps::BLOCKLIST_CAPACITY).contains(&d.max_blocked) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "detect.max_blocked",
                 format!(
                     "must be 1..={} (the blocklist's capacity)",
@@ -771,18 +787,17 @@ impl Config {
             ));
         }
         if !(d.congested_rtt_ms.is_finite() && d.congested_rtt_ms > 0.0) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "detect.congested_rtt_ms",
                 "must be a positive number",
             ));
         }
-        Ok(())
     }
 
-    fn validate_telemetry(&self) -> Result<(), Problem> {
+    fn validate_telemetry(&self, out: &mut Vec<Problem>) {
         let t = &self.telemetry;
         if !(FLOWS_MIN_CAPACITY..=FLOWS_MAX_CAPACITY).contains(&t.flow_capacity) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "telemetry.flow_capacity",
                 format!(
                     "{} is outside {FLOWS_MIN_CAPACITY}..={FLOWS_MAX_CAPACITY}",
@@ -791,33 +806,32 @@ impl Config {
             ));
         }
         if !(100..=60_000).contains(&t.interval_ms) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "telemetry.interval_ms",
                 format!("{} is outside 100..=60000", t.interval_ms),
             ));
         }
         if t.idle_timeout_s == 0 || t.idle_timeout_s * 1000 < t.interval_ms {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "telemetry.idle_timeout_s",
                 "must be at least one interval",
             ));
         }
         if !(1..=100_000).contains(&t.top_k) {
-            return Err(Problem::new(
+            out.push(Problem::new(
                 "telemetry.top_k",
                 format!("{} is outside 1..=100000", t.top_k),
             ));
         }
         if !self.api.socket.is_absolute() {
-            return Err(Problem::new("api.socket", "must be an absolute path"));
+            out.push(Problem::new("api.socket", "must be an absolute path"));
         }
-        Ok(())
     }
 }
 
-fn check_prefix(prefix: &IpNet, key: &str) -> Result<(), Problem> {
+fn check_prefix(prefix: &IpNet, key: &str, out: &mut Vec<Problem>) {
     if prefix.trunc() != *prefix {
-        return Err(Problem::new(
+        out.push(Problem::new(
             key,
             format!(
                 "{prefix} has host bits set; did you mean {}?",
@@ -825,7 +839,6 @@ fn check_prefix(prefix: &IpNet, key: &str) -> Result<(), Problem> {
             ),
         ));
     }
-    Ok(())
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {

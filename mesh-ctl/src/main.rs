@@ -32,9 +32,14 @@ enum Command {
         /// The agent's TOML configuration.
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Only validate the configuration (and the interfaces it names), then exit.
+        /// Only check the configuration, every file it names and the interfaces it names,
+        /// print every problem, then exit (non-zero on any problem).
         #[arg(long)]
         check_config: bool,
+        /// With --check-config: the configuration is for another host, so its interfaces
+        /// are not looked up here.
+        #[arg(long, requires = "check_config")]
+        offline: bool,
         /// Accept the API's test knobs (`freeze`); for labs and tests, never in service.
         #[arg(long)]
         enable_test_knobs: bool,
@@ -145,6 +150,12 @@ enum Command {
     VethPeer(mesh_ctl::veth_peer::Options),
 }
 
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Options every view takes.
 #[derive(Args)]
 struct View {
@@ -180,18 +191,39 @@ fn main() -> ExitCode {
         Command::Agent {
             config,
             check_config: true,
+            offline: false,
             ..
-        } => agent::prepare(&config).map(|(c, t)| {
-            println!(
-                "{}: valid: node `{}`, {} interfaces, {} groups, {} IPv4 and {} IPv6 routes",
-                config.display(),
-                c.node,
-                t.ifaces.len(),
-                c.groups.len(),
-                t.routes.v4.len(),
-                t.routes.v6.len()
-            );
-        }),
+        } => agent::prepare(&config)
+            .map(|(c, t)| {
+                println!(
+                    "{}: valid: node `{}`, {} interfaces, {} groups, {} IPv4 and {} IPv6 routes",
+                    config.display(),
+                    c.node,
+                    t.ifaces.len(),
+                    c.groups.len(),
+                    t.routes.v4.len(),
+                    t.routes.v6.len()
+                );
+            })
+            .map_err(anyhow::Error::from),
+        Command::Agent {
+            config,
+            check_config: true,
+            offline: true,
+            ..
+        } => mesh_ctl::check::offline(&config, unix_now_s())
+            .map(|c| {
+                println!(
+                    "{}: valid for another host (interfaces not looked up): node `{}`, {} \
+                     interfaces, {} groups, {} static routes",
+                    config.display(),
+                    c.node,
+                    c.interfaces.len(),
+                    c.groups.len(),
+                    c.routes.len()
+                );
+            })
+            .map_err(anyhow::Error::from),
         Command::Agent {
             config,
             enable_test_knobs,

@@ -284,6 +284,7 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
         node_cert: file("n0", "cert"),
         node_key: file("n0", "key"),
         revocation_list: None,
+        revocation_max_age_s: None,
         rekey_interval_s: 120,
         rekey_bytes: 1 << 30,
         handshake_port: 7946,

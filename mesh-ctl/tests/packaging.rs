@@ -286,6 +286,49 @@ fn example_config_passes_check_config_where_its_interfaces_exist() {
     let west = lab.link("r", "w").expect("linking r and w");
     let east = lab.link("r", "e").expect("linking r and e");
     let ifaces = [west.a.ifname.as_str(), east.a.ifname.as_str()];
+    // The check loads the identity the example names: one issued for it, in the lab.
+    let pki = lab.dir().join("pki");
+    let ca = pki.join("ca").display().to_string();
+    for args in [
+        &[
+            "init-authority",
+            "--trust-domain",
+            "mesh.example.org",
+            "--dir",
+            &ca,
+        ][..],
+        &[
+            "issue",
+            "--authority",
+            &ca,
+            "--name",
+            "node-1",
+            "--out",
+            &pki.display().to_string(),
+        ],
+    ] {
+        let out = Command::new(MESHCTL)
+            .arg("identity")
+            .args(args)
+            .output()
+            .expect("meshctl identity");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let example = |ifaces| {
+        example(ifaces)
+            .replace(
+                "/etc/x0tta6bl4/authority.cert",
+                &format!("{ca}/authority.cert"),
+            )
+            .replace(
+                "/etc/x0tta6bl4/node-1.",
+                &format!("{}/node-1.", pki.display()),
+            )
+    };
     let check = |name: &str, text: &str| {
         let file = lab.dir().join(name);
         fs::write(&file, text).expect("writing the config");

@@ -41,6 +41,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "--bins",
                     "--test",
                     "parse_cases",
+                    "--test",
+                    "config_check",
                 ],
                 &format!("{tier:?}"),
                 // The unit tier's ignored tests are run by hand, never by a tier.
@@ -87,6 +89,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "packaging",
                         "--test",
                         "operator_cli",
+                        "--test",
+                        "config_check",
                     ],
                     "lab",
                     Ignored::Include,

@@ -32,6 +32,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::{
     api::Shared,
+    check::{self, Refused},
     config::Config,
     dataplane::{Dataplane, FlowRecord, SystemHost},
     routes::Tables,
@@ -42,13 +43,10 @@ use crate::{
     },
 };
 
-/// Everything that can be checked before the kernel is touched: the file, and the
-/// interfaces it names on this host.
-pub fn prepare(file: &Path) -> anyhow::Result<(Config, Tables)> {
-    let config = Config::load(file)?;
-    let seed = random_seed();
-    let tables = Tables::build(&config, &SystemHost, seed).map_err(|p| p.in_file(file))?;
-    Ok((config, tables))
+/// Everything that can be checked before the kernel is touched ([`crate::check`]): the
+/// file, every file it names, and the interfaces it names on this host.
+pub fn prepare(file: &Path) -> Result<(Config, Tables), Refused> {
+    check::on_host(file, &SystemHost, unix_now() as u64, random_seed())
 }
 
 /// Runs the agent until SIGINT or SIGTERM, its API answering as `access` allows.

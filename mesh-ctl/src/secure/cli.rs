@@ -361,6 +361,7 @@ mod tests {
             node_cert: nodes.join("r1.cert"),
             node_key: nodes.join("r1.key"),
             revocation_list: Some(auth.join(CRL)),
+            revocation_max_age_s: None,
             rekey_interval_s: 60,
             rekey_bytes: 1 << 20,
             handshake_port: 7946,

@@ -37,6 +37,10 @@ pub struct SecureConfig {
     /// The authority-signed revocation list, if any.
     #[serde(default)]
     pub revocation_list: Option<PathBuf>,
+    /// A revocation list issued longer ago than this (seconds) is refused as stale, so a
+    /// node cut off from new revocations does not start on an old list. Unset: any age.
+    #[serde(default)]
+    pub revocation_max_age_s: Option<u64>,
     /// Move to a new session key after this many seconds.
     #[serde(default = "default_rekey_interval")]
     pub rekey_interval_s: u64,
@@ -90,7 +94,22 @@ pub enum ConfigError {
     /// A certificate, the bundle or the revocation list was refused.
     #[error("{path}: {source}")]
     Cert { path: PathBuf, source: CertError },
+    /// The revocation list is older than `revocation_max_age_s`, or dated ahead of our
+    /// clock by more than the allowed skew.
+    #[error("{path}: issued at {issued_at}, now {now}: {why}")]
+    RevocationAge {
+        path: PathBuf,
+        issued_at: u64,
+        now: u64,
+        why: String,
+    },
 }
+
+/// How far ahead of our clock a revocation list's date may be (the authority's clock).
+pub const CLOCK_SKEW_S: u64 = 300;
+
+/// A problem and the `[security]` key it is about.
+pub type Problem = (&'static str, ConfigError);
 
 /// What the agent needs from the files `[security]` names.
 #[derive(Debug)]
@@ -101,24 +120,36 @@ pub struct Loaded {
 }
 
 impl SecureConfig {
+    /// The first of [`Self::problems`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.problems()
+            .into_iter()
+            .next()
+            .map_or(Ok(()), |(_, e)| Err(e))
+    }
+
+    /// Every value problem, without reading a file.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
         for (key, path) in [
             ("authority_cert", &self.authority_cert),
             ("node_cert", &self.node_cert),
             ("node_key", &self.node_key),
         ] {
             if path.as_os_str().is_empty() {
-                return Err(ConfigError::Missing(key));
+                out.push((key, ConfigError::Missing(key)));
             }
         }
-        spiffe::validate_trust_domain(&self.trust_domain)?;
+        if let Err(e) = spiffe::validate_trust_domain(&self.trust_domain) {
+            out.push(("trust_domain", e.into()));
+        }
         if self.rekey_interval_s == 0 {
-            return Err(ConfigError::Zero("rekey_interval_s"));
+            out.push(("rekey_interval_s", ConfigError::Zero("rekey_interval_s")));
         }
         if self.rekey_bytes == 0 {
-            return Err(ConfigError::Zero("rekey_bytes"));
+            out.push(("rekey_bytes", ConfigError::Zero("rekey_bytes")));
         }
-        Ok(())
+        out
     }
 
     pub fn rekey(&self) -> RekeyPolicy {
@@ -129,41 +160,99 @@ impl SecureConfig {
     }
 
     /// Reads and checks every file: our certificate must pass our own trust store at
-    /// `now_s`, so a node never starts with an identity its neighbours would refuse.
+    /// `now_s`, so a node never starts with an identity its neighbours would refuse. The
+    /// first problem of [`Self::inspect`].
     pub fn load(&self, now_s: u64) -> Result<Loaded, ConfigError> {
-        self.validate()?;
+        self.inspect(now_s).map_err(|mut all| all.remove(0).1)
+    }
+
+    /// What [`Self::load`] does, going on past a refusal to check every file: each
+    /// problem with the key naming the file. Never an empty list.
+    pub fn inspect(&self, now_s: u64) -> Result<Loaded, Vec<Problem>> {
+        let mut out = self.problems();
+        if !out.is_empty() {
+            return Err(out);
+        }
         let read = |p: &Path| {
             fs::read(p).map_err(|source| ConfigError::Read {
                 path: p.to_owned(),
                 source,
             })
         };
-        let authority = Cert::decode(&read(&self.authority_cert)?)
-            .map_err(cert_err_at(&self.authority_cert))?;
-        let mut trust = TrustStore::new(authority, &self.trust_domain)
-            .map_err(cert_err_at(&self.authority_cert))?;
+        let at = |p: &Path| {
+            let p = p.to_owned();
+            move |source| ConfigError::Cert { path: p, source }
+        };
+        let a = &self.authority_cert;
+        let mut trust = read(a)
+            .and_then(|b| Cert::decode(&b).map_err(at(a)))
+            .and_then(|c| TrustStore::new(c, &self.trust_domain).map_err(at(a)))
+            .map_err(|e| out.push(("authority_cert", e)))
+            .ok();
         if let Some(p) = &self.revocation_list {
-            let crl = RevocationList::decode(&read(p)?).map_err(cert_err_at(p))?;
-            trust.set_revocations(&crl).map_err(cert_err_at(p))?;
+            let checked = read(p)
+                .and_then(|b| RevocationList::decode(&b).map_err(at(p)))
+                .and_then(|crl| match trust.as_mut() {
+                    Some(t) => t.set_revocations(&crl).map_err(at(p)).map(|()| Some(crl)),
+                    None => Ok(None),
+                })
+                .and_then(|crl| match crl {
+                    Some(crl) => self.check_age(p, &crl, now_s),
+                    None => Ok(()),
+                });
+            if let Err(e) = checked {
+                out.push(("revocation_list", e));
+            }
         }
-        let cert = Cert::decode(&read(&self.node_cert)?).map_err(cert_err_at(&self.node_cert))?;
-        trust
-            .verify(&cert, now_s)
-            .map_err(cert_err_at(&self.node_cert))?;
-        let key = read_key(&self.node_key)?;
-        let identity = Identity::new(cert, key).map_err(cert_err_at(&self.node_key))?;
-        Ok(Loaded {
-            identity,
-            trust,
-            rekey: self.rekey(),
-        })
+        let n = &self.node_cert;
+        let cert = read(n)
+            .and_then(|b| Cert::decode(&b).map_err(at(n)))
+            .map_err(|e| out.push(("node_cert", e)))
+            .ok();
+        if let (Some(t), Some(c)) = (&trust, &cert)
+            && let Err(e) = t.verify(c, now_s)
+        {
+            out.push(("node_cert", at(n)(e)));
+        }
+        let key = read_key(&self.node_key)
+            .map_err(|e| out.push(("node_key", e)))
+            .ok();
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Identity::new(c, k)
+                .map_err(|e| out.push(("node_key", at(&self.node_key)(e))))
+                .ok(),
+            _ => None,
+        };
+        match (identity, trust) {
+            (Some(identity), Some(trust)) if out.is_empty() => Ok(Loaded {
+                identity,
+                trust,
+                rekey: self.rekey(),
+            }),
+            _ => Err(out),
+        }
     }
-}
 
-fn cert_err_at(path: &Path) -> impl FnOnce(CertError) -> ConfigError + '_ {
-    move |source| ConfigError::Cert {
-        path: path.to_owned(),
-        source,
+    /// A list dated ahead of our clock is a forgery or a broken clock; one older than the
+    /// configured bound may be missing revocations.
+    fn check_age(&self, path: &Path, crl: &RevocationList, now: u64) -> Result<(), ConfigError> {
+        let refuse = |why: String| ConfigError::RevocationAge {
+            path: path.to_owned(),
+            issued_at: crl.issued_at,
+            now,
+            why,
+        };
+        if crl.issued_at > now.saturating_add(CLOCK_SKEW_S) {
+            return Err(refuse(format!(
+                "dated more than {CLOCK_SKEW_S} s ahead of this host's clock"
+            )));
+        }
+        match self.revocation_max_age_s {
+            Some(max) if now.saturating_sub(crl.issued_at) > max => Err(refuse(format!(
+                "stale: older than revocation_max_age_s = {max}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
