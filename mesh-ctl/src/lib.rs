@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod dataplane;
 pub mod install;
+pub mod logging;
 pub mod model;
 pub mod probe;
 pub mod record;

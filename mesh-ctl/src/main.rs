@@ -9,6 +9,7 @@ use mesh_ctl::{
     api::{self, Request},
     config::DEFAULT_SOCKET,
     dataplane::explain,
+    logging::{self, LogFormat},
     telemetry::SortKey,
     views::{self, Output},
 };
@@ -43,6 +44,8 @@ enum Command {
         /// Accept the API's test knobs (`freeze`); for labs and tests, never in service.
         #[arg(long)]
         enable_test_knobs: bool,
+        #[command(flatten)]
+        log: LogOptions,
     },
     /// Flows the data plane tracks, largest first.
     Flows {
@@ -65,7 +68,14 @@ enum Command {
         #[command(flatten)]
         view: View,
     },
-    /// The agent at a glance: neighbours, adverts, routes, actions.
+    /// Re-read the agent's config file and apply it in place (as SIGHUP does): every
+    /// change or, when the file is refused or a change needs a restart, none.
+    Reload {
+        #[command(flatten)]
+        view: View,
+    },
+    /// The agent at a glance: health, neighbours, adverts, routes, actions. Exits 0
+    /// healthy, 1 degraded, 3 no agent, 4 the agent could not be asked.
     Status {
         #[command(flatten)]
         view: View,
@@ -156,6 +166,29 @@ fn unix_now_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// How the agent logs.
+#[derive(Args)]
+struct LogOptions {
+    /// The most detail logged: error, warn, info, debug or trace, or directives such as
+    /// `mesh_ctl=debug,warn` [default: RUST_LOG, else info].
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// How records are written [default: journald under systemd, text otherwise].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+impl LogOptions {
+    fn init(&self) -> anyhow::Result<()> {
+        let rust_log = std::env::var("RUST_LOG").ok();
+        let filter = logging::filter(self.log_level.as_deref(), rust_log.as_deref())?;
+        let format = self
+            .log_format
+            .unwrap_or_else(|| LogFormat::detect(std::env::var_os("JOURNAL_STREAM").as_deref()));
+        logging::init(format, filter).context("setting up the agent's logs")
+    }
+}
+
 /// Options every view takes.
 #[derive(Args)]
 struct View {
@@ -183,6 +216,44 @@ fn show<T: Serialize + DeserializeOwned>(
         Output::Table => print!("{}", render(&data)),
     }
     Ok(())
+}
+
+/// `meshctl status`, whose exit code says how the agent is: 0 healthy, 1 degraded (the
+/// reasons on stderr), 3 no agent answers, 4 the agent could not be asked (permission, an
+/// answer not understood): as `systemctl status` and LSB init scripts count.
+fn status(view: &View) -> ExitCode {
+    let data = match api::query_as::<api::Status>(&view.socket, &Request::Status) {
+        Ok(data) => data,
+        Err(e) => {
+            let no_agent = matches!(e, api::ApiError::NoAgent { .. });
+            eprintln!(
+                "{}",
+                explain(&anyhow::Error::from(e).context("asking the agent"))
+            );
+            return ExitCode::from(if no_agent { 3 } else { 4 });
+        }
+    };
+    let shown = match view.output {
+        Output::Json => serde_json::to_value(&data)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .map(|s| format!("{s}\n")),
+        Output::Table => Ok(views::status(&data)),
+    };
+    match shown {
+        Ok(text) => print!("{text}"),
+        Err(e) => {
+            eprintln!("error: rendering the status: {e}");
+            return ExitCode::from(4);
+        }
+    }
+    if data.degraded.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for reason in &data.degraded {
+            eprintln!("degraded: {reason}");
+        }
+        ExitCode::from(1)
+    }
 }
 
 fn main() -> ExitCode {
@@ -227,23 +298,27 @@ fn main() -> ExitCode {
         Command::Agent {
             config,
             enable_test_knobs,
+            log,
             ..
-        } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| {
-                rt.block_on(agent::run(
-                    &config,
-                    api::Access::from_flag(enable_test_knobs),
-                ))
-            }),
+        } => log.init().and_then(|()| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(agent::run(
+                        &config,
+                        api::Access::from_flag(enable_test_knobs),
+                    ))
+                })
+        }),
         Command::Flows { top, sort, view } => {
             show(&view, Request::Flows { top, sort }, views::flows)
         }
         Command::Links { view } => show(&view, Request::Links, views::links),
         Command::Drops { view } => show(&view, Request::Drops, views::drops),
-        Command::Status { view } => show(&view, Request::Status, views::status),
+        Command::Status { view } => return status(&view),
+        Command::Reload { view } => show(&view, Request::Reload, views::reloaded),
         Command::Neighbors { view } => show(&view, Request::Neighbors, views::neighbors),
         Command::Routes { view } => show(&view, Request::Routes, views::routes),
         Command::Lsdb { view } => show(&view, Request::Lsdb, views::lsdb),

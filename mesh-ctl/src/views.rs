@@ -2,7 +2,8 @@
 //! times in RFC 3339 (the JSON output keeps the agent's numbers).
 
 use crate::api::{
-    Anomalies, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, RouteTable, Status,
+    Anomalies, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, Reloaded,
+    RouteTable, Status,
 };
 
 /// Output format of the meshctl views.
@@ -227,9 +228,25 @@ pub fn drops(data: &Drops) -> String {
     out
 }
 
+pub fn reloaded(data: &Reloaded) -> String {
+    if data.changed.is_empty() {
+        "reloaded: the config is what the agent runs already\n".to_owned()
+    } else {
+        format!("reloaded: {} changed in place\n", data.changed.join(", "))
+    }
+}
+
 pub fn status(data: &Status) -> String {
     let fields = [
         ("node", data.node.clone()),
+        (
+            "health",
+            if data.degraded.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("degraded: {}", data.degraded.join("; "))
+            },
+        ),
         ("routing", data.routing.to_string()),
         ("frozen", data.frozen.to_string()),
         ("restart_hold", data.restart_hold.to_string()),
@@ -242,6 +259,7 @@ pub fn status(data: &Status) -> String {
         ("spf_runs", data.spf_runs.to_string()),
         ("actions", data.actions.to_string()),
         ("probe_interval_ms", data.probe_interval_ms.to_string()),
+        ("hello_interval_ms", data.hello_interval_ms.to_string()),
         ("probe_dead_ms", data.probe_dead_ms.to_string()),
     ];
     let mut out = String::new();

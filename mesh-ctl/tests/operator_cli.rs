@@ -146,6 +146,8 @@ fn shared() -> Arc<Shared> {
         recent: Mutex::new(Recent::new(4)),
         mesh: RwLock::new(None),
         frozen: std::sync::atomic::AtomicBool::new(false),
+        liveness: Default::default(),
+        reload: None,
     })
 }
 

@@ -90,6 +90,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "--test",
                         "operator_cli",
                         "--test",
+                        "service",
+                        "--test",
                         "config_check",
                     ],
                     "lab",

@@ -3,10 +3,8 @@
 
 use std::{collections::BTreeSet, net::SocketAddrV6, time::Instant};
 
-use serde_json::json;
-
 use super::{
-    analyze, event,
+    analyze,
     exporter::record_stage,
     fan,
     knowledge::Knowledge,
@@ -54,14 +52,14 @@ impl Mesh {
             // With security on, the multicast hello only announces us; the sealed copies
             // to each neighbour we have a session with are what it believes.
             if let Err(e) = c.multicast(*ifindex, &hello).await {
-                event(json!({"event": "control_error", "error": format!("{e:#}")}));
+                crate::event!(ERROR, "control_error", error = format!("{e:#}"));
             }
             if let Some(s) = self.secure.as_mut() {
                 for addr in s.addrs_on(*ifindex) {
                     if let Some(bytes) = s.seal(addr, &hello, now) {
                         let to = SocketAddrV6::new(addr.1, self.config.routing.port, 0, addr.0);
                         if let Err(e) = c.send_bytes(to, &bytes).await {
-                            event(json!({"event": "control_error", "error": format!("{e:#}")}));
+                            crate::event!(ERROR, "control_error", error = format!("{e:#}"));
                         }
                     }
                 }
@@ -82,8 +80,12 @@ impl Mesh {
         let Some(node) = self.secure.as_mut().and_then(|s| s.finished(o, now)) else {
             return;
         };
-        event(
-            json!({"event": "session", "peer": node, "ifindex": addr.0, "address": addr.1.to_string()}),
+        crate::event!(
+            INFO,
+            "session",
+            peer = node,
+            ifindex = addr.0,
+            address = addr.1.to_string()
         );
         self.hellos(k, control).await;
         let to = SocketAddrV6::new(addr.1, self.config.routing.port, 0, addr.0);
@@ -181,7 +183,7 @@ impl Mesh {
             Err(_) => return,
         };
         if let Err(e) = d.receive(report.clone(), now) {
-            event(json!({"event": "detect_error", "error": e.to_string()}));
+            crate::event!(ERROR, "detect_error", error = e.to_string());
             return;
         }
         self.flood(k, control, &Message::Report(report), None).await;
@@ -215,7 +217,7 @@ impl Mesh {
             .collect();
         for ifindex in ifaces {
             if let Err(e) = c.multicast(ifindex, msg).await {
-                event(json!({"event": "control_error", "error": format!("{e:#}")}));
+                crate::event!(ERROR, "control_error", error = format!("{e:#}"));
             }
         }
     }
@@ -321,8 +323,11 @@ impl Mesh {
                     Ok(Insert::Old) => {}
                     Err(e) => {
                         metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
-                        event(
-                            json!({"event": "report_refused", "from": from.to_string(), "error": e.to_string()}),
+                        crate::event!(
+                            WARN,
+                            "report_refused",
+                            from = from.to_string(),
+                            error = e.to_string()
                         );
                     }
                 }

@@ -5,11 +5,10 @@ use std::{collections::BTreeSet, time::Instant};
 
 use anyhow::Context as _;
 use mesh_common::types::NextHop;
-use serde_json::json;
 
 use super::{
     anomaly::{Decision, Remedy, Target},
-    detection, event, execute,
+    detection, execute,
     exporter::record_stage,
     fan,
     knowledge::Knowledge,
@@ -45,7 +44,7 @@ impl Mesh {
                 "their block expired".into(),
             ),
             Ok(_) => {}
-            Err(e) => event(json!({"event": "execute_error", "error": format!("{e:#}")})),
+            Err(e) => crate::event!(ERROR, "execute_error", error = format!("{e:#}")),
         }
         let Some(d) = self.detection.as_mut() else {
             return;
@@ -54,7 +53,7 @@ impl Mesh {
         let decisions = match d.analyze(slot_ms, now) {
             Ok(decisions) => decisions,
             Err(e) => {
-                event(json!({"event": "detect_error", "error": format!("{e:#}")}));
+                crate::event!(ERROR, "detect_error", error = format!("{e:#}"));
                 return;
             }
         };

@@ -14,10 +14,8 @@ use mesh_common::{
     telemetry::NeighborKey,
     types::{NextHopGroup, ROUTE_F_LOCAL, Route},
 };
-use serde_json::json;
 
 use super::{
-    event,
     knowledge::Knowledge,
     plan::{Desired, Target},
 };
@@ -213,7 +211,7 @@ pub fn block(dp: &mut impl Datapath, sources: Vec<IpAddr>, until_ns: u64) -> Vec
         match dp.block(s, until_ns) {
             Ok(()) => done.push(s),
             Err(e) => {
-                event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+                crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
                 break;
             }
         }
@@ -225,7 +223,7 @@ pub fn block(dp: &mut impl Datapath, sources: Vec<IpAddr>, until_ns: u64) -> Vec
 pub fn unblock(dp: &mut impl Datapath, sources: Vec<IpAddr>) {
     for s in sources {
         if let Err(e) = dp.unblock(s) {
-            event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+            crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
         }
     }
 }
@@ -247,7 +245,7 @@ pub fn peers(dp: &mut impl Datapath, k: &Knowledge, statics: &[NeighborKey]) -> 
             _pad: [0; 2],
         };
         if let Err(e) = dp.set_probe_peer(n.slot, key) {
-            event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+            crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
             continue;
         }
         peers.push(Peer {

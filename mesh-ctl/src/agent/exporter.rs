@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::{config::Config, telemetry::metrics as tmetrics};
 
@@ -16,35 +16,31 @@ pub fn record_stage(stage: &'static str, started: Instant) {
     metrics::histogram!(STAGE, "stage" => stage).record(started.elapsed().as_secs_f64());
 }
 
-/// Starts the exporter and describes the metrics, when the config enables them.
-pub fn register(config: &Config) -> anyhow::Result<()> {
-    if config.metrics.enabled {
-        PrometheusBuilder::new()
-            .with_http_listener(config.metrics.listen)
-            .set_buckets_for_metric(
-                Matcher::Full(tmetrics::MAP_READ.to_owned()),
-                tmetrics::MAP_READ_BUCKETS,
-            )
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STAGE.to_owned()), STAGE_BUCKETS))
-            .context("configuring the Prometheus exporter")?
-            .install()
-            .with_context(|| {
-                format!(
-                    "starting the Prometheus listener on {}",
-                    config.metrics.listen
-                )
-            })?;
-        tmetrics::describe();
-        metrics::describe_histogram!(STAGE, metrics::Unit::Seconds, "Time per MAPE-K stage run");
-        metrics::describe_counter!("x0tta6bl4_actions_total", "Agent actions by kind");
-        metrics::describe_gauge!("x0tta6bl4_neighbors_adjacent", "Neighbours routing may use");
-        metrics::describe_gauge!("x0tta6bl4_lsdb_adverts", "Link-state adverts held");
-        metrics::describe_gauge!("x0tta6bl4_routes_installed", "Routes in the data plane");
-        metrics::describe_counter!("x0tta6bl4_spf_runs_total", "Shortest-path computations");
-        metrics::describe_counter!(
-            "x0tta6bl4_control_malformed_total",
-            "Control datagrams that were not a message"
-        );
+/// Installs the Prometheus recorder and describes the metrics, when the config enables
+/// them; the handle renders the exposition for the metrics listener.
+pub fn register(config: &Config) -> anyhow::Result<Option<PrometheusHandle>> {
+    if !config.metrics.enabled {
+        return Ok(None);
     }
-    Ok(())
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(tmetrics::MAP_READ.to_owned()),
+            tmetrics::MAP_READ_BUCKETS,
+        )
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(STAGE.to_owned()), STAGE_BUCKETS))
+        .context("configuring the Prometheus exporter")?
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    tmetrics::describe();
+    metrics::describe_histogram!(STAGE, metrics::Unit::Seconds, "Time per MAPE-K stage run");
+    metrics::describe_counter!("x0tta6bl4_actions_total", "Agent actions by kind");
+    metrics::describe_gauge!("x0tta6bl4_neighbors_adjacent", "Neighbours routing may use");
+    metrics::describe_gauge!("x0tta6bl4_lsdb_adverts", "Link-state adverts held");
+    metrics::describe_gauge!("x0tta6bl4_routes_installed", "Routes in the data plane");
+    metrics::describe_counter!("x0tta6bl4_spf_runs_total", "Shortest-path computations");
+    metrics::describe_counter!(
+        "x0tta6bl4_control_malformed_total",
+        "Control datagrams that were not a message"
+    );
+    Ok(Some(handle))
 }

@@ -3,8 +3,6 @@
 
 use std::{collections::VecDeque, net::SocketAddrV6};
 
-use serde_json::json;
-
 use super::execute::Installed;
 pub use crate::api::Action;
 use crate::{
@@ -93,14 +91,15 @@ impl Knowledge {
             reason,
         };
         metrics::counter!("x0tta6bl4_actions_total", "kind" => kind.to_owned()).increment(1);
-        super::event(json!({
-            "event": "action",
-            "stage": stage,
-            "kind": kind,
-            "detail": action.detail,
-            "reason": action.reason,
-            "mono_ns": action.mono_ns,
-        }));
+        crate::event!(
+            INFO,
+            "action",
+            stage = stage,
+            kind = kind,
+            detail = action.detail.as_str(),
+            reason = action.reason.as_str(),
+            mono_ns = action.mono_ns
+        );
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }

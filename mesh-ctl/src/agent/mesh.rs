@@ -66,6 +66,21 @@ impl Io {
     }
 }
 
+/// The link-quality settings the config's `[probe]` gives.
+pub(super) fn settings(config: &Config) -> Settings {
+    Settings {
+        window_ns: config.probe.window_ms * 1_000_000,
+        // With fast reroute off the agent still needs a silence threshold.
+        dead_ns: if config.probe.dead_ms == 0 {
+            4 * config.probe.interval_ms
+        } else {
+            config.probe.dead_ms
+        } * 1_000_000,
+        up_hold_ns: config.probe.up_hold_ms * 1_000_000,
+        cost_change_pct: config.probe.cost_change_pct,
+    }
+}
+
 /// The routing side of the agent's state.
 pub(super) struct Mesh {
     pub(super) routing: bool,
@@ -81,6 +96,8 @@ pub(super) struct Mesh {
     pub(super) frozen_logged: bool,
     pub(super) detection: Option<Detection>,
     pub(super) secure: Option<Secured>,
+    /// Why the last read of the telemetry maps failed (None: it succeeded).
+    pub(super) map_error: Option<String>,
 }
 
 impl Mesh {
@@ -105,19 +122,10 @@ impl Mesh {
             },
             spf_due: None,
             last_refresh_ns: now,
-            settings: Settings {
-                window_ns: config.probe.window_ms * 1_000_000,
-                // With fast reroute off the agent still needs a silence threshold.
-                dead_ns: if config.probe.dead_ms == 0 {
-                    4 * config.probe.interval_ms
-                } else {
-                    config.probe.dead_ms
-                } * 1_000_000,
-                up_hold_ns: config.probe.up_hold_ms * 1_000_000,
-                cost_change_pct: config.probe.cost_change_pct,
-            },
+            settings: settings(config),
             frozen_logged: false,
             secure: None,
+            map_error: None,
             detection: if config.detect.enabled && config.routing.enabled {
                 Some(
                     Detection::new(&config.detect, (super::unix_now() * 1000.0) as u64)

@@ -12,10 +12,14 @@ mod detection;
 mod execute;
 mod exporter;
 mod fan;
+pub mod health;
+mod http;
 mod knowledge;
 mod mesh;
 mod monitor;
+mod notify;
 mod plan;
+mod reload;
 mod runtime;
 mod secured;
 
@@ -70,7 +74,11 @@ async fn read_events(ring: RingBuf<MapData>, shared: Arc<Shared>, links: Vec<Lin
     // AsyncFd owns the ring buffer.
     let registered = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) };
     let Ok(mut fd) = registered else {
-        event(json!({"event": "telemetry_error", "error": "cannot poll the event ring buffer"}));
+        crate::event!(
+            ERROR,
+            "telemetry_error",
+            error = "cannot poll the event ring buffer"
+        );
         return;
     };
     let name_of = |ifindex: u32| link_name(&links, ifindex);
@@ -173,11 +181,6 @@ fn reason_object(reasons: &[(Reason, u64)]) -> serde_json::Value {
         .map(|(r, n)| (r.name().to_owned(), json!(n)))
         .collect::<serde_json::Map<_, _>>()
         .into()
-}
-
-/// One machine-readable line on stdout per lifecycle event.
-fn event(v: serde_json::Value) {
-    println!("{v}");
 }
 
 fn random_seed() -> u32 {

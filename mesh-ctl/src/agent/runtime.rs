@@ -13,12 +13,13 @@ use serde_json::json;
 use super::{
     Collector, RECENT_EVENTS, analyze, boot,
     detection::Detection,
-    event, exporter,
+    exporter,
     exporter::record_stage,
+    health, http,
     knowledge::Knowledge,
     mesh::{Io, Mesh, ms},
     monitor::{self, Heard},
-    monotonic_ns, prepare, read_events, reason_object,
+    monotonic_ns, notify, prepare, read_events, reason_object,
     secured::Secured,
 };
 use crate::{
@@ -29,8 +30,13 @@ use crate::{
 };
 
 pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
-    let (config, mut tables) = prepare(file)?;
+    let (mut config, mut tables) = prepare(file)?;
     let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
+    // Taken before anything is attached: a port in use refuses the start, not half of it.
+    let metrics_listener = match config.metrics.enabled {
+        true => Some(http::bind(config.metrics.listen).await?),
+        false => None,
+    };
     let boot::Booted {
         mut dp,
         pins,
@@ -40,14 +46,26 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
     } = boot::start(&config, &mut tables, &names)?;
     let events = dp.take_events().context("opening the event ring buffer")?;
 
-    exporter::register(&config)?;
+    let prometheus = exporter::register(&config)?;
+    let (reload_tx, mut reloads) = tokio::sync::mpsc::channel::<api::ReloadReply>(4);
     let shared = Arc::new(Shared {
         node: config.node.clone(),
         snapshot: RwLock::new(Snapshot::default()),
         recent: Mutex::new(Recent::new(RECENT_EVENTS)),
         mesh: RwLock::new(None),
         frozen: std::sync::atomic::AtomicBool::new(false),
+        liveness: health::Liveness::default(),
+        reload: Some(reload_tx),
     });
+    let http_task = match (metrics_listener, prometheus) {
+        (Some(listener), Some(handle)) => Some(tokio::spawn(http::serve(
+            listener,
+            handle,
+            shared.clone(),
+            health::stall_after_ms(config.telemetry.interval_ms),
+        ))),
+        _ => None,
+    };
     let listener = api::bind(&config.api.socket).context("opening the API socket")?;
     api::access::share_with_group(&config.api.socket, config.api.group.as_deref())
         .context("opening the API socket to api.group")?;
@@ -94,46 +112,50 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
         .collect(&io.dp, &shared, config.metrics.enabled)
         .context("reading the telemetry maps")?;
     mesh.publish(&k, &shared);
+    shared.liveness.turned(monotonic_ns().map(ms)?);
     let (dp, sender) = (&io.dp, &io.sender);
-    event(json!({
-        "event": "attached",
-        "node": config.node,
-        "interfaces": names,
-        "tc_egress": tc_mode,
-        "adopted": adopted,
-        "pin_dir": pins.root(),
-        "routes_v4": k.installed.v4.len(),
-        "routes_v6": k.installed.v6.len(),
-        "groups": k.installed.groups.len(),
-        "flow_capacity": dp.flow_capacity(),
-        "routing": mesh.routing,
-        "probe_realtime": sender.as_ref().map(|s| match s.realtime() {
+    crate::event!(
+        INFO,
+        "attached",
+        node = config.node.as_str(),
+        interfaces = %json!(names),
+        tc_egress = tc_mode,
+        adopted = adopted,
+        pin_dir = %pins.root().display(),
+        routes_v4 = k.installed.v4.len(),
+        routes_v6 = k.installed.v6.len(),
+        groups = k.installed.groups.len(),
+        flow_capacity = dp.flow_capacity(),
+        routing = mesh.routing,
+        probe_realtime = %json!(sender.as_ref().map(|s| match s.realtime() {
             Ok(()) => json!(true),
             Err(why) => json!(why),
-        }),
-        "metrics": config.metrics.enabled.then(|| config.metrics.listen.to_string()),
-        "socket": config.api.socket,
-    }));
+        })),
+        metrics = config.metrics.enabled.then(|| config.metrics.listen.to_string()),
+        socket = %config.api.socket.display()
+    );
+    notify::ready(&config.node, adopted);
+    let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
 
-    let mut telemetry_tick =
-        tokio::time::interval(Duration::from_millis(config.telemetry.interval_ms));
-    telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut probe_tick = tokio::time::interval(Duration::from_millis(config.probe.interval_ms));
-    probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut hello_tick =
-        tokio::time::interval(Duration::from_millis(config.routing.hello_interval_ms));
-    hello_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut telemetry_tick = every(config.telemetry.interval_ms);
+    let mut probe_tick = every(config.probe.interval_ms);
+    let mut hello_tick = every(config.routing.hello_interval_ms);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let mut buf = Control::buffer();
     let mut scratch = Vec::new();
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    let window = Duration::from_millis(config.detect.window_ms);
+    let mut window = Duration::from_millis(config.detect.window_ms);
     let (mut report_at, mut slot) = aligned(config.detect.window_ms);
     // The window just reported on, analysed half a window later: by then every agent's
     // report for the same instant has arrived.
     let mut analysis: Option<(tokio::time::Instant, u64)> = None;
     loop {
+        if let Ok(now) = monotonic_ns() {
+            shared.liveness.turned(ms(now));
+        }
         let spf_at = mesh.spf_due.map_or(far, tokio::time::Instant::from_std);
         let analyze_at = analysis.map_or(far, |a| a.0);
         tokio::select! {
@@ -141,7 +163,7 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 let this = slot;
                 (report_at, slot) = aligned(config.detect.window_ms);
                 if let Err(e) = collector.collect(&io.dp, &shared, config.metrics.enabled) {
-                    event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
+                    crate::event!(ERROR, "telemetry_error", error = format!("{e:#}"));
                     continue;
                 }
                 mesh.report(&k, io.control.as_ref(), &shared, &collector.flows, this).await;
@@ -153,12 +175,20 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 }
             }
             _ = telemetry_tick.tick() => {
-                if let Err(e) = collector.collect(&io.dp, &shared, config.metrics.enabled) {
-                    // A failed read is reported and retried next interval; forwarding
-                    // does not depend on it.
-                    event(json!({"event": "telemetry_error", "error": format!("{e:#}")}));
-                }
+                mesh.map_error = match collector.collect(&io.dp, &shared, config.metrics.enabled) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        // A failed read is reported and retried next interval; forwarding
+                        // does not depend on it.
+                        crate::event!(ERROR, "telemetry_error", error = format!("{e:#}"));
+                        Some(format!("{e:#}"))
+                    }
+                };
                 mesh.publish(&k, &shared);
+            }
+            _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
+                // From the loop itself: a loop that stops turning stops the pings.
+                notify::watchdog();
             }
             _ = probe_tick.tick(), if mesh.routing => {
                 let (Some(sender), Ok(now)) = (io.sender.as_ref(), monotonic_ns()) else { continue };
@@ -175,7 +205,7 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                         mesh.originate(&mut k, io.control.as_ref(), None).await;
                     }
                     Ok(_) => record_stage("monitor", started),
-                    Err(e) => event(json!({"event": "probe_error", "error": format!("{e:#}")})),
+                    Err(e) => crate::event!(ERROR, "probe_error", error = format!("{e:#}")),
                 }
             }
             _ = hello_tick.tick(), if mesh.routing => {
@@ -228,9 +258,9 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                     }
                     Ok(Received::Malformed { ifindex, error }) => {
                         metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
-                        event(json!({"event": "control_malformed", "ifindex": ifindex, "error": error.to_string()}));
+                        crate::event!(WARN, "control_malformed", ifindex = ifindex, error = error.to_string());
                     }
-                    Err(e) => event(json!({"event": "control_error", "error": format!("{e:#}")})),
+                    Err(e) => crate::event!(ERROR, "control_error", error = format!("{e:#}")),
                 }
             }
             o = async { match outcomes.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
@@ -254,7 +284,7 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 }
                 mesh.frozen_logged = false;
                 if let Err(e) = mesh.reconverge(&mut io.dp, &mut k) {
-                    event(json!({"event": "execute_error", "error": format!("{e:#}")}));
+                    crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
                 }
                 mesh.publish(&k, &shared);
             }
@@ -263,23 +293,71 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 break;
             }
             _ = term.recv() => break,
+            reply = async {
+                tokio::select! {
+                    _ = hangup.recv() => None,
+                    Some(r) = reloads.recv() => Some(r),
+                }
+            } => {
+                notify::reloading();
+                let outcome = mesh.reload(file, &mut io.dp, &mut k);
+                match &outcome {
+                    Ok(changes) => {
+                        config = mesh.config.clone();
+                        if changes.routing {
+                            hello_tick = every(config.routing.hello_interval_ms);
+                            mesh.originate(&mut k, io.control.as_ref(), Some(true)).await;
+                        }
+                        if changes.telemetry_interval {
+                            telemetry_tick = every(config.telemetry.interval_ms);
+                        }
+                        if changes.detect {
+                            window = Duration::from_millis(config.detect.window_ms);
+                            (report_at, slot) = aligned(config.detect.window_ms);
+                            analysis = None;
+                        }
+                        crate::event!(INFO, "reloaded", changed = %json!(changes.names()));
+                        notify::reloaded(&format!("{}: reloaded ({})", config.node, changes.names().join(", ")));
+                    }
+                    Err(why) => {
+                        crate::event!(WARN, "reload_refused", error = why.as_str());
+                        notify::reloaded(&format!("{}: reload refused, running on the previous config", config.node));
+                    }
+                }
+                mesh.publish(&k, &shared);
+                if let Some(reply) = reply {
+                    let _gone = reply.send(outcome.map(|c| api::Reloaded { changed: c.names() }));
+                }
+            }
         }
     }
 
+    notify::stopping();
     drop(io.sender.take());
     api_task.abort();
+    if let Some(t) = http_task {
+        t.abort();
+    }
     events_task.abort();
     // The socket is ours; a later agent would replace it anyway.
     let _gone = std::fs::remove_file(&config.api.socket);
     let dp = &io.dp;
     let reasons = dp.reasons().context("reading the reason counters")?;
-    event(json!({
-        "event": "stopped",
-        "node": config.node,
-        "forwarding": if dp.pinned() { "kept" } else { "detached" },
-        "reasons": reason_object(&reasons),
-    }));
+    crate::event!(
+        INFO,
+        "stopped",
+        node = config.node.as_str(),
+        forwarding = if dp.pinned() { "kept" } else { "detached" },
+        reasons = %reason_object(&reasons)
+    );
     Ok(())
+}
+
+/// A timer every `ms` that skips the ticks a busy loop missed.
+fn every(ms: u64) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(Duration::from_millis(ms));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    t
 }
 
 /// The next multiple of `window_ms` in wall-clock time (when, and which, in ms). Every agent reads its counters
@@ -305,8 +383,15 @@ impl Mesh {
         metrics::gauge!("x0tta6bl4_routes_installed")
             .set((k.installed.v4.len() + k.installed.v6.len()) as f64);
         metrics::counter!("x0tta6bl4_spf_runs_total").absolute(k.spf_runs);
+        let degraded = health::degraded(&health::Inputs {
+            routing: self.routing,
+            adjacent: up,
+            map_error: self.map_error.as_deref(),
+        });
+        metrics::gauge!("x0tta6bl4_ready").set(if degraded.is_empty() { 1.0 } else { 0.0 });
         let status = api::Status {
             node: self.config.node.clone(),
+            degraded,
             routing: self.routing,
             frozen: shared.frozen.load(Ordering::Relaxed),
             restart_hold: self.hold_until_ns != 0,
@@ -319,6 +404,7 @@ impl Mesh {
             spf_runs: k.spf_runs,
             actions: k.history.len(),
             probe_interval_ms: self.config.probe.interval_ms,
+            hello_interval_ms: self.config.routing.hello_interval_ms,
             probe_dead_ms: self.config.probe.dead_ms,
         };
         if let Ok(mut m) = shared.mesh.write() {

@@ -13,7 +13,6 @@ use std::{
 
 use anyhow::Context as _;
 use rand::{SeedableRng as _, rngs::StdRng};
-use serde_json::json;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{Semaphore, mpsc},
@@ -135,18 +134,16 @@ impl Secured {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        super::event(
-                            json!({"event": "handshake_listener_error", "error": e.to_string()}),
-                        );
+                        crate::event!(ERROR, "handshake_listener_error", error = e.to_string());
                         return;
                     }
                 };
                 rt.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(l) => listen(l, id, tr, rekey, out, rtx).await,
-                        Err(e) => super::event(
-                            json!({"event": "handshake_listener_error", "error": e.to_string()}),
-                        ),
+                        Err(e) => {
+                            crate::event!(ERROR, "handshake_listener_error", error = e.to_string())
+                        }
                     }
                 });
             })
@@ -265,12 +262,13 @@ impl Secured {
         metrics::counter!("x0tta6bl4_control_refused_total", "reason" => reason.as_str())
             .increment(1);
         if let Some(suppressed) = self.log.check(peer, now_ms) {
-            super::event(json!({
-                "event": "control_refused",
-                "peer": peer,
-                "reason": reason.as_str(),
-                "suppressed_since_last": suppressed,
-            }));
+            crate::event!(
+                WARN,
+                "control_refused",
+                peer = peer,
+                reason = reason.as_str(),
+                suppressed_since_last = suppressed
+            );
         }
     }
 

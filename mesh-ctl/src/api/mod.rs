@@ -57,6 +57,9 @@ pub enum Request {
     Freeze {
         on: bool,
     },
+    /// Re-read the config file and apply it in place, or refuse it and change nothing
+    /// (as SIGHUP does). Root and the agent's own user only.
+    Reload,
 }
 
 /// What the agent shares with the API: the last telemetry snapshot, recent events and the
@@ -69,6 +72,34 @@ pub struct Shared {
     /// The routing, detection and peers views; None until the agent first publishes them.
     pub mesh: RwLock<Option<MeshViews>>,
     pub frozen: std::sync::atomic::AtomicBool,
+    /// When the agent's event loop last turned.
+    pub liveness: crate::agent::health::Liveness,
+    /// Where reload requests go to the event loop, each with where its outcome goes;
+    /// None where no loop takes them (tests).
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadReply>>,
+}
+
+/// Where the event loop sends a reload's outcome: what changed, or why nothing did.
+pub type ReloadReply = tokio::sync::oneshot::Sender<Result<Reloaded, String>>;
+
+/// How long a client waits for a reload: loading a model or a big config takes a while.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks the event loop to reload and waits for what came of it.
+async fn reload(shared: &Shared) -> Reply {
+    let Some(loop_tx) = shared.reload.as_ref() else {
+        return Reply::failed("this agent takes no reloads".into());
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if loop_tx.send(tx).await.is_err() {
+        return Reply::failed("the agent is stopping".into());
+    }
+    match tokio::time::timeout(RELOAD_TIMEOUT, rx).await {
+        Ok(Ok(Ok(done))) => Reply::done(&shared.node, Response::Reloaded(done)),
+        Ok(Ok(Err(why))) => Reply::failed(why),
+        Ok(Err(_)) => Reply::failed("the agent dropped the reload".into()),
+        Err(_) => Reply::failed(format!("no outcome within {RELOAD_TIMEOUT:?}")),
+    }
 }
 
 /// Why the API could not answer.
@@ -149,6 +180,14 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) 
                 let mut line = String::new();
                 let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
                 let answer = match reader.read_line(&mut line).await {
+                    // The one request the loop itself answers, once access allows it.
+                    Ok(_)
+                        if serde_json::from_str::<Request>(line.trim()).is_ok_and(|r| {
+                            r == Request::Reload && access.check(&r, uid).is_ok()
+                        }) =>
+                    {
+                        reload(&shared).await
+                    }
                     Ok(_) => answer_as(&shared, access, uid, &line),
                     Err(e) => Reply::failed(format!("reading the request: {e}")),
                 };
@@ -233,6 +272,8 @@ pub fn answer(shared: &Shared, line: &str) -> Reply {
         Request::Anomalies => Some(mesh_view(|m| Response::Anomalies(m.anomalies.clone()))),
         Request::Window => Some(mesh_view(|m| Response::Window(m.window.clone()))),
         Request::Peers => Some(mesh_view(|m| Response::Peers(m.peers.clone()))),
+        // Only the serving task, which can wait for the event loop, answers a reload.
+        Request::Reload => return Reply::failed("a reload is answered by the agent's loop".into()),
         Request::Freeze { on } => {
             shared
                 .frozen

@@ -6,6 +6,7 @@ use crate::detect;
 pub fn status() -> Status {
     Status {
         node: "n1".into(),
+        degraded: vec!["no adjacency: routing is on and no neighbour is adjacent".into()],
         routing: true,
         frozen: false,
         restart_hold: true,
@@ -17,6 +18,7 @@ pub fn status() -> Status {
         groups: 2,
         spf_runs: 7,
         actions: 9,
+        hello_interval_ms: 100,
         probe_interval_ms: 5,
         probe_dead_ms: 15,
     }

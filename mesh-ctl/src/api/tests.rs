@@ -11,6 +11,8 @@ fn shared(mesh: Option<MeshViews>) -> Shared {
         recent: Mutex::new(Recent::new(4)),
         mesh: RwLock::new(mesh),
         frozen: std::sync::atomic::AtomicBool::new(false),
+        liveness: Default::default(),
+        reload: None,
     }
 }
 

@@ -15,6 +15,10 @@ pub use crate::telemetry::{DropView, EventView, FlowTableView, FlowView, LinkVie
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub node: String,
+    /// Why the agent is not ready (empty: healthy): maps unreadable, or routing on and no
+    /// neighbour adjacent. `meshctl status` exits 1 when there is any.
+    #[serde(default)]
+    pub degraded: Vec<String>,
     /// The agent runs the control plane (without it, it only forwards by its static
     /// tables).
     pub routing: bool,
@@ -36,6 +40,9 @@ pub struct Status {
     /// Actions remembered for `meshctl events`.
     pub actions: usize,
     pub probe_interval_ms: u64,
+    /// How often hellos go out (`routing.hello_interval_ms`, reloadable).
+    #[serde(default)]
+    pub hello_interval_ms: u64,
     /// The data plane's fast-reroute silence threshold (0: off).
     pub probe_dead_ms: u64,
 }
@@ -275,6 +282,14 @@ pub struct Frozen {
     pub frozen: bool,
 }
 
+/// The answer to `meshctl reload`: the config was read, checked and applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// What changed in place (`routes`, `routing`, `probe`, `telemetry.interval_ms`,
+    /// `detect`); empty when the file says what the agent already runs.
+    pub changed: Vec<String>,
+}
+
 /// The routing, detection and peers views, as the agent last published them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeshViews {
@@ -306,6 +321,7 @@ pub enum Response {
     Links(Links),
     Drops(Drops),
     Frozen(Frozen),
+    Reloaded(Reloaded),
     /// The agent has not published its routing views yet (`null` on the wire).
     Unpublished,
 }

@@ -35,6 +35,8 @@ pub struct AgentConfig {
     pub routes: Vec<(String, String)>,
     /// Extra TOML tables appended as written (`[telemetry]`, `[dataplane]`, ...).
     pub extra: String,
+    /// Environment the agent starts with (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl AgentConfig {
@@ -109,17 +111,24 @@ impl Agent {
         }
         std::fs::write(&path, toml)?;
         let meshctl = lab.meshctl.display().to_string();
+        let config_path = path.display().to_string();
+        let env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args: Vec<&str> = Vec::new();
+        if !env.is_empty() {
+            args.push("env");
+            args.extend(env.iter().map(String::as_str));
+        }
         // Lab agents are test agents: the tests freeze routing through the API.
-        let child = lab.spawn(
-            &config.node,
-            &[
-                &meshctl,
-                "agent",
-                "--config",
-                &path.display().to_string(),
-                "--enable-test-knobs",
-            ],
-        )?;
+        args.extend([
+            meshctl.as_str(),
+            "agent",
+            "--config",
+            &config_path,
+            "--enable-test-knobs",
+            "--log-format",
+            "json",
+        ]);
+        let child = lab.spawn(&config.node, &args)?;
         let pid = child.id();
         let stdout = child.stdout.take().context("agent stdout")?;
         let mut stderr = child.stderr.take().context("agent stderr")?;
@@ -168,7 +177,7 @@ impl Agent {
                 .lines
                 .recv_timeout(left)
                 .with_context(|| format!("agent in {} sent no `{event}` event", self.node))?;
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            if let Some(v) = record(&line)
                 && v["event"] == event
             {
                 return Ok(v);
@@ -196,32 +205,41 @@ impl Agent {
 
     /// Scrapes the agent's Prometheus endpoint at `addr` inside its namespace.
     pub fn scrape(&self, addr: &str) -> Result<String> {
-        let (ns, addr) = (self.ns.clone(), addr.to_owned());
+        let (status, body) = self.http_get(addr, "/metrics")?;
+        if status != 200 {
+            bail!("metrics endpoint answered {status}: {}", body.trim());
+        }
+        Ok(body)
+    }
+
+    /// `GET path` from the agent's metrics listener at `addr` inside its namespace: the
+    /// status code and the body.
+    pub fn http_get(&self, addr: &str, path: &str) -> Result<(u16, String)> {
+        let (ns, addr, path) = (self.ns.clone(), addr.to_owned(), path.to_owned());
         // A thread of its own enters the namespace, so the caller's stays where it is.
-        std::thread::spawn(move || -> Result<String> {
+        std::thread::spawn(move || -> Result<(u16, String)> {
             let _inside = crate::netns::enter(&ns)?;
             let mut stream = std::net::TcpStream::connect(&addr)
-                .with_context(|| format!("connecting to the metrics endpoint {addr}"))?;
+                .with_context(|| format!("connecting to the metrics listener {addr}"))?;
             stream.set_read_timeout(Some(Duration::from_secs(10)))?;
             write!(
                 stream,
-                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
             )?;
             let mut response = String::new();
             stream.read_to_string(&mut response)?;
             let (head, body) = response
                 .split_once("\r\n\r\n")
                 .context("HTTP response without a body")?;
-            if !head.starts_with("HTTP/1.1 200") {
-                bail!(
-                    "metrics endpoint answered {}",
-                    head.lines().next().unwrap_or("")
-                );
-            }
-            Ok(body.to_owned())
+            let status = head
+                .strip_prefix("HTTP/1.1 ")
+                .and_then(|r| r.get(..3))
+                .and_then(|c| c.parse().ok())
+                .with_context(|| format!("no HTTP status line: {head}"))?;
+            Ok((status, body.to_owned()))
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("the HTTP thread panicked"))?
     }
 
     /// Stops the agent with SIGTERM, then removes its data plane (`meshctl detach`), and
@@ -283,13 +301,27 @@ impl Agent {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The JSON lines the agent printed since the last call (events, actions).
+    /// The records the agent logged since the last call (events, actions).
     pub fn drain_events(&self) -> Vec<serde_json::Value> {
-        self.lines
-            .try_iter()
-            .filter_map(|l| serde_json::from_str(&l).ok())
-            .collect()
+        self.lines.try_iter().filter_map(|l| record(&l)).collect()
     }
+}
+
+/// One JSON log record of the agent's (`--log-format json`): its fields at the top level
+/// beside `timestamp` and `level`, nested values (lists, objects) decoded from the JSON
+/// text they are logged as. Lines that are no JSON object are skipped.
+fn record(line: &str) -> Option<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_str(line).ok()?;
+    for field in v.as_object_mut()?.values_mut() {
+        let nested = field
+            .as_str()
+            .filter(|s| s.starts_with('[') || s.starts_with('{'))
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok());
+        if let Some(n) = nested {
+            *field = n;
+        }
+    }
+    Some(v)
 }
 
 /// Where the lab's agents pin: a bpffs of the lab's own, mounted in its directory.
@@ -322,4 +354,21 @@ impl Lab {
 /// Unmounts the lab's bpffs (its pins go with it); for the lab's drop.
 pub(super) fn unmount_bpffs(lab_dir: &std::path::Path) {
     let _gone = nix::mount::umount2(&lab_dir.join(BPFFS), nix::mount::MntFlags::MNT_DETACH);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record;
+
+    #[test]
+    fn records_decode_their_nested_fields_and_skip_other_lines() {
+        let line = r#"{"timestamp":"2026-12-02T18:48:40.123456Z","level":"INFO","message":"stopped","event":"stopped","forwarding":"kept","reasons":"{\"pass\":3}","note":"[not json"}"#;
+        let v = record(line).expect("a record");
+        assert_eq!(v["event"], "stopped");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["reasons"]["pass"], 3);
+        assert_eq!(v["note"], "[not json");
+        assert!(record("2026-12-02T18:48:40Z  INFO attached").is_none());
+        assert!(record("[1, 2]").is_none());
+    }
 }
