@@ -27,5 +27,34 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         }],
         toolchain,
-    )
+    )?;
+    identify(&manifest)
+}
+
+/// The build's identity for `--version`, `meshctl status` and `build_info`: a hash of the
+/// eBPF object (what the kernel runs) and the git revision it was built from.
+fn identify(manifest: &str) -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    let out = std::env::var("OUT_DIR")?;
+    let object = std::fs::read(format!("{out}/mesh"))?;
+    let hash = sha2::Sha256::digest(&object);
+    let id: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    println!("cargo:rustc-env=MESH_OBJECT_ID={id}");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(manifest)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let rev = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=MESH_GIT_REV={rev}");
+    // A new commit is a new revision to report (and the object is rebuilt with it).
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        println!("cargo:rerun-if-changed={dir}/refs/heads");
+    }
+    Ok(())
 }

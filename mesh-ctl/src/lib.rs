@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod build_info;
 pub mod check;
 pub mod cli_docs;
 pub mod config;

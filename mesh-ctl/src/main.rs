@@ -19,6 +19,7 @@ use serde::{Serialize, de::DeserializeOwned};
 #[command(
     name = "meshctl",
     version,
+    long_version = mesh_ctl::build_info::long_version(),
     about = "x0tta6bl4 self-healing mesh data plane"
 )]
 struct Cli {

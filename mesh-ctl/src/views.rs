@@ -239,6 +239,7 @@ pub fn reloaded(data: &Reloaded) -> String {
 pub fn status(data: &Status) -> String {
     let fields = [
         ("node", data.node.clone()),
+        ("build", data.build.clone()),
         (
             "health",
             if data.degraded.is_empty() {

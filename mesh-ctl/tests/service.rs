@@ -98,6 +98,16 @@ fn systemd_hears_ready_and_watchdog_and_health_follows_adjacency() {
     assert_eq!(missing, 404);
     let metrics = n1.scrape(METRICS).expect("metrics");
     assert!(metrics.contains("x0tta6bl4_ready 0"), "{metrics}");
+    let object = mesh_ctl::build_info::OBJECT_ID;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("x0tta6bl4_build_info{")
+                && l.contains(&format!("object=\"{object}\""))
+                && l.ends_with(" 1")),
+        "build_info names the eBPF object: {metrics}"
+    );
+    assert!(out.contains(object), "status names the build: {out}");
 
     // The rest of the mesh: n1 becomes adjacent, healthy and ready.
     let mut agents = vec![n1];

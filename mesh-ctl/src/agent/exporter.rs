@@ -32,6 +32,7 @@ pub fn register(config: &Config) -> anyhow::Result<Option<PrometheusHandle>> {
         .install_recorder()
         .context("installing the Prometheus recorder")?;
     tmetrics::describe();
+    crate::build_info::record_metric();
     metrics::describe_histogram!(STAGE, metrics::Unit::Seconds, "Time per MAPE-K stage run");
     metrics::describe_counter!("x0tta6bl4_actions_total", "Agent actions by kind");
     metrics::describe_gauge!("x0tta6bl4_neighbors_adjacent", "Neighbours routing may use");

@@ -392,6 +392,7 @@ impl Mesh {
         let status = api::Status {
             node: self.config.node.clone(),
             degraded,
+            build: crate::build_info::long_version().to_owned(),
             routing: self.routing,
             frozen: shared.frozen.load(Ordering::Relaxed),
             restart_hold: self.hold_until_ns != 0,

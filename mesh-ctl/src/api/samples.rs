@@ -6,6 +6,7 @@ use crate::detect;
 pub fn status() -> Status {
     Status {
         node: "n1".into(),
+        build: "0.1.0 (git 1e1234a00000, eBPF object 0123456789ab, map layout 5)".into(),
         degraded: vec!["no adjacency: routing is on and no neighbour is adjacent".into()],
         routing: true,
         frozen: false,

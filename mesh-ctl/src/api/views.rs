@@ -19,6 +19,10 @@ pub struct Status {
     /// neighbour adjacent. `meshctl status` exits 1 when there is any.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// This agent's build: version, git revision, the hash of the eBPF object it embeds,
+    /// and the map layout version (`meshctl --version` says the same).
+    #[serde(default)]
+    pub build: String,
     /// The agent runs the control plane (without it, it only forwards by its static
     /// tables).
     pub routing: bool,
