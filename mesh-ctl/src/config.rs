@@ -254,6 +254,19 @@ pub enum DetectorKind {
     Model,
 }
 
+/// What the agent does with what the detector confirms.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectMode {
+    /// Act: avoid gray links and blackhole nodes, block attack sources (each as its
+    /// switch allows).
+    #[default]
+    Act,
+    /// Log, count and show findings (`meshctl anomalies`, `anomaly_*` metrics); change
+    /// no route and block nothing.
+    Observe,
+}
+
 /// Anomaly detection in the loop: every agent floods its counters once per window,
 /// runs the detector over the whole mesh and keeps traffic off what it finds.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -261,6 +274,14 @@ pub enum DetectorKind {
 pub struct Detect {
     /// Off: no reports are flooded and nothing is acted on.
     pub enabled: bool,
+    /// `act` (default) or `observe`: findings only, no action.
+    pub mode: DetectMode,
+    /// With `mode = "act"`: route around gray, congested and flapping links.
+    pub avoid_links: bool,
+    /// With `mode = "act"`: route transit around blackhole nodes.
+    pub avoid_transit: bool,
+    /// With `mode = "act"`: block the sources of a DDoS or a scan at the mesh's edge.
+    pub block_sources: bool,
     /// Length of one detection window. Every agent reads its counters at the multiples of
     /// it in wall-clock time, so their clocks should be synchronised (NTP) to well within it.
     pub window_ms: u64,
@@ -295,6 +316,10 @@ impl Default for Detect {
     fn default() -> Self {
         Self {
             enabled: true,
+            mode: DetectMode::Act,
+            avoid_links: true,
+            avoid_transit: true,
+            block_sources: true,
             window_ms: 1000,
             detector: DetectorKind::Static,
             model: None,

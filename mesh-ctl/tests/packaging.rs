@@ -10,7 +10,7 @@ use std::{
 };
 
 use mesh_ctl::{
-    config::{Api, Config, Dataplane, Metrics, Probe, Routing, Telemetry},
+    config::{Api, Config, Dataplane, Detect, Metrics, Probe, Routing, Telemetry},
     install::{self, BINARY_MODE, CONFIG_MODE, EXAMPLE_CONFIG, UNIT_MODE, UNIT_NAME},
 };
 use mesh_lab::Lab;
@@ -262,6 +262,14 @@ fn example_config_parses_and_shows_the_defaults() {
     assert_eq!(config.metrics, Metrics::default(), "[metrics]");
     assert_eq!(config.api, Api::default(), "[api]");
     assert_eq!(config.probe, Probe::default(), "[probe]");
+    assert_eq!(
+        Detect {
+            model: None,
+            ..config.detect.clone()
+        },
+        Detect::default(),
+        "[detect]"
+    );
     assert!(
         !config.routing.prefixes.is_empty(),
         "the example advertises"

@@ -43,19 +43,27 @@ fn notifications(rx: &Receiver<String>, within: Duration) -> Vec<String> {
     rx.try_iter().collect()
 }
 
-/// `meshctl status --socket SOCKET`: exit code, stdout, stderr.
-fn status(socket: &Path) -> (i32, String, String) {
+/// `meshctl VERB --socket SOCKET`: exit code, stdout, stderr.
+fn meshctl(verb: &str, socket: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .arg("status")
+        .arg(verb)
         .arg("--socket")
         .arg(socket)
         .output()
-        .expect("meshctl status runs");
+        .expect("meshctl runs");
     (
         out.status.code().expect("an exit code"),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn status(socket: &Path) -> (i32, String, String) {
+    meshctl("status", socket)
+}
+
+fn reload(socket: &Path) -> (i32, String, String) {
+    meshctl("reload", socket)
 }
 
 #[test]
@@ -132,21 +140,6 @@ fn systemd_hears_ready_and_watchdog_and_health_follows_adjacency() {
     let (code, _, err) = status(&socket);
     assert_eq!(code, 3, "no agent: {err}");
     assert!(err.contains("no agent"), "{err}");
-}
-
-/// `meshctl reload --socket SOCKET`: exit code, stdout, stderr.
-fn reload(socket: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .arg("reload")
-        .arg("--socket")
-        .arg(socket)
-        .output()
-        .expect("meshctl reload runs");
-    (
-        out.status.code().expect("an exit code"),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

@@ -45,6 +45,28 @@ pub struct Policy {
     pub confirm: u32,
     pub hold_ms: u64,
     pub cap_pct: u32,
+    /// Findings only: no action at all (`detect.mode = "observe"`).
+    pub observe: bool,
+    /// Remedies switched on (`detect.avoid_links`, `avoid_transit`, `block_sources`).
+    pub avoid_links: bool,
+    pub avoid_transit: bool,
+    pub block_sources: bool,
+}
+
+impl Policy {
+    /// Whether `fix` may be taken, or why not.
+    fn allows(&self, fix: Remedy) -> Result<(), &'static str> {
+        let (on, switch) = match fix {
+            Remedy::AvoidLink => (self.avoid_links, "detect.avoid_links is off"),
+            Remedy::AvoidTransit => (self.avoid_transit, "detect.avoid_transit is off"),
+            Remedy::BlockSources => (self.block_sources, "detect.block_sources is off"),
+        };
+        match (self.observe, on) {
+            (true, _) => Err("detect.mode is observe"),
+            (false, false) => Err(switch),
+            (false, true) => Ok(()),
+        }
+    }
 }
 
 impl From<&config::Detect> for Policy {
@@ -53,6 +75,10 @@ impl From<&config::Detect> for Policy {
             confirm: d.confirm_windows,
             hold_ms: d.hold_ms,
             cap_pct: d.max_avoided_pct,
+            observe: d.mode == config::DetectMode::Observe,
+            avoid_links: d.avoid_links,
+            avoid_transit: d.avoid_transit,
+            block_sources: d.block_sources,
         }
     }
 }
@@ -236,7 +262,7 @@ impl Anomalies {
             if seen < self.policy.confirm || self.active.contains_key(target) {
                 continue;
             }
-            let fix = match remedy(*class) {
+            let fix = match remedy(*class).and_then(|r| self.policy.allows(r).map(|()| r)) {
                 Ok(r) => r,
                 Err(why) => {
                     if self.told.insert(target.clone()) {
@@ -339,6 +365,10 @@ mod tests {
         confirm: 2,
         hold_ms: 1000,
         cap_pct: 25,
+        observe: false,
+        avoid_links: true,
+        avoid_transit: true,
+        block_sources: true,
     };
 
     fn node(n: &str) -> Target {
@@ -464,5 +494,74 @@ mod tests {
             a.avoid().links.is_empty(),
             "a DDoS victim is not avoided: its attackers are blocked"
         );
+    }
+
+    /// Each window's findings for a blackhole, a gray link and a DDoS victim.
+    fn three_classes() -> Vec<(Target, Class, String)> {
+        vec![
+            (node("b"), Class::Blackhole, "unaccounted".into()),
+            (Target::link("a", "c"), Class::GrayLink, "loss".into()),
+            (node("d"), Class::DdosVictim, "sources".into()),
+        ]
+    }
+
+    /// What a policy makes of two windows of the same findings.
+    fn decide(policy: Policy) -> (Vec<Decision>, Anomalies) {
+        let mut a = Anomalies::new(policy);
+        a.observe(&three_classes(), 6, 8, 0);
+        let d = a.observe(&three_classes(), 6, 8, 100);
+        (d, a)
+    }
+
+    #[test]
+    fn observe_mode_reports_every_confirmed_finding_and_acts_on_none() {
+        let (d, a) = decide(Policy {
+            observe: true,
+            ..POLICY
+        });
+        assert_eq!(d.len(), 3, "{d:?}");
+        for x in &d {
+            assert!(
+                matches!(
+                    x,
+                    Decision::Ignored {
+                        why: "detect.mode is observe",
+                        ..
+                    }
+                ),
+                "{x:?}"
+            );
+        }
+        assert!(a.avoid().is_empty());
+        assert_eq!(a.active().count(), 0);
+    }
+
+    #[test]
+    fn a_switched_off_remedy_is_reported_and_the_others_act() {
+        let (d, a) = decide(Policy {
+            block_sources: false,
+            ..POLICY
+        });
+        let names: Vec<&str> = d.iter().map(Decision::name).collect();
+        assert_eq!(names, ["avoid_transit", "avoid_link", "ignored"]);
+        assert!(
+            matches!(
+                &d[2],
+                Decision::Ignored {
+                    why: "detect.block_sources is off",
+                    ..
+                }
+            ),
+            "{:?}",
+            d[2]
+        );
+        assert_eq!(a.active().count(), 2);
+        let (d, _) = decide(Policy {
+            avoid_links: false,
+            avoid_transit: false,
+            ..POLICY
+        });
+        let names: Vec<&str> = d.iter().map(Decision::name).collect();
+        assert_eq!(names, ["ignored", "ignored", "block_sources"]);
     }
 }
