@@ -115,7 +115,8 @@ enum Ignored {
 
 /// Runs `cargo test ARGS`, echoing its output and counting libtest's results.
 fn cargo_test(env: &Env, args: &[&str], label: &str, ignored: Ignored) -> Result<Summary> {
-    let mut full = vec!["test"];
+    // Every test binary runs, whatever an earlier one did: the summary counts them all.
+    let mut full = vec!["test", "--no-fail-fast"];
     full.extend_from_slice(args);
     full.extend_from_slice(&["--", "--test-threads=2"]);
     if ignored == Ignored::Include {

@@ -36,6 +36,10 @@ pub fn register(config: &Config) -> anyhow::Result<Option<PrometheusHandle>> {
     metrics::describe_histogram!(STAGE, metrics::Unit::Seconds, "Time per MAPE-K stage run");
     metrics::describe_counter!("x0tta6bl4_actions_total", "Agent actions by kind");
     metrics::describe_gauge!("x0tta6bl4_neighbors_adjacent", "Neighbours routing may use");
+    metrics::describe_gauge!(
+        "x0tta6bl4_ready",
+        "1 when the agent is ready (as /readyz answers 200), 0 when degraded"
+    );
     metrics::describe_gauge!("x0tta6bl4_lsdb_adverts", "Link-state adverts held");
     metrics::describe_gauge!("x0tta6bl4_routes_installed", "Routes in the data plane");
     metrics::describe_counter!("x0tta6bl4_spf_runs_total", "Shortest-path computations");
