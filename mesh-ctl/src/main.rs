@@ -208,13 +208,22 @@ fn show<T: Serialize + DeserializeOwned>(
     render: fn(&T) -> String,
 ) -> anyhow::Result<()> {
     let data: T = api::query_as(&view.socket, &request).context("asking the agent")?;
-    match view.output {
+    print_view(view.output, &data, render)
+}
+
+/// Prints a view as `output` asks: the table `render` draws, or the JSON.
+fn print_view<T: Serialize>(
+    output: Output,
+    data: &T,
+    render: fn(&T) -> String,
+) -> anyhow::Result<()> {
+    match output {
         // Through a JSON value, whose keys are sorted, as they have always been printed.
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::to_value(&data)?)?
+            serde_json::to_string_pretty(&serde_json::to_value(data)?)?
         ),
-        Output::Table => print!("{}", render(&data)),
+        Output::Table => print!("{}", render(data)),
     }
     Ok(())
 }
@@ -234,18 +243,9 @@ fn status(view: &View) -> ExitCode {
             return ExitCode::from(if no_agent { 3 } else { 4 });
         }
     };
-    let shown = match view.output {
-        Output::Json => serde_json::to_value(&data)
-            .and_then(|v| serde_json::to_string_pretty(&v))
-            .map(|s| format!("{s}\n")),
-        Output::Table => Ok(views::status(&data)),
-    };
-    match shown {
-        Ok(text) => print!("{text}"),
-        Err(e) => {
-            eprintln!("error: rendering the status: {e}");
-            return ExitCode::from(4);
-        }
+    if let Err(e) = print_view(view.output, &data, views::status) {
+        eprintln!("{}", explain(&e.context("rendering the status")));
+        return ExitCode::from(4);
     }
     if data.degraded.is_empty() {
         ExitCode::SUCCESS

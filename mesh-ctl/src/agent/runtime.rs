@@ -30,7 +30,7 @@ use crate::{
 };
 
 pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
-    let (mut config, mut tables) = prepare(file)?;
+    let (config, mut tables) = prepare(file)?;
     let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
     // Taken before anything is attached: a port in use refuses the start, not half of it.
     let metrics_listener = match config.metrics.enabled {
@@ -147,7 +147,6 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
     let mut buf = Control::buffer();
     let mut scratch = Vec::new();
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-    let mut window = Duration::from_millis(config.detect.window_ms);
     let (mut report_at, mut slot) = aligned(config.detect.window_ms);
     // The window just reported on, analysed half a window later: by then every agent's
     // report for the same instant has arrived.
@@ -161,13 +160,14 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::time::sleep_until(report_at), if mesh.detection.is_some() => {
                 let this = slot;
-                (report_at, slot) = aligned(config.detect.window_ms);
-                if let Err(e) = collector.collect(&io.dp, &shared, config.metrics.enabled) {
+                (report_at, slot) = aligned(mesh.config.detect.window_ms);
+                if let Err(e) = collector.collect(&io.dp, &shared, mesh.config.metrics.enabled) {
                     crate::event!(ERROR, "telemetry_error", error = format!("{e:#}"));
                     continue;
                 }
                 mesh.report(&k, io.control.as_ref(), &shared, &collector.flows, this).await;
-                analysis = Some((tokio::time::Instant::now() + window / 2, this));
+                let half = Duration::from_millis(mesh.config.detect.window_ms) / 2;
+                analysis = Some((tokio::time::Instant::now() + half, this));
             }
             _ = tokio::time::sleep_until(analyze_at), if analysis.is_some() => {
                 if let Some((_, this)) = analysis.take() {
@@ -175,7 +175,7 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 }
             }
             _ = telemetry_tick.tick() => {
-                mesh.map_error = match collector.collect(&io.dp, &shared, config.metrics.enabled) {
+                mesh.map_error = match collector.collect(&io.dp, &shared, mesh.config.metrics.enabled) {
                     Ok(()) => None,
                     Err(e) => {
                         // A failed read is reported and retried next interval; forwarding
@@ -193,7 +193,7 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
             _ = probe_tick.tick(), if mesh.routing => {
                 let (Some(sender), Ok(now)) = (io.sender.as_ref(), monotonic_ns()) else { continue };
                 let started = Instant::now();
-                match monitor::probes(&io.dp, sender, &mut k, &config.node, &mesh.settings, now, &mut scratch) {
+                match monitor::probes(&io.dp, sender, &mut k, &mesh.config.node, &mesh.settings, now, &mut scratch) {
                     Ok(changes) if !changes.is_empty() => {
                         record_stage("monitor", started);
                         let started = Instant::now();
@@ -214,8 +214,8 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 let lost = analyze::hello_timeouts(
                     &mut k,
                     now,
-                    config.routing.hello_dead_ms * 1_000_000,
-                    config.routing.restart_grace_ms * 1_000_000,
+                    mesh.config.routing.hello_dead_ms * 1_000_000,
+                    mesh.config.routing.restart_grace_ms * 1_000_000,
                 );
                 if !lost.is_empty() {
                     for f in lost {
@@ -225,13 +225,13 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                     mesh.originate(&mut k, io.control.as_ref(), None).await;
                 }
                 if let Some(s) = mesh.secure.as_mut() {
-                    let grace = config.routing.hello_dead_ms;
+                    let grace = mesh.config.routing.hello_dead_ms;
                     s.retain(ms(now), grace, |node| k.neighbors.iter().any(|n| n.node == node));
                 }
                 if !k.lsdb.expire(ms(now)).is_empty() {
                     mesh.spf_soon();
                 }
-                if now.saturating_sub(mesh.last_refresh_ns) >= config.routing.refresh_s * 1_000_000_000 {
+                if now.saturating_sub(mesh.last_refresh_ns) >= mesh.config.routing.refresh_s * 1_000_000_000 {
                     mesh.last_refresh_ns = now;
                     mesh.originate(&mut k, io.control.as_ref(), Some(true)).await;
                 }
@@ -303,25 +303,23 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
                 let outcome = mesh.reload(file, &mut io.dp, &mut k);
                 match &outcome {
                     Ok(changes) => {
-                        config = mesh.config.clone();
                         if changes.routing {
-                            hello_tick = every(config.routing.hello_interval_ms);
+                            hello_tick = every(mesh.config.routing.hello_interval_ms);
                             mesh.originate(&mut k, io.control.as_ref(), Some(true)).await;
                         }
                         if changes.telemetry_interval {
-                            telemetry_tick = every(config.telemetry.interval_ms);
+                            telemetry_tick = every(mesh.config.telemetry.interval_ms);
                         }
                         if changes.detect {
-                            window = Duration::from_millis(config.detect.window_ms);
-                            (report_at, slot) = aligned(config.detect.window_ms);
+                            (report_at, slot) = aligned(mesh.config.detect.window_ms);
                             analysis = None;
                         }
                         crate::event!(INFO, "reloaded", changed = %json!(changes.names()));
-                        notify::reloaded(&format!("{}: reloaded ({})", config.node, changes.names().join(", ")));
+                        notify::reloaded(&format!("{}: reloaded ({})", mesh.config.node, changes.names().join(", ")));
                     }
                     Err(why) => {
                         crate::event!(WARN, "reload_refused", error = why.as_str());
-                        notify::reloaded(&format!("{}: reload refused, running on the previous config", config.node));
+                        notify::reloaded(&format!("{}: reload refused, running on the previous config", mesh.config.node));
                     }
                 }
                 mesh.publish(&k, &shared);
