@@ -20,6 +20,30 @@ pub fn long_version() -> &'static str {
     })
 }
 
+/// The object this agent runs, when it is not the embedded one (a test knob).
+static RUNNING_OBJECT: OnceLock<String> = OnceLock::new();
+
+/// Records that this agent runs `object` instead of the embedded object.
+pub fn set_running_object(object: &[u8]) {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(object);
+    let id: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let _first = RUNNING_OBJECT.set(id);
+}
+
+/// The id of the eBPF object this agent runs.
+pub fn running_object() -> &'static str {
+    RUNNING_OBJECT.get().map_or(OBJECT_ID, String::as_str)
+}
+
+/// [`long_version`] naming the object this agent runs.
+pub fn running_version() -> String {
+    format!(
+        "{VERSION} (git {GIT_REV}, eBPF object {}, map layout {LAYOUT_VERSION})",
+        running_object()
+    )
+}
+
 /// Sets `x0tta6bl4_build_info{version, revision, object, layout} 1`.
 pub fn record_metric() {
     metrics::describe_gauge!(
@@ -30,7 +54,7 @@ pub fn record_metric() {
         "x0tta6bl4_build_info",
         "version" => VERSION,
         "revision" => GIT_REV,
-        "object" => OBJECT_ID,
+        "object" => running_object(),
         "layout" => LAYOUT_VERSION.to_string()
     )
     .set(1.0);

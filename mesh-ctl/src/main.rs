@@ -45,6 +45,10 @@ enum Command {
         /// Accept the API's test knobs (`freeze`); for labs and tests, never in service.
         #[arg(long)]
         enable_test_knobs: bool,
+        /// Run this eBPF object instead of the one built in (upgrade tests run a second
+        /// build's object this way). Needs --enable-test-knobs.
+        #[arg(long, value_name = "FILE", requires = "enable_test_knobs")]
+        ebpf_object: Option<PathBuf>,
         #[command(flatten)]
         log: LogOptions,
     },
@@ -299,6 +303,7 @@ fn main() -> ExitCode {
         Command::Agent {
             config,
             enable_test_knobs,
+            ebpf_object,
             log,
             ..
         } => log.init().and_then(|()| {
@@ -309,7 +314,10 @@ fn main() -> ExitCode {
                 .and_then(|rt| {
                     rt.block_on(agent::run(
                         &config,
-                        api::Access::from_flag(enable_test_knobs),
+                        agent::Options {
+                            access: api::Access::from_flag(enable_test_knobs),
+                            ebpf_object,
+                        },
                     ))
                 })
         }),

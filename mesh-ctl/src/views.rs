@@ -262,6 +262,18 @@ pub fn status(data: &Status) -> String {
         ("probe_interval_ms", data.probe_interval_ms.to_string()),
         ("hello_interval_ms", data.hello_interval_ms.to_string()),
         ("probe_dead_ms", data.probe_dead_ms.to_string()),
+        (
+            "programs",
+            if data.programs.is_empty() {
+                "-".to_owned()
+            } else {
+                data.programs
+                    .iter()
+                    .map(|p| format!("{} id {} tag {}", p.attachment, p.program_id, p.tag))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
     ];
     let mut out = String::new();
     for (key, shown) in fields {

@@ -16,12 +16,24 @@ fn main() -> anyhow::Result<()> {
             aya_build::Toolchain::Custom(name)
         }
     };
+    // The shipped data plane's object built a second way, for upgrade tests: what a
+    // different build of meshctl would run.
+    let shipped = format!("{manifest}/../../mesh-ebpf");
+    println!("cargo:rerun-if-changed={manifest}/../../mesh-common/src");
     aya_build::build_ebpf(
-        [aya_build::Package {
-            name: "mesh-lab-ebpf",
-            root_dir: &root,
-            ..Default::default()
-        }],
+        [
+            aya_build::Package {
+                name: "mesh-lab-ebpf",
+                root_dir: &root,
+                ..Default::default()
+            },
+            aya_build::Package {
+                name: "mesh-ebpf",
+                root_dir: &shipped,
+                features: &["upgrade-test"],
+                ..Default::default()
+            },
+        ],
         toolchain,
     )
 }

@@ -80,6 +80,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "--test",
                         "mesh_restart",
                         "--test",
+                        "mesh_upgrade",
+                        "--test",
                         "mesh_detection",
                         "--test",
                         "mesh_security",

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use super::execute::{self, Installed};
 use crate::{
@@ -31,27 +31,39 @@ pub struct Booted {
     pub installed: Installed,
 }
 
-/// Opens, adopts or attaches the data plane for `config` on `names`. Adopting keeps the
-/// running hash seed in `tables` when the config leaves it to us. A failed attach is
-/// undone entirely: a half-started data plane must not be adopted later.
-pub fn start(config: &Config, tables: &mut Tables, names: &[String]) -> anyhow::Result<Booted> {
+/// Opens, takes over or attaches the data plane for `config` on `names`, running
+/// `object`. Taking over keeps the running hash seed in `tables` when the config leaves it
+/// to us, and brings the attachments to `names` (make before break). A failed fresh attach
+/// is undone entirely: a half-started data plane must not be adopted later.
+pub fn start(
+    config: &Config,
+    tables: &mut Tables,
+    names: &[String],
+    object: &[u8],
+) -> anyhow::Result<Booted> {
     let pins = PinDir::new(&config.dataplane.pin_dir);
-    let (mut dp, start) = Dataplane::open(&pins, config.telemetry.flow_capacity)
-        .context("opening the data plane (loading it, or adopting its pins)")?;
-    let adopted = start == crate::dataplane::Start::Adopted;
-    let (installed, tc_mode) = if adopted {
+    let (mut dp, start) = Dataplane::open(&pins, config.telemetry.flow_capacity, object)
+        .context("opening the data plane (loading it, or taking over its pins)")?;
+    let takeover = match start {
+        crate::dataplane::Start::Adopted(t) => Some(t),
+        crate::dataplane::Start::Fresh => None,
+    };
+    let adopted = takeover.is_some();
+    let (installed, tc_mode) = if let Some(takeover) = &takeover {
         let pinned: BTreeSet<String> = dp.pinned_interfaces().into_iter().collect();
         let wanted: BTreeSet<String> = names.iter().cloned().collect();
-        if pinned != wanted {
-            bail!(
-                "the data plane pinned at {} runs on {:?} but the config names {:?}; run \
-                 `meshctl detach --pin-dir {}` first (forwarding stops until the agent is back)",
-                pins.root().display(),
-                pinned,
-                wanted,
-                pins.root().display()
-            );
-        }
+        let added: Vec<String> = wanted.difference(&pinned).cloned().collect();
+        let removed: Vec<String> = pinned.difference(&wanted).cloned().collect();
+        crate::event!(
+            INFO,
+            "took_over",
+            pin_dir = %pins.root().display(),
+            replaced = %serde_json::json!(takeover.replaced),
+            kept = %serde_json::json!(takeover.kept),
+            flows_resized = %serde_json::json!(takeover.flows_resized),
+            interfaces_added = %serde_json::json!(added),
+            interfaces_removed = %serde_json::json!(removed)
+        );
         if config.dataplane.hash_seed == 0 {
             // Same seed as before: flows keep their paths across the restart.
             tables.config.hash_seed = dp
@@ -61,6 +73,10 @@ pub fn start(config: &Config, tables: &mut Tables, names: &[String]) -> anyhow::
         }
         dp.install_base(tables)
             .context("updating interfaces and settings")?;
+        dp.change_interfaces(&added, &removed, &config.dataplane)
+            .context("attaching to added interfaces and detaching from removed ones")?;
+        dp.prune_ports(tables)
+            .context("removing the ports of removed interfaces")?;
         let mut installed = Installed::adopt(&dp).context("reading the installed routes")?;
         // Only added: the restart hold keeps what the last run installed until relearned.
         installed

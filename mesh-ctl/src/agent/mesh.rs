@@ -84,6 +84,8 @@ pub(super) fn settings(config: &Config) -> Settings {
 /// The routing side of the agent's state.
 pub(super) struct Mesh {
     pub(super) routing: bool,
+    /// What the kernel runs on our pinned links, read back at start.
+    pub(super) programs: Vec<crate::api::AttachedProgram>,
     pub(super) config: Config,
     /// The config's base entries and its static routes, which learned routes join.
     pub(super) tables: Tables,
@@ -112,6 +114,7 @@ impl Mesh {
     ) -> anyhow::Result<Self> {
         Ok(Self {
             routing: config.routing.enabled,
+            programs: Vec::new(),
             config: config.clone(),
             tables: tables.clone(),
             names: names.to_vec(),

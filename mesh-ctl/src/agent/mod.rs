@@ -55,8 +55,17 @@ pub fn prepare(file: &Path) -> Result<(Config, Tables), Refused> {
 
 /// Runs the agent until SIGINT or SIGTERM, its API answering as `access` allows.
 /// Forwarding keeps running after it exits.
-pub async fn run(file: &Path, access: crate::api::Access) -> anyhow::Result<()> {
-    runtime::run(file, access).await
+/// How `meshctl agent` was started, beyond its config file.
+pub struct Options {
+    /// Who may ask what of the API.
+    pub access: crate::api::Access,
+    /// Run this eBPF object instead of the embedded one (a test knob: upgrade tests run
+    /// a second build's object).
+    pub ebpf_object: Option<std::path::PathBuf>,
+}
+
+pub async fn run(file: &Path, options: Options) -> anyhow::Result<()> {
+    runtime::run(file, options).await
 }
 
 pub(crate) fn unix_now() -> f64 {

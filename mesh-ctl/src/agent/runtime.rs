@@ -29,8 +29,21 @@ use crate::{
     telemetry::{LinkName, Snapshot, events::Recent},
 };
 
-pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
+pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
+    let super::Options {
+        access,
+        ebpf_object,
+    } = options;
     let (config, mut tables) = prepare(file)?;
+    let object: std::borrow::Cow<'static, [u8]> = match &ebpf_object {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading the eBPF object {}", path.display()))?;
+            crate::build_info::set_running_object(&bytes);
+            bytes.into()
+        }
+        None => crate::dataplane::OBJECT.into(),
+    };
     let names: Vec<String> = config.interfaces.iter().map(|i| i.name.clone()).collect();
     // Taken before anything is attached: a port in use refuses the start, not half of it.
     let metrics_listener = match config.metrics.enabled {
@@ -43,7 +56,8 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
         adopted,
         tc_mode,
         installed,
-    } = boot::start(&config, &mut tables, &names)?;
+    } = boot::start(&config, &mut tables, &names, &object)?;
+    drop(object);
     let events = dp.take_events().context("opening the event ring buffer")?;
 
     let prometheus = exporter::register(&config)?;
@@ -93,6 +107,8 @@ pub async fn run(file: &Path, access: api::Access) -> anyhow::Result<()> {
         }
     }
     let mut mesh = Mesh::new(&config, &tables, &names, adopted, now)?;
+    mesh.programs =
+        crate::dataplane::attached_programs(&pins).context("reading back the attached programs")?;
     let (mut outcomes, mut listener_refusals) = (None, None);
     if let Some(sc) = config
         .security
@@ -390,7 +406,7 @@ impl Mesh {
         let status = api::Status {
             node: self.config.node.clone(),
             degraded,
-            build: crate::build_info::long_version().to_owned(),
+            build: crate::build_info::running_version(),
             routing: self.routing,
             frozen: shared.frozen.load(Ordering::Relaxed),
             restart_hold: self.hold_until_ns != 0,
@@ -405,6 +421,7 @@ impl Mesh {
             probe_interval_ms: self.config.probe.interval_ms,
             hello_interval_ms: self.config.routing.hello_interval_ms,
             probe_dead_ms: self.config.probe.dead_ms,
+            programs: self.programs.clone(),
         };
         if let Ok(mut m) = shared.mesh.write() {
             *m = Some(api::MeshViews {

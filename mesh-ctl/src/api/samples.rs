@@ -22,6 +22,11 @@ pub fn status() -> Status {
         hello_interval_ms: 100,
         probe_interval_ms: 5,
         probe_dead_ms: 15,
+        programs: vec![AttachedProgram {
+            attachment: "xdp-veth1".into(),
+            program_id: 41,
+            tag: "5f2a9c0d11e3b7a4".into(),
+        }],
     }
 }
 

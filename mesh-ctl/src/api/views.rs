@@ -49,6 +49,22 @@ pub struct Status {
     pub hello_interval_ms: u64,
     /// The data plane's fast-reroute silence threshold (0: off).
     pub probe_dead_ms: u64,
+    /// What the kernel runs on each pinned attachment, read back from the links when
+    /// the agent started.
+    #[serde(default)]
+    pub programs: Vec<AttachedProgram>,
+}
+
+/// One pinned attachment and the program the kernel runs on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedProgram {
+    /// `xdp-<interface>` or `tcx-<interface>`.
+    pub attachment: String,
+    /// The kernel's program id.
+    pub program_id: u32,
+    /// The program's tag (`bpftool prog` shows the same): a hash of its instructions,
+    /// so two builds' programs differ in it.
+    pub tag: String,
 }
 
 /// `meshctl neighbors`.

@@ -86,7 +86,13 @@ pub enum DataplaneError {
         source: io::Error,
     },
     /// The pinned maps were made by a build with another layout.
-    #[error("the maps pinned at `{}` have layout version {found}; this meshctl needs {want}", dir.display())]
+    #[error(
+        "the maps pinned at `{dir}` have layout version {found}; this meshctl needs {want} and \
+         cannot take them over in place. Nothing was changed: the running data plane forwards \
+         on. Either run a build with layout {found} again, or run `meshctl detach --pin-dir \
+         {dir}` and start this build (forwarding stops until it has attached)",
+        dir = dir.display()
+    )]
     PinnedLayout {
         dir: std::path::PathBuf,
         found: u32,

@@ -44,7 +44,7 @@ pub use self::{
     datapath::{Datapath, expire_blocks},
     error::{DataplaneError, explain},
     host::SystemHost,
-    pinning::{Detached, Start, detach_pinned},
+    pinning::{Detached, Start, Takeover, attached_programs, detach_pinned},
     probes::ProbeReading,
     telemetry::FlowRecord,
 };
@@ -152,10 +152,20 @@ impl Dataplane {
 
     /// [`Self::load`] with a flow table of `flow_capacity` entries.
     pub fn load_with(flow_capacity: u32) -> Result<Self> {
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(FLOWS, flow_capacity)
-            .load(OBJECT)
-            .map_err(DataplaneError::Object)?;
+        Self::load_object(OBJECT, flow_capacity)
+    }
+
+    /// [`Self::load_with`] for another build's object (`meshctl agent --ebpf-object`).
+    pub fn load_object(object: &[u8], flow_capacity: u32) -> Result<Self> {
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(FLOWS, flow_capacity);
+        Self::load_from(&mut loader, object, flow_capacity)
+    }
+
+    /// Loads `object` with `loader`'s settings: its maps created, or opened from their
+    /// pins where the loader names them, its programs through the verifier.
+    fn load_from(loader: &mut EbpfLoader<'_>, object: &[u8], flow_capacity: u32) -> Result<Self> {
+        let mut ebpf = loader.load(object).map_err(DataplaneError::Object)?;
         xdp_mut(&mut ebpf, PROG_XDP)?
             .load()
             .map_err(|source| DataplaneError::ProgramLoad {
@@ -293,6 +303,25 @@ impl Dataplane {
                         unreachable!("no chained program is passed")
                     }
                 })?;
+        }
+        Ok(())
+    }
+
+    /// Removes the interface and egress entries of interfaces that are no longer mesh
+    /// interfaces (after a takeover with a shorter interface list).
+    pub fn prune_ports(&mut self, t: &Tables) -> Result<()> {
+        let keep = |ifindex: &u32| t.ifaces.iter().any(|(i, _)| i == ifindex);
+        let stale: Vec<u32> = {
+            let ifaces = self.ifaces()?;
+            ifaces
+                .keys()
+                .filter_map(|k| k.ok())
+                .filter(|k| !keep(k))
+                .collect()
+        };
+        for ifindex in stale {
+            let _gone = self.ifaces()?.remove(&ifindex);
+            let _gone = self.egress()?.remove(ifindex);
         }
         Ok(())
     }

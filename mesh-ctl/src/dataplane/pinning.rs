@@ -3,11 +3,13 @@
 use std::path::Path;
 
 use aya::{
+    EbpfLoader,
     maps::{Array, Map, MapData},
     programs::{
         Link as _,
         links::{FdLink, LinkError, PinnedLink},
-        tc::{self, TcAttachType},
+        tc::{self, SchedClassifierLink, TcAttachType},
+        xdp::XdpLink,
     },
 };
 use mesh_common::maps::{FLOWS, LAYOUT_VERSION, META, PROG_TC_EGRESS, PROG_XDP};
@@ -19,14 +21,26 @@ use super::{
 };
 
 /// How [`Dataplane::open`] got its maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Start {
     /// Loaded the object and pinned everything.
     Fresh,
-    /// Found a running data plane's pins and took them over; nothing was reloaded.
-    Adopted,
+    /// Found a running data plane's pins and took them over: its maps, with everything in
+    /// them, now serve this build's programs, which replaced the running ones in place.
+    Adopted(Takeover),
 }
 
+/// What taking over a running data plane changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// Attachments whose program was replaced atomically (`xdp-eth0`, `tcx-eth0`).
+    pub replaced: Vec<String>,
+    /// Netlink TC filters (kernels before 6.6) left running the previous program: a
+    /// cls_bpf filter cannot be swapped in place without its handle.
+    pub kept: Vec<String>,
+    /// The flow table's capacity before and after, when the config changed it.
+    pub flows_resized: Option<(u32, u32)>,
+}
 /// What [`detach_pinned`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Detached {
@@ -46,13 +60,14 @@ fn pin_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> 
 }
 
 impl Dataplane {
-    /// Adopts the data plane pinned at `pins` if there is one (after checking its
-    /// layout), else loads a fresh one and pins its maps and programs there.
-    pub fn open(pins: &PinDir, flow_capacity: u32) -> Result<(Self, Start)> {
+    /// Takes over the data plane pinned at `pins` if there is one (after checking its
+    /// layout), else loads a fresh one from `object` and pins its maps and programs there.
+    pub fn open(pins: &PinDir, flow_capacity: u32, object: &[u8]) -> Result<(Self, Start)> {
         if pins.map(META).exists() {
-            return Ok((Self::adopt(pins)?, Start::Adopted));
+            let (dp, takeover) = Self::take_over(pins, flow_capacity, object)?;
+            return Ok((dp, Start::Adopted(takeover)));
         }
-        let mut dp = Self::load_with(flow_capacity)?;
+        let mut dp = Self::load_object(object, flow_capacity)?;
         std::fs::create_dir_all(pins.maps()).map_err(pin_err("creating", &pins.maps()))?;
         std::fs::create_dir_all(pins.progs()).map_err(pin_err("creating", &pins.progs()))?;
         std::fs::create_dir_all(pins.links()).map_err(pin_err("creating", &pins.links()))?;
@@ -60,17 +75,7 @@ impl Dataplane {
         for &name in ALL_MAPS.iter().filter(|n| **n != META) {
             dp.pin_map(pins, name)?;
         }
-        {
-            let ebpf = dp.programs()?;
-            let path = pins.prog(PROG_XDP);
-            xdp_mut(ebpf, PROG_XDP)?
-                .pin(&path)
-                .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
-            let path = pins.prog(PROG_TC_EGRESS);
-            classifier_mut(ebpf)?
-                .pin(&path)
-                .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
-        }
+        dp.pin_programs(pins)?;
         {
             let mut meta: Array<&mut MapData, u32> = typed(&mut dp.maps, META)?;
             meta.set(0, LAYOUT_VERSION, 0)
@@ -83,6 +88,144 @@ impl Dataplane {
         dp.pin_map(pins, META)?;
         dp.pins = Some(pins.clone());
         Ok((dp, Start::Fresh))
+    }
+
+    /// Upgrade (or rollback, or plain restart) over a running data plane: `object` is
+    /// loaded over the pinned maps themselves, so nothing in them is copied or lost, and
+    /// its programs replace the running ones on every pinned link with `bpf_link_update`
+    /// (the kernel swaps the program between two packets). Until the first swap nothing
+    /// running has changed; each swap leaves a data plane that forwards.
+    fn take_over(pins: &PinDir, flow_capacity: u32, object: &[u8]) -> Result<(Self, Takeover)> {
+        // Checked against the kernel's view of every pinned map, before anything loads.
+        let running = Self::adopt(pins)?;
+        let pinned_capacity = running.flow_capacity;
+        let resize = pinned_capacity != flow_capacity;
+        let mut loader = EbpfLoader::new();
+        loader.map_max_entries(FLOWS, flow_capacity);
+        let paths: Vec<(&'static str, std::path::PathBuf)> =
+            ALL_MAPS.iter().map(|&n| (n, pins.map(n))).collect();
+        for (name, path) in &paths {
+            // A flow table of another size is a new map; its flows are copied below.
+            if !(resize && *name == FLOWS) {
+                loader.map_pin_path(name, path.as_path());
+            }
+        }
+        let mut dp = Self::load_from(&mut loader, object, flow_capacity)?;
+        dp.pins = Some(pins.clone());
+        let mut takeover = Takeover::default();
+        if resize {
+            let copied = dp.copy_flows_from(&running)?;
+            crate::event!(
+                INFO,
+                "flow_table_resized",
+                from = pinned_capacity,
+                to = flow_capacity,
+                flows_kept = copied
+            );
+            takeover.flows_resized = Some((pinned_capacity, flow_capacity));
+        }
+        drop(running);
+        dp.replace_programs(pins, &mut takeover)?;
+        if resize {
+            // The programs now use the new table: its pin replaces the old one's.
+            let path = pins.map(FLOWS);
+            std::fs::remove_file(&path).map_err(pin_err("replacing", &path))?;
+            dp.pin_map(pins, FLOWS)?;
+        }
+        dp.pin_programs(pins)?;
+        Ok((dp, takeover))
+    }
+
+    /// Swaps this object's programs onto every pinned attachment.
+    fn replace_programs(&mut self, pins: &PinDir, done: &mut Takeover) -> Result<()> {
+        let ebpf = self.programs()?;
+        for (kind, iface, path) in pins.attachments() {
+            let label = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match kind {
+                LinkKind::Xdp => {
+                    let link = pinned_link(&path)?;
+                    let link = XdpLink::try_from(link)
+                        .map_err(|e| pin_err("opening", &path)(std::io::Error::other(e)))?;
+                    let prog = xdp_mut(ebpf, PROG_XDP)?;
+                    let id =
+                        prog.attach_to_link(link)
+                            .map_err(|source| DataplaneError::Attach {
+                                iface: iface.clone(),
+                                source,
+                            })?;
+                    // The pin keeps the link; our descriptor of it may close.
+                    drop(prog.take_link(id));
+                }
+                LinkKind::Tcx => {
+                    let link = pinned_link(&path)?;
+                    let link = SchedClassifierLink::try_from(link)
+                        .map_err(|e| pin_err("opening", &path)(std::io::Error::other(e)))?;
+                    let prog = classifier_mut(ebpf)?;
+                    let id =
+                        prog.attach_to_link(link)
+                            .map_err(|source| DataplaneError::AttachTc {
+                                iface: iface.clone(),
+                                source,
+                            })?;
+                    drop(prog.take_link(id));
+                }
+                LinkKind::TcNetlink => {
+                    done.kept.push(label);
+                    continue;
+                }
+            }
+            done.replaced.push(label);
+        }
+        Ok(())
+    }
+
+    /// Pins the programs, replacing pins of earlier ones (what `bpftool prog show pinned`
+    /// finds is what runs).
+    fn pin_programs(&mut self, pins: &PinDir) -> Result<()> {
+        let ebpf = self.programs()?;
+        for name in [PROG_XDP, PROG_TC_EGRESS] {
+            let path = pins.prog(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(pin_err("replacing", &path)(e)),
+            }
+            let pinned = if name == PROG_XDP {
+                xdp_mut(ebpf, PROG_XDP)?.pin(&path)
+            } else {
+                classifier_mut(ebpf)?.pin(&path)
+            };
+            pinned.map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
+        }
+        Ok(())
+    }
+
+    /// Attaches to `added` and hands the attachments to the pins, then removes our
+    /// attachments from `removed`: make before break, and the interfaces in both
+    /// lists' complement are not touched.
+    pub fn change_interfaces(
+        &mut self,
+        added: &[String],
+        removed: &[String],
+        config: &crate::config::Dataplane,
+    ) -> Result<()> {
+        if !added.is_empty() {
+            self.attach(added, config.xdp_mode)?;
+            if let Err(e) = self.attach_egress(added, config.tc_attach, config.tc_position) {
+                self.detach_all();
+                return Err(e);
+            }
+            self.persist()?;
+        }
+        if let Some(pins) = self.pins.clone() {
+            for iface in removed {
+                detach_interface(&pins, iface)?;
+            }
+        }
+        Ok(())
     }
 
     fn pin_map(&self, pins: &PinDir, name: &'static str) -> Result<()> {
@@ -222,26 +365,7 @@ impl Dataplane {
 pub fn detach_pinned(pins: &PinDir) -> Result<Detached> {
     let mut out = Detached::default();
     for (kind, iface, path) in pins.attachments() {
-        match kind {
-            LinkKind::Xdp | LinkKind::Tcx => {
-                let link = PinnedLink::from_pin(&path)
-                    .map_err(|e| pin_err("opening", &path)(std::io::Error::other(e)))?;
-                let fd = link.unpin().map_err(pin_err("unpinning", &path))?;
-                // Closing the last reference detaches the program from the interface.
-                let _detached = fd.detach();
-            }
-            LinkKind::TcNetlink => {
-                match tc::qdisc_detach_program(&iface, TcAttachType::Egress, PROG_TC_EGRESS) {
-                    Ok(()) => {}
-                    // The interface or the filter is already gone: nothing left to undo.
-                    Err(tc::TcError::NetlinkError(_)) | Err(tc::TcError::IoError(_)) => {}
-                    Err(e) => {
-                        return Err(pin_err("detaching from", &path)(std::io::Error::other(e)));
-                    }
-                }
-                std::fs::remove_dir(&path).map_err(pin_err("removing", &path))?;
-            }
-        }
+        detach_one(kind, &iface, &path)?;
         if !out.links.contains(&iface) {
             out.links.push(iface);
         }
@@ -266,6 +390,76 @@ pub fn detach_pinned(pins: &PinDir) -> Result<Detached> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(pin_err("removing", &dir)(e)),
         }
+    }
+    Ok(out)
+}
+
+/// Removes our attachments from one interface only.
+fn detach_interface(pins: &PinDir, iface: &str) -> Result<()> {
+    for (kind, name, path) in pins.attachments() {
+        if name == iface {
+            detach_one(kind, &name, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Undoes one pinned attachment of ours.
+fn detach_one(kind: LinkKind, iface: &str, path: &Path) -> Result<()> {
+    match kind {
+        LinkKind::Xdp | LinkKind::Tcx => {
+            let link = PinnedLink::from_pin(path)
+                .map_err(|e| pin_err("opening", path)(std::io::Error::other(e)))?;
+            let fd = link.unpin().map_err(pin_err("unpinning", path))?;
+            // Closing the last reference detaches the program from the interface.
+            let _detached = fd.detach();
+        }
+        LinkKind::TcNetlink => {
+            match tc::qdisc_detach_program(iface, TcAttachType::Egress, PROG_TC_EGRESS) {
+                Ok(()) => {}
+                // The interface or the filter is already gone: nothing left to undo.
+                Err(tc::TcError::NetlinkError(_)) | Err(tc::TcError::IoError(_)) => {}
+                Err(e) => {
+                    return Err(pin_err("detaching from", path)(std::io::Error::other(e)));
+                }
+            }
+            std::fs::remove_dir(path).map_err(pin_err("removing", path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The link pinned at `path`, as a descriptor.
+fn pinned_link(path: &Path) -> Result<FdLink> {
+    PinnedLink::from_pin(path)
+        .map(FdLink::from)
+        .map_err(|e| pin_err("opening", path)(std::io::Error::other(e)))
+}
+
+/// What the kernel runs on every pinned XDP and TCX link under `pins`.
+pub fn attached_programs(pins: &PinDir) -> Result<Vec<crate::api::AttachedProgram>> {
+    let mut out = Vec::new();
+    for (kind, _, path) in pins.attachments() {
+        if kind == LinkKind::TcNetlink {
+            continue;
+        }
+        let id = pinned_link(&path)?
+            .info()
+            .map_err(|e| pin_err("reading", &path)(std::io::Error::other(e)))?
+            .program_id();
+        let tag = aya::programs::loaded_programs()
+            .flatten()
+            .find(|p| p.id() == id)
+            .map(|p| format!("{:016x}", p.tag()))
+            .unwrap_or_default();
+        out.push(crate::api::AttachedProgram {
+            attachment: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            program_id: id,
+            tag,
+        });
     }
     Ok(out)
 }

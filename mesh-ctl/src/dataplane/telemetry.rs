@@ -194,4 +194,26 @@ impl Dataplane {
                 source,
             })
     }
+
+    /// Copies every flow of `old`'s table into this one (largest first when this one is
+    /// smaller); returns how many were kept.
+    pub(super) fn copy_flows_from(&mut self, old: &Dataplane) -> Result<usize> {
+        let mut flows: Vec<(FlowKey, Vec<FlowStats>)> = Vec::new();
+        let fd = old.map_data(FLOWS)?.fd().as_fd();
+        batch::lookup_percpu::<FlowKey, FlowStats>(fd, old.ncpus, |key, per_cpu| {
+            flows.push((*key, per_cpu.to_vec()));
+        })
+        .map_err(|source| DataplaneError::Batch {
+            map: FLOWS,
+            action: "reading",
+            source,
+        })?;
+        let bytes = |v: &[FlowStats]| v.iter().map(|s| s.bytes).sum::<u64>();
+        flows.sort_by_key(|(_, v)| std::cmp::Reverse(bytes(v)));
+        flows.truncate(self.flow_capacity as usize);
+        for (key, per_cpu) in &flows {
+            self.insert_flow(key, |c| per_cpu.get(c).copied().unwrap_or_default())?;
+        }
+        Ok(flows.len())
+    }
 }

@@ -80,7 +80,17 @@ pub fn converge(lab: &Lab, mesh: &mesh6::Mesh6, agents: &[Agent]) {
 }
 
 /// Polls `done` every 50 ms for at most `limit`; panics naming `what` if it never holds.
-pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) {
+    wait_explained(what, limit, done, String::new);
+}
+
+/// As [`wait_for`], and the panic adds what `explain` says about the state it ended in.
+pub fn wait_explained(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if done() {
@@ -88,7 +98,7 @@ pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what}: not within {limit:?}");
+    panic!("{what}: not within {limit:?}\n{}", explain());
 }
 
 /// Starts 1,000 packets/s from hs to hd for up to 30 s; returns it with the path it took.

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub extra: String,
     /// Environment the agent starts with (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, ...).
     pub env: Vec<(String, String)>,
+    /// More `meshctl agent` arguments (`--ebpf-object FILE`, ...).
+    pub args: Vec<String>,
 }
 
 impl AgentConfig {
@@ -128,6 +130,7 @@ impl Agent {
             "--log-format",
             "json",
         ]);
+        args.extend(config.args.iter().map(String::as_str));
         let child = lab.spawn(&config.node, &args)?;
         let pid = child.id();
         let stdout = child.stdout.take().context("agent stdout")?;

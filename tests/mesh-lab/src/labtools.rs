@@ -12,6 +12,10 @@ use mesh_lab_ebpf::{
     GEN_TEMPLATE_LEN as TEMPLATE_LEN, PROG_COUNT as COUNT, PROG_GEN as GEN, PROG_PASS as PASS,
 };
 
+/// The shipped data plane built with `upgrade-test`: a second build's object, whose
+/// programs behave the same and carry other tags (`meshctl agent --ebpf-object`).
+pub const UPGRADE_OBJECT: &str = concat!(env!("OUT_DIR"), "/mesh");
+
 /// The lab tools object, built from `mesh-lab-ebpf`.
 pub static LAB_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lab"));
 
