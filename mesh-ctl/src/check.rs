@@ -85,7 +85,7 @@ fn check(file: &Path, host: Option<&dyn HostView>, now_s: u64) -> Result<Config,
         reason,
     };
     let refuse = |problems| Err(Refused { problems });
-    let text = match std::fs::read_to_string(file) {
+    let text = match crate::config::read_config_text(file) {
         Ok(t) => t,
         Err(e) => {
             return refuse(vec![finding(
@@ -148,12 +148,29 @@ fn named_files(config: &Config, now_s: u64) -> Vec<(String, String)> {
         && config.routing.enabled
         // Value problems are already reported by `Config::problems`.
         && s.problems().is_empty()
-        && let Err(all) = s.inspect(now_s)
     {
-        out.extend(
-            all.into_iter()
-                .map(|(key, e)| (format!("security.{key}"), e.to_string())),
-        );
+        match s.inspect(now_s) {
+            Err(all) => out.extend(
+                all.into_iter()
+                    .map(|(key, e)| (format!("security.{key}"), e.to_string())),
+            ),
+            // Neighbours know this node by its certificate: its name must be the same.
+            Ok(loaded) => match loaded.identity.cert.id.node_name() {
+                Ok(name) if name == config.node => {}
+                Ok(name) => out.push((
+                    "node".to_owned(),
+                    format!(
+                        "`{}` is not the node the certificate {} names (`{name}`)",
+                        config.node,
+                        s.node_cert.display()
+                    ),
+                )),
+                Err(e) => out.push((
+                    "security.node_cert".to_owned(),
+                    format!("{}: {e}", s.node_cert.display()),
+                )),
+            },
+        }
     }
     let d = &config.detect;
     if d.enabled

@@ -11,8 +11,13 @@ use std::{
 
 use ipnet::IpNet;
 use mesh_common::maps::{
-    FLOWS_DEFAULT_CAPACITY, FLOWS_MAX_CAPACITY, FLOWS_MIN_CAPACITY, MAX_NEXTHOPS,
+    FLOWS_DEFAULT_CAPACITY, FLOWS_MAX_CAPACITY, FLOWS_MIN_CAPACITY, IFACES_CAPACITY, MAX_NEXTHOPS,
+    NEXTHOP_GROUPS_CAPACITY, ROUTES_V4_CAPACITY,
 };
+
+/// Most prefixes in `local` and in `routing.prefixes` (each is advertised or matched one
+/// by one).
+const MAX_LOCAL_PREFIXES: usize = 4_096;
 use serde::{Deserialize, Deserializer};
 
 /// Why a configuration was refused.
@@ -521,10 +526,33 @@ pub struct Config {
     pub local: Vec<IpNet>,
 }
 
+/// The largest configuration file read: far beyond any real one, and refused before
+/// parsing what a mistake or an attack could make of it.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The longest duration any `*_ms` setting may name: one day. Bounded so that no
+/// arithmetic on it (nanoseconds, multiples) can overflow.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// Reads a configuration file, refusing one larger than [`MAX_CONFIG_BYTES`].
+pub fn read_config_text(file: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(file)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("larger than {MAX_CONFIG_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        let text = read_config_text(file).map_err(|source| ConfigError::Read {
             file: file.to_owned(),
             source,
         })?;
@@ -571,8 +599,42 @@ impl Config {
     /// Every problem [`Self::validate`] would refuse, in the order of the file's sections.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        if self.node.is_empty() || self.node.len() > 63 {
-            out.push(Problem::new("node", "must be 1 to 63 characters"));
+        if self.node.is_empty()
+            || self.node.len() > 63
+            || !self
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            out.push(Problem::new(
+                "node",
+                "must be 1 to 63 characters of A-Z, a-z, 0-9, `.`, `-` and `_` (a SPIFFE \
+                 path segment)",
+            ));
+        }
+        for (key, n, most) in [
+            (
+                "interfaces",
+                self.interfaces.len(),
+                IFACES_CAPACITY as usize,
+            ),
+            (
+                "groups",
+                self.groups.len(),
+                NEXTHOP_GROUPS_CAPACITY as usize,
+            ),
+            ("routes", self.routes.len(), ROUTES_V4_CAPACITY as usize),
+            ("local", self.local.len(), MAX_LOCAL_PREFIXES),
+            (
+                "routing.prefixes",
+                self.routing.prefixes.len(),
+                MAX_LOCAL_PREFIXES,
+            ),
+        ] {
+            if n > most {
+                // Nothing else is looked at: a list this long is a mistake to stop early.
+                return vec![Problem::new(key, format!("{n} entries; at most {most}"))];
+            }
         }
         if self.interfaces.is_empty() {
             out.push(Problem::new(
@@ -701,21 +763,21 @@ impl Config {
                 format!("{} is outside 1..=1000", p.interval_ms),
             ));
         }
-        if p.dead_ms != 0 && p.dead_ms < 2 * p.interval_ms {
+        if p.dead_ms != 0 && p.dead_ms < p.interval_ms.saturating_mul(2) {
             out.push(Problem::new(
                 "probe.dead_ms",
                 format!(
                     "{} would call a link dead before two probes could be answered; use 0 \
                      (off) or at least 2 x probe.interval_ms = {}",
                     p.dead_ms,
-                    2 * p.interval_ms
+                    p.interval_ms.saturating_mul(2)
                 ),
             ));
         }
         if p.dead_ms > u64::from(u32::MAX / 1000) {
             out.push(Problem::new("probe.dead_ms", "must be below 4294967 ms"));
         }
-        if p.window_ms < p.interval_ms * 4 || p.window_ms > 60_000 {
+        if p.window_ms < p.interval_ms.saturating_mul(4) || p.window_ms > 60_000 {
             out.push(Problem::new(
                 "probe.window_ms",
                 "must hold at least 4 probe intervals and be at most 60000",
@@ -737,14 +799,38 @@ impl Config {
                 format!("{} is outside 10..=60000", r.hello_interval_ms),
             ));
         }
-        if r.hello_dead_ms < 3 * r.hello_interval_ms {
+        if r.hello_dead_ms < r.hello_interval_ms.saturating_mul(3) {
             out.push(Problem::new(
                 "routing.hello_dead_ms",
                 format!(
                     "must be at least 3 hello intervals ({} ms)",
-                    3 * r.hello_interval_ms
+                    r.hello_interval_ms.saturating_mul(3)
                 ),
             ));
+        }
+        for (key, v) in [
+            ("routing.hello_dead_ms", r.hello_dead_ms),
+            ("routing.restart_hold_ms", r.restart_hold_ms),
+            ("routing.restart_grace_ms", r.restart_grace_ms),
+            ("probe.up_hold_ms", p.up_hold_ms),
+        ] {
+            if v > MAX_DURATION_MS {
+                out.push(Problem::new(
+                    key,
+                    format!("{v} is above {MAX_DURATION_MS} (one day)"),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("routing.refresh_s", r.refresh_s),
+            ("routing.max_age_s", r.max_age_s),
+        ] {
+            if v > MAX_DURATION_MS / 1000 {
+                out.push(Problem::new(
+                    key,
+                    format!("{v} is above {} (one day)", MAX_DURATION_MS / 1000),
+                ));
+            }
         }
         if r.restart_grace_ms < r.hello_dead_ms {
             out.push(Problem::new(
@@ -755,7 +841,7 @@ impl Config {
                 ),
             ));
         }
-        if r.refresh_s == 0 || r.max_age_s < 2 * r.refresh_s {
+        if r.refresh_s == 0 || r.max_age_s < r.refresh_s.saturating_mul(2) {
             out.push(Problem::new(
                 "routing.max_age_s",
                 "must be at least twice routing.refresh_s (and refresh_s above 0)",
@@ -836,7 +922,17 @@ impl Config {
                 format!("{} is outside 100..=60000", t.interval_ms),
             ));
         }
-        if t.idle_timeout_s == 0 || t.idle_timeout_s * 1000 < t.interval_ms {
+        if t.idle_timeout_s > MAX_DURATION_MS / 1000 {
+            out.push(Problem::new(
+                "telemetry.idle_timeout_s",
+                format!(
+                    "{} is above {} (one day)",
+                    t.idle_timeout_s,
+                    MAX_DURATION_MS / 1000
+                ),
+            ));
+        }
+        if t.idle_timeout_s == 0 || t.idle_timeout_s.saturating_mul(1000) < t.interval_ms {
             out.push(Problem::new(
                 "telemetry.idle_timeout_s",
                 "must be at least one interval",
@@ -1032,6 +1128,54 @@ group = "to-b"
                 "expected key {key} in: {msg}"
             );
         }
+    }
+
+    #[test]
+    fn durations_are_bounded_so_nothing_overflows() {
+        for (table, key) in [
+            ("routing", "hello_dead_ms"),
+            ("routing", "restart_hold_ms"),
+            ("routing", "restart_grace_ms"),
+            ("routing", "refresh_s"),
+            ("routing", "max_age_s"),
+            ("probe", "up_hold_ms"),
+            ("telemetry", "idle_timeout_s"),
+        ] {
+            let text = format!("{GOOD}\n[{table}]\n{key} = 18446744073710\n");
+            let problems = Config::parse_unvalidated(&text, Path::new("mesh.toml"))
+                .expect("parses")
+                .problems();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.key == format!("{table}.{key}") && p.reason.contains("one day")),
+                "{table}.{key}: {problems:?}"
+            );
+        }
+        // Values that overflowed in the checks' own arithmetic are refused, not panics.
+        let text = format!("{GOOD}\n[probe]\ninterval_ms = 18446744073709551615\n");
+        assert!(err(&text).contains("probe.interval_ms"));
+    }
+
+    #[test]
+    fn sizes_are_bounded_before_anything_is_looked_at() {
+        let prefixes: Vec<String> = (0..5000)
+            .map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256))
+            .collect();
+        let text = format!("local = [{}]\n{GOOD}", prefixes.join(", "));
+        let problems = Config::parse_unvalidated(&text, Path::new("mesh.toml"))
+            .expect("parses")
+            .problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "local");
+        let big = std::env::temp_dir().join(format!("x0-big-{}.toml", std::process::id()));
+        std::fs::write(&big, " ".repeat(MAX_CONFIG_BYTES as usize + 1)).expect("write");
+        let e = Config::load(&big).expect_err("too large");
+        std::fs::remove_file(&big).expect("cleanup");
+        assert!(
+            matches!(&e, ConfigError::Read { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge),
+            "{e:?}"
+        );
     }
 
     #[test]

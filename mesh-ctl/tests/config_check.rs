@@ -501,6 +501,24 @@ const CASES: &[Case] = &[
         reason: "invalid type",
     },
     Case {
+        name: "node-not-the-certificates",
+        edit: |_, p| p.root = "node = \"s\"\n".into(),
+        key: "node",
+        reason: "is not the node the certificate",
+    },
+    Case {
+        name: "node-with-a-newline-and-a-nul",
+        edit: |_, p| p.root = "node = \"r\\n\\u0000\"\n".into(),
+        key: "node",
+        reason: "a SPIFFE path segment",
+    },
+    Case {
+        name: "timer-that-would-overflow",
+        edit: |_, p| p.tail = "[routing]\nhello_dead_ms = 18446744073710\n".into(),
+        key: "routing.hello_dead_ms",
+        reason: "above 86400000",
+    },
+    Case {
         name: "bad-xdp-mode",
         edit: |_, p| p.dataplane = "xdp_mode = \"turbo\"\n".into(),
         key: "dataplane.xdp_mode",

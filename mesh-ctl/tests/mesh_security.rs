@@ -329,6 +329,7 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
     let hs_if = mesh.hs.link.end("hs").ifname.clone();
     let n1_ll = link_local(&lab, "n1", &mesh.hs.link.end("n1").ifname);
     let ns = lab.ns("hs");
+    let n1_socket = n1.socket.clone();
     std::thread::scope(|s| {
         s.spawn(|| {
             let _in = netns::enter(&ns).expect("into hs");
@@ -349,6 +350,20 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
                 let mut est = tcp::initiate(&mut tcp_s, &ctx, Some(expected), Limits::default())
                     .await
                     .expect("n0 is certified: the handshake succeeds");
+                // n1's loop takes the session when the handshake's outcome reaches it:
+                // anything sealed before that is refused as sessionless.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !api::query_as::<Option<api::Peers>>(&n1_socket, &Request::Peers)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| p.peers.iter().any(|x| x.node == "n0"))
+                {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "n1 never took n0's session"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 let udp = tokio::net::UdpSocket::bind("[::]:0").await.expect("udp");
                 let ctl = std::net::SocketAddrV6::new(n1_ll, 6697, 0, scope);
                 let env = est

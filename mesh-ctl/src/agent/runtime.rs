@@ -161,6 +161,9 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("installing the SIGHUP handler")?;
     let mut buf = Control::buffer();
+    // Malformed datagrams are counted each; logged at most once per interface per 10 s
+    // (with how many were not), so a flood of garbage cannot flood the log.
+    let mut malformed_log = crate::secure::LogLimiter::new(10_000, 256);
     let mut scratch = Vec::new();
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let (mut report_at, mut slot) = aligned(config.detect.window_ms);
@@ -274,7 +277,10 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                     }
                     Ok(Received::Malformed { ifindex, error }) => {
                         metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
-                        crate::event!(WARN, "control_malformed", ifindex = ifindex, error = error.to_string());
+                        let now = monotonic_ns().map(ms).unwrap_or(0);
+                        if let Some(suppressed) = malformed_log.check(&ifindex.to_string(), now) {
+                            crate::event!(WARN, "control_malformed", ifindex = ifindex, error = error.to_string(), suppressed = suppressed);
+                        }
                     }
                     Err(e) => crate::event!(ERROR, "control_error", error = format!("{e:#}")),
                 }

@@ -5,7 +5,7 @@
 //! certificate names carries a sealed hello. Every other message travels sealed.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6},
     sync::Arc,
     time::Duration,
@@ -38,6 +38,11 @@ const PER_SOURCE_PER_S: u32 = 8;
 const MAX_SOURCES: usize = 4096;
 /// Wait before dialling a neighbour again after a failed handshake.
 const RETRY_MS: u64 = 1000;
+/// Handshakes we dial at once, in all and on one interface.
+const MAX_DIALS: usize = 32;
+const MAX_DIALS_PER_LINK: usize = 8;
+/// Retry times remembered before the expired ones are forgotten.
+const MAX_DIAL_ENTRIES: usize = 1024;
 
 /// A neighbour address: the interface and the link-local address.
 pub type Addr = (u32, Ipv6Addr);
@@ -76,6 +81,8 @@ pub struct Secured {
     port: u16,
     sessions: BTreeMap<Addr, Peer>,
     dialing: HashMap<Addr, u64>,
+    /// Handshakes we started whose outcome has not come back yet.
+    in_flight: HashSet<Addr>,
     verifier: AdvertVerifier,
     /// The signed encoding of each origin's advert we hold (what we pass on), with its
     /// sequence number.
@@ -157,6 +164,7 @@ impl Secured {
                 port: cfg.handshake_port,
                 sessions: BTreeMap::new(),
                 dialing: HashMap::new(),
+                in_flight: HashSet::new(),
                 verifier,
                 signed: HashMap::new(),
                 refusals: RefusalCounts::default(),
@@ -174,11 +182,23 @@ impl Secured {
         if me >= name || self.dialing.get(&addr).is_some_and(|&t| now_ms < t) {
             return;
         }
+        // Hellos are not authenticated: whoever can send them must not make us open
+        // sockets without bound. Past the limits, a hello is simply dialled later.
+        if self.in_flight.len() >= MAX_DIALS
+            || self.in_flight.iter().filter(|a| a.0 == addr.0).count() >= MAX_DIALS_PER_LINK
+        {
+            metrics::counter!("x0tta6bl4_handshake_dials_deferred_total").increment(1);
+            return;
+        }
+        if self.dialing.len() >= MAX_DIAL_ENTRIES {
+            self.dialing.retain(|_, &mut t| now_ms < t);
+        }
         let Ok(expected) = SpiffeId::node(&self.domain, name) else {
             self.refuse(name, Refusal::BadSpiffeId, now_ms);
             return;
         };
         self.dialing.insert(addr, now_ms + RETRY_MS);
+        self.in_flight.insert(addr);
         let (identity, trust, rekey, tx) = (
             self.identity.clone(),
             self.trust.clone(),
@@ -211,6 +231,7 @@ impl Secured {
 
     /// Takes a finished handshake; returns the peer's node name when a session began.
     pub fn finished(&mut self, o: Outcome, now_ms: u64) -> Option<String> {
+        self.in_flight.remove(&o.addr);
         let who = o.expected.clone().unwrap_or_else(|| o.addr.1.to_string());
         let est = match o.result {
             Ok(est) => est,

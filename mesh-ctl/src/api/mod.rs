@@ -7,6 +7,7 @@ pub(crate) mod samples;
 pub mod views;
 
 use std::{
+    collections::BTreeMap,
     io::{self, BufRead as _, BufReader, Write as _},
     os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
@@ -29,6 +30,12 @@ use crate::telemetry::{Snapshot, SortKey, events::Recent};
 /// Requests are one short line; anything longer is refused.
 const MAX_REQUEST: usize = 4096;
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients served at once; more wait in the listen backlog.
+const MAX_CLIENTS: usize = 256;
+/// A client has this long to send its one-line request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long accepting pauses after it failed (EMFILE, ENFILE, ENOBUFS).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What `meshctl` can ask. Each request is answered with the [`Response`] variant of the
 /// same name (`Freeze` with [`Frozen`]); [`query_as`] reads it as that variant's type.
@@ -145,7 +152,18 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
             .create(dir)
             .map_err(|e| io_error(path, e))?;
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt as _;
+        // Only a stale socket of ours may go: never a file or anything else at that path.
+        if !meta.file_type().is_socket() {
+            return Err(ApiError::Io {
+                path: path.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket; it is left as it is (choose another api.socket)",
+                ),
+            });
+        }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => {
                 return Err(ApiError::Io {
@@ -168,21 +186,39 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
 /// Serves requests until the task is dropped, each as `access` allows for the client's
 /// user (SO_PEERCRED); each client gets `CLIENT_TIMEOUT`.
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) {
+    let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        // At most MAX_CLIENTS at once: the next waits until one is answered or times out.
+        let Ok(permit) = clients.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (or another transient failure): retrying at once
+                // would spin; the clients being served free some meanwhile.
+                crate::event!(WARN, "api_accept_failed", error = %e);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let uid = stream.peer_cred().ok().map(|c| c.uid());
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let _timed_out = tokio::time::timeout(CLIENT_TIMEOUT, async {
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
                 let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
-                let answer = match reader.read_line(&mut line).await {
+                let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line));
+                let Ok(read) = read.await else {
+                    // Silent clients must not hold a place that others are waiting for.
+                    return;
+                };
+                let answer = match read {
                     // The one request the loop itself answers, once access allows it.
                     Ok(_)
-                        if serde_json::from_str::<Request>(line.trim()).is_ok_and(|r| {
+                        if parse_request(&line).is_ok_and(|r| {
                             r == Request::Reload && access.check(&r, uid).is_ok()
                         }) =>
                     {
@@ -240,20 +276,37 @@ impl Reply {
 /// The response to one request line from a client running as `uid` (None: unknown):
 /// refused with the reason when `access` does not allow it.
 pub fn answer_as(shared: &Shared, access: Access, uid: Option<u32>, line: &str) -> Reply {
-    match serde_json::from_str::<Request>(line.trim()) {
+    match parse_request(line) {
         Ok(request) => match access.check(&request, uid) {
             Ok(()) => answer(shared, line),
             Err(refusal) => Reply::failed(refusal.to_string()),
         },
-        Err(e) => Reply::failed(format!("bad request: {e}")),
+        Err(e) => Reply::failed(e),
+    }
+}
+
+/// One request line, strictly: a field the request does not have is an error (serde
+/// lets internally tagged variants without fields ignore them).
+fn parse_request(line: &str) -> Result<Request, String> {
+    use serde::de::IgnoredAny;
+    let line = line.trim();
+    let request: Request = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+    let given: BTreeMap<String, IgnoredAny> =
+        serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+    let own: BTreeMap<String, IgnoredAny> = serde_json::to_string(&request)
+        .and_then(|s| serde_json::from_str(&s))
+        .map_err(|e| format!("bad request: {e}"))?;
+    match given.keys().find(|k| !own.contains_key(*k)) {
+        Some(extra) => Err(format!("bad request: unknown field `{extra}`")),
+        None => Ok(request),
     }
 }
 
 /// The response to one request line, whoever asked.
 pub fn answer(shared: &Shared, line: &str) -> Reply {
-    let request: Request = match serde_json::from_str(line.trim()) {
+    let request = match parse_request(line) {
         Ok(r) => r,
-        Err(e) => return Reply::failed(format!("bad request: {e}")),
+        Err(e) => return Reply::failed(e),
     };
     let mesh_view = |pick: fn(&MeshViews) -> Response| {
         shared

@@ -150,6 +150,9 @@ fn bad_requests_get_an_error_answer() {
         "nonsense",
         "{\"query\":\"teleport\"}",
         "{\"query\":\"flows\"}",
+        "{\"query\":\"status\",\"verbose\":true}",
+        "{\"query\":\"flows\",\"top\":5,\"sort\":\"rate\",\"extra\":1}",
+        "{\"query\":\"freeze\",\"on\":true,\"for\":\"ever\"}",
     ] {
         let a = answer(&s, line);
         assert!(!a.ok, "{line:?} -> {a:?}");
@@ -186,6 +189,47 @@ async fn serves_over_a_root_only_socket() {
     assert_eq!(got, samples::status());
     // A second agent must not steal a live socket.
     assert!(bind(&path).is_err(), "a live socket was replaced");
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_path_that_is_not_a_socket_is_never_removed() {
+    let dir = std::env::temp_dir().join(format!("x0-api-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("precious.txt");
+    std::fs::write(&file, b"keep me").expect("file");
+    let err = bind(&file).expect_err("a regular file is not a stale socket");
+    assert!(err.to_string().contains("agent API socket"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("still there"), b"keep me");
+    let sub = dir.join("a-directory");
+    std::fs::create_dir_all(&sub).expect("dir");
+    assert!(bind(&sub).is_err());
+    assert!(sub.is_dir(), "the directory is left");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn many_idle_clients_do_not_stop_the_api() {
+    let dir = std::env::temp_dir().join(format!("x0-api-idle-{}", std::process::id()));
+    let path = dir.join("agent.sock");
+    let listener = bind(&path).expect("bind");
+    let server = tokio::spawn(serve(
+        listener,
+        Arc::new(shared(Some(samples::mesh()))),
+        Access::from_flag(false),
+    ));
+    // More clients than are served at once, connected and silent.
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..MAX_CLIENTS + 16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&path).expect("connect"))
+        .collect();
+    let p = path.clone();
+    let got = tokio::task::spawn_blocking(move || query_as::<Status>(&p, &Request::Status))
+        .await
+        .expect("client thread")
+        .expect("answered once the idle clients time out");
+    assert_eq!(got, samples::status());
+    drop(idle);
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,8 @@
 //! message to one interface goes out there only.
 
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+#[cfg(test)]
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::UdpSocket;
@@ -16,6 +18,8 @@ const GROUP: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0x7830, 0x6f6c);
 pub struct Control {
     socket: UdpSocket,
     port: u16,
+    /// The mesh interfaces: control messages count only from a link-local address on one.
+    ifindexes: Vec<u32>,
 }
 
 /// One datagram received.
@@ -50,7 +54,11 @@ impl Control {
                 .with_context(|| format!("joining {GROUP} on interface {ifindex}"))?;
         }
         let socket = UdpSocket::from_std(std).context("registering the control socket")?;
-        Ok(Self { socket, port })
+        Ok(Self {
+            socket,
+            port,
+            ifindexes: ifindexes.to_vec(),
+        })
     }
 
     /// Sends a message to every agent on interface `ifindex`.
@@ -83,7 +91,13 @@ impl Control {
         vec![0; MAX_FRAME + 1]
     }
 
-    /// Waits for the next datagram.
+    /// A neighbour speaks from its link-local address on one of our mesh interfaces.
+    fn is_a_neighbour(&self, from: &SocketAddrV6) -> bool {
+        from.ip().is_unicast_link_local() && self.ifindexes.contains(&from.scope_id())
+    }
+
+    /// Waits for the next datagram from a neighbour; anything else is counted
+    /// (`x0tta6bl4_control_foreign_total`) and dropped.
     pub async fn recv(&self, buf: &mut [u8]) -> anyhow::Result<Received> {
         loop {
             let (n, from) = self
@@ -91,8 +105,16 @@ impl Control {
                 .recv_from(buf)
                 .await
                 .context("receiving control messages")?;
+            let ifindex = match from {
+                SocketAddr::V6(v6) if self.is_a_neighbour(&v6) => v6.scope_id(),
+                _ => {
+                    // Loopback, IPv4, global or another interface's senders are no
+                    // neighbours of ours, whatever they send.
+                    metrics::counter!("x0tta6bl4_control_foreign_total").increment(1);
+                    continue;
+                }
+            };
             let SocketAddr::V6(from) = from else { continue };
-            let ifindex = from.scope_id();
             if crate::secure::session::is_envelope(&buf[..n]) {
                 return Ok(Received::Sealed {
                     bytes: buf[..n].to_vec(),
@@ -105,5 +127,34 @@ impl Control {
                 Err(error) => Received::Malformed { ifindex, error },
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::MacAddr, control::message::Hello};
+
+    #[tokio::test]
+    async fn messages_from_loopback_or_ipv4_are_not_taken() {
+        let control = Control::bind(0, &[]).expect("bind");
+        let port = control.socket.local_addr().expect("addr").port();
+        let msg = Message::Hello(Hello {
+            node: "evil-lo".into(),
+            mac: MacAddr([2, 0, 0, 0, 0, 9]),
+            heard: Vec::new(),
+            hello_interval_ms: 100,
+            restarting: false,
+        });
+        let bytes = encode(&msg).expect("encode");
+        let v6 = std::net::UdpSocket::bind("[::1]:0").expect("v6");
+        v6.send_to(&bytes, ("::1", port))
+            .expect("send over loopback");
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("v4");
+        v4.send_to(&bytes, ("127.0.0.1", port))
+            .expect("send over IPv4");
+        let mut buf = Control::buffer();
+        let got = tokio::time::timeout(Duration::from_millis(300), control.recv(&mut buf)).await;
+        assert!(got.is_err(), "a datagram from no neighbour was taken");
     }
 }

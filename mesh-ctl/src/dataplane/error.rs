@@ -98,6 +98,12 @@ pub enum DataplaneError {
         found: u32,
         want: u32,
     },
+    /// A directory given as our pin directory holds something that is not ours.
+    #[error("`{}` is not an x0tta6bl4 pin directory ({why}); nothing under it was removed", dir.display())]
+    NotOurs {
+        dir: std::path::PathBuf,
+        why: String,
+    },
     /// Every next-hop group id is in use.
     #[error("all {0} next-hop groups are in use")]
     GroupsFull(u32),

@@ -363,6 +363,12 @@ impl Dataplane {
 /// found through our pins and markers), then the program and map pins. Programs and maps
 /// go away with their last reference. Safe to run twice.
 pub fn detach_pinned(pins: &PinDir) -> Result<Detached> {
+    if let Some(why) = pins.not_ours() {
+        return Err(DataplaneError::NotOurs {
+            dir: pins.root().to_owned(),
+            why,
+        });
+    }
     let mut out = Detached::default();
     for (kind, iface, path) in pins.attachments() {
         detach_one(kind, &iface, &path)?;

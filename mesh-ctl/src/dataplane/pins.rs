@@ -72,6 +72,33 @@ impl PinDir {
         self.links().join(format!("{prefix}{iface}"))
     }
 
+    /// Why this directory is not ours to remove, if it is not: it must live on a bpffs
+    /// and hold only our three subdirectories. A directory that does not exist is ours
+    /// (there is nothing to remove).
+    pub fn not_ours(&self) -> Option<String> {
+        /// `BPF_FS_MAGIC` from linux/magic.h.
+        const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+        if !self.0.exists() {
+            return None;
+        }
+        match nix::sys::statfs::statfs(&self.0) {
+            Ok(fs) if fs.filesystem_type().0 == BPF_FS_MAGIC => {}
+            Ok(_) => return Some("it is not on a bpffs".to_owned()),
+            Err(e) => return Some(format!("cannot tell its file system: {e}")),
+        }
+        let entries = match std::fs::read_dir(&self.0) {
+            Ok(e) => e,
+            Err(e) => return Some(format!("cannot list it: {e}")),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if ![MAPS, PROGS, LINKS].contains(&name.as_str()) {
+                return Some(format!("it holds `{name}`, which is not ours"));
+            }
+        }
+        None
+    }
+
     /// Every pinned attachment: (kind, interface name, path).
     pub fn attachments(&self) -> Vec<(LinkKind, String, PathBuf)> {
         let Ok(entries) = std::fs::read_dir(self.links()) else {
@@ -101,6 +128,24 @@ impl PinDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ordinary_directory_is_not_ours() {
+        let dir = std::env::temp_dir().join(format!("pins-ours-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("maps")).expect("dir");
+        std::fs::write(dir.join("maps/ROUTES_V4"), b"data").expect("file");
+        let pins = PinDir::new(&dir);
+        let why = pins.not_ours().expect("a tmp directory is not a bpffs");
+        assert!(why.contains("bpffs"), "{why}");
+        let err = crate::dataplane::detach_pinned(&pins).expect_err("refused");
+        assert!(
+            matches!(err, crate::dataplane::DataplaneError::NotOurs { .. }),
+            "{err:?}"
+        );
+        assert!(dir.join("maps/ROUTES_V4").exists(), "nothing was removed");
+        std::fs::remove_dir_all(&dir).expect("cleaning up");
+        assert_eq!(PinDir::new(&dir).not_ours(), None, "nothing there is ours");
+    }
 
     #[test]
     fn attachments_are_recognized_by_prefix_only() {
