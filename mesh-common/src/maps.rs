@@ -1,7 +1,7 @@
 //! Map names and capacities: the one place both sides take them from.
 
 /// Bumped whenever the key or value layout of any map below changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// IPv4 routes: `LpmTrie<[u8; 4], Route>`.
 pub const ROUTES_V4: &str = "ROUTES_V4";

@@ -78,10 +78,18 @@ reasons! {
     ProbeReply = 27, "probe_reply", XDP_DROP, "the reply to one of our link probes: recorded and consumed";
     DropBadProbe = 28, "drop_bad_probe", XDP_DROP, "a probe frame that is truncated, of another version, not for this interface, or a reply from an unexpected neighbour";
     DropBlocked = 29, "drop_blocked", XDP_DROP, "from a source the agent blocked (an attack source), until its entry expires";
+    DropMartianSource = 30, "drop_martian_source", XDP_DROP, "source no router accepts: 0/8, 127/8, multicast or broadcast; ::, ::1 or multicast";
+    PassNotForwardable = 31, "pass_not_forwardable", XDP_PASS, "destination never forwarded (0/8, 127/8, multicast, broadcast; ::, ::1, multicast, link-local): the kernel delivers or discards it";
+    PassIpOptions = 32, "pass_ip_options", XDP_PASS, "IPv4 header with options: the kernel checks and processes them";
+    PassVlanTagged = 33, "pass_vlan_tagged", XDP_PASS, "carries VLAN tags: the kernel's VLAN interfaces own tagged traffic";
+    PassFragNeeded = 34, "pass_frag_needed", XDP_PASS, "larger than the egress MTU: the kernel fragments it or answers ICMP fragmentation needed / packet too big";
 }
 
-/// Number of reasons, the length of the counter array.
+/// Number of reasons.
 pub const REASON_COUNT: u32 = Reason::ALL.len() as u32;
+/// The counter array's length: room for reasons added later without another map layout.
+pub const REASON_CAPACITY: u32 = 64;
+const _: () = assert!(REASON_COUNT <= REASON_CAPACITY);
 
 #[cfg(test)]
 mod tests {

@@ -294,6 +294,63 @@ fn ttl_one_goes_to_the_kernel_which_answers_time_exceeded() {
     assert!(r["forwarded_v4"] >= 10, "XDP stopped forwarding: {r:?}");
 }
 
+#[test]
+#[ignore = "needs root"]
+fn an_oversized_packet_goes_to_the_kernel_which_answers_fragmentation_needed() {
+    let mut lab = lab("mtu");
+    let t = topology::line(&mut lab).expect("line topology");
+    let mut agents = start_all(&mut lab, &t);
+    lab.sysctl("r", "net.ipv4.ip_forward", "1").expect("sysctl");
+    // The router's way on is narrower than the way in.
+    let out_if = lab
+        .link_between("r", &t.dst)
+        .expect("link")
+        .end("r")
+        .ifname
+        .clone();
+    lab.exec_ok("r", &["ip", "link", "set", "dev", &out_if, "mtu", "1280"])
+        .expect("mtu");
+    let v4 = t.dst_v4.to_string();
+    // 1,400 bytes with DF set: too big for the egress.
+    let out = lab
+        .exec(
+            &t.src,
+            &[
+                "ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1372", &v4,
+            ],
+        )
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Frag needed") && text.contains("mtu = 1280"),
+        "expected ICMP fragmentation needed (mtu 1280) from the router: {text}"
+    );
+    // What fits is still forwarded by XDP.
+    let fits = lab
+        .exec(
+            &t.src,
+            &[
+                "ping", "-n", "-c", "5", "-W", "2", "-M", "do", "-s", "1200", &v4,
+            ],
+        )
+        .expect("ping");
+    assert!(
+        String::from_utf8_lossy(&fits.stdout).contains("5 received"),
+        "{}",
+        String::from_utf8_lossy(&fits.stdout)
+    );
+    let r = agents
+        .remove("r")
+        .expect("router agent")
+        .stop()
+        .expect("counters");
+    assert!(
+        r["pass_frag_needed"] >= 1,
+        "the oversized packet was not handed to the kernel: {r:?}"
+    );
+    assert!(r["forwarded_v4"] >= 5, "XDP stopped forwarding: {r:?}");
+}
+
 /// Telemetry settings for agents in the telemetry tests: a short interval so tests wait
 /// less, every new flow sampled.
 const TELEMETRY: &str = "[telemetry]\ninterval_ms = 200\nsample_new_flows = 1\n";

@@ -12,7 +12,7 @@ fn decided_by_parser(r: Reason) -> bool {
     matches!(
         r,
         PassArp | PassNeighborDiscovery | PassNonIp | PassVlanDepth | PassExtHeaderLimit
-    ) || r.name().starts_with("drop_")
+    ) || (r.name().starts_with("drop_") && !matches!(r, DropMartianSource | DropBlocked))
 }
 
 #[test]

@@ -9,7 +9,7 @@ use mesh_common::{
         PROBE_CAPACITY, ROUTES_V4_CAPACITY, ROUTES_V6_CAPACITY,
     },
     probe::ProbeState,
-    reason::REASON_COUNT,
+    reason::REASON_CAPACITY,
     telemetry::{
         BlockEntry, BlockKey, EventBudget, FlowKey, FlowStats, LinkStats, NeighborKey,
         NeighborStats, NeighborTx, counter,
@@ -38,7 +38,7 @@ pub static IFACES: HashMap<u32, Iface> = HashMap::with_max_entries(IFACES_CAPACI
 pub static CONFIG: Array<DataplaneConfig> = Array::with_max_entries(1, 0);
 
 #[map]
-pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_COUNT, 0);
+pub static REASONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(REASON_CAPACITY, 0);
 
 /// Capacity here is a default; meshctl sets the configured one before loading.
 #[map]

@@ -1,9 +1,13 @@
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{
+    helpers::{bpf_check_mtu, bpf_ktime_get_ns},
+    maps::lpm_trie::Key,
+    programs::XdpContext,
+};
 use mesh_common::{
     Reason,
     csum::ipv4_decrement_ttl,
     maps::LAYOUT_VERSION,
-    parse::{Family, Frame, Parsed, parse},
+    parse::{ETH_HLEN, Family, Frame, Parsed, parse},
     probe::ETH_P_MESH_PROBE,
     reason::XDP_PASS,
     telemetry::{BlockKey, DIR_INGRESS, FlowKey},
@@ -42,6 +46,10 @@ pub struct Seen {
     /// Non-zero when the frame was forwarded to `hop`.
     pub forwarded: u32,
     pub hop: NextHop,
+    /// `bpf_check_mtu`'s in/out argument: in map memory, as the stack has no room.
+    pub mtu: u32,
+    /// The ingress interface's own MAC.
+    pub if_mac: [u8; 6],
 }
 
 impl Seen {
@@ -63,7 +71,8 @@ impl Seen {
 /// Forwards an IP packet to its next hop, or says why not.
 #[inline(always)]
 pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> {
-    let config = *CONFIG.get(0).ok_or(Reason::PassNotReady)?;
+    // References into map memory, not copies: the stack has no room for them.
+    let config = CONFIG.get(0).ok_or(Reason::PassNotReady)?;
     if config.layout_version != LAYOUT_VERSION {
         return Err(Reason::PassNotReady);
     }
@@ -72,19 +81,19 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     seen.drop_events_per_s = config.drop_events_per_s;
     let ingress = ctx.ingress_ifindex() as u32;
     seen.key.ifindex = ingress;
-    // SAFETY: the value is copied out before any other map access.
-    let iface = *unsafe { IFACES.get(ingress) }.ok_or(Reason::PassNotMesh)?;
+    // SAFETY: read at once into this CPU's scratch slot, before any other map access.
+    let iface = unsafe { IFACES.get(ingress) }.ok_or(Reason::PassNotMesh)?;
     seen.mesh = 1;
     seen.slot = iface.slot;
+    seen.if_mac = iface.mac;
 
     let frame = Packet::xdp(ctx);
     seen.len = frame.len() as u32;
-    let macs: [[u8; 6]; 2] = match frame.ptr_at::<[[u8; 6]; 2]>(0) {
-        // SAFETY: bounds checked by ptr_at.
-        Some(p) => unsafe { *p },
-        None => return Err(Reason::DropTruncEthernet),
-    };
-    seen.src_mac = macs[1];
+    let macs = frame
+        .ptr_at::<[[u8; 6]; 2]>(0)
+        .ok_or(Reason::DropTruncEthernet)?;
+    // SAFETY: bounds checked by ptr_at.
+    seen.src_mac = unsafe { (*macs)[1] };
     let ether_type = frame
         .ptr_at::<[u8; 2]>(12)
         .ok_or(Reason::DropTruncEthernet)?;
@@ -99,9 +108,19 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     seen.tcp_flags = u32::from(pkt.tcp_flags);
     seen.parsed = 1;
 
-    if macs[0] != iface.mac {
+    let dst_mac = frame
+        .ptr_at::<[u8; 6]>(0)
+        .ok_or(Reason::DropTruncEthernet)?;
+    // SAFETY: bounds checked by ptr_at.
+    if unsafe { *dst_mac } != seen.if_mac {
         return Err(Reason::PassNotForUs);
     }
+    // Tagged frames belong to the kernel's VLAN interfaces; forwarding them here would
+    // carry the ingress tags onto a link that has its own.
+    if pkt.l3_off != ETH_HLEN {
+        return Err(Reason::PassVlanTagged);
+    }
+    mesh_common::martian::source(pkt.family, &pkt.flow)?;
     seen.block = BlockKey {
         src: seen.key.src,
         family: u32::from(seen.key.family),
@@ -117,6 +136,18 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     .ok_or(Reason::PassNoRoute)?;
     if route.flags & ROUTE_F_LOCAL != 0 {
         return Err(Reason::PassLocal);
+    }
+    mesh_common::martian::destination(pkt.family, &pkt.flow)?;
+    if pkt.family == Family::V4 {
+        let vihl = frame
+            .ptr_at::<u8>(pkt.l3_off)
+            .ok_or(Reason::DropTruncIpv4)?;
+        // SAFETY: bounds checked by ptr_at.
+        if unsafe { *vihl } & 0x0f != 5 {
+            // Options need checking and processing (record route, timestamps, source
+            // routes) that only the kernel does.
+            return Err(Reason::PassIpOptions);
+        }
     }
     if pkt.ttl <= 1 {
         return Err(Reason::PassTtlExceeded);
@@ -147,11 +178,7 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
         }
     }
 
-    // The redirect only takes effect when we return, so the frame is still untouched if the
-    // egress is missing and the kernel gets it as it arrived.
-    if EGRESS.redirect(hop.ifindex, u64::from(XDP_PASS)).is_err() {
-        return Err(Reason::PassNoEgress);
-    }
+    redirect(ctx.ctx, hop.ifindex)?;
     let reason = rewrite(&frame, &pkt, hop)?;
     seen.hop = *hop;
     seen.forwarded = 1;
@@ -160,6 +187,34 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
         (true, Reason::ForwardedV6) => Reason::ForwardedBackupV6,
         _ => reason,
     })
+}
+
+/// Sends the frame out of `ifindex` when we return, if it fits the egress's MTU (not
+/// ours): one that does not goes to the kernel as it came, which fragments it or answers
+/// "fragmentation needed" / "packet too big". A call of its own, with scalar arguments,
+/// so that the helper calls' spills do not grow the forwarding path's stack frame.
+#[inline(never)]
+fn redirect(ctx: *mut aya_ebpf::bindings::xdp_md, ifindex: u32) -> Result<(), Reason> {
+    let Some(mtu) = crate::maps::SEEN.get_ptr_mut(0) else {
+        return Err(Reason::PassNoEgress);
+    };
+    // SAFETY: this CPU's scratch slot (XDP runs with preemption off); the helper reads and
+    // writes the one u32, in map memory.
+    let checked = unsafe {
+        (*mtu).mtu = 0;
+        bpf_check_mtu(ctx.cast(), ifindex, &mut (*mtu).mtu, 0, 0)
+    };
+    // Positive: BPF_MTU_CHK_RET_FRAG_NEEDED. Negative (no such device) is the redirect's
+    // to find out.
+    if checked > 0 {
+        return Err(Reason::PassFragNeeded);
+    }
+    // The redirect only takes effect when we return, so the frame is still untouched if
+    // the egress is missing and the kernel gets it as it arrived.
+    if EGRESS.redirect(ifindex, u64::from(XDP_PASS)).is_err() {
+        return Err(Reason::PassNoEgress);
+    }
+    Ok(())
 }
 
 /// Until when a source is blocked, if it is. The key stays where it is (map memory): a

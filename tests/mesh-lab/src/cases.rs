@@ -81,6 +81,12 @@ pub fn tables(ingress: u32, egress: &[(u32, [u8; 6])]) -> Tables {
         ("fd00:1::2/128", Target::Local),
         ("fd00:2::/64", Target::Group(one)),
         ("fd00:9::/64", Target::Group(ecmp)),
+        // Routes no router acts on: forwarding must refuse these destinations anyway.
+        ("127.0.0.0/8", Target::Group(one)),
+        ("224.0.0.0/4", Target::Group(one)),
+        ("255.255.255.255/32", Target::Group(one)),
+        ("ff00::/8", Target::Group(one)),
+        ("fe80::/10", Target::Group(one)),
     ] {
         routes.insert(prefix.parse().expect("test prefix"), target);
     }
@@ -223,26 +229,106 @@ pub fn verdict_cases() -> Vec<Case> {
         case("ipv4 ttl 2 forwarded", v4(ONE_V4, 2, UDP), ForwardedV4),
         case("ipv4 ttl 255 forwarded", v4(ONE_V4, 255, UDP), ForwardedV4),
         case(
-            "ipv4 with options forwarded",
+            "ipv4 with options to the kernel",
             with_ipv4_options(&v4(ONE_V4, 64, TCP), &[0x94, 0x04, 0, 0, 1, 1, 1, 0]),
+            PassIpOptions,
+        ),
+        case(
+            "ipv4 with 40 bytes of options to the kernel",
+            with_ipv4_options(&v4(ONE_V4, 64, UDP), &[1; 40]),
+            PassIpOptions,
+        ),
+        case(
+            "ipv4 with malformed options to the kernel",
+            with_ipv4_options(&v4(ONE_V4, 64, UDP), &[0x44, 0x02, 0, 0]),
+            PassIpOptions,
+        ),
+        case(
+            "ipv4 of exactly the egress mtu forwarded",
+            ipv4(r, SRC_V4, ONE_V4, 64, UDP, 1500 - 28),
             ForwardedV4,
         ),
         case(
-            "ipv4 with 40 bytes of options forwarded",
-            with_ipv4_options(&v4(ONE_V4, 64, UDP), &[1; 40]),
-            ForwardedV4,
+            "ipv4 one byte over the egress mtu to the kernel",
+            ipv4(r, SRC_V4, ONE_V4, 64, UDP, 1500 - 28 + 1),
+            PassFragNeeded,
+        ),
+        case(
+            "ipv6 over the egress mtu to the kernel",
+            ipv6(r, SRC_V6, ONE_V6, 64, UDP, 1500),
+            PassFragNeeded,
         ),
         case("ipv4 first fragment forwarded", frag_first, ForwardedV4),
         case("ipv4 later fragment forwarded", frag_later, ForwardedV4),
         case(
-            "ipv4 in one vlan forwarded",
+            "ipv4 in one vlan to the kernel",
             with_vlans(&v4(ONE_V4, 64, UDP), &[(0x8100, 100)]),
-            ForwardedV4,
+            PassVlanTagged,
         ),
         case(
-            "ipv4 in two vlans forwarded",
+            "ipv4 in two vlans (qinq) to the kernel",
             with_vlans(&v4(ONE_V4, 64, UDP), &[(0x88a8, 10), (0x8100, 20)]),
-            ForwardedV4,
+            PassVlanTagged,
+        ),
+        case(
+            "ipv4 from loopback dropped",
+            ipv4(r, Ipv4Addr::new(127, 0, 0, 1), ONE_V4, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv4 from 0/8 dropped",
+            ipv4(r, Ipv4Addr::new(0, 0, 0, 0), ONE_V4, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv4 from multicast dropped",
+            ipv4(r, Ipv4Addr::new(224, 0, 0, 5), ONE_V4, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv4 from limited broadcast dropped",
+            ipv4(r, Ipv4Addr::BROADCAST, ONE_V4, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv4 to limited broadcast (unicast mac) to the kernel",
+            v4(Ipv4Addr::BROADCAST, 64, UDP),
+            PassNotForwardable,
+        ),
+        case(
+            "ipv4 to multicast (unicast mac) to the kernel",
+            v4(Ipv4Addr::new(239, 1, 2, 3), 64, UDP),
+            PassNotForwardable,
+        ),
+        case(
+            "ipv4 to loopback to the kernel",
+            v4(Ipv4Addr::new(127, 0, 0, 1), 64, UDP),
+            PassNotForwardable,
+        ),
+        case(
+            "ipv6 from loopback dropped",
+            ipv6(r, Ipv6Addr::LOCALHOST, ONE_V6, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv6 from unspecified dropped",
+            ipv6(r, Ipv6Addr::UNSPECIFIED, ONE_V6, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv6 from multicast dropped",
+            ipv6(r, "ff02::1".parse().expect("v6"), ONE_V6, 64, UDP, 32),
+            DropMartianSource,
+        ),
+        case(
+            "ipv6 to link-local to the kernel",
+            v6("fe80::1".parse().expect("v6"), 64, UDP),
+            PassNotForwardable,
+        ),
+        case(
+            "ipv6 to multicast (unicast mac) to the kernel",
+            v6("ff0e::1".parse().expect("v6"), 64, UDP),
+            PassNotForwardable,
         ),
         case("ipv4 ecmp forwarded", v4(ECMP_V4, 64, UDP), ForwardedV4),
         case("ipv6 udp forwarded", v6(ONE_V6, 64, UDP), ForwardedV6),
@@ -253,9 +339,9 @@ pub fn verdict_cases() -> Vec<Case> {
             ForwardedV6,
         ),
         case(
-            "ipv6 in two vlans forwarded",
+            "ipv6 in two vlans to the kernel",
             with_vlans(&v6(ONE_V6, 64, UDP), &[(0x8100, 1), (0x8100, 2)]),
-            ForwardedV6,
+            PassVlanTagged,
         ),
         case(
             "ipv6 hop-by-hop, routing, dest opts forwarded",
