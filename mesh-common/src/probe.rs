@@ -100,6 +100,23 @@ pub struct ProbeState {
     pub _pad: u32,
 }
 
+impl ProbeState {
+    /// Whether this neighbour's last proof of life is older than `dead_ns` (or never
+    /// came): fast reroute leaves a silent primary for its backup.
+    #[inline(always)]
+    pub fn silent(&self, now_ns: u64, dead_ns: u64) -> bool {
+        now_ns.saturating_sub(self.alive_ns) > dead_ns
+    }
+
+    /// Whether this neighbour answers and its latest answer did not end a silence longer
+    /// than `dead_ns`: only a steady backup is worth switching to.
+    #[inline(always)]
+    pub fn steady(&self, now_ns: u64, dead_ns: u64) -> bool {
+        now_ns.saturating_sub(self.alive_ns) <= dead_ns
+            && u64::from(self.last_gap_us) * 1000 <= dead_ns
+    }
+}
+
 /// The prober's figures a request carries ([`ProbeHdr::rtt_us`] and the two after it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkFigures {

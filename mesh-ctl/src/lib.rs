@@ -14,6 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod probe;
 pub mod record;
+pub mod route_get;
 pub mod routes;
 pub mod secure;
 pub mod telemetry;

@@ -136,6 +136,11 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = mesh_ctl::dataplane::pins::DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// Ask the running data plane about one destination.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
     /// Install this binary, the systemd unit and an example configuration.
     Install(mesh_ctl::install::Options),
     /// Node identities: the mesh authority, certificates, revocations.
@@ -194,6 +199,27 @@ impl LogOptions {
     }
 }
 
+#[derive(Subcommand)]
+enum RouteCommand {
+    /// How the data plane forwards to ADDR (as `ip route get`): the longest-prefix match,
+    /// its next-hop group, the member a flow's hash picks, that member's backup and
+    /// whether fast reroute uses the backup now. Reads the pinned maps (root).
+    Get {
+        /// The destination address.
+        addr: std::net::IpAddr,
+        /// The flow whose member to show: protocol (tcp, udp, icmp, icmpv6 or a number),
+        /// source address and port, destination address (ADDR) and port.
+        #[arg(long, num_args = 5, value_names = ["PROTO", "SRC", "SPORT", "DST", "DPORT"])]
+        flow: Option<Vec<String>>,
+        /// The agent's bpffs pin directory (`[dataplane] pin_dir`).
+        #[arg(long, value_name = "DIR", default_value = mesh_ctl::dataplane::pins::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+        /// A table for people, or JSON.
+        #[arg(long, short, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
 /// Options every view takes.
 #[derive(Args)]
 struct View {
@@ -203,6 +229,30 @@ struct View {
     /// The agent's API socket.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+}
+
+fn route_get(
+    addr: std::net::IpAddr,
+    flow: Option<&[String]>,
+    pin_dir: &std::path::Path,
+    output: Output,
+) -> anyhow::Result<()> {
+    use mesh_ctl::route_get::{self, Flow, FlowError};
+    let flow = flow
+        .map(|parts| -> anyhow::Result<Flow> {
+            let parts: &[String; 5] = parts.try_into().context("--flow takes five values")?;
+            let f = Flow::parse(parts)?;
+            if f.dst != addr {
+                return Err(FlowError::Destination { flow: f.dst, addr }.into());
+            }
+            Ok(f)
+        })
+        .transpose()
+        .context("reading --flow")?;
+    let pins = mesh_ctl::dataplane::pins::PinDir::new(pin_dir);
+    let found = route_get::from_pins(&pins, addr, flow.as_ref())
+        .with_context(|| format!("reading the data plane pinned under {}", pin_dir.display()))?;
+    print_view(output, &found, route_get::render)
 }
 
 /// Asks for the view `T` that `request` answers with and prints it.
@@ -353,6 +403,15 @@ fn main() -> ExitCode {
                     );
                 })
         }
+        Command::Route {
+            command:
+                RouteCommand::Get {
+                    addr,
+                    flow,
+                    pin_dir,
+                    output,
+                },
+        } => route_get(addr, flow.as_deref(), &pin_dir, output),
         Command::Install(opts) => mesh_ctl::install::run(&opts, &Cli::command()),
         Command::Identity { command } => mesh_ctl::secure::cli::run(&command),
         Command::Model { command } => mesh_ctl::model::run(command),

@@ -517,3 +517,102 @@ fn a_partition_withdraws_routes_and_heals() {
     assert_eq!(ttl_expired(&agents), ttl0, "no loop formed");
     stop_all(agents);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn route_get_names_the_member_a_flow_takes_and_when_its_backup_is_in_use() {
+    use mesh_ctl::route_get::RouteLookup;
+    let (_one, mut lab) = one_mesh("mesh-routeget");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    // Frozen: what changes below is the data plane's own fast reroute, not the routes.
+    for a in &agents {
+        a.query(&Request::Freeze { on: true }).expect("freeze");
+    }
+    let n1 = &agents[0];
+    let (hs, hd) = (mesh.hs.host_v4.to_string(), mesh.hd.host_v4.to_string());
+    let meshctl = lab.meshctl.display().to_string();
+    let pin_dir = n1.pin_dir.display().to_string();
+    let get = || -> RouteLookup {
+        let out = lab
+            .exec_ok(
+                "n1",
+                &[
+                    &meshctl,
+                    "route",
+                    "get",
+                    &hd,
+                    "--flow",
+                    "udp",
+                    &hs,
+                    "40000",
+                    &hd,
+                    "5201",
+                    "--pin-dir",
+                    &pin_dir,
+                    "-o",
+                    "json",
+                ],
+            )
+            .expect("meshctl route get");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let r = get();
+    assert_eq!(
+        r.prefix.map(|p| p.to_string()),
+        Some(format!("{hd}/32")),
+        "{r:?}"
+    );
+    assert_eq!(r.members.len(), 2, "n1 has two equal-cost ways: {r:?}");
+    let chosen = r.chosen.expect("the flow picks a member");
+    let member = &r.members[chosen];
+    let backup = r.backup.clone().expect("the member has a backup");
+    assert_ne!(backup.interface, member.interface);
+    assert!(!r.backup_in_use, "{r:?}");
+    let via = ["n2", "n3"]
+        .into_iter()
+        .find(|n| mesh.link("n1", n).expect("link").end("n1").ifname == member.interface)
+        .expect("the member is n2 or n3");
+    let link = mesh.link("n1", via).expect("link").clone();
+    lab.fault(&link, Fault::Silent).expect("fault");
+    let last = std::cell::RefCell::new(None);
+    wait_explained(
+        "route get says the backup is in use",
+        Duration::from_secs(5),
+        || {
+            let r = get();
+            let used = r.backup_in_use;
+            *last.borrow_mut() = Some(r);
+            used
+        },
+        || format!("{:?}", last.borrow()),
+    );
+    // What an operator sees.
+    let table = lab
+        .exec_ok(
+            "n1",
+            &[
+                &meshctl,
+                "route",
+                "get",
+                &hd,
+                "--flow",
+                "udp",
+                &hs,
+                "40000",
+                &hd,
+                "5201",
+                "--pin-dir",
+                &pin_dir,
+            ],
+        )
+        .expect("meshctl route get");
+    println!("{table}");
+    assert!(table.contains("IN USE"), "{table}");
+    lab.heal(&link).expect("heal");
+    wait_for("the member is used again", Duration::from_secs(10), || {
+        !get().backup_in_use
+    });
+    stop_all(agents);
+}

@@ -229,23 +229,18 @@ fn blocked_until(key: &BlockKey) -> Option<u64> {
 /// came).
 #[inline(always)]
 fn silent(neighbor: u32, now: u64, dead_ns: u64) -> bool {
-    match PROBE_STATE.get(neighbor) {
-        Some(state) => now.saturating_sub(state.alive_ns) > dead_ns,
-        None => true,
-    }
+    PROBE_STATE
+        .get(neighbor)
+        .is_none_or(|state| state.silent(now, dead_ns))
 }
 
 /// Whether a neighbour answers, and its latest answer did not end a silence longer than
 /// `dead_ns`.
 #[inline(always)]
 fn steady(neighbor: u32, now: u64, dead_ns: u64) -> bool {
-    match PROBE_STATE.get(neighbor) {
-        Some(state) => {
-            now.saturating_sub(state.alive_ns) <= dead_ns
-                && u64::from(state.last_gap_us) * 1000 <= dead_ns
-        }
-        None => false,
-    }
+    PROBE_STATE
+        .get(neighbor)
+        .is_some_and(|state| state.steady(now, dead_ns))
 }
 
 #[inline(always)]

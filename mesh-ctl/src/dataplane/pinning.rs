@@ -239,6 +239,12 @@ impl Dataplane {
             .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))
     }
 
+    /// The running data plane's maps, to read (`meshctl route get`): nothing is loaded
+    /// or attached, and dropping it changes nothing.
+    pub fn open_pinned(pins: &PinDir) -> Result<Self> {
+        Self::adopt(pins)
+    }
+
     /// Opens every pinned map and checks it: the layout stamp first, then each map's key
     /// and value sizes (aya would take a map of any shape).
     fn adopt(pins: &PinDir) -> Result<Self> {

@@ -75,4 +75,15 @@ impl Dataplane {
         }
         Ok(())
     }
+
+    /// The probe state of one neighbour slot (`NextHop::neighbor`).
+    pub fn probe_state(&self, slot: u32) -> Result<ProbeState> {
+        let map: Array<&MapData, ProbeState> = typed_ref(&self.maps, PROBE_STATE)?;
+        map.get(&slot, 0)
+            .map_err(|source| DataplaneError::MapAccess {
+                map: PROBE_STATE,
+                action: format!("reading probe slot {slot}"),
+                source,
+            })
+    }
 }
