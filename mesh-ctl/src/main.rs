@@ -113,6 +113,16 @@ enum Command {
     },
     /// Anomalies: what the detector found in the last window and what is avoided.
     Anomalies {
+        #[command(subcommand)]
+        command: Option<AnomaliesCommand>,
+        #[command(flatten)]
+        view: View,
+    },
+    /// Stop blocking SOURCE on this router now (root or the agent's user); a detection
+    /// may block it again.
+    Unblock {
+        /// The blocked source address (`meshctl anomalies` lists the actions that block).
+        source: std::net::IpAddr,
         #[command(flatten)]
         view: View,
     },
@@ -197,6 +207,20 @@ impl LogOptions {
             .unwrap_or_else(|| LogFormat::detect(std::env::var_os("JOURNAL_STREAM").as_deref()));
         logging::init(format, filter).context("setting up the agent's logs")
     }
+}
+
+#[derive(Subcommand)]
+enum AnomaliesCommand {
+    /// End the action in force on an element now, as if its hold had run out (root or the
+    /// agent's user): one name is a node, two are the link between them. A detection may
+    /// act on it again after its confirming windows.
+    Clear {
+        /// The node, or the link's two ends.
+        #[arg(num_args = 1..=2, value_name = "NODE", required = true)]
+        element: Vec<String>,
+        #[command(flatten)]
+        view: View,
+    },
 }
 
 #[derive(Subcommand)]
@@ -382,7 +406,20 @@ fn main() -> ExitCode {
         Command::Routes { view } => show(&view, Request::Routes, views::routes),
         Command::Lsdb { view } => show(&view, Request::Lsdb, views::lsdb),
         Command::Events { view } => show(&view, Request::Events, views::events),
-        Command::Anomalies { view } => show(&view, Request::Anomalies, views::anomalies),
+        Command::Anomalies {
+            command: None,
+            view,
+        } => show(&view, Request::Anomalies, views::anomalies),
+        Command::Anomalies {
+            command: Some(AnomaliesCommand::Clear { element, view }),
+            ..
+        } => match element.as_slice() {
+            [node] => Ok(api::Target::Node { node: node.clone() }),
+            [a, b] => Ok(api::Target::link(a, b)),
+            _ => Err(anyhow::anyhow!("name a node, or the two ends of a link")),
+        }
+        .and_then(|target| show(&view, Request::Clear { target }, views::done)),
+        Command::Unblock { source, view } => show(&view, Request::Unblock { source }, views::done),
         Command::Peers { view } => show(&view, Request::Peers, views::peers),
         Command::Record {
             windows,

@@ -2,7 +2,7 @@
 //! times in RFC 3339 (the JSON output keeps the agent's numbers).
 
 use crate::api::{
-    Anomalies, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, Reloaded,
+    Anomalies, Done, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, Reloaded,
     RouteTable, Status,
 };
 
@@ -234,6 +234,10 @@ pub fn reloaded(data: &Reloaded) -> String {
     } else {
         format!("reloaded: {} changed in place\n", data.changed.join(", "))
     }
+}
+
+pub fn done(data: &Done) -> String {
+    format!("{}\n", data.done)
 }
 
 pub fn status(data: &Status) -> String {

@@ -147,7 +147,7 @@ fn shared() -> Arc<Shared> {
         mesh: RwLock::new(None),
         frozen: std::sync::atomic::AtomicBool::new(false),
         liveness: Default::default(),
-        reload: None,
+        commands: None,
     })
 }
 

@@ -247,6 +247,29 @@ fn reload_applies_a_route_and_a_timer_under_traffic_and_refuses_a_bad_config_who
     );
     assert_eq!(restored.hello_interval_ms, 100);
 
+    // The operator's commands go the same way to the loop, and say when there is
+    // nothing to do.
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+            .args(args)
+            .arg("--socket")
+            .arg(&agent.socket)
+            .output()
+            .expect("meshctl runs");
+        (
+            out.status.code().expect("an exit code"),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["unblock", "192.0.2.7"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("192.0.2.7 is not blocked here"), "{err}");
+    let (code, err) = run(&["anomalies", "clear", "n1", "n2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no action is in force on link n1-n2"), "{err}");
+    let (code, err) = run(&["anomalies", "clear", "n1", "n2", "n3"]);
+    assert_eq!(code, 2, "three names are refused by the parser: {err}");
+
     // Traffic after the last reload as well.
     std::thread::sleep(Duration::from_secs(1));
     let (sent, arrivals) = stream.stop().expect("stream");

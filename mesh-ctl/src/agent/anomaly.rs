@@ -343,6 +343,20 @@ impl Anomalies {
         avoid
     }
 
+    /// Ends the action on `target` now, on an operator's word: reverted as if its hold
+    /// had run out and it were clean, its strikes forgotten, and a new finding on it needs
+    /// its confirming windows again.
+    pub fn clear(&mut self, target: &Target, now_ms: u64) -> Option<Decision> {
+        let a = self.active.remove(target)?;
+        self.pending.remove(target);
+        self.strikes.remove(target);
+        Some(Decision::Revert {
+            target: target.clone(),
+            class: a.class,
+            held_ms: now_ms.saturating_sub(a.since_ms),
+        })
+    }
+
     pub fn active(&self) -> impl Iterator<Item = &Active> {
         self.active.values()
     }

@@ -173,7 +173,7 @@ mod tests {
             mesh: RwLock::new(mesh),
             frozen: Default::default(),
             liveness: Default::default(),
-            reload: None,
+            commands: None,
         }
     }
 

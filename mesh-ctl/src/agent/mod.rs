@@ -18,6 +18,7 @@ mod knowledge;
 mod mesh;
 mod monitor;
 mod notify;
+mod operate;
 mod plan;
 mod reload;
 mod runtime;

@@ -61,7 +61,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     let events = dp.take_events().context("opening the event ring buffer")?;
 
     let prometheus = exporter::register(&config)?;
-    let (reload_tx, mut reloads) = tokio::sync::mpsc::channel::<api::ReloadReply>(4);
+    let (command_tx, mut commands) = tokio::sync::mpsc::channel::<api::Command>(4);
     let shared = Arc::new(Shared {
         node: config.node.clone(),
         snapshot: RwLock::new(Snapshot::default()),
@@ -69,7 +69,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
         mesh: RwLock::new(None),
         frozen: std::sync::atomic::AtomicBool::new(false),
         liveness: health::Liveness::default(),
-        reload: Some(reload_tx),
+        commands: Some(command_tx),
     });
     let http_task = match (metrics_listener, prometheus) {
         (Some(listener), Some(handle)) => Some(tokio::spawn(http::serve(
@@ -315,12 +315,28 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                 break;
             }
             _ = term.recv() => break,
-            reply = async {
+            command = async {
                 tokio::select! {
                     _ = hangup.recv() => None,
-                    Some(r) = reloads.recv() => Some(r),
+                    Some(c) = commands.recv() => Some(c),
                 }
             } => {
+                // SIGHUP is a reload nobody waits for.
+                let (request, reply) = match command {
+                    Some(api::Command { request, reply }) => (request, Some(reply)),
+                    None => (api::Request::Reload, None),
+                };
+                if request != api::Request::Reload {
+                    let outcome = mesh.operate(&request, &mut io.dp, &mut k);
+                    if let Err(why) = &outcome {
+                        crate::event!(WARN, "command_refused", error = why.as_str());
+                    }
+                    mesh.publish(&k, &shared);
+                    if let Some(reply) = reply {
+                        let _gone = reply.send(outcome);
+                    }
+                    continue;
+                }
                 notify::reloading();
                 let outcome = mesh.reload(file, &mut io.dp, &mut k);
                 match &outcome {
@@ -346,7 +362,9 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                 }
                 mesh.publish(&k, &shared);
                 if let Some(reply) = reply {
-                    let _gone = reply.send(outcome.map(|c| api::Reloaded { changed: c.names() }));
+                    let _gone = reply.send(outcome.map(|c| {
+                        api::Response::Reloaded(api::Reloaded { changed: c.names() })
+                    }));
                 }
             }
         }

@@ -37,7 +37,7 @@ impl Request {
             | Self::Anomalies
             | Self::Window
             | Self::Peers => Class::ReadOnly,
-            Self::Reload => Class::Mutating,
+            Self::Reload | Self::Unblock { .. } | Self::Clear { .. } => Class::Mutating,
             Self::Freeze { .. } => Class::TestKnob,
         }
     }

@@ -67,6 +67,26 @@ pub enum Request {
     /// Re-read the config file and apply it in place, or refuse it and change nothing
     /// (as SIGHUP does). Root and the agent's own user only.
     Reload,
+    /// Stop blocking `source` here now (a detection may block it again). Root and the
+    /// agent's own user only.
+    Unblock {
+        source: std::net::IpAddr,
+    },
+    /// End the action on `target` now, as if its hold had run out and it were clean (a
+    /// detection may act on it again). Root and the agent's own user only.
+    Clear {
+        target: Target,
+    },
+}
+
+impl Request {
+    /// Requests the event loop answers itself (they change the agent).
+    pub fn is_command(&self) -> bool {
+        matches!(
+            self,
+            Request::Reload | Request::Unblock { .. } | Request::Clear { .. }
+        )
+    }
 }
 
 /// What the agent shares with the API: the last telemetry snapshot, recent events and the
@@ -81,31 +101,36 @@ pub struct Shared {
     pub frozen: std::sync::atomic::AtomicBool,
     /// When the agent's event loop last turned.
     pub liveness: crate::agent::health::Liveness,
-    /// Where reload requests go to the event loop, each with where its outcome goes;
-    /// None where no loop takes them (tests).
-    pub reload: Option<tokio::sync::mpsc::Sender<ReloadReply>>,
+    /// Where commands (reload, unblock, clear) go to the event loop, each with where its
+    /// outcome goes; None where no loop takes them (tests).
+    pub commands: Option<tokio::sync::mpsc::Sender<Command>>,
 }
 
-/// Where the event loop sends a reload's outcome: what changed, or why nothing did.
-pub type ReloadReply = tokio::sync::oneshot::Sender<Result<Reloaded, String>>;
+/// A request the event loop carries out, and where its outcome goes: what was done, or
+/// why nothing was.
+#[derive(Debug)]
+pub struct Command {
+    pub request: Request,
+    pub reply: tokio::sync::oneshot::Sender<Result<Response, String>>,
+}
 
-/// How long a client waits for a reload: loading a model or a big config takes a while.
-const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client waits for a command: loading a model or a big config takes a while.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Asks the event loop to reload and waits for what came of it.
-async fn reload(shared: &Shared) -> Reply {
-    let Some(loop_tx) = shared.reload.as_ref() else {
-        return Reply::failed("this agent takes no reloads".into());
+/// Hands `request` to the event loop and waits for what came of it.
+async fn command(shared: &Shared, request: Request) -> Reply {
+    let Some(loop_tx) = shared.commands.as_ref() else {
+        return Reply::failed("this agent takes no commands".into());
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    if loop_tx.send(tx).await.is_err() {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if loop_tx.send(Command { request, reply }).await.is_err() {
         return Reply::failed("the agent is stopping".into());
     }
-    match tokio::time::timeout(RELOAD_TIMEOUT, rx).await {
-        Ok(Ok(Ok(done))) => Reply::done(&shared.node, Response::Reloaded(done)),
+    match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
+        Ok(Ok(Ok(done))) => Reply::done(&shared.node, done),
         Ok(Ok(Err(why))) => Reply::failed(why),
-        Ok(Err(_)) => Reply::failed("the agent dropped the reload".into()),
-        Err(_) => Reply::failed(format!("no outcome within {RELOAD_TIMEOUT:?}")),
+        Ok(Err(_)) => Reply::failed("the agent dropped the request".into()),
+        Err(_) => Reply::failed(format!("no outcome within {COMMAND_TIMEOUT:?}")),
     }
 }
 
@@ -216,15 +241,13 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) 
                     return;
                 };
                 let answer = match read {
-                    // The one request the loop itself answers, once access allows it.
-                    Ok(_)
-                        if parse_request(&line).is_ok_and(|r| {
-                            r == Request::Reload && access.check(&r, uid).is_ok()
-                        }) =>
-                    {
-                        reload(&shared).await
-                    }
-                    Ok(_) => answer_as(&shared, access, uid, &line),
+                    // What the loop itself answers, once access allows it.
+                    Ok(_) => match parse_request(&line) {
+                        Ok(r) if r.is_command() && access.check(&r, uid).is_ok() => {
+                            command(&shared, r).await
+                        }
+                        _ => answer_as(&shared, access, uid, &line),
+                    },
                     Err(e) => Reply::failed(format!("reading the request: {e}")),
                 };
                 let mut out = serde_json::to_string(&answer).unwrap_or_else(|e| {
@@ -326,7 +349,9 @@ pub fn answer(shared: &Shared, line: &str) -> Reply {
         Request::Window => Some(mesh_view(|m| Response::Window(m.window.clone()))),
         Request::Peers => Some(mesh_view(|m| Response::Peers(m.peers.clone()))),
         // Only the serving task, which can wait for the event loop, answers a reload.
-        Request::Reload => return Reply::failed("a reload is answered by the agent's loop".into()),
+        Request::Reload | Request::Unblock { .. } | Request::Clear { .. } => {
+            return Reply::failed("this is answered by the agent's loop".into());
+        }
         Request::Freeze { on } => {
             shared
                 .frozen

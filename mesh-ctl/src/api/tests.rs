@@ -12,7 +12,7 @@ fn shared(mesh: Option<MeshViews>) -> Shared {
         mesh: RwLock::new(mesh),
         frozen: std::sync::atomic::AtomicBool::new(false),
         liveness: Default::default(),
-        reload: None,
+        commands: None,
     }
 }
 

@@ -310,6 +310,12 @@ pub struct Reloaded {
     pub changed: Vec<String>,
 }
 
+/// The answer to `meshctl unblock` and `meshctl anomalies clear`: what was done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    pub done: String,
+}
+
 /// The routing, detection and peers views, as the agent last published them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeshViews {
@@ -342,6 +348,7 @@ pub enum Response {
     Drops(Drops),
     Frozen(Frozen),
     Reloaded(Reloaded),
+    Done(Done),
     /// The agent has not published its routing views yet (`null` on the wire).
     Unpublished,
 }
