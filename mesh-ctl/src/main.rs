@@ -118,6 +118,24 @@ enum Command {
         #[command(flatten)]
         view: View,
     },
+    /// Follow drops, sampled new flows and the agent's actions as they happen, until
+    /// interrupted (as `cilium monitor`). Filters combine: every one given must hold.
+    Monitor {
+        /// Only these kinds (repeatable; all when absent).
+        #[arg(long = "type", value_enum, value_name = "KIND")]
+        kinds: Vec<api::MonitorKind>,
+        /// Only lines whose drop reason, action kind or action reason contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Only data plane events on this interface.
+        #[arg(long, value_name = "IFACE")]
+        link: Option<String>,
+        /// Stop after this many lines.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        #[command(flatten)]
+        view: View,
+    },
     /// Stop blocking SOURCE on this router now (root or the agent's user); a detection
     /// may block it again.
     Unblock {
@@ -279,6 +297,28 @@ fn route_get(
     print_view(output, &found, route_get::render)
 }
 
+fn monitor(filter: api::MonitorFilter, count: Option<u64>, view: &View) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut left = count.unwrap_or(u64::MAX);
+    let mut stdout = std::io::stdout();
+    api::monitor(&view.socket, filter, |m| {
+        let line = match view.output {
+            Output::Json => serde_json::to_string(&m)
+                .map(|j| j + "\n")
+                .unwrap_or_default(),
+            Output::Table => views::monitored(&m),
+        };
+        left -= 1;
+        // A closed pipe (`| head`) ends the monitor.
+        stdout
+            .write_all(line.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_ok()
+            && left > 0
+    })
+    .context("following the agent")
+}
+
 /// Asks for the view `T` that `request` answers with and prints it.
 fn show<T: Serialize + DeserializeOwned>(
     view: &View,
@@ -419,6 +459,21 @@ fn main() -> ExitCode {
             _ => Err(anyhow::anyhow!("name a node, or the two ends of a link")),
         }
         .and_then(|target| show(&view, Request::Clear { target }, views::done)),
+        Command::Monitor {
+            kinds,
+            reason,
+            link,
+            count,
+            view,
+        } => monitor(
+            api::MonitorFilter {
+                kinds,
+                reason,
+                link,
+            },
+            count,
+            &view,
+        ),
         Command::Unblock { source, view } => show(&view, Request::Unblock { source }, views::done),
         Command::Peers { view } => show(&view, Request::Peers, views::peers),
         Command::Record {

@@ -2,8 +2,8 @@
 //! times in RFC 3339 (the JSON output keeps the agent's numbers).
 
 use crate::api::{
-    Anomalies, Done, Drops, Events, Flows, LinkState, Links, Lsdb, Neighbors, Peers, Reloaded,
-    RouteTable, Status,
+    Anomalies, Done, Drops, Events, Flows, LinkState, Links, Lsdb, Monitored, Neighbors, Peers,
+    Reloaded, RouteTable, Status,
 };
 
 /// Output format of the meshctl views.
@@ -233,6 +233,33 @@ pub fn reloaded(data: &Reloaded) -> String {
         "reloaded: the config is what the agent runs already\n".to_owned()
     } else {
         format!("reloaded: {} changed in place\n", data.changed.join(", "))
+    }
+}
+
+/// One `meshctl monitor` line.
+pub fn monitored(m: &Monitored) -> String {
+    match m {
+        Monitored::Dataplane(e) => format!(
+            "{} {:<8} {:<10} {:<22} len {:<5} {}\n",
+            rfc3339(e.at_unix_s),
+            e.kind,
+            e.link,
+            e.reason,
+            e.len,
+            e.flow.as_deref().unwrap_or("-")
+        ),
+        Monitored::Action(a) => format!(
+            "{} {:<8} {:<10} {:<22} {} ({})\n",
+            rfc3339(a.at),
+            "action",
+            a.stage,
+            a.kind,
+            a.detail,
+            a.reason
+        ),
+        Monitored::Lost { count } => {
+            format!("... {count} lines lost: this client read too slowly\n")
+        }
     }
 }
 

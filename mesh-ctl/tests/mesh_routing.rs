@@ -520,7 +520,7 @@ fn a_partition_withdraws_routes_and_heals() {
 
 #[test]
 #[ignore = "needs root"]
-fn route_get_names_the_member_a_flow_takes_and_when_its_backup_is_in_use() {
+fn route_get_and_monitor_show_a_silent_member_its_backup_and_the_action() {
     use mesh_ctl::route_get::RouteLookup;
     let (_one, mut lab) = one_mesh("mesh-routeget");
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
@@ -575,6 +575,23 @@ fn route_get_names_the_member_a_flow_takes_and_when_its_backup_is_in_use() {
         .find(|n| mesh.link("n1", n).expect("link").end("n1").ifname == member.interface)
         .expect("the member is n2 or n3");
     let link = mesh.link("n1", via).expect("link").clone();
+    // An operator follows n1's actions live while the link fails.
+    let follow = std::process::Command::new(&meshctl)
+        .args([
+            "monitor",
+            "--type",
+            "action",
+            "--reason",
+            "link_down",
+            "--count",
+            "1",
+        ])
+        .args(["-o", "json", "--socket"])
+        .arg(&n1.socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("meshctl monitor");
+    std::thread::sleep(Duration::from_millis(300));
     lab.fault(&link, Fault::Silent).expect("fault");
     let last = std::cell::RefCell::new(None);
     wait_explained(
@@ -610,6 +627,23 @@ fn route_get_names_the_member_a_flow_takes_and_when_its_backup_is_in_use() {
         .expect("meshctl route get");
     println!("{table}");
     assert!(table.contains("IN USE"), "{table}");
+    let mut follow = follow;
+    let ended = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        follow.try_wait().expect("monitor").is_some()
+    });
+    if !ended {
+        let _ = follow.kill();
+    }
+    let followed = follow.wait_with_output().expect("monitor output");
+    assert!(ended, "meshctl monitor showed no link_down within 10 s");
+    let line = String::from_utf8_lossy(&followed.stdout);
+    let seen: api::Monitored =
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert!(
+        matches!(&seen, api::Monitored::Action(a) if a.kind == "link_down" && a.detail.contains(via)),
+        "monitor showed n1 losing {via}: {seen:?}"
+    );
     lab.heal(&link).expect("heal");
     wait_for("the member is used again", Duration::from_secs(10), || {
         !get().backup_in_use

@@ -148,6 +148,7 @@ fn shared() -> Arc<Shared> {
         frozen: std::sync::atomic::AtomicBool::new(false),
         liveness: Default::default(),
         commands: None,
+        monitor: mesh_ctl::api::monitor_channel(),
     })
 }
 

@@ -174,6 +174,7 @@ mod tests {
             frozen: Default::default(),
             liveness: Default::default(),
             commands: None,
+            monitor: crate::api::monitor_channel(),
         }
     }
 

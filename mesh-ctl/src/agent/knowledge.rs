@@ -49,6 +49,8 @@ pub struct Knowledge {
     pub routes: Routes,
     pub installed: Installed,
     pub history: VecDeque<Action>,
+    /// Where actions go to `meshctl monitor` clients as they happen.
+    pub monitor: Option<tokio::sync::broadcast::Sender<api::Monitored>>,
     /// Slots by (ifindex, MAC); never reused while the agent runs.
     pub slots: Vec<((u32, [u8; 6]), u32)>,
     pub next_slot: u32,
@@ -63,6 +65,7 @@ impl Knowledge {
             routes: Routes::default(),
             installed,
             history: VecDeque::new(),
+            monitor: None,
             slots: Vec::new(),
             next_slot: first_slot,
             spf_runs: 0,
@@ -100,6 +103,10 @@ impl Knowledge {
             reason = action.reason.as_str(),
             mono_ns = action.mono_ns
         );
+        if let Some(tx) = &self.monitor {
+            // No client following is no error.
+            let _none = tx.send(api::Monitored::Action(action.clone()));
+        }
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }

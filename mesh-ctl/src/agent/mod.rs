@@ -108,6 +108,12 @@ async fn read_events(ring: RingBuf<MapData>, shared: Arc<Shared>, links: Vec<Lin
                 Err(_) => malformed += 1,
             }
         }
+        for e in &batch {
+            // No client following is no error.
+            let _none = shared
+                .monitor
+                .send(crate::api::Monitored::Dataplane(e.clone()));
+        }
         if let Ok(mut recent) = shared.recent.lock() {
             recent.malformed += malformed;
             for e in batch {

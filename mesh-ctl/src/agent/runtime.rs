@@ -70,6 +70,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
         frozen: std::sync::atomic::AtomicBool::new(false),
         liveness: health::Liveness::default(),
         commands: Some(command_tx),
+        monitor: api::monitor_channel(),
     });
     let http_task = match (metrics_listener, prometheus) {
         (Some(listener), Some(handle)) => Some(tokio::spawn(http::serve(
@@ -100,6 +101,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     let mut lsdb = Lsdb::new(&config.node, config.routing.max_age_s * 1000);
     lsdb.set_seq_floor((super::unix_now() * 1000.0) as u64);
     let mut k = Knowledge::new(lsdb, installed, tables.neighbors.len() as u32);
+    k.monitor = Some(shared.monitor.clone());
     if adopted {
         for (slot, peer) in dp.probe_peers().context("reading the probe slots")? {
             k.slots.push(((peer.ifindex, peer.mac), slot));

@@ -36,7 +36,8 @@ impl Request {
             | Self::Events
             | Self::Anomalies
             | Self::Window
-            | Self::Peers => Class::ReadOnly,
+            | Self::Peers
+            | Self::Monitor { .. } => Class::ReadOnly,
             Self::Reload | Self::Unblock { .. } | Self::Clear { .. } => Class::Mutating,
             Self::Freeze { .. } => Class::TestKnob,
         }

@@ -77,6 +77,12 @@ pub enum Request {
     Clear {
         target: Target,
     },
+    /// Stream drops, new flows and actions as they happen, one answer line each, until
+    /// the client hangs up.
+    Monitor {
+        #[serde(default)]
+        filter: MonitorFilter,
+    },
 }
 
 impl Request {
@@ -104,6 +110,45 @@ pub struct Shared {
     /// Where commands (reload, unblock, clear) go to the event loop, each with where its
     /// outcome goes; None where no loop takes them (tests).
     pub commands: Option<tokio::sync::mpsc::Sender<Command>>,
+    /// What `meshctl monitor` clients follow: data plane events and the agent's actions.
+    pub monitor: tokio::sync::broadcast::Sender<Monitored>,
+}
+
+/// Lines a monitor client may fall behind by before it is told it lost some.
+pub const MONITOR_BACKLOG: usize = 4096;
+
+/// A monitor channel no one follows yet.
+pub fn monitor_channel() -> tokio::sync::broadcast::Sender<Monitored> {
+    tokio::sync::broadcast::channel(MONITOR_BACKLOG).0
+}
+
+/// Follows the monitor channel for one client until it hangs up.
+async fn follow(
+    shared: &Shared,
+    filter: &MonitorFilter,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) {
+    let mut rx = shared.monitor.subscribe();
+    loop {
+        let m = match rx.recv().await {
+            Ok(m) => m,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(count)) => {
+                Monitored::Lost { count }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        if !filter.wants(&m) {
+            continue;
+        }
+        let Ok(mut out) = serde_json::to_string(&Reply::done(&shared.node, Response::Monitored(m)))
+        else {
+            continue;
+        };
+        out.push('\n');
+        if write.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A request the event loop carries out, and where its outcome goes: what was done, or
@@ -231,15 +276,30 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) 
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let (read, mut write) = stream.into_split();
+            let mut line = String::new();
+            let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
+            let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line));
+            let Ok(read) = read.await else {
+                // Silent clients must not hold a place that others are waiting for.
+                return;
+            };
+            // A monitor stays as long as its client does.
+            if read.is_ok()
+                && let Ok(Request::Monitor { filter }) = parse_request(&line)
+                && access
+                    .check(
+                        &Request::Monitor {
+                            filter: filter.clone(),
+                        },
+                        uid,
+                    )
+                    .is_ok()
+            {
+                follow(&shared, &filter, &mut write).await;
+                return;
+            }
             let _timed_out = tokio::time::timeout(CLIENT_TIMEOUT, async {
-                let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                let mut reader = tokio::io::BufReader::new(read).take(MAX_REQUEST as u64);
-                let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line));
-                let Ok(read) = read.await else {
-                    // Silent clients must not hold a place that others are waiting for.
-                    return;
-                };
                 let answer = match read {
                     // What the loop itself answers, once access allows it.
                     Ok(_) => match parse_request(&line) {
@@ -352,6 +412,9 @@ pub fn answer(shared: &Shared, line: &str) -> Reply {
         Request::Reload | Request::Unblock { .. } | Request::Clear { .. } => {
             return Reply::failed("this is answered by the agent's loop".into());
         }
+        Request::Monitor { .. } => {
+            return Reply::failed("a monitor is followed, not answered once".into());
+        }
         Request::Freeze { on } => {
             shared
                 .frozen
@@ -433,6 +496,30 @@ pub fn query_as<T: DeserializeOwned>(path: &Path, request: &Request) -> Result<T
         .read_line(&mut answer)
         .map_err(|e| io_error(path, e))?;
     read_answer(&answer)
+}
+
+/// Sends `filter` as a monitor request and calls `each` with every line the agent sends,
+/// until `each` says stop or the agent hangs up.
+pub fn monitor(
+    path: &Path,
+    filter: MonitorFilter,
+    mut each: impl FnMut(Monitored) -> bool,
+) -> Result<(), ApiError> {
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| io_error(path, e))?;
+    let mut line = serde_json::to_string(&Request::Monitor { filter })
+        .map_err(|e| ApiError::Refused(e.to_string()))?;
+    line.push('\n');
+    (&stream)
+        .write_all(line.as_bytes())
+        .map_err(|e| io_error(path, e))?;
+    for answer in BufReader::new(&stream).lines() {
+        let answer = answer.map_err(|e| io_error(path, e))?;
+        let m: Monitored = read_answer(&answer)?;
+        if !each(m) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn read_answer<T: DeserializeOwned>(answer: &str) -> Result<T, ApiError> {

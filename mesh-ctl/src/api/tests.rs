@@ -13,6 +13,7 @@ fn shared(mesh: Option<MeshViews>) -> Shared {
         frozen: std::sync::atomic::AtomicBool::new(false),
         liveness: Default::default(),
         commands: None,
+        monitor: crate::api::monitor_channel(),
     }
 }
 
@@ -272,4 +273,66 @@ fn a_view_read_back_prints_as_the_agents_view() {
             sort: SortKey::Bytes,
         },
     );
+}
+
+#[tokio::test]
+async fn a_monitor_follows_what_happens_through_its_filter() {
+    let dir = std::env::temp_dir().join(format!("x0-api-monitor-{}", std::process::id()));
+    let path = dir.join("agent.sock");
+    let listener = bind(&path).expect("bind");
+    let shared = Arc::new(shared(None));
+    let server = tokio::spawn(serve(listener, shared.clone(), Access::from_flag(false)));
+    let p = path.clone();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut got = Vec::new();
+        let filter = MonitorFilter {
+            kinds: vec![MonitorKind::Action, MonitorKind::Drop],
+            reason: Some("link".into()),
+            link: None,
+        };
+        monitor(&p, filter, |m| {
+            got.push(m);
+            got.len() < 2
+        })
+        .map(|()| got)
+    });
+    while shared.monitor.receiver_count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let action = |kind: &str| Action {
+        at: 1.0,
+        mono_ns: 2,
+        stage: "plan".into(),
+        kind: kind.into(),
+        detail: "n1-n2".into(),
+        reason: "silent for 20 ms".into(),
+    };
+    let event = |kind: &str, reason: &str| EventView {
+        kind: kind.into(),
+        at_unix_s: 1.0,
+        link: "eth0".into(),
+        reason: reason.into(),
+        len: 60,
+        flow: None,
+    };
+    for m in [
+        Monitored::Dataplane(event("new_flow", "forwarded_v4")),
+        Monitored::Dataplane(event("drop", "drop_blocked")),
+        Monitored::Action(action("link_down")),
+        Monitored::Action(action("spf")),
+        Monitored::Dataplane(event("drop", "drop_bad_link_thing")),
+    ] {
+        shared.monitor.send(m).expect("a follower");
+    }
+    let got = client.await.expect("client").expect("followed");
+    assert_eq!(
+        got,
+        vec![
+            Monitored::Action(action("link_down")),
+            Monitored::Dataplane(event("drop", "drop_bad_link_thing")),
+        ],
+        "only what the filter wants, in order"
+    );
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -310,6 +310,76 @@ pub struct Reloaded {
     pub changed: Vec<String>,
 }
 
+/// What `meshctl monitor` shows, one line as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "monitor", rename_all = "snake_case")]
+pub enum Monitored {
+    /// A data plane event: a drop or a sampled new flow.
+    Dataplane(EventView),
+    /// An action of the agent's (route change, detection, block, operator command).
+    Action(Action),
+    /// The client read too slowly: this many lines were skipped.
+    Lost { count: u64 },
+}
+
+/// Which lines `meshctl monitor` wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(clap::ValueEnum)]
+pub enum MonitorKind {
+    /// Frames the data plane dropped (rate-limited per CPU in the data plane).
+    Drop,
+    /// New flows the data plane sampled.
+    NewFlow,
+    /// The agent's actions.
+    Action,
+}
+
+/// A monitor's filter: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorFilter {
+    /// Only these kinds (all when empty).
+    #[serde(default)]
+    pub kinds: Vec<MonitorKind>,
+    /// Only lines whose reason (drop reason, action kind or reason) contains this.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Only data plane events on this interface.
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+impl MonitorFilter {
+    pub fn wants(&self, m: &Monitored) -> bool {
+        let (kind, reason, link) = match m {
+            Monitored::Lost { .. } => return true,
+            Monitored::Dataplane(e) => (
+                if e.kind == "drop" {
+                    MonitorKind::Drop
+                } else {
+                    MonitorKind::NewFlow
+                },
+                vec![e.reason.as_str()],
+                Some(e.link.as_str()),
+            ),
+            Monitored::Action(a) => (
+                MonitorKind::Action,
+                vec![a.kind.as_str(), a.reason.as_str()],
+                None,
+            ),
+        };
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && self
+                .reason
+                .as_ref()
+                .is_none_or(|r| reason.iter().any(|x| x.contains(r.as_str())))
+            && self
+                .link
+                .as_ref()
+                .is_none_or(|l| link.is_some_and(|x| x == l))
+    }
+}
+
 /// The answer to `meshctl unblock` and `meshctl anomalies clear`: what was done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Done {
@@ -349,6 +419,7 @@ pub enum Response {
     Frozen(Frozen),
     Reloaded(Reloaded),
     Done(Done),
+    Monitored(Monitored),
     /// The agent has not published its routing views yet (`null` on the wire).
     Unpublished,
 }
