@@ -424,3 +424,97 @@ fn a_certified_node_replaying_old_adverts_changes_nothing() {
     );
     stop_all(agents);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_revocation_reloaded_ends_the_sessions_and_routes_around_the_node() {
+    let (_one, mut lab) = one_mesh("mesh-revoke");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let ids = mesh_agents::identities(&lab, "ca", &mesh6::ROUTERS).expect("identities");
+    let pki = lab.dir().join("pki").join("ca");
+    let (ca, crl) = (pki.join("authority"), lab.dir().join("revoked.crl"));
+    let meshctl = lab.meshctl.display().to_string();
+    let revoke = |serial: u64| {
+        netns::run(
+            &meshctl,
+            &[
+                "identity",
+                "revoke",
+                "--authority",
+                &ca.display().to_string(),
+                "--serial",
+                &serial.to_string(),
+                "--crl",
+                &crl.display().to_string(),
+            ],
+        )
+        .expect("meshctl identity revoke")
+    };
+    // Every node reads one list, which starts with a serial no one holds.
+    revoke(1);
+    let ids: Vec<(String, String)> = ids
+        .into_iter()
+        .map(|(n, t)| (n, format!("{t}revocation_list = \"{}\"\n", crl.display())))
+        .collect();
+    let agents = start_secure(&mut lab, &mesh, &ids);
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    assert!(peers(n1).iter().any(|(n, _)| n == "n3"));
+    let cert = std::fs::read(pki.join("nodes").join("n3.cert")).expect("n3's certificate");
+    let serial = mesh_ctl::secure::Cert::decode(&cert).expect("cert").serial;
+    let before = std::fs::read(&crl).expect("the list in force");
+    revoke(serial);
+
+    for a in &agents {
+        let reloaded = a.view::<api::Reloaded>(&Request::Reload);
+        if a.node == "n3" {
+            // Its own certificate is revoked: it refuses the list and runs on, alone.
+            let err = format!("{:#}", reloaded.expect_err("n3 refuses"));
+            assert!(err.contains("revoked"), "{err}");
+        } else {
+            let r = reloaded.unwrap_or_else(|e| panic!("{}: {e:#}", a.node));
+            assert_eq!(r.changed, ["security.revocation_list"], "{}", a.node);
+        }
+    }
+    for a in agents.iter().filter(|a| a.node != "n3") {
+        assert!(
+            !peers(a).iter().any(|(n, _)| n == "n3"),
+            "{}: no session with n3 right after its reload",
+            a.node
+        );
+    }
+    wait_for("n1 routes to hd around n3", Duration::from_secs(5), || {
+        route_to_hd(n1, &mesh).is_some_and(|r| r.next_hops == ["n2"])
+    });
+    assert!(
+        n1.view::<api::Events>(&Request::Events)
+            .expect("events")
+            .events
+            .iter()
+            .any(|e| e.kind == "revoked" && e.detail.starts_with("n3")),
+        "n1 logged the revocation"
+    );
+    // A replayed older list cannot un-revoke n3: the reload is refused whole.
+    let newer = std::fs::read(&crl).expect("the new list");
+    std::fs::write(&crl, &before).expect("the old list back");
+    let err = format!(
+        "{:#}",
+        n1.view::<api::Reloaded>(&Request::Reload)
+            .expect_err("an older list is refused")
+    );
+    assert!(err.contains("before the one in force"), "{err}");
+    std::fs::write(&crl, &newer).expect("the new list again");
+    // n3 keeps saying hello; its handshakes are refused now.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !peers(n1).iter().any(|(n, _)| n == "n3"),
+        "n3 got no new session"
+    );
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
+            .expect("ping"),
+        10,
+        "the mesh forwards around n3"
+    );
+    stop_all(agents);
+}

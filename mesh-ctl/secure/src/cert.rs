@@ -372,6 +372,16 @@ impl TrustStore {
         Ok(())
     }
 
+    /// When the revocation list in force was issued (Unix seconds); 0: none.
+    pub fn crl_issued_at(&self) -> u64 {
+        self.crl_issued_at
+    }
+
+    /// The serials the current revocation list names.
+    pub fn revoked(&self) -> &BTreeSet<u64> {
+        &self.revoked
+    }
+
     pub fn is_revoked(&self, serial: u64) -> bool {
         self.revoked.contains(&serial)
     }

@@ -22,7 +22,7 @@ impl Mesh {
         k: &mut Knowledge,
     ) -> Result<Changes, String> {
         let (new, mut new_tables) = super::prepare(file).map_err(|e| e.to_string())?;
-        let changes =
+        let mut changes =
             classify(&self.config, &self.tables, &new, &mut new_tables).map_err(|keys| {
                 format!(
                     "nothing was applied: {} cannot change while the agent runs; restart it \
@@ -39,8 +39,44 @@ impl Mesh {
             (true, false) => Some(None),
             (false, _) => None,
         };
+        // The revocation list is read again on every reload: a revocation must not wait
+        // for a restart. Its signature and age are checked before anything changes.
+        let trust = match (
+            self.secure.as_ref(),
+            new.security.as_ref().filter(|s| s.enabled),
+        ) {
+            (Some(s), Some(sc)) => {
+                let loaded = sc
+                    .load(super::unix_now() as u64)
+                    .map_err(|e| format!("nothing was applied: [security]: {e}"))?;
+                if loaded.trust.crl_issued_at() < s.crl_issued_at() {
+                    // A replayed old list must not un-revoke anyone.
+                    return Err(format!(
+                        "nothing was applied: the revocation list was issued at {}, before \
+                         the one in force ({})",
+                        loaded.trust.crl_issued_at(),
+                        s.crl_issued_at()
+                    ));
+                }
+                (*loaded.trust.revoked() != s.revoked()).then_some(loaded.trust)
+            }
+            _ => None,
+        };
         if let Some(d) = detection {
             self.detection = d;
+        }
+        if let (Some(trust), Some(s)) = (trust, self.secure.as_mut()) {
+            changes.revocations = true;
+            for (addr, node) in s.replace_trust(trust) {
+                // Its sealed hellos no longer open: it is no neighbour from now on.
+                k.neighbors.retain(|n| n.node != node);
+                k.act(
+                    "execute",
+                    "revoked",
+                    format!("{node} at {}", addr.1),
+                    "its certificate is on the new revocation list: session ended".into(),
+                );
+            }
         }
         self.settings = settings(&new);
         self.config = new;
@@ -70,6 +106,8 @@ pub struct Changes {
     pub telemetry_interval: bool,
     /// `[detect]`: the detector is rebuilt with the new settings and model.
     pub detect: bool,
+    /// The revocation list names serials it did not: their sessions end.
+    pub revocations: bool,
 }
 
 impl Changes {
@@ -81,6 +119,7 @@ impl Changes {
             (self.probe, "probe"),
             (self.telemetry_interval, "telemetry.interval_ms"),
             (self.detect, "detect"),
+            (self.revocations, "security.revocation_list"),
         ]
         .into_iter()
         .filter(|(changed, _)| *changed)
@@ -110,6 +149,8 @@ pub fn classify(
         probe: old.probe != new.probe,
         telemetry_interval: old.telemetry.interval_ms != new.telemetry.interval_ms,
         detect: old.detect != new.detect,
+        // Known once the list is read (`Mesh::reload`).
+        revocations: false,
     };
     // The new config with every part a reload applies taken back to the running one's:
     // whatever still differs needs a restart.

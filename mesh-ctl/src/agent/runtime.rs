@@ -347,6 +347,11 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                             hello_tick = every(mesh.config.routing.hello_interval_ms);
                             mesh.originate(&mut k, io.control.as_ref(), Some(true)).await;
                         }
+                        if changes.revocations {
+                            // Revoked neighbours are gone: probes stop, the advert drops them.
+                            mesh.peers_changed(&mut io.dp, &k, io.sender.as_ref());
+                            mesh.originate(&mut k, io.control.as_ref(), Some(true)).await;
+                        }
                         if changes.telemetry_interval {
                             telemetry_tick = every(mesh.config.telemetry.interval_ms);
                         }

@@ -75,7 +75,9 @@ pub struct Peer {
 /// The security side of the agent.
 pub struct Secured {
     identity: Arc<Identity>,
-    trust: Arc<TrustStore>,
+    /// Swapped whole when a reload brings a new revocation list; every handshake takes
+    /// the one current when it starts.
+    trust: SharedTrust,
     rekey: RekeyPolicy,
     domain: String,
     port: u16,
@@ -90,6 +92,17 @@ pub struct Secured {
     refusals: RefusalCounts,
     log: LogLimiter,
     outcomes: mpsc::UnboundedSender<Outcome>,
+}
+
+/// The trust store the agent and its handshake thread share.
+type SharedTrust = Arc<std::sync::RwLock<Arc<TrustStore>>>;
+
+fn current(trust: &SharedTrust) -> Arc<TrustStore> {
+    // A writer that panicked left a whole store behind: the swap is one assignment.
+    match trust.read() {
+        Ok(t) => t.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
 }
 
 fn now_s() -> u64 {
@@ -112,10 +125,10 @@ impl Secured {
             .load(now_s())
             .context("loading the node identity and trust bundle ([security])")?;
         let identity = Arc::new(loaded.identity);
-        let trust = Arc::new(loaded.trust);
+        let trust: SharedTrust = Arc::new(std::sync::RwLock::new(Arc::new(loaded.trust)));
         let mut verifier = AdvertVerifier::default();
         verifier
-            .learn(&trust, &identity.cert, now_s())
+            .learn(&current(&trust), &identity.cert, now_s())
             .context("checking our own certificate")?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (rtx, rrx) = mpsc::unbounded_channel();
@@ -201,7 +214,7 @@ impl Secured {
         self.in_flight.insert(addr);
         let (identity, trust, rekey, tx) = (
             self.identity.clone(),
-            self.trust.clone(),
+            current(&self.trust),
             self.rekey,
             self.outcomes.clone(),
         );
@@ -229,6 +242,36 @@ impl Secured {
         });
     }
 
+    /// When the revocation list in force was issued (Unix seconds); 0: none.
+    pub fn crl_issued_at(&self) -> u64 {
+        current(&self.trust).crl_issued_at()
+    }
+
+    /// The revoked serials of the trust store in force.
+    pub fn revoked(&self) -> std::collections::BTreeSet<u64> {
+        current(&self.trust).revoked().clone()
+    }
+
+    /// Puts `trust` in force (a reload's new revocation list) and ends every session
+    /// whose peer certificate it revokes; returns those peers (address, node). Their
+    /// handshakes are refused from now on, in both directions.
+    pub fn replace_trust(&mut self, trust: TrustStore) -> Vec<(Addr, String)> {
+        let gone: Vec<(Addr, String)> = self
+            .sessions
+            .iter()
+            .filter(|(_, p)| trust.is_revoked(p.cert.serial))
+            .map(|(a, p)| (*a, p.node.clone()))
+            .collect();
+        for (addr, _) in &gone {
+            self.sessions.remove(addr);
+        }
+        match self.trust.write() {
+            Ok(mut t) => *t = Arc::new(trust),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(trust),
+        }
+        gone
+    }
+
     /// Takes a finished handshake; returns the peer's node name when a session began.
     pub fn finished(&mut self, o: Outcome, now_ms: u64) -> Option<String> {
         self.in_flight.remove(&o.addr);
@@ -252,7 +295,7 @@ impl Secured {
         }
         if self
             .verifier
-            .learn(&self.trust, &est.peer, now_s())
+            .learn(&current(&self.trust), &est.peer, now_s())
             .is_err()
         {
             self.refuse(&node, Refusal::UnknownCert, now_ms);
@@ -365,7 +408,10 @@ impl Secured {
                 return None;
             }
         };
-        match self.verifier.authenticate(&self.trust, &signed, now_s()) {
+        match self
+            .verifier
+            .authenticate(&current(&self.trust), &signed, now_s())
+        {
             Ok(()) => Some(signed.lsa),
             Err(e) => {
                 self.refuse(from, e.refusal(), now_ms);
@@ -435,7 +481,7 @@ impl Secured {
 async fn listen(
     listener: TcpListener,
     identity: Arc<Identity>,
-    trust: Arc<TrustStore>,
+    trust: SharedTrust,
     rekey: RekeyPolicy,
     tx: mpsc::UnboundedSender<Outcome>,
     refused: mpsc::UnboundedSender<ListenerRefusal>,
@@ -480,7 +526,7 @@ async fn listen(
         };
         let (identity, trust, responder, tx) = (
             identity.clone(),
-            trust.clone(),
+            current(&trust),
             responder.clone(),
             tx.clone(),
         );
