@@ -85,6 +85,61 @@ pub struct Plan {
     pub unit_dir_is_systemd: bool,
     /// Completions and man pages under the prefix, as (path, contents).
     pub docs: Vec<(PathBuf, Vec<u8>)>,
+    /// The drop-in that orders the unit after the mesh interfaces' devices, and its text;
+    /// none when the configuration names no interface it can read.
+    pub interfaces_dropin: Option<(PathBuf, String)>,
+}
+
+/// The drop-in's file name under `x0tta6bl4.service.d/`.
+pub const INTERFACES_DROPIN: &str = "10-interfaces.conf";
+
+/// The systemd device unit of network interface `name` (`systemd-escape --path`).
+pub fn device_unit(name: &str) -> String {
+    let mut out = String::from("sys-subsystem-net-devices-");
+    for c in name.chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | ':' | '_' | '.' => out.push(c),
+            c => {
+                let mut buf = [0; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+        }
+    }
+    out.push_str(".device");
+    out
+}
+
+/// The drop-in for `interfaces`: the agent starts once their devices exist (a mesh
+/// interface created late, by a network manager or a VPN, would fail the start).
+pub fn render_interfaces_dropin(config: &Path, interfaces: &[String]) -> String {
+    let mut text = format!(
+        "# Written by `meshctl install` from {}: start after the mesh interfaces exist.\n\
+         # Run `meshctl install` again after changing `interfaces`.\n[Unit]\n",
+        config.display()
+    );
+    for name in interfaces {
+        let unit = device_unit(name);
+        text.push_str(&format!("Wants={unit}\nAfter={unit}\n"));
+    }
+    text
+}
+
+/// The interface names the configuration at `config` lists (the example's when there
+/// is none yet), as far as it parses.
+fn configured_interfaces(config: &Path, exists: bool) -> Vec<String> {
+    let text = if exists {
+        match crate::config::read_config_text(config) {
+            Ok(t) => t,
+            Err(_) => return Vec::new(),
+        }
+    } else {
+        EXAMPLE_CONFIG.to_owned()
+    };
+    crate::config::Config::parse_unvalidated(&text, config)
+        .map(|c| c.interfaces.into_iter().map(|i| i.name).collect())
+        .unwrap_or_default()
 }
 
 /// Installs the running binary as `opts` says, with the completions and man pages of
@@ -130,6 +185,15 @@ impl Plan {
         let unit_dir_is_systemd = is_system_unit_dir(&unit_dir);
         let docs = crate::cli_docs::install_files(cli, &absolute(&opts.prefix)?)
             .context("generating completions and man pages")?;
+        let interfaces = configured_interfaces(&config, keep_config);
+        let interfaces_dropin = (!interfaces.is_empty()).then(|| {
+            (
+                unit_dir
+                    .join(format!("{UNIT_NAME}.d"))
+                    .join(INTERFACES_DROPIN),
+                render_interfaces_dropin(&config, &interfaces),
+            )
+        });
         Ok(Self {
             source: source.to_owned(),
             binary,
@@ -141,6 +205,7 @@ impl Plan {
             reload: unit_dir_is_systemd && systemd_booted(),
             unit_dir_is_systemd,
             docs,
+            interfaces_dropin,
         })
     }
 
@@ -179,6 +244,12 @@ impl Plan {
         for (path, _) in &self.docs {
             lines.push(format!("would write {} ({DOC_MODE:o})", path.display()));
         }
+        if let Some((path, _)) = &self.interfaces_dropin {
+            lines.push(format!(
+                "would write {} ({UNIT_MODE:o}): start after the configured interfaces exist",
+                path.display()
+            ));
+        }
         lines.push(self.reload_plan());
         lines
     }
@@ -199,6 +270,16 @@ impl Plan {
         let mut done = Vec::new();
         done.push(self.install_binary()?);
         done.push(self.write_unit()?);
+        if let Some((path, text)) = &self.interfaces_dropin {
+            make_dir(parent(path)?, DIR_MODE)?;
+            replace_file(path, UNIT_MODE, |tmp| {
+                fs::write(tmp, text).with_context(|| format!("writing {}", tmp.display()))
+            })?;
+            done.push(format!(
+                "wrote {} ({UNIT_MODE:o}): the unit starts after the configured interfaces exist",
+                path.display()
+            ));
+        }
         done.push(self.write_config()?);
         for (path, text) in &self.docs {
             make_dir(parent(path)?, DIR_MODE)?;
@@ -421,6 +502,36 @@ fn daemon_reload() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_units_are_named_as_systemd_escapes_them() {
+        for (name, want) in [
+            ("eth0", "sys-subsystem-net-devices-eth0.device"),
+            ("n1-n2", "sys-subsystem-net-devices-n1\\x2dn2.device"),
+            ("br.100", "sys-subsystem-net-devices-br.100.device"),
+            ("x@y", "sys-subsystem-net-devices-x\\x40y.device"),
+        ] {
+            assert_eq!(device_unit(name), want);
+            // The real tool agrees, where it is installed.
+            if let Ok(out) = std::process::Command::new("systemd-escape")
+                .args(["--path", "--suffix=device"])
+                .arg(format!("/sys/subsystem/net/devices/{name}"))
+                .output()
+                && out.status.success()
+            {
+                assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+            }
+        }
+        let text = render_interfaces_dropin(Path::new("/etc/m.toml"), &["a-b".into()]);
+        assert!(
+            text.contains("\nWants=sys-subsystem-net-devices-a\\x2db.device\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nAfter=sys-subsystem-net-devices-a\\x2db.device\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn unit_gets_the_install_paths() {

@@ -143,9 +143,33 @@ fn install_lays_out_the_tree_and_keeps_an_edited_config() {
         "a scratch unit directory should be called out:\n{first}"
     );
 
-    let edited = format!("{config}# edited by the administrator\n");
+    // The unit waits for the configured interfaces' devices.
+    let dropin = tree
+        .unit_dir()
+        .join(format!("{UNIT_NAME}.d"))
+        .join(install::INTERFACES_DROPIN);
+    let ordering = fs::read_to_string(&dropin).expect("the interfaces drop-in");
+    for name in EXAMPLE_IFACES {
+        let unit = install::device_unit(name);
+        assert!(
+            ordering.contains(&format!("Wants={unit}\n"))
+                && ordering.contains(&format!("After={unit}\n")),
+            "{ordering}"
+        );
+    }
+
+    let edited = format!(
+        "{}# edited by the administrator\n",
+        example(["wan-a", "wan-b"])
+    );
     fs::write(tree.config(), &edited).expect("editing the config");
     let second = stdout(&tree.install(&[]));
+    let ordering = fs::read_to_string(&dropin).expect("the interfaces drop-in");
+    assert!(
+        ordering.contains("After=sys-subsystem-net-devices-wan\\x2da.device\n")
+            && !ordering.contains("mesh0"),
+        "a second install follows the edited interfaces: {ordering}"
+    );
     assert_eq!(
         fs::read_to_string(tree.config()).expect("reading the config again"),
         edited,
