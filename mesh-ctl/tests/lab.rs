@@ -609,6 +609,20 @@ fn prometheus_scrape_passes_promtool_and_series_do_not_grow_with_flows() {
     let first = r.scrape(metrics).expect("scrape during traffic");
     assert!(traffic.join().expect("iperf3 thread").status.success());
     promtool_check(&first);
+    // Every counter of the agent's is there from the start, at zero if nothing happened.
+    use mesh_ctl::agent::exporter::{AGENT_METRICS, Kind, Zero};
+    for m in AGENT_METRICS
+        .iter()
+        .filter(|m| m.kind == Kind::Counter && matches!(m.zero, Zero::Plain))
+    {
+        assert!(
+            first
+                .lines()
+                .any(|l| l.starts_with(&format!("{} ", m.name))),
+            "{} is not exported from the start",
+            m.name
+        );
+    }
     let before = series(&first);
     let flows_before = gauge(&first, "x0tta6bl4_flows");
     assert!(

@@ -74,6 +74,23 @@ fn a_secure_mesh_authenticates_every_neighbour_and_routes_over_signed_adverts() 
         "n1$ meshctl peers\n{}",
         views::peers(&agents[0].view(&Request::Peers).expect("peers"))
     );
+    // What Prometheus sees of it: each neighbour up, and when our certificate expires.
+    let scrape = agents[0].scrape("127.0.0.1:9464").expect("n1's metrics");
+    for n in ["n2", "n3"] {
+        let ifname = &mesh.link("n1", n).expect("link").end("n1").ifname;
+        let up = format!("x0tta6bl4_neighbor_up{{interface=\"{ifname}\",neighbor=\"{n}\"}} 1");
+        assert!(scrape.lines().any(|l| l == up), "no `{up}` in\n{scrape}");
+    }
+    let expiry: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("x0tta6bl4_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.parse().ok())
+        .expect("the certificate expiry gauge");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    assert!(expiry > now + 86_400.0, "expires at {expiry}, now {now}");
     assert_eq!(
         lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
             .expect("ping"),

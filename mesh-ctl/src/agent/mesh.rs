@@ -86,6 +86,9 @@ pub(super) struct Mesh {
     pub(super) routing: bool,
     /// What the kernel runs on our pinned links, read back at start.
     pub(super) programs: Vec<crate::api::AttachedProgram>,
+    /// (interface, neighbour) pairs with per-neighbour gauges: a neighbour that is gone
+    /// keeps its series, at `up` 0 (bounded by the topology, like a node's devices).
+    pub(super) gauged: std::collections::BTreeSet<(String, String)>,
     pub(super) config: Config,
     /// The config's base entries and its static routes, which learned routes join.
     pub(super) tables: Tables,
@@ -115,6 +118,7 @@ impl Mesh {
         Ok(Self {
             routing: config.routing.enabled,
             programs: Vec::new(),
+            gauged: std::collections::BTreeSet::new(),
             config: config.clone(),
             tables: tables.clone(),
             names: names.to_vec(),
@@ -138,6 +142,28 @@ impl Mesh {
                 None
             },
         })
+    }
+
+    /// Per-neighbour gauges: up, RTT, loss and cost, labelled by interface and node.
+    pub(super) fn neighbor_gauges(&mut self, k: &Knowledge) {
+        let mut now = std::collections::BTreeSet::new();
+        for n in &k.neighbors {
+            let labels = [("interface", n.iface.clone()), ("neighbor", n.node.clone())];
+            let q = &n.quality;
+            metrics::gauge!("x0tta6bl4_neighbor_up", &labels)
+                .set(f64::from(u8::from(n.adjacent())));
+            metrics::gauge!("x0tta6bl4_neighbor_rtt_seconds", &labels).set(q.rtt_ms / 1000.0);
+            metrics::gauge!("x0tta6bl4_neighbor_loss_ratio", &labels).set(q.loss);
+            if let Some(cost) = q.cost {
+                metrics::gauge!("x0tta6bl4_neighbor_cost", &labels).set(f64::from(cost));
+            }
+            now.insert((n.iface.clone(), n.node.clone()));
+        }
+        for (iface, node) in self.gauged.difference(&now) {
+            let labels = [("interface", iface.clone()), ("neighbor", node.clone())];
+            metrics::gauge!("x0tta6bl4_neighbor_up", &labels).set(0.0);
+        }
+        self.gauged.extend(now);
     }
 
     pub(super) fn spf_soon(&mut self) {

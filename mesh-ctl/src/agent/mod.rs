@@ -10,7 +10,7 @@ mod control_plane;
 mod converge;
 mod detection;
 mod execute;
-mod exporter;
+pub mod exporter;
 mod fan;
 pub mod health;
 mod http;

@@ -420,10 +420,11 @@ fn aligned(window_ms: u64) -> (tokio::time::Instant, u64) {
 }
 
 impl Mesh {
-    fn publish(&self, k: &Knowledge, shared: &Shared) {
+    fn publish(&mut self, k: &Knowledge, shared: &Shared) {
         let now_ms = monotonic_ns().map(ms).unwrap_or(0);
         let up = k.neighbors.iter().filter(|n| n.adjacent()).count();
         metrics::gauge!("x0tta6bl4_neighbors_adjacent").set(up as f64);
+        self.neighbor_gauges(k);
         metrics::gauge!("x0tta6bl4_lsdb_adverts").set(k.lsdb.len() as f64);
         metrics::gauge!("x0tta6bl4_routes_installed")
             .set((k.installed.v4.len() + k.installed.v6.len()) as f64);

@@ -124,6 +124,8 @@ impl Secured {
         let loaded = cfg
             .load(now_s())
             .context("loading the node identity and trust bundle ([security])")?;
+        metrics::gauge!("x0tta6bl4_certificate_expiry_timestamp_seconds")
+            .set(loaded.identity.cert.not_after as f64);
         let identity = Arc::new(loaded.identity);
         let trust: SharedTrust = Arc::new(std::sync::RwLock::new(Arc::new(loaded.trust)));
         let mut verifier = AdvertVerifier::default();
