@@ -388,3 +388,55 @@ fn example_config_passes_check_config_where_its_interfaces_exist() {
         "--check-config should refuse interfaces that do not exist: {stderr}"
     );
 }
+
+/// The shipped alert rules: each has a unit test that fires it and keeps it quiet on a
+/// healthy series (`promtool test rules`, Debian's `prometheus`), and a runbook.
+#[test]
+fn alert_rules_pass_their_promtool_tests_and_each_has_a_runbook() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let rules = root.join("mesh-ctl/packaging/prometheus/x0tta6bl4.rules.yml");
+    let tests = root.join("tests/prometheus/x0tta6bl4.rules.test.yml");
+    let text = fs::read_to_string(&rules).expect("the rules");
+    let tested = fs::read_to_string(&tests).expect("the rule tests");
+    let alerts: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 11, "{alerts:?}");
+    for a in &alerts {
+        let book = root.join("docs/runbooks").join(format!("{a}.md"));
+        let runbook = fs::read_to_string(&book).unwrap_or_else(|e| panic!("{a}: {e}"));
+        for part in ["## What it means", "## Confirm it", "## What to do"] {
+            assert!(runbook.contains(part), "{a}'s runbook lacks {part}");
+        }
+        assert!(
+            text.contains(&format!("runbook_url: docs/runbooks/{a}.md")),
+            "{a} names no runbook"
+        );
+        assert!(
+            tested.contains(&format!("alertname: {a}\n")),
+            "{a} has no promtool test"
+        );
+    }
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool (Debian `prometheus`; `cargo xtask setup` installs it)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let run = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .expect("promtool");
+    assert!(
+        run.status.success(),
+        "promtool test rules:\n{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
