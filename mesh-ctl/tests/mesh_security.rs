@@ -535,3 +535,171 @@ fn a_revocation_reloaded_ends_the_sessions_and_routes_around_the_node() {
     );
     stop_all(agents);
 }
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+#[ignore = "needs root"]
+fn spoofed_hellos_cost_bounded_work_and_leave_the_real_neighbours_alone() {
+    use mesh_ctl::{
+        config::MacAddr,
+        control::{Hello, Message, encode},
+    };
+    const SOURCES: usize = 2000;
+    let (_one, mut lab) = one_mesh("mesh-spoof");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    let before = peers(n1);
+    let (fds0, rss0) = (open_fds(n1.pid()), rss_kib(n1.pid()));
+    let hs_if = mesh.hs.link.end("hs").ifname.clone();
+    let n1_ll = link_local(&lab, "n1", &mesh.hs.link.end("n1").ifname);
+    // Two thousand link-local sources on hs's side of n1's link, as a spoofer would use.
+    let batch: String = (0..SOURCES)
+        .map(|i| format!("addr add fe80::5:{:x}/64 dev {hs_if} nodad\n", i + 1))
+        .collect();
+    let file = lab.dir().join("spoof.batch");
+    std::fs::write(&file, batch).expect("batch");
+    lab.exec_ok("hs", &["ip", "-batch", &file.display().to_string()])
+        .expect("the spoofed addresses");
+    // Nothing answers at them: n1's handshakes hang until their timeout, as they would
+    // to sources that do not exist.
+    let rules = lab.dir().join("spoof.nft");
+    std::fs::write(
+        &rules,
+        "table inet spoof {\n chain input {\n  type filter hook input priority 0;\n  \
+         ip6 daddr fe80::5:0/112 tcp dport 7946 drop\n }\n}\n",
+    )
+    .expect("nft rules");
+    lab.exec_ok("hs", &["nft", "-f", &rules.display().to_string()])
+        .expect("nft");
+    let ns = lab.ns("hs");
+    let (max_fds, slowest) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let _in = netns::enter(&ns).expect("into hs");
+            let scope = nix::net::if_::if_nametoindex(hs_if.as_str()).expect("ifindex");
+            let to = std::net::SocketAddrV6::new(n1_ll, 6697, 0, scope);
+            for i in 0..SOURCES {
+                let from: std::net::Ipv6Addr =
+                    format!("fe80::5:{:x}", i + 1).parse().expect("address");
+                let sock =
+                    std::net::UdpSocket::bind(std::net::SocketAddrV6::new(from, 0, 0, scope))
+                        .expect("bind a spoofed source");
+                let hello = Message::Hello(Hello {
+                    node: format!("spoof{i}"),
+                    mac: MacAddr([2, 0, 0, 5, (i >> 8) as u8, i as u8]),
+                    heard: Vec::new(),
+                    hello_interval_ms: 100,
+                    restarting: false,
+                });
+                let _ = sock.send_to(&encode(&hello).expect("encode"), to);
+                // About 1,000 sources a second.
+                std::thread::sleep(Duration::from_micros(1000));
+            }
+        });
+        let (mut max_fds, mut slowest) = (0, Duration::ZERO);
+        while !sender.is_finished() {
+            max_fds = max_fds.max(open_fds(n1.pid()));
+            let asked = Instant::now();
+            let _status: api::Status = n1.view(&Request::Status).expect("the API answers");
+            slowest = slowest.max(asked.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sender.join().expect("sender");
+        (max_fds, slowest)
+    });
+    let deferred: f64 = n1
+        .scrape("127.0.0.1:9464")
+        .expect("metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("x0tta6bl4_handshake_dials_deferred_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the deferred dials counter");
+    std::thread::sleep(Duration::from_secs(2));
+    let (fds1, rss1) = (open_fds(n1.pid()), rss_kib(n1.pid()));
+    eprintln!(
+        "{SOURCES} spoofed hello sources: n1 open files {fds0} before, at most {max_fds} during, \
+         {fds1} after; RSS {rss0} then {rss1} KiB; slowest status answer {slowest:?}; \
+         {deferred} dials deferred"
+    );
+    assert!(deferred > 0.0, "the flood reached the dial bound");
+    assert!(
+        max_fds < fds0 + 100,
+        "dials are bounded: {fds0} files before, {max_fds} during the flood"
+    );
+    assert!(
+        fds1 <= fds0 + 10,
+        "nothing is left open: {fds0} then {fds1}"
+    );
+    assert!(rss1 < rss0 + 16 * 1024, "memory: {rss0} then {rss1} KiB");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "the API stayed responsive: {slowest:?}"
+    );
+    assert_eq!(peers(n1), before, "the real neighbours keep their sessions");
+    assert_eq!(
+        lab.ping("hs", &mesh.hd.host_v4.to_string(), 10)
+            .expect("ping"),
+        10,
+        "the mesh still forwards"
+    );
+    stop_all(agents);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn malformed_control_datagrams_are_each_counted_and_logged_rarely() {
+    const DATAGRAMS: u64 = 3000;
+    let (_one, mut lab) = one_mesh("mesh-garbage");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(&mut lab, &mesh, "");
+    converge(&lab, &mesh, &agents);
+    let n1 = &agents[0];
+    let _earlier = n1.drain_events();
+    let hs_if = mesh.hs.link.end("hs").ifname.clone();
+    let n1_ll = link_local(&lab, "n1", &mesh.hs.link.end("n1").ifname);
+    let ns = lab.ns("hs");
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _in = netns::enter(&ns).expect("into hs");
+            let scope = nix::net::if_::if_nametoindex(hs_if.as_str()).expect("ifindex");
+            let sock = std::net::UdpSocket::bind("[::]:0").expect("udp");
+            let to = std::net::SocketAddrV6::new(n1_ll, 6697, 0, scope);
+            for i in 0..DATAGRAMS {
+                let garbage = [0x5a, (i >> 8) as u8, i as u8, 0xff, 0, 1, 2, 3];
+                let _ = sock.send_to(&garbage, to);
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        });
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let took = started.elapsed();
+    let logged = n1
+        .drain_events()
+        .iter()
+        .filter(|e| e["event"] == "control_malformed")
+        .count();
+    let scrape = n1.scrape("127.0.0.1:9464").expect("metrics");
+    let counted: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("x0tta6bl4_control_malformed_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the malformed counter");
+    eprintln!("{DATAGRAMS} malformed datagrams in {took:?}: {counted} counted, {logged} log lines");
+    assert!(
+        counted >= DATAGRAMS as f64 * 0.9,
+        "each is counted: {counted} of {DATAGRAMS}"
+    );
+    // One line per interface per 10 s, saying how many it did not repeat.
+    let allowed = 1 + took.as_secs() as usize / 10;
+    assert!(
+        logged <= allowed,
+        "{logged} log lines for {DATAGRAMS} datagrams (at most {allowed})"
+    );
+    stop_all(agents);
+}
