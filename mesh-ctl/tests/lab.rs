@@ -4,7 +4,10 @@
 #[expect(dead_code, reason = "each test file uses part of the shared support")]
 mod support;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use mesh_common::telemetry::counter;
 use mesh_ctl::{
@@ -793,4 +796,49 @@ fn tc_egress_clsact_fallback_counts_host_traffic() {
         !filters.contains("mesh_tc_egress"),
         "our filter removed: {filters}"
     );
+}
+
+/// CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after the command name (which may hold spaces) start after its `)`.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+#[ignore = "needs root"]
+fn out_of_descriptors_the_api_waits_instead_of_spinning() {
+    let mut lab = lab("emfile");
+    let t = topology::line(&mut lab).expect("line topology");
+    let agents = start_all(&mut lab, &t);
+    let r = &agents["r"];
+    // A small descriptor limit, then more idle clients than it allows.
+    let limit = std::process::Command::new("prlimit")
+        .args(["--pid", &r.pid().to_string(), "--nofile=96:96"])
+        .status()
+        .expect("prlimit");
+    assert!(limit.success());
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..150)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&r.socket).ok())
+        .collect();
+    assert!(idle.len() > 96, "{} idle clients connected", idle.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let (ticks0, at) = (cpu_ticks(r.pid()), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let ticks = cpu_ticks(r.pid()) - ticks0;
+    // Clock ticks are 1/100 s: a spinning accept loop would burn most of the 200.
+    let share = ticks as f64 / (at.elapsed().as_secs_f64() * 100.0);
+    eprintln!(
+        "agent CPU with {} idle clients over its fd limit: {share:.2}",
+        idle.len()
+    );
+    assert!(share < 0.3, "the API spins on EMFILE: {share:.2} of a CPU");
+    drop(idle);
+    // Once the idle clients are gone (or timed out), it answers again.
+    let asked = Instant::now();
+    let status: api::Status = r.view(&Request::Status).expect("status after the flood");
+    assert_eq!(status.node, "r");
+    assert!(asked.elapsed() < Duration::from_secs(5));
 }

@@ -257,6 +257,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
 /// user (SO_PEERCRED); each client gets `CLIENT_TIMEOUT`.
 pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) {
     let clients = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let mut failures: (Option<tokio::time::Instant>, u64) = (None, 0);
     loop {
         // At most MAX_CLIENTS at once: the next waits until one is answered or times out.
         let Ok(permit) = clients.clone().acquire_owned().await else {
@@ -267,7 +268,17 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, access: Access) 
             Err(e) => {
                 // Out of descriptors (or another transient failure): retrying at once
                 // would spin; the clients being served free some meanwhile.
-                crate::event!(WARN, "api_accept_failed", error = %e);
+                // Logged once per 10 s, with how many were not.
+                let now = tokio::time::Instant::now();
+                if failures
+                    .0
+                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+                {
+                    crate::event!(WARN, "api_accept_failed", error = %e, suppressed = failures.1);
+                    failures = (Some(now), 0);
+                } else {
+                    failures.1 += 1;
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
