@@ -166,6 +166,17 @@ impl Plan {
     pub fn new(opts: &Options, source: &Path, cli: &clap::Command) -> anyhow::Result<Self> {
         let absolute =
             |p: &Path| std::path::absolute(p).with_context(|| format!("resolving {}", p.display()));
+        for (flag, dir) in [
+            ("--prefix", &opts.prefix),
+            ("--config-dir", &opts.config_dir),
+            ("--unit-dir", &opts.unit_dir),
+        ] {
+            let dir = absolute(dir)?;
+            // Kernel file systems hold no files of ours; a plan there is a typo.
+            if ["/proc", "/sys", "/dev"].iter().any(|k| dir.starts_with(k)) {
+                anyhow::bail!("{flag} {}: not a place to install files", dir.display());
+            }
+        }
         let binary = absolute(&opts.prefix)?.join("bin").join("meshctl");
         let config = absolute(&opts.config_dir)?.join(CONFIG_NAME);
         let unit_dir = absolute(&opts.unit_dir)?;

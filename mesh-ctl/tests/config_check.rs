@@ -744,3 +744,56 @@ fn the_agent_refuses_a_broken_config_before_attaching_or_pinning() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_control_port_in_use_refuses_the_start_before_anything_is_attached() {
+    let mut lab = support::lab("cfgport");
+    lab.node("a").expect("node a");
+    lab.node("b").expect("node b");
+    lab.link("a", "b").expect("link a-b");
+    let pin_dir = lab.bpffs().expect("bpffs").join("a");
+    let file = lab.dir().join("a.toml");
+    let sock = lab.dir().join("a.sock");
+    fs::write(
+        &file,
+        format!(
+            "node = \"a\"\n[[interfaces]]\nname = \"a-b\"\n[security]\nenabled = false\n\
+             [api]\nsocket = \"{}\"\n[metrics]\nenabled = false\n[dataplane]\npin_dir = \"{}\"\n",
+            sock.display(),
+            pin_dir.display()
+        ),
+    )
+    .expect("config");
+    // Someone else holds the control port in a's namespace.
+    let ns = lab.ns("a");
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _in = mesh_lab::netns::enter(&ns).expect("into a");
+        let _port = std::net::UdpSocket::bind("[::]:6697").expect("the port");
+        held_tx.send(()).expect("held");
+        let _ = done_rx.recv();
+    });
+    held_rx.recv().expect("the port is held");
+    let out = lab
+        .exec(
+            "a",
+            &[MESHCTL, "agent", "--config", &file.display().to_string()],
+        )
+        .expect("the agent runs");
+    let _ = done_tx.send(());
+    holder.join().expect("holder");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the agent started");
+    assert!(
+        err.contains("UDP port 6697"),
+        "the error names the port: {err}"
+    );
+    assert_eq!(
+        lab.xdp_program("a", "a-b").expect("ip -d link"),
+        None,
+        "XDP attached"
+    );
+    assert!(!pin_dir.exists(), "{} was created", pin_dir.display());
+}

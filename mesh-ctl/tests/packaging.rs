@@ -193,6 +193,23 @@ fn install_lays_out_the_tree_and_keeps_an_edited_config() {
 }
 
 #[test]
+fn install_refuses_kernel_file_systems() {
+    for (flag, dir) in [
+        ("--prefix", "/proc/self"),
+        ("--config-dir", "/sys/kernel"),
+        ("--unit-dir", "/dev/shm/x"),
+    ] {
+        let out = Command::new(MESHCTL)
+            .args(["install", "--dry-run", flag, dir])
+            .output()
+            .expect("meshctl install");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {dir} was accepted");
+        assert!(err.contains(flag) && err.contains("not a place"), "{err}");
+    }
+}
+
+#[test]
 fn dry_run_writes_nothing() {
     let tree = Tree::new("dry");
     let out = stdout(&tree.install(&["--dry-run"]));

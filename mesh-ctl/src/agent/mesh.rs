@@ -30,22 +30,14 @@ pub(super) struct Io<D = Dataplane> {
 }
 
 impl Io {
-    /// Opens the control socket and starts the probe sender, when `routing` is on.
+    /// Takes the control socket (bound before the data plane was touched) and starts the
+    /// probe sender, when `routing` is on.
     pub(super) fn open(
         dp: Dataplane,
+        control: Option<Control>,
         config: &Config,
-        tables: &Tables,
         routing: bool,
     ) -> anyhow::Result<Self> {
-        let control = if routing {
-            let ifindexes: Vec<u32> = tables.ifaces.iter().map(|(i, _)| *i).collect();
-            Some(
-                Control::bind(config.routing.port, &ifindexes)
-                    .context("opening the control socket")?,
-            )
-        } else {
-            None
-        };
         let sender = if routing {
             Some(
                 Sender::start(

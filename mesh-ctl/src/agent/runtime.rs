@@ -50,6 +50,26 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
         true => Some(http::bind(config.metrics.listen).await?),
         false => None,
     };
+    // The control socket and the handshake listener too, and the identity loaded.
+    let routing = config.routing.enabled;
+    let control = match routing {
+        true => {
+            let ifindexes: Vec<u32> = tables.ifaces.iter().map(|(i, _)| *i).collect();
+            Some(
+                Control::bind(config.routing.port, &ifindexes).with_context(|| {
+                    format!(
+                        "opening the control socket (UDP port {})",
+                        config.routing.port
+                    )
+                })?,
+            )
+        }
+        false => None,
+    };
+    let secured = match config.security.as_ref().filter(|s| s.enabled && routing) {
+        Some(sc) => Some(Secured::start(sc)?),
+        None => None,
+    };
     let boot::Booted {
         mut dp,
         pins,
@@ -112,16 +132,11 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     mesh.programs =
         crate::dataplane::attached_programs(&pins).context("reading back the attached programs")?;
     let (mut outcomes, mut listener_refusals) = (None, None);
-    if let Some(sc) = config
-        .security
-        .as_ref()
-        .filter(|s| s.enabled && mesh.routing)
-    {
-        let (s, o, r) = Secured::start(sc)?;
+    if let Some((s, o, r)) = secured {
         mesh.secure = Some(s);
         (outcomes, listener_refusals) = (Some(o), Some(r));
     }
-    let mut io = Io::open(dp, &config, &tables, mesh.routing)?;
+    let mut io = Io::open(dp, control, &config, mesh.routing)?;
     if mesh.routing {
         mesh.originate(&mut k, io.control.as_ref(), None).await;
     }
