@@ -842,3 +842,66 @@ fn out_of_descriptors_the_api_waits_instead_of_spinning() {
     assert_eq!(status.node, "r");
     assert!(asked.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_router_upgraded_and_rolled_back_under_traffic_loses_nothing() {
+    use mesh_lab::labtools::UPGRADE_OBJECT;
+    let mut lab = lab("upgrade");
+    let t = topology::line(&mut lab).expect("line topology");
+    let mut agents = start_all(&mut lab, &t);
+    let tags = |a: &Agent| -> BTreeMap<String, String> {
+        let s: api::Status = a.view(&Request::Status).expect("status");
+        s.programs
+            .into_iter()
+            .map(|p| (p.attachment, p.tag))
+            .collect()
+    };
+    let first = tags(&agents["r"]);
+    assert!(
+        first.keys().any(|k| k.starts_with("xdp-")),
+        "r's XDP links: {first:?}"
+    );
+    let run = lab
+        .stream(
+            &t.src,
+            &t.dst,
+            t.dst_v4.into(),
+            2000,
+            Duration::from_secs(30),
+        )
+        .expect("stream");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = t
+        .configs
+        .iter()
+        .find(|c| c.node == "r")
+        .expect("r's config")
+        .clone();
+    let mut upgraded = r.clone();
+    upgraded.args = vec!["--ebpf-object".into(), UPGRADE_OBJECT.into()];
+    for (config, new_build) in [(&upgraded, true), (&r, false)] {
+        agents["r"].exit().expect("r's agent exits");
+        let again = lab.agent(config).expect("r's agent starts over its pins");
+        assert_eq!(again.attached["adopted"], true, "{}", again.attached);
+        let now = tags(&again);
+        for (link, tag) in now.iter().filter(|(k, _)| k.starts_with("xdp-")) {
+            assert_eq!(
+                *tag != first[link],
+                new_build,
+                "{link}: the {} build's program runs",
+                if new_build { "new" } else { "first" }
+            );
+        }
+        agents.insert("r".into(), again);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (sent, arrivals) = run.stop().expect("stream");
+    let outage = mesh_lab::stream::analyze(sent, &arrivals, 0);
+    eprintln!(
+        "upgrade and rollback of r: {sent} sent, {} lost",
+        outage.lost
+    );
+    assert!(sent > 2000, "the stream ran ({sent} sent)");
+    assert_eq!(outage.lost, 0, "{outage:?}");
+}
