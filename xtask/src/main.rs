@@ -31,7 +31,8 @@ enum Task {
     },
     /// rustfmt --check and clippy -D warnings.
     Lint,
-    /// Every test tier: unit, program (test_run), namespace labs, then the VM kernels.
+    /// Every test tier: unit, program (test_run), namespace labs, a short soak, then the
+    /// VM kernels.
     Test {
         /// Run only these tiers.
         #[arg(long, value_enum, value_delimiter = ',')]
@@ -54,6 +55,13 @@ enum Task {
         /// detect (GraphSAGE anomaly detection vs baselines).
         name: String,
     },
+    /// The demo mesh under traffic and random faults (link failures, agent kills, reloads,
+    /// upgrades) for N minutes: every fault healed, no loop, memory and open files flat.
+    Soak {
+        /// How long.
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +77,8 @@ fn main() -> std::process::ExitCode {
         }),
         Task::Demo => setup::run(false).and_then(|env| cmd::lab(&env, &["demo"])),
         Task::Bench { name } => setup::run(false).and_then(|env| cmd::lab(&env, &["bench", &name])),
+        Task::Soak { minutes } => setup::run(false)
+            .and_then(|env| cmd::lab(&env, &["soak", "--minutes", &minutes.to_string()])),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,11 +17,17 @@ pub enum Tier {
     Program,
     /// Namespace labs with real traffic.
     Lab,
+    /// The demo mesh under traffic and random faults for a few minutes (`cargo xtask soak`
+    /// runs longer ones).
+    Soak,
     /// Program tests and labs inside VMs on other kernels.
     Vm,
 }
 
-const ALL: [Tier; 4] = [Tier::Unit, Tier::Program, Tier::Lab, Tier::Vm];
+const ALL: [Tier; 5] = [Tier::Unit, Tier::Program, Tier::Lab, Tier::Soak, Tier::Vm];
+
+/// How long the test command's soak runs.
+const SOAK_MINUTES: &str = "5";
 
 pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
     let tiers = if tiers.is_empty() { &ALL[..] } else { tiers };
@@ -99,6 +105,30 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "lab",
                     Ignored::Include,
                 )?
+            }
+            Tier::Soak => {
+                // The lab tier's debug build: a release build only for this would cost
+                // CI more than the soak itself.
+                cmd::status(cmd::cargo(
+                    env,
+                    &["build", "--bin", "mesh-lab", "--bin", "meshctl"],
+                ))?;
+                let mut c = std::process::Command::new(cmd::target_dir().join("debug/mesh-lab"));
+                c.args(["soak", "--minutes", SOAK_MINUTES])
+                    .current_dir(cmd::root());
+                match cmd::status(c) {
+                    Ok(()) => Summary {
+                        passed: 1,
+                        ..Summary::default()
+                    },
+                    Err(e) => {
+                        eprintln!("xtask test: soak: {e:#}");
+                        Summary {
+                            failed: vec!["soak".into()],
+                            ..Summary::default()
+                        }
+                    }
+                }
             }
             Tier::Vm => vm::run(env, &[])?,
         };

@@ -24,6 +24,7 @@ pub mod mesh6;
 pub mod mesh_agents;
 pub mod netns;
 pub mod plot;
+pub mod soak;
 pub mod stream;
 pub mod topology;
 mod wire;

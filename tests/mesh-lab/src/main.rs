@@ -26,6 +26,12 @@ enum Command {
     Demo,
     /// A benchmark against its baseline: forward, telemetry, maps.
     Bench { name: String },
+    /// The demo mesh under traffic and random faults for a while, checking that nothing
+    /// leaks, loops or stays broken.
+    Soak {
+        #[arg(long, default_value_t = 5.0)]
+        minutes: f64,
+    },
     /// Sends the timestamped UDP stream at a fixed rate (run inside a lab node); prints a
     /// JSON summary at the end. SIGINT/SIGTERM end it early, with the summary.
     StreamSend {
@@ -95,6 +101,7 @@ fn main() -> Result<()> {
     lab::cleanup_on_signals()?;
     match cli.command {
         Command::Demo => lab::demo::run(meshctl()?),
+        Command::Soak { minutes } => lab::soak::run(meshctl()?, minutes),
         Command::Bench { name } => match name.as_str() {
             "forward" => {
                 lab::bench::forward(meshctl()?, &PathBuf::from("target/bench/forward.json"))

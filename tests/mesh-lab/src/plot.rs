@@ -162,6 +162,32 @@ pub fn rate_over_time(path: &Path, title: &str, points: &[(f64, f64)], fault_s: 
     finish(&root, c, path, SeriesLabelPosition::LowerRight)
 }
 
+/// Lines over time: each series' points are (minutes, value), on the axis `y_desc`.
+pub fn over_time(path: &Path, title: &str, y_desc: &str, series: &[Series<'_>]) -> Result<()> {
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    let x_max = points().map(|p| p.0).fold(0.1f64, f64::max) * 1.02;
+    let y_max = points().map(|p| p.1).fold(1.0f64, f64::max) * 1.15;
+    let e = drawing_error(path);
+    let root = canvas(path)?;
+    let mut c = chart(&root, path, title, 0.0..x_max, 0.0..y_max)?;
+    c.configure_mesh()
+        .x_desc("time (min)")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(&e)?;
+    for (i, s) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        c.draw_series(LineSeries::new(
+            s.points.iter().copied(),
+            colour.stroke_width(2),
+        ))
+        .map_err(&e)?
+        .label(s.name)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    }
+    finish(&root, c, path, SeriesLabelPosition::LowerRight)
+}
+
 /// Restore times as cumulative distributions, one step line per series: x the time in ms
 /// on a log scale (babeld's defaults take seconds, fast reroute milliseconds), y the share
 /// of failures restored by then. Each series' points are (restore ms, ignored); a failure
