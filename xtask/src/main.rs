@@ -55,6 +55,14 @@ enum Task {
         /// detect (GraphSAGE anomaly detection vs baselines).
         name: String,
     },
+    /// Every parser of outside bytes (control frames, envelopes, handshakes, certificates,
+    /// adverts, the config loader, the API) fed seeded mutations; crashes kept under
+    /// target/fuzz/crashes.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// The demo mesh under traffic and random faults (link failures, agent kills, reloads,
     /// upgrades) for N minutes: every fault healed, no loop, memory and open files flat.
     Soak {
@@ -77,6 +85,8 @@ fn main() -> std::process::ExitCode {
         }),
         Task::Demo => setup::run(false).and_then(|env| cmd::lab(&env, &["demo"])),
         Task::Bench { name } => setup::run(false).and_then(|env| cmd::lab(&env, &["bench", &name])),
+        Task::Fuzz { seconds } => setup::run(false)
+            .and_then(|env| cmd::lab(&env, &["fuzz", "--seconds", &seconds.to_string()])),
         Task::Soak { minutes } => setup::run(false)
             .and_then(|env| cmd::lab(&env, &["soak", "--minutes", &minutes.to_string()])),
     };

@@ -381,7 +381,7 @@ pub fn answer_as(shared: &Shared, access: Access, uid: Option<u32>, line: &str) 
 
 /// One request line, strictly: a field the request does not have is an error (serde
 /// lets internally tagged variants without fields ignore them).
-fn parse_request(line: &str) -> Result<Request, String> {
+pub fn parse_request(line: &str) -> Result<Request, String> {
     use serde::de::IgnoredAny;
     let line = line.trim();
     let request: Request = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;

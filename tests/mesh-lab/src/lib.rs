@@ -19,6 +19,7 @@ pub mod cases;
 pub mod crypto_bench;
 pub mod demo;
 pub mod frames;
+pub mod fuzz;
 pub mod labtools;
 pub mod mesh6;
 pub mod mesh_agents;

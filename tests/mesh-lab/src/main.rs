@@ -26,6 +26,15 @@ enum Command {
     Demo,
     /// A benchmark against its baseline: forward, telemetry, maps.
     Bench { name: String },
+    /// Every byte parser fed seeded mutations for a bounded time; crashes kept.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The mutation seed (default: the time).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// The demo mesh under traffic and random faults for a while, checking that nothing
     /// leaks, loops or stays broken.
     Soak {
@@ -102,6 +111,22 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Demo => lab::demo::run(meshctl()?),
         Command::Soak { minutes } => lab::soak::run(meshctl()?, minutes),
+        Command::Fuzz { seconds, seed } => {
+            let seed = seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_secs())
+            });
+            println!("fuzz: {seconds} s per target, seed {seed}");
+            let out = PathBuf::from("target/fuzz");
+            let done = lab::fuzz::run(Duration::from_secs(seconds), seed, &out)?;
+            let total: u64 = done.iter().map(|o| o.execs).sum();
+            println!(
+                "fuzz: {} targets, {total} inputs, no crash (seed {seed})",
+                done.len()
+            );
+            Ok(())
+        }
         Command::Bench { name } => match name.as_str() {
             "forward" => {
                 lab::bench::forward(meshctl()?, &PathBuf::from("target/bench/forward.json"))
