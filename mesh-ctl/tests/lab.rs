@@ -905,3 +905,61 @@ fn a_router_upgraded_and_rolled_back_under_traffic_loses_nothing() {
     assert!(sent > 2000, "the stream ran ({sent} sent)");
     assert_eq!(outage.lost, 0, "{outage:?}");
 }
+
+#[test]
+#[ignore = "needs root"]
+fn pins_removed_under_a_running_agent_are_put_back_and_forwarding_never_stops() {
+    let mut lab = lab("repin");
+    let t = topology::line(&mut lab).expect("line topology");
+    let mut agents = start_all(&mut lab, &t);
+    let dst = t.dst_v4.to_string();
+    let pin_dir = agents["r"].pin_dir.clone();
+    let listing = |dir: &std::path::Path| -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["maps", "progs", "links"] {
+            if let Ok(d) = std::fs::read_dir(dir.join(sub)) {
+                out.extend(
+                    d.flatten()
+                        .map(|e| format!("{sub}/{}", e.file_name().to_string_lossy())),
+                );
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = listing(&pin_dir);
+    assert!(
+        before.iter().any(|p| p.starts_with("links/xdp-")),
+        "{before:?}"
+    );
+    std::fs::remove_dir_all(&pin_dir).expect("an operator removes the pins");
+    // The agent holds its links open: nothing was detached.
+    assert_eq!(
+        lab.ping(&t.src, &dst, 5).expect("ping"),
+        5,
+        "forwarding stopped"
+    );
+    let back = (0..60).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        listing(&pin_dir) == before
+    });
+    assert!(
+        back,
+        "pins not restored: {:?} (was {before:?})",
+        listing(&pin_dir)
+    );
+    assert!(
+        agents["r"]
+            .drain_events()
+            .iter()
+            .any(|e| e["event"] == "pins_restored"),
+        "the agent said so"
+    );
+    // And a restart adopts the restored data plane.
+    let r = t.configs.iter().find(|c| c.node == "r").expect("r").clone();
+    agents["r"].exit().expect("exit");
+    let again = lab.agent(&r).expect("restart");
+    assert_eq!(again.attached["adopted"], true, "{}", again.attached);
+    agents.insert("r".into(), again);
+    assert_eq!(lab.ping(&t.src, &dst, 5).expect("ping"), 5);
+}

@@ -181,6 +181,8 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     // Malformed datagrams are counted each; logged at most once per interface per 10 s
     // (with how many were not), so a flood of garbage cannot flood the log.
     let mut malformed_log = crate::secure::LogLimiter::new(10_000, 256);
+    // A pin directory that cannot be restored (bpffs unmounted) is said once a minute.
+    let mut pin_log = crate::secure::LogLimiter::new(60_000, 1);
     let mut scratch = Vec::new();
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let (mut report_at, mut slot) = aligned(config.detect.window_ms);
@@ -220,6 +222,19 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                         Some(format!("{e:#}"))
                     }
                 };
+                // Pins removed under us: forwarding goes on (we hold the links), but a
+                // restart could not adopt the data plane until they are back.
+                match io.dp.repin() {
+                    Ok(restored) if !restored.is_empty() => {
+                        crate::event!(WARN, "pins_restored", restored = %json!(restored));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if pin_log.check("pins", monotonic_ns().map(ms).unwrap_or(0)).is_some() {
+                            crate::event!(ERROR, "pins_error", error = format!("{e:#}"));
+                        }
+                    }
+                }
                 mesh.publish(&k, &shared);
             }
             _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {

@@ -136,6 +136,11 @@ pub struct Dataplane {
     pins: Option<pins::PinDir>,
     attached: Vec<(String, XdpLinkId)>,
     egress: Vec<(String, SchedClassifierLinkId)>,
+    /// Our pinned links, also held open here: pins removed under the running agent do
+    /// not detach anything, and [`Self::repin`] puts them back.
+    held: Vec<(pins::LinkKind, String, aya::programs::links::FdLink)>,
+    /// The event ring buffer's own handle, once [`Self::take_events`] gave the map away.
+    events_handle: Option<MapData>,
     /// Possible CPUs: the number of values in a per-CPU map entry.
     ncpus: usize,
     flow_capacity: u32,
@@ -202,6 +207,8 @@ impl Dataplane {
             pins,
             attached: Vec::new(),
             egress: Vec::new(),
+            held: Vec::new(),
+            events_handle: None,
             ncpus,
             flow_capacity,
             neighbors: Vec::new(),

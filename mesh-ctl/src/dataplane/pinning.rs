@@ -12,13 +12,16 @@ use aya::{
         xdp::XdpLink,
     },
 };
-use mesh_common::maps::{FLOWS, LAYOUT_VERSION, META, PROG_TC_EGRESS, PROG_XDP};
+use mesh_common::maps::{EVENTS, FLOWS, LAYOUT_VERSION, META, PROG_TC_EGRESS, PROG_XDP};
 
 use super::{
     ALL_MAPS, Dataplane, DataplaneError, MapStore, Result, classifier_mut,
     pins::{LinkKind, PinDir},
     typed, xdp_mut,
 };
+
+/// The programs we pin.
+const PROGRAMS: [&str; 2] = [PROG_XDP, PROG_TC_EGRESS];
 
 /// How [`Dataplane::open`] got its maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +141,7 @@ impl Dataplane {
 
     /// Swaps this object's programs onto every pinned attachment.
     fn replace_programs(&mut self, pins: &PinDir, done: &mut Takeover) -> Result<()> {
+        let mut held = Vec::new();
         let ebpf = self.programs()?;
         for (kind, iface, path) in pins.attachments() {
             let label = path
@@ -156,8 +160,15 @@ impl Dataplane {
                                 iface: iface.clone(),
                                 source,
                             })?;
-                    // The pin keeps the link; our descriptor of it may close.
-                    drop(prog.take_link(id));
+                    let link = prog
+                        .take_link(id)
+                        .map_err(|source| DataplaneError::Attach {
+                            iface: iface.clone(),
+                            source,
+                        })?;
+                    if let Ok(fd) = FdLink::try_from(link) {
+                        held.push((LinkKind::Xdp, iface.clone(), fd));
+                    }
                 }
                 LinkKind::Tcx => {
                     let link = pinned_link(&path)?;
@@ -170,7 +181,15 @@ impl Dataplane {
                                 iface: iface.clone(),
                                 source,
                             })?;
-                    drop(prog.take_link(id));
+                    let link = prog
+                        .take_link(id)
+                        .map_err(|source| DataplaneError::AttachTc {
+                            iface: iface.clone(),
+                            source,
+                        })?;
+                    if let Ok(fd) = FdLink::try_from(link) {
+                        held.push((LinkKind::Tcx, iface.clone(), fd));
+                    }
                 }
                 LinkKind::TcNetlink => {
                     done.kept.push(label);
@@ -179,14 +198,81 @@ impl Dataplane {
             }
             done.replaced.push(label);
         }
+        self.held.extend(held);
         Ok(())
+    }
+
+    /// Puts back whatever of our pins went missing under the running agent (someone
+    /// removed the directory): maps and programs from the descriptors this process holds,
+    /// links from the ones it keeps open, the layout stamp last. Forwarding never stopped
+    /// (the open links kept the programs attached); this only makes the data plane
+    /// adoptable again. Returns what was restored.
+    pub fn repin(&mut self) -> Result<Vec<String>> {
+        let Some(pins) = self.pins.clone() else {
+            return Ok(Vec::new());
+        };
+        if pins.map(META).exists()
+            && self
+                .held
+                .iter()
+                .all(|(kind, iface, _)| pins.link(*kind, iface).exists())
+        {
+            return Ok(Vec::new());
+        }
+        let mut restored = Vec::new();
+        for dir in [pins.maps(), pins.progs(), pins.links()] {
+            std::fs::create_dir_all(&dir).map_err(pin_err("creating", &dir))?;
+        }
+        for &name in ALL_MAPS.iter().filter(|n| **n != META) {
+            let path = pins.map(name);
+            if path.exists() {
+                continue;
+            }
+            if self.maps.0.contains_key(name) {
+                self.pin_map(&pins, name)?;
+            } else if let (EVENTS, Some(events)) = (name, &self.events_handle) {
+                events
+                    .pin(&path)
+                    .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
+            } else {
+                continue;
+            }
+            restored.push(format!("maps/{name}"));
+        }
+        if PROGRAMS.iter().any(|p| !pins.prog(p).exists()) && self.ebpf.is_some() {
+            self.pin_programs(&pins)?;
+            restored.push("progs".to_owned());
+        }
+        let held = std::mem::take(&mut self.held);
+        for (kind, iface, fd) in held {
+            let path = pins.link(kind, &iface);
+            if path.exists() {
+                self.held.push((kind, iface, fd));
+                continue;
+            }
+            let pinned = fd
+                .pin(&path)
+                .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
+            restored.push(format!(
+                "links/{}",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            self.held.push((kind, iface, FdLink::from(pinned)));
+        }
+        if !pins.map(META).exists() {
+            self.pin_map(&pins, META)?;
+            restored.push(format!("maps/{META}"));
+        }
+        Ok(restored)
     }
 
     /// Pins the programs, replacing pins of earlier ones (what `bpftool prog show pinned`
     /// finds is what runs).
     fn pin_programs(&mut self, pins: &PinDir) -> Result<()> {
         let ebpf = self.programs()?;
-        for name in [PROG_XDP, PROG_TC_EGRESS] {
+        for name in PROGRAMS {
             let path = pins.prog(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -321,6 +407,7 @@ impl Dataplane {
         };
         let attached = std::mem::take(&mut self.attached);
         let egress = std::mem::take(&mut self.egress);
+        let mut held = Vec::new();
         let ebpf = self.programs()?;
         for (iface, id) in attached {
             let link = xdp_mut(ebpf, PROG_XDP)?.take_link(id).map_err(|source| {
@@ -332,8 +419,10 @@ impl Dataplane {
             let path = pins.link(LinkKind::Xdp, &iface);
             let fd = FdLink::try_from(link)
                 .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
-            fd.pin(&path)
+            let pinned = fd
+                .pin(&path)
                 .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
+            held.push((LinkKind::Xdp, iface, FdLink::from(pinned)));
         }
         for (iface, id) in egress {
             let link =
@@ -346,8 +435,10 @@ impl Dataplane {
             match FdLink::try_from(link) {
                 Ok(fd) => {
                     let path = pins.link(LinkKind::Tcx, &iface);
-                    fd.pin(&path)
+                    let pinned = fd
+                        .pin(&path)
                         .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
+                    held.push((LinkKind::Tcx, iface, FdLink::from(pinned)));
                 }
                 // A netlink filter is no link: it stays in the kernel until removed. The
                 // marker tells `detach` where to look.
@@ -361,6 +452,7 @@ impl Dataplane {
                 }
             }
         }
+        self.held.extend(held);
         Ok(())
     }
 }

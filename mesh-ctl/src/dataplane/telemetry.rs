@@ -163,6 +163,17 @@ impl Dataplane {
             .0
             .remove(EVENTS)
             .ok_or(DataplaneError::MissingMap(EVENTS))?;
+        // A second handle stays here, so the ring buffer can be pinned again.
+        let dup = match &map {
+            aya::maps::Map::RingBuf(m) => m
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .and_then(|fd| MapData::from_fd(fd).ok()),
+            _ => None,
+        };
+        self.events_handle = dup;
         RingBuf::try_from(map).map_err(|source| DataplaneError::MapLayout {
             name: EVENTS,
             source,
