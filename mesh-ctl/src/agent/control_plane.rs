@@ -498,6 +498,21 @@ name = "a-eth0"
     }
 
     #[tokio::test]
+    async fn hellos_from_ever_new_nodes_cannot_grow_the_neighbour_table_without_bound() {
+        let (mut mesh, mut k, mut io) = agent();
+        for i in 0..200 {
+            let name = format!("spoof{i}");
+            mesh.on_message(&mut io, &mut k, hello(&name, &[]), heard(), None)
+                .await;
+        }
+        assert_eq!(
+            k.neighbors.len(),
+            crate::agent::monitor::MAX_NEIGHBORS_PER_IFACE,
+            "one interface's neighbours are bounded"
+        );
+    }
+
+    #[tokio::test]
     async fn our_own_hello_is_ignored() {
         let (mut mesh, mut k, mut io) = agent();
         mesh.on_message(&mut io, &mut k, hello("a", &[]), heard(), None)

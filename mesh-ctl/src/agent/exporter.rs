@@ -175,6 +175,13 @@ pub const AGENT_METRICS: &[Metric] = &[
         zero: Zero::Not,
     },
     Metric {
+        name: "x0tta6bl4_neighbors_refused_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "New neighbours not taken: their interface had as many as allowed (64)",
+        zero: Zero::Plain,
+    },
+    Metric {
         name: "x0tta6bl4_lsdb_adverts",
         kind: Kind::Gauge,
         labels: &[],

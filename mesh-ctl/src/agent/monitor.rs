@@ -97,6 +97,9 @@ pub struct Heard {
 }
 
 /// Takes a hello heard on `heard.ifindex`.
+/// Most neighbours heard on one interface.
+pub const MAX_NEIGHBORS_PER_IFACE: usize = 64;
+
 pub fn hello(
     k: &mut Knowledge,
     tables: &Tables,
@@ -136,6 +139,12 @@ pub fn hello(
         if hello.restarting && !listed {
             return HelloOutcome::Restarted;
         }
+        return HelloOutcome::Nothing;
+    }
+    // Hellos are not authenticated: whoever sends them must not grow our tables without
+    // bound. A segment with more neighbours than this is no mesh link.
+    if k.neighbors.iter().filter(|n| n.ifindex == ifindex).count() >= MAX_NEIGHBORS_PER_IFACE {
+        metrics::counter!("x0tta6bl4_neighbors_refused_total").increment(1);
         return HelloOutcome::Nothing;
     }
     let slot = k.slot_for(ifindex, hello.mac.0);
