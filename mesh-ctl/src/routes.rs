@@ -33,7 +33,8 @@ pub struct HostIface {
 /// What route building needs to know about the host.
 pub trait HostView {
     fn iface(&self, name: &str) -> Option<HostIface>;
-    /// Every address configured on the host, all interfaces.
+    /// Every address configured on the host, all interfaces, and the broadcast address
+    /// of each IPv4 subnet (directed broadcasts are the kernel's, never forwarded).
     fn addresses(&self) -> Vec<IpAddr>;
 }
 

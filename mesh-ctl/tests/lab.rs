@@ -963,3 +963,42 @@ fn pins_removed_under_a_running_agent_are_put_back_and_forwarding_never_stops() 
     agents.insert("r".into(), again);
     assert_eq!(lab.ping(&t.src, &dst, 5).expect("ping"), 5);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_directed_broadcast_goes_to_the_kernel_not_across_the_router() {
+    let mut lab = lab("dirbcast");
+    let t = topology::line(&mut lab).expect("line topology");
+    let agents = start_all(&mut lab, &t);
+    let r = &agents["r"];
+    let far = lab
+        .link_between("r", &t.dst)
+        .expect("link")
+        .end("r")
+        .v4
+        .octets();
+    let broadcast = format!("{}.{}.{}.255", far[0], far[1], far[2]);
+    let count = |name: &str| -> u64 {
+        let d: api::Drops = r.view(&Request::Drops).expect("drops");
+        d.reasons
+            .iter()
+            .filter(|x| x.reason == name)
+            .map(|x| x.packets)
+            .sum()
+    };
+    r.settle(1, Duration::from_secs(1));
+    let (fwd0, local0) = (count("forwarded_v4"), count("pass_local"));
+    // From a, the far subnet's broadcast looks like any remote address.
+    let _ = lab.exec(
+        &t.src,
+        &["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", &broadcast],
+    );
+    r.settle(1, Duration::from_secs(1));
+    let (fwd1, local1) = (count("forwarded_v4"), count("pass_local"));
+    assert_eq!(fwd1, fwd0, "the directed broadcast was forwarded");
+    assert!(
+        local1 >= local0 + 5,
+        "handed to the kernel: pass_local {local0} -> {local1}"
+    );
+    assert_eq!(lab.ping(&t.src, &t.dst_v4.to_string(), 3).expect("ping"), 3);
+}
