@@ -9,7 +9,7 @@ pub mod views;
 use std::{
     collections::BTreeMap,
     io::{self, BufRead as _, BufReader, Write as _},
-    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
     time::Duration,
@@ -221,6 +221,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
             .mode(0o700)
             .create(dir)
             .map_err(|e| io_error(path, e))?;
+        // Where anyone may rename or delete entries, someone else's socket could stand in
+        // for ours: only a sticky directory (`/tmp`) or a closed one will do.
+        let mode = std::fs::metadata(dir).map_err(|e| io_error(path, e))?.mode() & 0o7777;
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Err(ApiError::Io {
+                path: path.to_owned(),
+                source: io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "its directory {} is writable by anyone (mode {mode:o}) and not sticky",
+                        dir.display()
+                    ),
+                ),
+            });
+        }
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt as _;

@@ -211,6 +211,20 @@ fn a_path_that_is_not_a_socket_is_never_removed() {
 }
 
 #[tokio::test]
+async fn a_socket_in_a_directory_anyone_may_rename_in_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = std::env::temp_dir().join(format!("x0-api-open-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = bind(&dir.join("agent.sock")).expect_err("refused");
+    assert!(err.to_string().contains("agent API socket"), "{err}");
+    // Sticky, as /tmp is: taken.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    assert!(bind(&dir.join("agent.sock")).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn many_idle_clients_do_not_stop_the_api() {
     let dir = std::env::temp_dir().join(format!("x0-api-idle-{}", std::process::id()));
     let path = dir.join("agent.sock");
