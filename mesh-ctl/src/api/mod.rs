@@ -223,7 +223,10 @@ pub fn bind(path: &Path) -> Result<UnixListener, ApiError> {
             .map_err(|e| io_error(path, e))?;
         // Where anyone may rename or delete entries, someone else's socket could stand in
         // for ours: only a sticky directory (`/tmp`) or a closed one will do.
-        let mode = std::fs::metadata(dir).map_err(|e| io_error(path, e))?.mode() & 0o7777;
+        let mode = std::fs::metadata(dir)
+            .map_err(|e| io_error(path, e))?
+            .mode()
+            & 0o7777;
         if mode & 0o002 != 0 && mode & 0o1000 == 0 {
             return Err(ApiError::Io {
                 path: path.to_owned(),
