@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mesh_ctl::api::{self, Request};
 use mesh_lab::mesh6;
-use support::mesh::{actions, converge, one_mesh, secure_configs, start_with, stop_all};
+use support::mesh::{actions, both_ways, converge, one_mesh, secure_configs, start_with, stop_all};
 
 #[test]
 #[ignore = "needs root"]
@@ -18,24 +18,7 @@ fn agents_restart_under_traffic_without_losing_a_packet() {
     let configs = secure_configs(&lab, &mesh, "");
     let mut agents = start_with(&mut lab, &configs);
     converge(&lab, &mesh, &agents);
-    let there = lab
-        .stream(
-            "hs",
-            "hd",
-            mesh.hd.host_v4.into(),
-            1000,
-            Duration::from_secs(60),
-        )
-        .expect("stream hs -> hd");
-    let back = lab
-        .stream(
-            "hd",
-            "hs",
-            mesh.hs.host_v6.into(),
-            1000,
-            Duration::from_secs(60),
-        )
-        .expect("stream hd -> hs");
+    let streams = both_ways(&mut lab, &mesh, 1000, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(1));
     // The head end and a transit router, one after the other.
     for i in [0, 1] {
@@ -51,7 +34,7 @@ fn agents_restart_under_traffic_without_losing_a_packet() {
         std::thread::sleep(Duration::from_secs(2));
     }
     let mut lost = Vec::new();
-    for (what, run) in [("hs -> hd", there), ("hd -> hs", back)] {
+    for (what, run) in streams {
         let (sent, arrivals) = run.stop().expect("stream");
         let outage = mesh_lab::stream::analyze(sent, &arrivals, 0);
         assert!(sent > 3000, "{what}: the stream ran ({sent} sent)");

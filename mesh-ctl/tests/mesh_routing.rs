@@ -534,28 +534,31 @@ fn route_get_and_monitor_show_a_silent_member_its_backup_and_the_action() {
     let (hs, hd) = (mesh.hs.host_v4.to_string(), mesh.hd.host_v4.to_string());
     let meshctl = lab.meshctl.display().to_string();
     let pin_dir = n1.pin_dir.display().to_string();
+    // `meshctl route get` for one flow, as an operator on n1 would run it.
+    let route_get = |output: &str| -> String {
+        lab.exec_ok(
+            "n1",
+            &[
+                &meshctl,
+                "route",
+                "get",
+                &hd,
+                "--flow",
+                "udp",
+                &hs,
+                "40000",
+                &hd,
+                "5201",
+                "--pin-dir",
+                &pin_dir,
+                "-o",
+                output,
+            ],
+        )
+        .expect("meshctl route get")
+    };
     let get = || -> RouteLookup {
-        let out = lab
-            .exec_ok(
-                "n1",
-                &[
-                    &meshctl,
-                    "route",
-                    "get",
-                    &hd,
-                    "--flow",
-                    "udp",
-                    &hs,
-                    "40000",
-                    &hd,
-                    "5201",
-                    "--pin-dir",
-                    &pin_dir,
-                    "-o",
-                    "json",
-                ],
-            )
-            .expect("meshctl route get");
+        let out = route_get("json");
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     };
     let r = get();
@@ -606,25 +609,7 @@ fn route_get_and_monitor_show_a_silent_member_its_backup_and_the_action() {
         || format!("{:?}", last.borrow()),
     );
     // What an operator sees.
-    let table = lab
-        .exec_ok(
-            "n1",
-            &[
-                &meshctl,
-                "route",
-                "get",
-                &hd,
-                "--flow",
-                "udp",
-                &hs,
-                "40000",
-                &hd,
-                "5201",
-                "--pin-dir",
-                &pin_dir,
-            ],
-        )
-        .expect("meshctl route get");
+    let table = route_get("table");
     println!("{table}");
     assert!(table.contains("IN USE"), "{table}");
     let mut follow = follow;

@@ -13,7 +13,9 @@ use mesh_ctl::{
     telemetry::SortKey,
 };
 use mesh_lab::{Agent, AgentConfig, Lab, labtools::UPGRADE_OBJECT, mesh6};
-use support::mesh::{converge, one_mesh, secure_configs, start_with, stop_all, wait_explained};
+use support::mesh::{
+    both_ways, converge, one_mesh, secure_configs, start_with, stop_all, wait_explained,
+};
 
 /// Attachment → program tag, as the kernel reports it through the agent.
 fn tags(agent: &Agent) -> BTreeMap<String, String> {
@@ -104,24 +106,7 @@ fn upgrade_and_rollback_under_traffic_lose_nothing() {
         .iter()
         .map(|a| a.view(&Request::Routes).expect("routes"))
         .collect();
-    let there = lab
-        .stream(
-            "hs",
-            "hd",
-            mesh.hd.host_v4.into(),
-            2000,
-            Duration::from_secs(90),
-        )
-        .expect("stream hs -> hd");
-    let back = lab
-        .stream(
-            "hd",
-            "hs",
-            mesh.hs.host_v6.into(),
-            2000,
-            Duration::from_secs(90),
-        )
-        .expect("stream hd -> hs");
+    let streams = both_ways(&mut lab, &mesh, 2000, Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(1));
     // Every router, so whichever path the streams take runs through upgraded ones.
     for (i, config) in configs.iter().enumerate() {
@@ -179,7 +164,7 @@ fn upgrade_and_rollback_under_traffic_lose_nothing() {
         std::thread::sleep(Duration::from_millis(700));
     }
     let mut lost = Vec::new();
-    for (what, run) in [("hs -> hd", there), ("hd -> hs", back)] {
+    for (what, run) in streams {
         let (sent, arrivals) = run.stop().expect("stream");
         let outage = mesh_lab::stream::analyze(sent, &arrivals, 0);
         assert!(sent > 20_000, "{what}: the stream ran ({sent} sent)");

@@ -380,72 +380,21 @@ impl Mesh {
 
 #[cfg(test)]
 mod tests {
-    use std::{net::IpAddr, path::Path};
-
     use mesh_common::telemetry::NeighborKey;
 
     use super::*;
     use crate::{
-        agent::execute::Installed,
-        config::{Config, MacAddr},
+        config::MacAddr,
         control::Hello,
         dataplane::fake::{FakeDatapath, Write},
-        routes::{HostIface, HostView, Tables},
-        routing::Lsdb,
     };
-
-    struct Host;
-
-    impl HostView for Host {
-        fn iface(&self, name: &str) -> Option<HostIface> {
-            (name == "a-eth0").then_some(HostIface {
-                ifindex: 4,
-                mac: MacAddr([2, 0, 0, 0, 0, 0x0a]),
-            })
-        }
-
-        fn addresses(&self) -> Vec<IpAddr> {
-            Vec::new()
-        }
-    }
-
-    const CONFIG: &str = r#"
-node = "a"
-[security]
-enabled = false
-[detect]
-enabled = false
-[routing]
-prefixes = ["10.0.1.0/24"]
-[[interfaces]]
-name = "a-eth0"
-"#;
 
     /// An agent with no sockets over the fake data plane: what the handlers change shows
     /// in the Knowledge, the Mesh and the fake.
     fn agent() -> (Mesh, Knowledge, Io<FakeDatapath>) {
-        let config = Config::parse(CONFIG, Path::new("a.toml")).expect("a valid config");
-        let tables = Tables::build(&config, &Host, 1).expect("tables");
-        let names = vec!["a-eth0".to_owned()];
-        let mesh = Mesh::new(
-            &config,
-            &tables,
-            &names,
-            false,
-            monotonic_ns().expect("a clock"),
+        crate::agent::testkit::agent(
+            "[detect]\nenabled = false\n[routing]\nprefixes = [\"10.0.1.0/24\"]",
         )
-        .expect("the agent's state");
-        let k = Knowledge::new(
-            Lsdb::new("a", 60_000),
-            Installed::default(),
-            tables.neighbors.len() as u32,
-        );
-        let io = Io {
-            dp: FakeDatapath::default(),
-            control: None,
-            sender: None,
-        };
-        (mesh, k, io)
     }
 
     fn heard() -> Heard {

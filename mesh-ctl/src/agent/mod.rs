@@ -23,6 +23,8 @@ mod plan;
 mod reload;
 mod runtime;
 mod secured;
+#[cfg(test)]
+mod testkit;
 
 pub use boot::install;
 pub use execute::{Applied, Installed, install_routes};

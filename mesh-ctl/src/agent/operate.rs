@@ -109,56 +109,14 @@ impl Mesh {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::{
-        agent::execute::Installed,
-        config::{Config, MacAddr},
-        dataplane::fake::FakeDatapath,
-        detect::Class,
-        routes::{HostIface, HostView, Tables},
-        routing::Lsdb,
-    };
-
-    struct Host;
-
-    impl HostView for Host {
-        fn iface(&self, name: &str) -> Option<HostIface> {
-            (name == "a-eth0").then_some(HostIface {
-                ifindex: 4,
-                mac: MacAddr([2, 0, 0, 0, 0, 0x0a]),
-            })
-        }
-
-        fn addresses(&self) -> Vec<IpAddr> {
-            Vec::new()
-        }
-    }
-
-    const CONFIG: &str = r#"
-node = "a"
-[security]
-enabled = false
-[[interfaces]]
-name = "a-eth0"
-"#;
+    use crate::{dataplane::fake::FakeDatapath, detect::Class};
 
     /// An agent with detection on, no sockets, over the fake data plane.
     fn agent() -> (Mesh, Knowledge, FakeDatapath) {
-        let config = Config::parse(CONFIG, Path::new("a.toml")).expect("a valid config");
-        let tables = Tables::build(&config, &Host, 1).expect("tables");
-        let mesh = Mesh::new(
-            &config,
-            &tables,
-            &["a-eth0".to_owned()],
-            false,
-            monotonic_ns().expect("a clock"),
-        )
-        .expect("the agent's state");
+        let (mesh, k, io) = crate::agent::testkit::agent("");
         assert!(mesh.detection.is_some(), "detection runs by default");
-        let k = Knowledge::new(Lsdb::new("a", 60_000), Installed::default(), 1);
-        (mesh, k, FakeDatapath::default())
+        (mesh, k, io.dp)
     }
 
     fn done(r: Result<Response, String>) -> String {

@@ -157,3 +157,20 @@ pub fn anomalies(agent: &Agent) -> api::Anomalies {
         .expect("anomalies")
         .expect("detection is on")
 }
+
+/// Streams both ways across the mesh at `pps` for up to `limit`: hs to hd over IPv4 and
+/// hd to hs over IPv6.
+pub fn both_ways(
+    lab: &mut Lab,
+    mesh: &mesh6::Mesh6,
+    pps: u32,
+    limit: Duration,
+) -> [(&'static str, mesh_lab::stream::StreamRun); 2] {
+    let there = lab
+        .stream("hs", "hd", mesh.hd.host_v4.into(), pps, limit)
+        .expect("stream hs -> hd");
+    let back = lab
+        .stream("hd", "hs", mesh.hs.host_v6.into(), pps, limit)
+        .expect("stream hd -> hs");
+    [("hs -> hd", there), ("hd -> hs", back)]
+}
