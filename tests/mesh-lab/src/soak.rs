@@ -70,6 +70,9 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
     println!("soak: {minutes} min on the demo mesh, fault order seed {seed}");
     let mut lab = Lab::new("soak", meshctl)?;
+    // The other build, copied: a rebuild while the soak runs must not change it.
+    let object = lab.dir().join("upgrade.o");
+    std::fs::copy(UPGRADE_OBJECT, &object).context("copying the other build's object")?;
     let mesh = mesh6::mesh6(&mut lab)?;
     let configs = mesh_agents::secure_configs(&lab, &mesh, "")?;
     let mut agents: Vec<Agent> = Vec::new();
@@ -130,7 +133,7 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
             3 => {
                 let i = rng.random_range(1..5usize);
                 let config = if i == UPGRADED && upgraded {
-                    with_object(&configs[i])
+                    with_object(&configs[i], &object)
                 } else {
                     configs[i].clone()
                 };
@@ -168,7 +171,7 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
                 let i = UPGRADED;
                 upgraded = !upgraded;
                 let config = if upgraded {
-                    with_object(&configs[i])
+                    with_object(&configs[i], &object)
                 } else {
                     configs[i].clone()
                 };
@@ -194,7 +197,13 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
             }
         };
         // The mesh takes the healed link back, or the restarted agent catches up.
-        wait_converged(&lab, &mesh, &agents[0])?;
+        if let Err(e) = wait_converged(&lab, &mesh, &agents[0]) {
+            bail!(
+                "after round {n} ({}): {e:#}\n{}",
+                round.what,
+                state(&agents)
+            );
+        }
         sample(&agents, since(Instant::now()), &mut report.samples)?;
         println!(
             "  {:6.2} min  round {n:3}: {}{}",
@@ -268,9 +277,9 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
 }
 
 /// A config that runs the other build's object.
-fn with_object(c: &AgentConfig) -> AgentConfig {
+fn with_object(c: &AgentConfig, object: &Path) -> AgentConfig {
     let mut c = c.clone();
-    c.args = vec!["--ebpf-object".into(), UPGRADE_OBJECT.into()];
+    c.args = vec!["--ebpf-object".into(), object.display().to_string()];
     c
 }
 
@@ -311,6 +320,58 @@ fn sample(agents: &[Agent], at_min: f64, out: &mut Vec<Sample>) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// What each agent says of its neighbours and its route to hd, for a failure report.
+fn state(agents: &[Agent]) -> String {
+    agents
+        .iter()
+        .map(|a| {
+            let neighbors = a
+                .view::<api::Neighbors>(&Request::Neighbors)
+                .map(|v| {
+                    v.neighbors
+                        .iter()
+                        .map(|n| {
+                            format!(
+                                "{}:{:?}{}",
+                                n.node,
+                                n.state,
+                                if n.adjacent { "+" } else { "" }
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|e| format!("{e:#}"));
+            let routes = a
+                .view::<api::RouteTable>(&Request::Routes)
+                .map(|r| {
+                    r.routes
+                        .iter()
+                        .map(|x| format!("{}->{:?}", x.prefix, x.next_hops))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|e| format!("{e:#}"));
+            let actions = a
+                .view::<api::Events>(&Request::Events)
+                .map(|v| {
+                    v.events
+                        .iter()
+                        .take(6)
+                        .map(|x| format!("{} {} ({})", x.kind, x.detail, x.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            format!(
+                "  {}: neighbours {neighbors}\n    routes {routes}\n    recent {actions}",
+                a.node
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn ttl_expired(agents: &[Agent]) -> Result<u64> {
