@@ -182,6 +182,20 @@ pub const AGENT_METRICS: &[Metric] = &[
         zero: Zero::Plain,
     },
     Metric {
+        name: "x0tta6bl4_map_read_errors_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Telemetry map reads that failed (retried next interval; forwarding does not depend on them)",
+        zero: Zero::Plain,
+    },
+    Metric {
+        name: "x0tta6bl4_probe_realtime",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 when the probe sender runs at real-time priority, 0 when it could not (absent with routing off)",
+        zero: Zero::Not,
+    },
+    Metric {
         name: "x0tta6bl4_lsdb_adverts",
         kind: Kind::Gauge,
         labels: &[],

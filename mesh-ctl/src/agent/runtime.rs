@@ -147,6 +147,9 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     mesh.publish(&k, &shared);
     shared.liveness.turned(monotonic_ns().map(ms)?);
     let (dp, sender) = (&io.dp, &io.sender);
+    if let Some(s) = sender.as_ref() {
+        metrics::gauge!("x0tta6bl4_probe_realtime").set(f64::from(u8::from(s.realtime().is_ok())));
+    }
     crate::event!(
         INFO,
         "attached",
@@ -219,6 +222,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                         // A failed read is reported and retried next interval; forwarding
                         // does not depend on it.
                         crate::event!(ERROR, "telemetry_error", error = format!("{e:#}"));
+                        metrics::counter!("x0tta6bl4_map_read_errors_total").increment(1);
                         Some(format!("{e:#}"))
                     }
                 };
