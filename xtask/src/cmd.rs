@@ -83,7 +83,62 @@ pub fn lint(env: &Env) -> Result<()> {
             .current_dir(root());
         status(c)?;
     }
-    Ok(())
+    deny(env)
+}
+
+/// The RustSec snapshot beside the checkout: the public database's files at one commit.
+const ADVISORY_SNAPSHOT: &str = "../shared/advisory-db";
+/// Where cargo-deny looks for its default database under `[advisories] db-path`.
+const ADVISORY_DB: &str = "target/advisory-dbs/advisory-db-3157b0e258782691";
+
+/// Dependency policy (`deny.toml`): licences, bans and sources, then advisories from the
+/// snapshot without fetching anything.
+fn deny(env: &Env) -> Result<()> {
+    status(cargo(
+        env,
+        &["deny", "check", "licenses", "bans", "sources"],
+    ))?;
+    let snapshot = root().join(ADVISORY_SNAPSHOT);
+    if !snapshot.join("crates").is_dir() {
+        eprintln!(
+            "xtask lint: skipped: advisories: no RustSec snapshot at {}",
+            snapshot.display()
+        );
+        return Ok(());
+    }
+    let db = root().join(ADVISORY_DB);
+    if !db.join(".git").is_dir() {
+        // cargo-deny reads a git checkout: the snapshot's files become one commit.
+        let _stale = std::fs::remove_dir_all(&db);
+        std::fs::create_dir_all(&db).with_context(|| format!("creating {}", db.display()))?;
+        let mut cp = Command::new("cp");
+        cp.arg("-r").arg(snapshot.join(".")).arg(&db);
+        status(cp)?;
+        let git = |args: &[&str]| {
+            let mut c = Command::new("git");
+            c.arg("-C")
+                .arg(&db)
+                .args([
+                    "-c",
+                    "user.name=snapshot",
+                    "-c",
+                    "user.email=snapshot@localhost",
+                ])
+                .args(args)
+                .env("GIT_COMMITTER_DATE", "2026-08-21T00:00:00Z");
+            status(c)
+        };
+        git(&["init", "-q"])?;
+        git(&["add", "-A"])?;
+        git(&[
+            "commit",
+            "-q",
+            "-m",
+            "RustSec advisory database snapshot",
+            "--date=2026-08-21T00:00:00Z",
+        ])?;
+    }
+    status(cargo(env, &["deny", "--offline", "check", "advisories"]))
 }
 
 /// Runs the lab binary (demo, benchmarks) built in release mode.

@@ -189,6 +189,7 @@ pub fn run(check_only: bool) -> Result<Env> {
     let cargo_bin = cargo_bin();
     ensure_bpf_linker(&cargo_bin, check_only, &mut missing)?;
     ensure_virtme(check_only, &mut missing)?;
+    ensure_cargo_deny(&cargo_bin, check_only, &mut missing)?;
     if !bpffs_mounted() {
         if check_only || !root {
             missing.push("bpffs at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)".to_owned());
@@ -211,7 +212,7 @@ pub fn run(check_only: bool) -> Result<Env> {
         bail!("setup: missing{who}:\n  - {}", missing.join("\n  - "));
     }
     eprintln!(
-        "setup: ok (eBPF toolchain `{toolchain}`{}, bpf-linker, virtme-ng)",
+        "setup: ok (eBPF toolchain `{toolchain}`{}, bpf-linker, virtme-ng, cargo-deny)",
         if build_std {
             " with build-std"
         } else {
@@ -329,6 +330,29 @@ fn ensure_bpf_linker(cargo_bin: &Path, check_only: bool, missing: &mut Vec<Strin
     .env("PATH", path_with(Path::new("/usr/lib/llvm-22/bin")))
     .env("LLVM_SYS_221_PREFIX", "/usr/lib/llvm-22");
     crate::cmd::status(c).context("installing bpf-linker")
+}
+
+/// cargo-deny, for the dependency policy `cargo xtask lint` checks.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+fn ensure_cargo_deny(cargo_bin: &Path, check_only: bool, missing: &mut Vec<String>) -> Result<()> {
+    if ok(Command::new(cargo_bin.join("cargo-deny")).arg("--version")) {
+        return Ok(());
+    }
+    if check_only {
+        missing.push(format!("cargo-deny {CARGO_DENY_VERSION} (cargo install)"));
+        return Ok(());
+    }
+    eprintln!("setup: building cargo-deny {CARGO_DENY_VERSION} (a few minutes, once)");
+    let mut c = Command::new("cargo");
+    c.args([
+        "install",
+        "cargo-deny",
+        "--locked",
+        "--version",
+        CARGO_DENY_VERSION,
+    ]);
+    crate::cmd::status(c).context("installing cargo-deny")
 }
 
 fn ensure_virtme(check_only: bool, missing: &mut Vec<String>) -> Result<()> {
