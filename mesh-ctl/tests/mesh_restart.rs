@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use mesh_ctl::api::{self, Request};
 use mesh_lab::mesh6;
-use support::mesh::{actions, both_ways, converge, one_mesh, secure_configs, start_with, stop_all};
+use support::mesh::{
+    actions, both_ways, converge, one_mesh, pins, secure_configs, start_with, stop_all,
+};
 
 #[test]
 #[ignore = "needs root"]
@@ -74,21 +76,6 @@ fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
     let n1 = agents.remove(0);
     let routes: api::RouteTable = n1.view(&Request::Routes).expect("routes");
     n1.exit().expect("n1's agent exits, forwarding kept");
-    let pins = |dir: &std::path::Path| -> Vec<String> {
-        let mut out = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).expect("pin dir") {
-                let p = e.expect("entry").path();
-                if p.is_dir() {
-                    stack.push(p.clone());
-                }
-                out.push(p.display().to_string());
-            }
-        }
-        out.sort();
-        out
-    };
     let before = pins(&n1.pin_dir);
     let mut bad = configs[0].clone();
     bad.extra

@@ -6,7 +6,7 @@
 #[expect(dead_code, reason = "each test file uses part of the shared support")]
 mod support;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use mesh_ctl::{
     api::{self, Request},
@@ -14,7 +14,7 @@ use mesh_ctl::{
 };
 use mesh_lab::{Agent, AgentConfig, Lab, labtools::UPGRADE_OBJECT, mesh6};
 use support::mesh::{
-    both_ways, converge, one_mesh, secure_configs, start_with, stop_all, wait_explained,
+    both_ways, converge, one_mesh, pins, secure_configs, start_with, stop_all, wait_explained,
 };
 
 /// Attachment → program tag, as the kernel reports it through the agent.
@@ -50,23 +50,6 @@ fn upgraded(config: &AgentConfig) -> AgentConfig {
     let mut c = config.clone();
     c.args = vec!["--ebpf-object".into(), UPGRADE_OBJECT.into()];
     c
-}
-
-/// Every file and directory under `dir`.
-fn pins(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("pin dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p.display().to_string());
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Replaces the agent `agents[i]` by one started from `config`; returns the counters the

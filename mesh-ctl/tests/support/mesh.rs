@@ -174,3 +174,20 @@ pub fn both_ways(
         .expect("stream hd -> hs");
     [("hs -> hd", there), ("hd -> hs", back)]
 }
+
+/// Every file and directory under `dir` (a pin directory), sorted.
+pub fn pins(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("pin dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p.display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
