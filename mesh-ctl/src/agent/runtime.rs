@@ -81,6 +81,11 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
     let events = dp.take_events().context("opening the event ring buffer")?;
 
     let prometheus = exporter::register(&config)?;
+    // Recorded once the recorder is in place (the identity was loaded before it).
+    if let Some((s, _, _)) = secured.as_ref() {
+        metrics::gauge!("x0tta6bl4_certificate_expiry_timestamp_seconds")
+            .set(s.cert_not_after() as f64);
+    }
     let (command_tx, mut commands) = tokio::sync::mpsc::channel::<api::Command>(4);
     let shared = Arc::new(Shared {
         node: config.node.clone(),

@@ -124,8 +124,6 @@ impl Secured {
         let loaded = cfg
             .load(now_s())
             .context("loading the node identity and trust bundle ([security])")?;
-        metrics::gauge!("x0tta6bl4_certificate_expiry_timestamp_seconds")
-            .set(loaded.identity.cert.not_after as f64);
         let identity = Arc::new(loaded.identity);
         let trust: SharedTrust = Arc::new(std::sync::RwLock::new(Arc::new(loaded.trust)));
         let mut verifier = AdvertVerifier::default();
@@ -242,6 +240,11 @@ impl Secured {
                 expected: Some(name),
             });
         });
+    }
+
+    /// When our certificate expires (Unix seconds).
+    pub fn cert_not_after(&self) -> u64 {
+        self.identity.cert.not_after
     }
 
     /// When the revocation list in force was issued (Unix seconds); 0: none.

@@ -25,6 +25,9 @@ use super::{
 use crate::api::{self, Request};
 
 const OUT: &str = "target/soak";
+/// TTL-expired packets one round may see: about 0.2 s of the 1,000 packets/s stream. A
+/// loop that outlives reconvergence expires far more.
+const LOOP_LIMIT: u64 = 200;
 /// The router whose agent is upgraded and rolled back (n2, a transit router).
 const UPGRADED: usize = 1;
 
@@ -38,6 +41,8 @@ pub struct Round {
     pub restore_ms: Option<f64>,
     /// Packets lost across an agent action (restart, reload, upgrade).
     pub lost: Option<u64>,
+    /// Packets whose TTL ran out in the mesh during the round: looping traffic.
+    pub ttl_expired: u64,
 }
 
 /// One sample of an agent.
@@ -99,7 +104,8 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
     let mut n = 0usize;
     while since(Instant::now()) < minutes {
         let at_min = since(Instant::now());
-        let round = match rng.random_range(0..6u32) {
+        let ttl_before = ttl_expired(&agents)?;
+        let mut round = match rng.random_range(0..6u32) {
             k @ 0..=2 => {
                 let (fault, name, limit) = match k {
                     0 => (Fault::Silent, "silent link failure", 5),
@@ -128,6 +134,7 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
                     what: format!("{name} on {}", r.link),
                     restore_ms: Some(r.outage.settled_ms),
                     lost: None,
+                    ttl_expired: 0,
                 }
             }
             3 => {
@@ -149,6 +156,7 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
                     what: format!("{} killed (SIGKILL) and restarted", configs[i].node),
                     restore_ms: None,
                     lost: Some(lost),
+                    ttl_expired: 0,
                 }
             }
             4 => {
@@ -165,6 +173,7 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
                     what: "every agent reloaded".into(),
                     restore_ms: None,
                     lost: Some(lost),
+                    ttl_expired: 0,
                 }
             }
             _ => {
@@ -193,6 +202,7 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
                     ),
                     restore_ms: None,
                     lost: Some(lost),
+                    ttl_expired: 0,
                 }
             }
         };
@@ -205,14 +215,19 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
             );
         }
         sample(&agents, since(Instant::now()), &mut report.samples)?;
+        round.ttl_expired = ttl_expired(&agents)?.saturating_sub(ttl_before);
         println!(
-            "  {:6.2} min  round {n:3}: {}{}",
+            "  {:6.2} min  round {n:3}: {}{}{}",
             round.at_min,
             round.what,
             match (round.restore_ms, round.lost) {
                 (Some(ms), _) => format!(", restored in {ms:.1} ms"),
                 (_, Some(l)) => format!(", {l} packets lost"),
                 _ => String::new(),
+            },
+            match round.ttl_expired {
+                0 => String::new(),
+                t => format!(", {t} TTL-expired (a transient loop)"),
             }
         );
         report.rounds.push(round);
@@ -251,19 +266,29 @@ pub fn run(meshctl: PathBuf, minutes: f64) -> Result<()> {
         .filter_map(|r| r.restore_ms)
         .fold(0.0, f64::max);
     let lost: u64 = report.rounds.iter().filter_map(|r| r.lost).sum::<u64>() - killed_lost;
+    // Link-state reconvergence can loop a few packets while routers update one after
+    // another (micro-loops, RFC 5715): reported. A loop that lasts is a failure.
+    let worst = report
+        .rounds
+        .iter()
+        .max_by_key(|r| r.ttl_expired)
+        .map(|r| (r.ttl_expired, r.what.clone()))
+        .unwrap_or_default();
     println!(
         "soak: {} rounds in {:.1} min: every link failure healed (slowest {restore_max:.1} ms), \
          {killed_lost} packets lost across SIGKILL restarts, {lost} across reloads and \
-         upgrades, {ttl} TTL-expired \
-         packets, RSS slope at most {:.1} KiB/min, open-file slope at most {:.2}/min; {OUT}/soak.json",
+         upgrades, {ttl} TTL-expired packets (transient loops, at most {} in a round), RSS slope at most {:.1} KiB/min, open-file slope at most {:.2}/min; {OUT}/soak.json",
         report.rounds.len(),
         since(Instant::now()),
+        worst.0,
         max(&report.rss_slope_kib_per_min),
         max(&report.fd_slope_per_min),
     );
     ensure!(
-        ttl == 0,
-        "{ttl} packets expired in flight: a forwarding loop"
+        worst.0 <= LOOP_LIMIT,
+        "{} packets expired in flight in one round ({}): a forwarding loop that lasted",
+        worst.0,
+        worst.1
     );
     let ours: Vec<_> = left
         .iter()
