@@ -141,6 +141,8 @@ pub struct Dataplane {
     held: Vec<(pins::LinkKind, String, aya::programs::links::FdLink)>,
     /// The event ring buffer's own handle, once [`Self::take_events`] gave the map away.
     events_handle: Option<MapData>,
+    /// Interfaces whose TC egress is a netlink filter of ours (a marker pin, no link).
+    netlink_egress: Vec<String>,
     /// Possible CPUs: the number of values in a per-CPU map entry.
     ncpus: usize,
     flow_capacity: u32,
@@ -209,6 +211,7 @@ impl Dataplane {
             egress: Vec::new(),
             held: Vec::new(),
             events_handle: None,
+            netlink_egress: Vec::new(),
             ncpus,
             flow_capacity,
             neighbors: Vec::new(),

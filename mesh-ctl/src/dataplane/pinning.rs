@@ -141,7 +141,7 @@ impl Dataplane {
 
     /// Swaps this object's programs onto every pinned attachment.
     fn replace_programs(&mut self, pins: &PinDir, done: &mut Takeover) -> Result<()> {
-        let mut held = Vec::new();
+        let (mut held, mut netlink) = (Vec::new(), Vec::new());
         let ebpf = self.programs()?;
         for (kind, iface, path) in pins.attachments() {
             let label = path
@@ -192,6 +192,7 @@ impl Dataplane {
                     }
                 }
                 LinkKind::TcNetlink => {
+                    netlink.push(iface.clone());
                     done.kept.push(label);
                     continue;
                 }
@@ -199,6 +200,7 @@ impl Dataplane {
             done.replaced.push(label);
         }
         self.held.extend(held);
+        self.netlink_egress.extend(netlink);
         Ok(())
     }
 
@@ -216,6 +218,10 @@ impl Dataplane {
                 .held
                 .iter()
                 .all(|(kind, iface, _)| pins.link(*kind, iface).exists())
+            && self
+                .netlink_egress
+                .iter()
+                .all(|iface| pins.link(LinkKind::TcNetlink, iface).exists())
         {
             return Ok(Vec::new());
         }
@@ -260,6 +266,18 @@ impl Dataplane {
                     .unwrap_or_default()
             ));
             self.held.push((kind, iface, FdLink::from(pinned)));
+        }
+        for iface in &self.netlink_egress {
+            let path = pins.link(LinkKind::TcNetlink, iface);
+            if !path.exists() {
+                std::fs::create_dir_all(&path).map_err(pin_err("creating", &path))?;
+                restored.push(format!(
+                    "links/{}",
+                    path.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
+            }
         }
         if !pins.map(META).exists() {
             self.pin_map(&pins, META)?;
@@ -407,7 +425,7 @@ impl Dataplane {
         };
         let attached = std::mem::take(&mut self.attached);
         let egress = std::mem::take(&mut self.egress);
-        let mut held = Vec::new();
+        let (mut held, mut netlink) = (Vec::new(), Vec::new());
         let ebpf = self.programs()?;
         for (iface, id) in attached {
             let link = xdp_mut(ebpf, PROG_XDP)?.take_link(id).map_err(|source| {
@@ -445,6 +463,7 @@ impl Dataplane {
                 Err(LinkError::InvalidLink) => {
                     let path = pins.link(LinkKind::TcNetlink, &iface);
                     std::fs::create_dir_all(&path).map_err(pin_err("creating", &path))?;
+                    netlink.push(iface);
                 }
                 Err(e) => {
                     let path = pins.link(LinkKind::Tcx, &iface);
@@ -453,6 +472,7 @@ impl Dataplane {
             }
         }
         self.held.extend(held);
+        self.netlink_egress.extend(netlink);
         Ok(())
     }
 }
