@@ -434,6 +434,11 @@ fn main() -> ExitCode {
                         },
                     ))
                 })
+                // The runtime and every socket are gone before the new image starts.
+                .and_then(|stopped| match stopped {
+                    agent::Stopped::Signal => Ok(()),
+                    agent::Stopped::Reexec => agent::reexec(),
+                })
         }),
         Command::Flows { top, sort, view } => {
             show(&view, Request::Flows { top, sort }, views::flows)

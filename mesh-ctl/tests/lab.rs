@@ -1002,3 +1002,107 @@ fn a_directed_broadcast_goes_to_the_kernel_not_across_the_router() {
     );
     assert_eq!(lab.ping(&t.src, &t.dst_v4.to_string(), 3).expect("ping"), 3);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_mesh_interface_deleted_and_recreated_under_the_agent_is_attached_again() {
+    let mut lab = lab("recreate");
+    let t = topology::line(&mut lab).expect("line topology");
+    let agents = start_all(&mut lab, &t);
+    let dst = t.dst_v4.to_string();
+    assert_eq!(lab.ping(&t.src, &dst, 3).expect("ping"), 3);
+    let r = &agents["r"];
+    let pid = r.pid();
+    let rb = lab.link_between("r", &t.dst).expect("link").clone();
+    let ifname = rb.end("r").ifname.clone();
+    let old = lab.xdp_program("r", &ifname).expect("ip link");
+    assert!(old.is_some(), "attached before");
+
+    lab.delete_link(&rb).expect("an operator deletes the link");
+    let lost = r
+        .wait_event("interface_lost", Duration::from_secs(10))
+        .expect("the agent says the interface is gone");
+    assert_eq!(lost["iface"], ifname.as_str(), "{lost}");
+
+    lab.recreate_link(&rb).expect("and creates it again");
+    // The host's default route went with its interface.
+    topology::host_default(&lab, &t.dst, &rb).expect("b's default route");
+    let recreated = r
+        .wait_event("interface_recreated", Duration::from_secs(10))
+        .expect("the agent sees it back");
+    assert_eq!(recreated["iface"], ifname.as_str(), "{recreated}");
+    let took_over = r
+        .wait_event("took_over", Duration::from_secs(20))
+        .expect("the re-executed agent takes over its own pins");
+    assert!(
+        took_over["stale"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|i| *i == ifname.as_str())),
+        "the dead links were recognised as stale: {took_over}"
+    );
+    let attached = r
+        .wait_event("attached", Duration::from_secs(20))
+        .expect("and attaches");
+    assert_eq!(attached["adopted"], true, "{attached}");
+    assert_eq!(r.pid(), pid, "same process, re-executed");
+    assert!(
+        lab.xdp_program("r", &ifname).expect("ip link").is_some(),
+        "XDP on the new device"
+    );
+    let back = (0..40).any(|_| lab.ping(&t.src, &dst, 1).is_ok_and(|n| n == 1));
+    assert!(
+        back,
+        "forwarding across the re-created link resumed: {:?}\n{:?}",
+        r.drain_events(),
+        r.query(&Request::Drops)
+    );
+    let status: api::Status = r.view(&Request::Status).expect("the API answers");
+    assert!(
+        status
+            .programs
+            .iter()
+            .any(|p| p.attachment == format!("xdp-{ifname}")),
+        "status shows the new attachment: {:?}",
+        status.programs
+    );
+    assert_eq!(lab.ping(&t.src, &dst, 10).expect("ping"), 10);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_bpffs_unmounted_under_a_running_agent_is_mounted_again_and_the_pins_restored() {
+    let mut lab = lab("unmount");
+    let t = topology::line(&mut lab).expect("line topology");
+    let agents = start_all(&mut lab, &t);
+    let dst = t.dst_v4.to_string();
+    let r = &agents["r"];
+    let bpffs = lab.bpffs().expect("the lab's bpffs");
+    // The agent runs in a mount namespace of its own (`ip netns exec`): unmount there.
+    let pid = r.pid().to_string();
+    let nsenter = |args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--"])
+            .args(args)
+            .output()
+            .expect("nsenter")
+    };
+    let out = nsenter(&["umount", "-l", &bpffs.display().to_string()]);
+    assert!(out.status.success(), "umount: {out:?}");
+    // The agent holds its links open: nothing was detached.
+    assert_eq!(lab.ping(&t.src, &dst, 5).expect("ping"), 5);
+    let remounted = r
+        .wait_event("bpffs_remounted", Duration::from_secs(10))
+        .expect("the agent mounts a bpffs again");
+    assert_eq!(remounted["dir"], bpffs.display().to_string(), "{remounted}");
+    let restored = r
+        .wait_event("pins_restored", Duration::from_secs(10))
+        .expect("and restores its pins");
+    let links = r.pin_dir.join("links").display().to_string();
+    let out = nsenter(&["ls", &links]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.lines().any(|l| l.starts_with("xdp-")),
+        "links pinned again: {listing} ({restored})"
+    );
+    assert_eq!(lab.ping(&t.src, &dst, 5).expect("ping"), 5);
+}

@@ -60,6 +60,7 @@ pub fn start(
             pin_dir = %pins.root().display(),
             replaced = %serde_json::json!(takeover.replaced),
             kept = %serde_json::json!(takeover.kept),
+            stale = %serde_json::json!(takeover.stale),
             flows_resized = %serde_json::json!(takeover.flows_resized),
             interfaces_added = %serde_json::json!(added),
             interfaces_removed = %serde_json::json!(removed)

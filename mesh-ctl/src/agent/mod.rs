@@ -14,6 +14,7 @@ pub mod exporter;
 mod fan;
 pub mod health;
 mod http;
+mod ifwatch;
 mod knowledge;
 mod mesh;
 mod monitor;
@@ -56,8 +57,6 @@ pub fn prepare(file: &Path) -> Result<(Config, Tables), Refused> {
     check::on_host(file, &SystemHost, unix_now() as u64, random_seed())
 }
 
-/// Runs the agent until SIGINT or SIGTERM, its API answering as `access` allows.
-/// Forwarding keeps running after it exits.
 /// How `meshctl agent` was started, beyond its config file.
 pub struct Options {
     /// Who may ask what of the API.
@@ -67,8 +66,34 @@ pub struct Options {
     pub ebpf_object: Option<std::path::PathBuf>,
 }
 
-pub async fn run(file: &Path, options: Options) -> anyhow::Result<()> {
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGINT or SIGTERM.
+    Signal,
+    /// A mesh interface was re-created: the caller runs [`reexec`] once the runtime is
+    /// gone, and the new image takes over the data plane.
+    Reexec,
+}
+
+/// Runs the agent until SIGINT or SIGTERM, its API answering as `access` allows.
+/// Forwarding keeps running after it exits.
+pub async fn run(file: &Path, options: Options) -> anyhow::Result<Stopped> {
     runtime::run(file, options).await
+}
+
+/// Replaces this process with a fresh agent (same binary, arguments, environment and
+/// PID, so systemd's notify and watchdog go on), which takes over the pins as an upgrade
+/// does. Returns only if the exec failed.
+pub fn reexec() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "meshctl".into());
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .exec();
+    Err(error).context("re-executing the agent (/proc/self/exe)")
 }
 
 pub(crate) fn unix_now() -> f64 {

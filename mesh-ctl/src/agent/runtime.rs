@@ -16,6 +16,7 @@ use super::{
     exporter,
     exporter::record_stage,
     health, http,
+    ifwatch::{self, IfWatch},
     knowledge::Knowledge,
     mesh::{Io, Mesh, ms},
     monitor::{self, Heard},
@@ -29,7 +30,7 @@ use crate::{
     telemetry::{LinkName, Snapshot, events::Recent},
 };
 
-pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
+pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::Stopped> {
     let super::Options {
         access,
         ebpf_object,
@@ -119,6 +120,8 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
             ifindex: *ifindex,
         })
         .collect();
+    let mut ifwatch = IfWatch::new(links.iter().map(|l| (l.name.clone(), l.ifindex)).collect());
+    let mut stopped = super::Stopped::Signal;
     let events_task = tokio::spawn(read_events(events, shared.clone(), links.clone()));
     let mut collector = Collector::new(&config, links);
 
@@ -231,6 +234,11 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                         Some(format!("{e:#}"))
                     }
                 };
+                let changes = ifwatch.check(|name| nix::net::if_::if_nametoindex(name).ok());
+                if ifwatch::report(&changes) {
+                    stopped = super::Stopped::Reexec;
+                    break;
+                }
                 // Pins removed under us: forwarding goes on (we hold the links), but a
                 // restart could not adopt the data plane until they are back.
                 match io.dp.repin() {
@@ -238,6 +246,17 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
                         crate::event!(WARN, "pins_restored", restored = %json!(restored));
                     }
                     Ok(_) => {}
+                    Err(crate::dataplane::DataplaneError::BpffsGone { dir }) => {
+                        // Unmounted under us: a bpffs goes back (the next tick repins).
+                        match crate::dataplane::mount_bpffs(&dir) {
+                            Ok(()) => crate::event!(WARN, "bpffs_remounted", dir = %dir.display()),
+                            Err(e) => {
+                                if pin_log.check("pins", monotonic_ns().map(ms).unwrap_or(0)).is_some() {
+                                    crate::event!(ERROR, "pins_error", error = format!("{} is no bpffs and mounting one failed: {e}", dir.display()));
+                                }
+                            }
+                        }
+                    }
                     Err(e) => {
                         if pin_log.check("pins", monotonic_ns().map(ms).unwrap_or(0)).is_some() {
                             crate::event!(ERROR, "pins_error", error = format!("{e:#}"));
@@ -432,9 +451,10 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<()> {
         "stopped",
         node = config.node.as_str(),
         forwarding = if dp.pinned() { "kept" } else { "detached" },
-        reasons = %reason_object(&reasons)
+        reasons = %reason_object(&reasons),
+        reexec = stopped == super::Stopped::Reexec
     );
-    Ok(())
+    Ok(stopped)
 }
 
 /// A timer every `ms` that skips the ticks a busy loop missed.

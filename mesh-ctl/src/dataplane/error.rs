@@ -85,6 +85,9 @@ pub enum DataplaneError {
         #[source]
         source: io::Error,
     },
+    /// The directory the pins live in is no bpffs any more (it was unmounted).
+    #[error("`{}` is not a bpffs any more (unmounted?): the pins cannot be restored", dir.display())]
+    BpffsGone { dir: std::path::PathBuf },
     /// The pinned maps were made by a build with another layout.
     #[error(
         "the maps pinned at `{dir}` have layout version {found}; this meshctl needs {want} and \

@@ -44,7 +44,7 @@ pub use self::{
     datapath::{Datapath, expire_blocks},
     error::{DataplaneError, explain},
     host::SystemHost,
-    pinning::{Detached, Start, Takeover, attached_programs, detach_pinned},
+    pinning::{Detached, Start, Takeover, attached_programs, detach_pinned, mount_bpffs},
     probes::ProbeReading,
     telemetry::FlowRecord,
 };

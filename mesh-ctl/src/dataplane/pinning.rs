@@ -43,6 +43,9 @@ pub struct Takeover {
     pub kept: Vec<String>,
     /// The flow table's capacity before and after, when the config changed it.
     pub flows_resized: Option<(u32, u32)>,
+    /// Interfaces whose pinned links outlived their device (deleted, perhaps re-created
+    /// under the same name): their pins were dropped, so they are attached afresh.
+    pub stale: Vec<String>,
 }
 /// What [`detach_pinned`] removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -154,12 +157,19 @@ impl Dataplane {
                     let link = XdpLink::try_from(link)
                         .map_err(|e| pin_err("opening", &path)(std::io::Error::other(e)))?;
                     let prog = xdp_mut(ebpf, PROG_XDP)?;
-                    let id =
-                        prog.attach_to_link(link)
-                            .map_err(|source| DataplaneError::Attach {
+                    let id = match prog.attach_to_link(link) {
+                        Ok(id) => id,
+                        Err(e) if device_gone(&e) => {
+                            drop_stale(&path, &iface, &mut done.stale)?;
+                            continue;
+                        }
+                        Err(source) => {
+                            return Err(DataplaneError::Attach {
                                 iface: iface.clone(),
                                 source,
-                            })?;
+                            });
+                        }
+                    };
                     let link = prog
                         .take_link(id)
                         .map_err(|source| DataplaneError::Attach {
@@ -175,12 +185,19 @@ impl Dataplane {
                     let link = SchedClassifierLink::try_from(link)
                         .map_err(|e| pin_err("opening", &path)(std::io::Error::other(e)))?;
                     let prog = classifier_mut(ebpf)?;
-                    let id =
-                        prog.attach_to_link(link)
-                            .map_err(|source| DataplaneError::AttachTc {
+                    let id = match prog.attach_to_link(link) {
+                        Ok(id) => id,
+                        Err(e) if device_gone(&e) => {
+                            drop_stale(&path, &iface, &mut done.stale)?;
+                            continue;
+                        }
+                        Err(source) => {
+                            return Err(DataplaneError::AttachTc {
                                 iface: iface.clone(),
                                 source,
-                            })?;
+                            });
+                        }
+                    };
                     let link = prog
                         .take_link(id)
                         .map_err(|source| DataplaneError::AttachTc {
@@ -192,15 +209,23 @@ impl Dataplane {
                     }
                 }
                 LinkKind::TcNetlink => {
-                    netlink.push(iface.clone());
-                    done.kept.push(label);
+                    netlink.push((iface.clone(), path, label));
                     continue;
                 }
             }
             done.replaced.push(label);
         }
+        // A netlink filter went with its device: the marker of a stale interface goes
+        // too (its XDP link told us), and the fresh attach adds a filter and a marker.
+        for (iface, path, label) in netlink {
+            if done.stale.contains(&iface) {
+                std::fs::remove_dir(&path).map_err(pin_err("removing", &path))?;
+            } else {
+                self.netlink_egress.push(iface);
+                done.kept.push(label);
+            }
+        }
         self.held.extend(held);
-        self.netlink_egress.extend(netlink);
         Ok(())
     }
 
@@ -224,6 +249,11 @@ impl Dataplane {
                 .all(|iface| pins.link(LinkKind::TcNetlink, iface).exists())
         {
             return Ok(Vec::new());
+        }
+        if let Some(base) = pins.base_without_bpffs() {
+            return Err(DataplaneError::BpffsGone {
+                dir: base.to_owned(),
+            });
         }
         let mut restored = Vec::new();
         for dir in [pins.maps(), pins.progs(), pins.links()] {
@@ -554,6 +584,36 @@ fn detach_one(kind: LinkKind, iface: &str, path: &Path) -> Result<()> {
 }
 
 /// The link pinned at `path`, as a descriptor.
+/// `bpf_link_update` on a link whose device was deleted: the kernel answers ENOLINK.
+fn device_gone(e: &aya::programs::ProgramError) -> bool {
+    matches!(e, aya::programs::ProgramError::SyscallError(s)
+        if s.io_error.raw_os_error() == Some(nix::libc::ENOLINK))
+}
+
+/// Unpins a link that outlived its device, once per interface in `stale`.
+fn drop_stale(path: &Path, iface: &str, stale: &mut Vec<String>) -> Result<()> {
+    std::fs::remove_file(path).map_err(pin_err("removing", path))?;
+    if !stale.iter().any(|s| s == iface) {
+        stale.push(iface.to_owned());
+    }
+    Ok(())
+}
+
+/// Mounts a bpffs on `dir` again (as systemd does on /sys/fs/bpf at boot), so pins
+/// removed with an unmounted one can be restored.
+pub fn mount_bpffs(dir: &Path) -> std::io::Result<()> {
+    nix::mount::mount(
+        Some("bpf"),
+        dir,
+        Some("bpf"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(std::io::Error::from)
+}
+
 fn pinned_link(path: &Path) -> Result<FdLink> {
     PinnedLink::from_pin(path)
         .map(FdLink::from)

@@ -72,17 +72,23 @@ impl PinDir {
         self.links().join(format!("{prefix}{iface}"))
     }
 
+    /// The directory the pin directory lives in, when that is not a bpffs (any more): the
+    /// mount point to put a bpffs back on. None while it is one, or cannot be told.
+    pub fn base_without_bpffs(&self) -> Option<&Path> {
+        let base = self.0.parent()?;
+        let fs = nix::sys::statfs::statfs(base).ok()?;
+        (fs.filesystem_type() != nix::sys::statfs::BPF_FS_MAGIC).then_some(base)
+    }
+
     /// Why this directory is not ours to remove, if it is not: it must live on a bpffs
     /// and hold only our three subdirectories. A directory that does not exist is ours
     /// (there is nothing to remove).
     pub fn not_ours(&self) -> Option<String> {
-        /// `BPF_FS_MAGIC` from linux/magic.h.
-        const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
         if !self.0.exists() {
             return None;
         }
         match nix::sys::statfs::statfs(&self.0) {
-            Ok(fs) if fs.filesystem_type().0 == BPF_FS_MAGIC => {}
+            Ok(fs) if fs.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC => {}
             Ok(_) => return Some("it is not on a bpffs".to_owned()),
             Err(e) => return Some(format!("cannot tell its file system: {e}")),
         }

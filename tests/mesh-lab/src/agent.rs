@@ -172,7 +172,8 @@ impl Agent {
         Ok(agent)
     }
 
-    fn wait_event(&self, event: &str, timeout: Duration) -> Result<serde_json::Value> {
+    /// Waits for the agent's next `event` record, skipping others.
+    pub fn wait_event(&self, event: &str, timeout: Duration) -> Result<serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -283,6 +284,32 @@ impl Agent {
             nix::sys::signal::Signal::SIGKILL,
         )
         .context("killing the agent")
+    }
+
+    /// SIGKILL, then waits (at most 5 s) until the process is dead and its sockets closed.
+    pub fn kill_and_wait(&self) -> Result<()> {
+        self.kill()?;
+        let stat = format!("/proc/{}/stat", self.pid);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            // Gone, or a zombie (state `Z` after the command name's closing paren) whose
+            // other threads are gone too: the last thread to exit closes the sockets.
+            let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid))
+                .map(Iterator::count)
+                .unwrap_or(0);
+            match std::fs::read_to_string(&stat) {
+                Err(_) => return Ok(()),
+                Ok(s)
+                    if threads <= 1
+                        && s.rsplit_once(") ")
+                            .is_some_and(|(_, rest)| rest.starts_with('Z')) =>
+                {
+                    return Ok(());
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        bail!("the agent in {} outlived SIGKILL by 5 s", self.node)
     }
 
     /// `meshctl detach` for this agent's pins, inside its namespace.

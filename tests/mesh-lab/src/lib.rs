@@ -175,7 +175,24 @@ impl Lab {
     /// gets 10.0.n.0/24 and fd00:n::/64, `a` the .1 / ::1 end.
     pub fn link(&mut self, a: &str, b: &str) -> Result<Link> {
         let link = self.plan_link(a, b)?;
-        let (nsa, nsb) = (self.ns(a), self.ns(b));
+        self.add_veth(&link)?;
+        self.links.push(link.clone());
+        Ok(link)
+    }
+
+    /// Deletes a link's veth pair, as an operator or a CNI tearing it down would.
+    pub fn delete_link(&self, link: &Link) -> Result<()> {
+        self.exec_ok(&link.a.node, &["ip", "link", "del", &link.a.ifname])
+            .map(drop)
+    }
+
+    /// Creates a deleted link again: same names, MACs and addresses, new ifindexes.
+    pub fn recreate_link(&self, link: &Link) -> Result<()> {
+        self.add_veth(link)
+    }
+
+    fn add_veth(&self, link: &Link) -> Result<()> {
+        let (nsa, nsb) = (self.ns(&link.a.node), self.ns(&link.b.node));
         run(
             "ip",
             &[
@@ -200,8 +217,7 @@ impl Lab {
         for e in [&link.a, &link.b] {
             self.configure_end(e)?;
         }
-        self.links.push(link.clone());
-        Ok(link)
+        Ok(())
     }
 
     /// Names and addresses the next link between `a` and `b`.

@@ -37,7 +37,7 @@ fn subnet_routes(link: &Link, group: &str) -> Vec<(String, String)> {
 }
 
 /// Default routes (IPv4 and IPv6) from `node` via the far end of `via`.
-pub(super) fn host_default(lab: &Lab, node: &str, via: &Link) -> Result<()> {
+pub fn host_default(lab: &Lab, node: &str, via: &Link) -> Result<()> {
     let gw = via.peer_of(node);
     lab.exec_ok(
         node,
