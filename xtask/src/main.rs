@@ -44,8 +44,14 @@ enum Task {
         #[arg(long, value_delimiter = ',')]
         kernel: Vec<String>,
     },
-    /// The mesh lab in network namespaces: forwarding, counters, and what comes next.
-    Demo,
+    /// Six XDP routers in network namespaces under traffic: a silent link failure healed,
+    /// what the agents did, and a plot of the delivered rate.
+    Demo {
+        /// Also run Prometheus and Alertmanager beside the mesh (Debian's): print the
+        /// alerts the failure fired and resolved, and draw the dashboard's key panels.
+        #[arg(long)]
+        observe: bool,
+    },
     /// Benchmarks, each against its baseline in the same run.
     Bench {
         /// Which benchmark: forward (XDP vs kernel forwarding), telemetry (forwarding with
@@ -83,7 +89,14 @@ fn main() -> std::process::ExitCode {
             let summary = vm::run(&env, &kernel)?;
             summary.finish()
         }),
-        Task::Demo => setup::run(false).and_then(|env| cmd::lab(&env, &["demo"])),
+        Task::Demo { observe } => setup::run(false).and_then(|env| {
+            let args: &[&str] = if observe {
+                &["demo", "--observe"]
+            } else {
+                &["demo"]
+            };
+            cmd::lab(&env, args)
+        }),
         Task::Bench { name } => setup::run(false).and_then(|env| cmd::lab(&env, &["bench", &name])),
         Task::Fuzz { seconds } => setup::run(false)
             .and_then(|env| cmd::lab(&env, &["fuzz", "--seconds", &seconds.to_string()])),

@@ -50,7 +50,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "VM tier: virtme-ng's guest init"),
     (
         "prometheus",
-        "telemetry lab: promtool checks the metrics scrape",
+        "telemetry lab: promtool checks the metrics scrape; the live monitoring lab",
+    ),
+    (
+        "prometheus-alertmanager",
+        "live monitoring lab: alerts delivered to a webhook",
     ),
 ];
 
@@ -189,6 +193,13 @@ pub fn run(check_only: bool) -> Result<Env> {
     let cargo_bin = cargo_bin();
     ensure_bpf_linker(&cargo_bin, check_only, &mut missing)?;
     ensure_virtme(check_only, &mut missing)?;
+    ensure_pip(
+        check_only,
+        &mut missing,
+        "kubernetes-validate",
+        "kubernetes-validate",
+        "deploy checks: the Kubernetes manifests against the API schemas",
+    )?;
     ensure_cargo_deny(&cargo_bin, check_only, &mut missing)?;
     if !bpffs_mounted() {
         if check_only || !root {
@@ -353,6 +364,31 @@ fn ensure_cargo_deny(cargo_bin: &Path, check_only: bool, missing: &mut Vec<Strin
         CARGO_DENY_VERSION,
     ]);
     crate::cmd::status(c).context("installing cargo-deny")
+}
+
+/// A PyPI tool that puts `command` on PATH.
+fn ensure_pip(
+    check_only: bool,
+    missing: &mut Vec<String>,
+    command: &str,
+    package: &str,
+    why: &str,
+) -> Result<()> {
+    if ok(Command::new(command).arg("--version")) {
+        return Ok(());
+    }
+    if check_only {
+        missing.push(format!("{package} (pip install {package}): {why}"));
+        return Ok(());
+    }
+    eprintln!("setup: installing {package} from PyPI ({why})");
+    let mut c = Command::new("python3");
+    c.args(["-m", "pip", "install", "--quiet", package]);
+    crate::cmd::status(c).with_context(|| format!("installing {package}"))?;
+    if !ok(Command::new(command).arg("--version")) {
+        bail!("{package} installed but `{command}` is not on PATH");
+    }
+    Ok(())
 }
 
 fn ensure_virtme(check_only: bool, missing: &mut Vec<String>) -> Result<()> {

@@ -35,6 +35,9 @@ pub struct Detection {
     last: Option<(Snapshot, Vec<Finding>)>,
     /// Sources blocked here, per action.
     pub blocks: BTreeMap<Target, Vec<IpAddr>>,
+    /// (kind, element, class) with an `x0tta6bl4_avoided` series: one taken back stays
+    /// at 0 (bounded by the topology, like the per-neighbour gauges).
+    avoided_gauged: std::collections::BTreeSet<(&'static str, String, &'static str)>,
 }
 
 /// The static detector's per-class levels.
@@ -73,6 +76,7 @@ impl Detection {
             seq: seq_floor,
             last: None,
             blocks: BTreeMap::new(),
+            avoided_gauged: std::collections::BTreeSet::new(),
         })
     }
 
@@ -193,8 +197,32 @@ impl Detection {
             });
         metrics::gauge!("x0tta6bl4_anomalies_avoided", "kind" => "node").set(nodes as f64);
         metrics::gauge!("x0tta6bl4_anomalies_avoided", "kind" => "link").set(links as f64);
+        self.avoided_gauges();
         self.last = Some((snap, named));
         Ok(decisions)
+    }
+
+    /// One `x0tta6bl4_avoided` series per element acted on: 1 while the action holds.
+    fn avoided_gauges(&mut self) {
+        let now: std::collections::BTreeSet<(&'static str, String, &'static str)> = self
+            .anomalies
+            .active()
+            .map(|a| match &a.target {
+                Target::Node { node } => ("node", node.clone(), a.class.name()),
+                Target::Link { a: x, b: y } => ("link", format!("{x}-{y}"), a.class.name()),
+            })
+            .collect();
+        for (kind, element, class) in self.avoided_gauged.iter().chain(&now) {
+            let on = now.contains(&(*kind, element.clone(), *class));
+            metrics::gauge!(
+                "x0tta6bl4_avoided",
+                "kind" => *kind,
+                "element" => element.clone(),
+                "class" => *class
+            )
+            .set(if on { 1.0 } else { 0.0 });
+        }
+        self.avoided_gauged.extend(now);
     }
 
     /// What `meshctl anomalies` shows.

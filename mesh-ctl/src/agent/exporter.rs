@@ -287,6 +287,20 @@ pub const AGENT_METRICS: &[Metric] = &[
         zero: Zero::Not,
     },
     Metric {
+        name: "x0tta6bl4_avoided",
+        kind: Kind::Gauge,
+        labels: &["kind", "element", "class"],
+        help: "1 while traffic is kept off this node or link (element) for the class found, 0 once taken back",
+        zero: Zero::Not,
+    },
+    Metric {
+        name: "x0tta6bl4_sources_blocked",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Attack sources blocked at this router now (until their block is reverted)",
+        zero: Zero::Not,
+    },
+    Metric {
         name: "x0tta6bl4_blocked_sources_total",
         kind: Kind::Counter,
         labels: &[],

@@ -485,6 +485,11 @@ impl Mesh {
         metrics::gauge!("x0tta6bl4_neighbors_adjacent").set(up as f64);
         self.neighbor_gauges(k);
         metrics::gauge!("x0tta6bl4_lsdb_adverts").set(k.lsdb.len() as f64);
+        let blocked: usize = self
+            .detection
+            .as_ref()
+            .map_or(0, |d| d.blocks.values().map(Vec::len).sum());
+        metrics::gauge!("x0tta6bl4_sources_blocked").set(blocked as f64);
         metrics::gauge!("x0tta6bl4_routes_installed")
             .set((k.installed.v4.len() + k.installed.v6.len()) as f64);
         metrics::counter!("x0tta6bl4_spf_runs_total").absolute(k.spf_runs);

@@ -131,7 +131,20 @@ impl Agent {
             "json",
         ]);
         args.extend(config.args.iter().map(String::as_str));
-        let child = lab.spawn(&config.node, &args)?;
+        Self::spawned(lab, &config.node, &args, socket, pin_dir)
+    }
+
+    /// Runs `args` (an agent, directly or through a wrapper that execs it) in `node`, and
+    /// waits until it has attached; `socket` and `pin_dir` are where it serves its API and
+    /// pins, as seen from here.
+    pub fn spawned(
+        lab: &mut Lab,
+        node: &str,
+        args: &[&str],
+        socket: PathBuf,
+        pin_dir: PathBuf,
+    ) -> Result<Self> {
+        let child = lab.spawn(node, args)?;
         let pid = child.id();
         let stdout = child.stdout.take().context("agent stdout")?;
         let mut stderr = child.stderr.take().context("agent stderr")?;
@@ -144,8 +157,8 @@ impl Agent {
             }
         });
         let mut agent = Self {
-            node: config.node.clone(),
-            ns: lab.ns(&config.node),
+            node: node.to_owned(),
+            ns: lab.ns(node),
             pid,
             lines,
             socket,
@@ -163,11 +176,7 @@ impl Agent {
             );
             let mut err = String::new();
             let _ = stderr.read_to_string(&mut err);
-            bail!(
-                "meshctl agent in {} did not attach: {}",
-                config.node,
-                err.trim()
-            );
+            bail!("meshctl agent in {node} did not attach: {}", err.trim());
         }
         Ok(agent)
     }
@@ -269,6 +278,8 @@ impl Agent {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
             .collect();
+        // `stopped` is its last word, not its last breath: its sockets close on exit.
+        self.wait_dead()?;
         Ok(reasons)
     }
 
@@ -289,6 +300,11 @@ impl Agent {
     /// SIGKILL, then waits (at most 5 s) until the process is dead and its sockets closed.
     pub fn kill_and_wait(&self) -> Result<()> {
         self.kill()?;
+        self.wait_dead()
+    }
+
+    /// Waits (at most 5 s) until the process is dead and its sockets closed.
+    fn wait_dead(&self) -> Result<()> {
         let stat = format!("/proc/{}/stat", self.pid);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -309,7 +325,7 @@ impl Agent {
                 Ok(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
-        bail!("the agent in {} outlived SIGKILL by 5 s", self.node)
+        bail!("the agent in {} is still alive after 5 s", self.node)
     }
 
     /// `meshctl detach` for this agent's pins, inside its namespace.

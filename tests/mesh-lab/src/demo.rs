@@ -9,22 +9,35 @@ use anyhow::{Context as _, Result, ensure};
 use super::{
     Agent, Fault, Lab, mesh_agents,
     mesh6::{self, RoundOptions},
+    observe::{self, Monitoring},
     plot,
 };
 use crate::api::Request;
 
 const PLOT: &str = "target/demo/failover.svg";
+const DASHBOARD: &str = "target/demo/dashboard.svg";
 
-pub fn run(meshctl: PathBuf) -> Result<()> {
+/// Named lines of (seconds, value) points, one per series of a range query.
+type Lines = Vec<(String, Vec<(f64, f64)>)>;
+
+pub fn run(meshctl: PathBuf, observe: bool) -> Result<()> {
     let mut lab = Lab::new("demo", meshctl)?;
     println!("x0tta6bl4 demo: hs - n1 - {{n2, n3}} - {{n4, n5}} - n6 - hd");
     println!("  every link passes through a wire namespace (a bridge) where faults are injected;");
     println!("  routers forward in XDP only (kernel IP forwarding off)\n");
     let mesh = mesh6::mesh6(&mut lab)?;
+    let targets = match observe {
+        true => observe::management_network(&mut lab, &mesh.routers)?,
+        false => Vec::new(),
+    };
     let mut agents: Vec<Agent> = Vec::new();
     // Authenticated, as agents run by default: every router holds an identity from one
     // mesh authority.
-    for c in mesh_agents::secure_configs(&lab, &mesh, "")? {
+    let mut configs = mesh_agents::secure_configs(&lab, &mesh, "")?;
+    for (c, (_, addr)) in configs.iter_mut().zip(&targets) {
+        c.extra.push_str(&observe::metrics_table(*addr));
+    }
+    for c in configs {
         agents.push(lab.agent(&c)?);
         eprintln!(
             "  agent on {} attached to {}",
@@ -38,6 +51,19 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
         "mesh converged: n1 reaches hd over two equal-cost next hops, each the other's backup"
     );
     show(&lab, n1, &["routes"])?;
+    let monitoring = match observe {
+        true => {
+            let m = Monitoring::start(&mut lab, &targets, &observe::shipped_rules())?;
+            println!(
+                "\nmonitoring: Prometheus scrapes the {} agents every {} s over a management \
+                 network and evaluates the shipped alert rules; Alertmanager delivers to a webhook",
+                targets.len(),
+                observe::SCRAPE.as_secs()
+            );
+            Some((m, std::time::Instant::now()))
+        }
+        false => None,
+    };
 
     println!(
         "\nsteady stream hs -> hd, 2000 packets/s; silent failure (nftables drop in the wire,"
@@ -94,16 +120,179 @@ pub fn run(meshctl: PathBuf) -> Result<()> {
         &round.series,
         round.fault_s,
     )?;
+    let mut observed = String::new();
+    if let Some((mon, started)) = &monitoring {
+        let link = mesh.link(a, b)?.clone();
+        let picture = watch_alert(&mut lab, &mesh, mon, *started, &link, a, b)?;
+        observed = format!(" dashboard={}", picture.display());
+    }
     for agent in agents {
         agent.stop()?;
     }
     println!(
-        "\ndemo: detect_ms={detect_ms:.1} restore_ms={:.1} lost={} plot={}",
+        "\ndemo: detect_ms={detect_ms:.1} restore_ms={:.1} lost={} plot={}{observed}",
         o.restore_ms,
         o.lost,
         plot_path.display()
     );
     Ok(())
+}
+
+/// `--observe`: the same silent failure held for longer than the neighbour-down alert's
+/// `for:` under a stream, the alerts that fired and resolved, and the dashboard's key
+/// panels over the whole run as one picture.
+fn watch_alert(
+    lab: &mut Lab,
+    mesh: &mesh6::Mesh6,
+    mon: &Monitoring,
+    started: std::time::Instant,
+    link: &super::Link,
+    a: &str,
+    b: &str,
+) -> Result<PathBuf> {
+    println!(
+        "\nthe same failure of {a}-{b}, held until X0tta6bl4NeighborDown has been true for \
+         its `for: 1m`, then healed:"
+    );
+    let stream = lab.stream(
+        "hs",
+        "hd",
+        mesh.hd.host_v4.into(),
+        1000,
+        Duration::from_secs(240),
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    let at = std::time::Instant::now();
+    let fault_s = at.duration_since(started).as_secs_f64();
+    lab.fault_at(link, Fault::Silent)?;
+    let fired = wait_notification(mon, "firing", at, Duration::from_secs(120))?;
+    let healed = std::time::Instant::now();
+    lab.heal(link)?;
+    let resolved = wait_notification(mon, "resolved", healed, Duration::from_secs(90))?;
+    std::thread::sleep(Duration::from_secs(10));
+    stream.stop()?;
+    for n in mon.notifications() {
+        let when = if n.status == "firing" {
+            format!(
+                "{:.1} s after the fault",
+                n.received.duration_since(at).as_secs_f64()
+            )
+        } else {
+            format!(
+                "{:.1} s after the heal",
+                n.received.saturating_duration_since(healed).as_secs_f64()
+            )
+        };
+        println!(
+            "  {:<8} {:<24} instance={} neighbor={}  ({when})",
+            n.status,
+            n.alertname(),
+            n.label("instance"),
+            n.label("neighbor")
+        );
+    }
+    ensure!(
+        fired && resolved,
+        "the neighbour-down alert did not fire and resolve"
+    );
+
+    let span = started.elapsed() + Duration::from_secs(2);
+    let step = Duration::from_secs(1);
+    let range = |q: &str, legend: &dyn Fn(&observe::RangeSeries) -> String| -> Result<Lines> {
+        let t0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64()
+            - span.as_secs_f64();
+        Ok(mon
+            .query_range(q, span, step)?
+            .iter()
+            .map(|s| {
+                let points = s
+                    .values
+                    .iter()
+                    .filter_map(|(t, v)| Some((t - t0, v.parse::<f64>().ok()?)))
+                    .collect();
+                (legend(s), points)
+            })
+            .collect())
+    };
+    let label = |k: &'static str| {
+        move |s: &observe::RangeSeries| s.metric.get(k).cloned().unwrap_or_default()
+    };
+    let delivered = range(
+        "sum by (instance) (rate(x0tta6bl4_packets_total{action=\"forward\"}[5s]))",
+        &label("instance"),
+    )?;
+    let rtt = range(
+        &format!("x0tta6bl4_neighbor_rtt_seconds{{instance=\"{a}\"}} * 1000"),
+        &label("neighbor"),
+    )?;
+    let loss = range(
+        &format!("x0tta6bl4_neighbor_loss_ratio{{instance=\"{a}\"}} * 100"),
+        &label("neighbor"),
+    )?;
+    let actions = range(
+        "sum by (kind) (increase(x0tta6bl4_actions_total[5s]))",
+        &label("kind"),
+    )?;
+    fn series(v: &Lines) -> Vec<plot::Series<'_>> {
+        v.iter()
+            .map(|(n, p)| plot::Series {
+                name: n.as_str(),
+                points: p.clone(),
+            })
+            .collect()
+    }
+    let rtt_title = format!("link RTT from {a} (ms)");
+    let loss_title = format!("link loss from {a} (%)");
+    let panels = [
+        plot::Panel {
+            title: "delivered rate: packets forwarded per router",
+            y_desc: "packets/s",
+            series: series(&delivered),
+        },
+        plot::Panel {
+            title: &rtt_title,
+            y_desc: "ms",
+            series: series(&rtt),
+        },
+        plot::Panel {
+            title: &loss_title,
+            y_desc: "%",
+            series: series(&loss),
+        },
+        plot::Panel {
+            title: "agent actions (per 5 s, by kind)",
+            y_desc: "actions",
+            series: series(&actions),
+        },
+    ];
+    let path = PathBuf::from(DASHBOARD);
+    plot::panels(&path, &panels, Some(fault_s))?;
+    println!(
+        "  the dashboard's key panels over the run: {}",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Waits for any notification with `status` received after `since`.
+fn wait_notification(
+    mon: &Monitoring,
+    status: &str,
+    since: std::time::Instant,
+    limit: Duration,
+) -> Result<bool> {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if mon.notifications().iter().any(|n| {
+            n.status == status && n.received >= since && n.alertname() == "X0tta6bl4NeighborDown"
+        }) {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(false)
 }
 
 /// Waits (bounded) until n1 routes to hd over both next hops.

@@ -22,8 +22,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The mesh demo: a diamond of XDP routers, traffic across it, counters per node.
-    Demo,
+    /// The mesh demo: six XDP routers under traffic, a silent failure healed.
+    Demo {
+        /// Also run Prometheus and Alertmanager beside the mesh: print the alerts the
+        /// failure fired and resolved, and draw the dashboard's key panels.
+        #[arg(long)]
+        observe: bool,
+    },
     /// A benchmark against its baseline: forward, telemetry, maps.
     Bench { name: String },
     /// Every byte parser fed seeded mutations for a bounded time; crashes kept.
@@ -109,7 +114,7 @@ fn main() -> Result<()> {
     }
     lab::cleanup_on_signals()?;
     match cli.command {
-        Command::Demo => lab::demo::run(meshctl()?),
+        Command::Demo { observe } => lab::demo::run(meshctl()?, observe),
         Command::Soak { minutes } => lab::soak::run(meshctl()?, minutes),
         Command::Fuzz { seconds, seed } => {
             let seed = seed.unwrap_or_else(|| {

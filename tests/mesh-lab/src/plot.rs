@@ -188,6 +188,68 @@ pub fn over_time(path: &Path, title: &str, y_desc: &str, series: &[Series<'_>]) 
     finish(&root, c, path, SeriesLabelPosition::LowerRight)
 }
 
+/// One dashboard panel for [`panels`]: its title, y axis and series over time (seconds).
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub y_desc: &'a str,
+    pub series: Vec<Series<'a>>,
+}
+
+/// Dashboard panels stacked in one SVG (900 wide, 300 high each), sharing the time
+/// axis, with a red line at `mark_s` (a fault) on each.
+pub fn panels(path: &Path, panels: &[Panel<'_>], mark_s: Option<f64>) -> Result<()> {
+    let height = 300 * u32::try_from(panels.len().max(1))?;
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    let e = drawing_error(path);
+    root.fill(&WHITE).map_err(&e)?;
+    let x_max = panels
+        .iter()
+        .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.0)))
+        .fold(1.0f64, f64::max);
+    for (area, panel) in root
+        .split_evenly((panels.len().max(1), 1))
+        .iter()
+        .zip(panels)
+    {
+        let points = || panel.series.iter().flat_map(|s| s.points.iter());
+        let y_max = points()
+            .map(|p| p.1)
+            .filter(|y| y.is_finite())
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.15;
+        let mut c = chart(area, path, panel.title, 0.0..x_max, 0.0..y_max)?;
+        c.configure_mesh()
+            .x_desc("time (s)")
+            .y_desc(panel.y_desc)
+            .draw()
+            .map_err(&e)?;
+        for (i, s) in panel.series.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            c.draw_series(LineSeries::new(
+                s.points.iter().copied().filter(|p| p.1.is_finite()),
+                colour.stroke_width(2),
+            ))
+            .map_err(&e)?
+            .label(s.name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        }
+        if let Some(m) = mark_s {
+            c.draw_series(LineSeries::new([(m, 0.0), (m, y_max)], RED.stroke_width(1)))
+                .map_err(&e)?;
+        }
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(&e)?;
+    }
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
 /// Restore times as cumulative distributions, one step line per series: x the time in ms
 /// on a log scale (babeld's defaults take seconds, fast reroute milliseconds), y the share
 /// of failures restored by then. Each series' points are (restore ms, ignored); a failure
