@@ -196,7 +196,9 @@ fn watch_alert(
         "the neighbour-down alert did not fire and resolve"
     );
 
-    let span = started.elapsed() + Duration::from_secs(2);
+    // From 2 s before monitoring started: the panels' time 0.
+    let lead = Duration::from_secs(2);
+    let span = started.elapsed() + lead;
     let step = Duration::from_secs(1);
     let range = |q: &str, legend: &dyn Fn(&observe::RangeSeries) -> String| -> Result<Lines> {
         let t0 = std::time::SystemTime::now()
@@ -268,7 +270,7 @@ fn watch_alert(
         },
     ];
     let path = PathBuf::from(DASHBOARD);
-    plot::panels(&path, &panels, Some(fault_s))?;
+    plot::panels(&path, &panels, Some(fault_s + lead.as_secs_f64()))?;
     println!(
         "  the dashboard's key panels over the run: {}",
         path.display()
