@@ -52,6 +52,8 @@ pub const META: &str = "META";
 pub const PROG_XDP: &str = "mesh_xdp";
 /// The TC egress telemetry program.
 pub const PROG_TC_EGRESS: &str = "mesh_tc_egress";
+/// The forwarding program at TCX (or clsact) ingress, where the XDP hook is taken.
+pub const PROG_TC_INGRESS: &str = "mesh_tc_ingress";
 /// The pass-everything XDP program a veth peer needs to receive redirected frames.
 pub const PROG_VETH_PEER: &str = "mesh_veth_peer";
 

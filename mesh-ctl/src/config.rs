@@ -146,6 +146,20 @@ impl<'de> Deserialize<'de> for MacAddr {
     }
 }
 
+/// Where the forwarding program runs on a mesh interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// XDP where the interface's XDP hook is free; TCX ingress (clsact before Linux 6.6),
+    /// first in the chain, where another program holds it (Cilium's, say).
+    #[default]
+    Auto,
+    /// XDP only: attaching fails where another program holds the hook.
+    Xdp,
+    /// TCX ingress (clsact before Linux 6.6) only, first in the chain.
+    Tcx,
+}
+
 /// How the XDP program is attached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -185,6 +199,8 @@ pub enum TcPosition {
 #[serde(deny_unknown_fields)]
 pub struct Dataplane {
     #[serde(default)]
+    pub hook: Hook,
+    #[serde(default)]
     pub xdp_mode: XdpMode,
     /// ECMP hash seed; 0 picks a random one at start.
     #[serde(default)]
@@ -202,6 +218,7 @@ pub struct Dataplane {
 impl Default for Dataplane {
     fn default() -> Self {
         Self {
+            hook: Hook::default(),
             xdp_mode: XdpMode::default(),
             hash_seed: 0,
             tc_attach: TcAttach::default(),

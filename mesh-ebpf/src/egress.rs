@@ -25,7 +25,16 @@ pub fn count(ctx: &TcContext) {
     }
     let config = *config;
     // SAFETY: the context pointer the kernel passed us.
-    let (ifindex, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
+    let (ifindex, gso_segs, from) = unsafe {
+        let skb = ctx.skb.skb;
+        ((*skb).ifindex, (*skb).gso_segs, (*skb).ingress_ifindex)
+    };
+    // Transit: it came in on a mesh interface (forwarded at TC ingress, which passes
+    // through egress as XDP's redirect does not, or by the kernel). Not the host's own.
+    // SAFETY: only whether the key is there.
+    if from != 0 && unsafe { IFACES.get(from) }.is_some() {
+        return;
+    }
     // SAFETY: the value is copied out before any other map access.
     let Some(iface) = (unsafe { IFACES.get(ifindex) }).copied() else {
         return;

@@ -1,8 +1,9 @@
-//! Link probes in the data plane: a neighbour's request goes straight back (`XDP_TX`) and
+//! Link probes in the data plane: a neighbour's request goes straight back (`XDP_TX`, or a
+//! redirect to the interface it came in on at TC) and
 //! counts as the link's proof of life on our side too; a reply to ours is recorded in
 //! `PROBE_STATE` and consumed.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
 use mesh_common::{
     Reason,
     maps::PROBE_CAPACITY,
@@ -14,7 +15,7 @@ use mesh_common::{
 };
 
 use crate::{
-    frame::Packet,
+    hook::Hook,
     maps::{CONFIG, IFACES, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE},
 };
 
@@ -25,18 +26,17 @@ use crate::{
 /// Takes the context by value and looks the interface up again, so that the caller keeps
 /// nothing on its stack for us: the forwarding path's frame is at the verifier's limit.
 #[inline(never)]
-pub fn handle(ctx: XdpContext) -> Reason {
-    match try_handle(&ctx) {
+pub fn handle<H: Hook>(ctx: H) -> Reason {
+    match try_handle(ctx) {
         Ok(r) | Err(r) => r,
     }
 }
 
 #[inline(always)]
-fn try_handle(ctx: &XdpContext) -> Result<Reason, Reason> {
+fn try_handle<H: Hook>(ctx: H) -> Result<Reason, Reason> {
     // SAFETY: the value is copied out before any other map access.
-    let iface: Iface =
-        *unsafe { IFACES.get(ctx.ingress_ifindex() as u32) }.ok_or(Reason::DropBadProbe)?;
-    let frame = Packet::xdp(ctx);
+    let iface: Iface = *unsafe { IFACES.get(ctx.ingress_ifindex()) }.ok_or(Reason::DropBadProbe)?;
+    let frame = ctx.packet();
     let macs = frame
         .ptr_at_mut::<[[u8; 6]; 2]>(0)
         .ok_or(Reason::DropBadProbe)?;
@@ -84,9 +84,9 @@ fn note_alive(state: &mut ProbeState, now: u64) {
 
 /// Records a neighbour's request in its slot: the link lives, and the prober's figures.
 #[inline(always)]
-fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
+fn note_request<H: Hook>(ctx: H, from: &[u8; 6], hdr: &ProbeHdr) {
     let key = NeighborKey {
-        ifindex: ctx.ingress_ifindex() as u32,
+        ifindex: ctx.ingress_ifindex(),
         mac: *from,
         _pad: [0; 2],
     };
@@ -114,7 +114,7 @@ fn note_request(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) {
 }
 
 #[inline(always)]
-fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Reason> {
+fn record<H: Hook>(ctx: H, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Reason> {
     let slot = u32::from_le_bytes(hdr.cookie);
     if slot >= PROBE_CAPACITY {
         return Err(Reason::DropBadProbe);
@@ -123,7 +123,7 @@ fn record(ctx: &XdpContext, from: &[u8; 6], hdr: &ProbeHdr) -> Result<Reason, Re
     let state = PROBE_STATE.get_ptr_mut(slot).ok_or(Reason::DropBadProbe)?;
     // SAFETY: an array slot; a racing reply on another CPU can at worst lose one update.
     let state = unsafe { &mut *state };
-    if peer.ifindex != ctx.ingress_ifindex() as u32 || peer.mac != *from {
+    if peer.ifindex != ctx.ingress_ifindex() || peer.mac != *from {
         state.mismatched = state.mismatched.wrapping_add(1);
         return Err(Reason::DropBadProbe);
     }

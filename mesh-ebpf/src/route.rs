@@ -1,15 +1,10 @@
-use aya_ebpf::{
-    helpers::{bpf_check_mtu, bpf_ktime_get_ns},
-    maps::lpm_trie::Key,
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use mesh_common::{
     Reason,
     csum::ipv4_decrement_ttl,
     maps::LAYOUT_VERSION,
     parse::{ETH_HLEN, Family, Frame, Parsed, parse},
     probe::ETH_P_MESH_PROBE,
-    reason::XDP_PASS,
     telemetry::{BlockKey, DIR_INGRESS, FlowKey},
     types::{NextHop, ROUTE_F_LOCAL},
 };
@@ -17,7 +12,8 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 
 use crate::{
     frame::Packet,
-    maps::{BLOCKLIST, CONFIG, EGRESS, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
+    hook::Hook,
+    maps::{BLOCKLIST, CONFIG, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
     probe,
 };
 
@@ -68,9 +64,9 @@ impl Seen {
     }
 }
 
-/// Forwards an IP packet to its next hop, or says why not.
+/// Forwards an IP packet to its next hop, or says why not: the same at either hook.
 #[inline(always)]
-pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> {
+pub fn try_forward<H: Hook>(hook: H, seen: &mut Seen) -> Result<Reason, Reason> {
     // References into map memory, not copies: the stack has no room for them.
     let config = CONFIG.get(0).ok_or(Reason::PassNotReady)?;
     if config.layout_version != LAYOUT_VERSION {
@@ -79,7 +75,7 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     seen.flags = config.flags;
     seen.sample_n = config.flow_sample_n;
     seen.drop_events_per_s = config.drop_events_per_s;
-    let ingress = ctx.ingress_ifindex() as u32;
+    let ingress = hook.ingress_ifindex();
     seen.key.ifindex = ingress;
     // SAFETY: read at once into this CPU's scratch slot, before any other map access.
     let iface = unsafe { IFACES.get(ingress) }.ok_or(Reason::PassNotMesh)?;
@@ -87,7 +83,7 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     seen.slot = iface.slot;
     seen.if_mac = iface.mac;
 
-    let frame = Packet::xdp(ctx);
+    let frame = hook.packet();
     seen.len = frame.len() as u32;
     let macs = frame
         .ptr_at::<[[u8; 6]; 2]>(0)
@@ -101,7 +97,7 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
     if u16::from_be_bytes(unsafe { *ether_type }) == ETH_P_MESH_PROBE {
         // Probes are link maintenance, not traffic: no link, flow or neighbour counters.
         seen.mesh = 0;
-        return Err(probe::handle(XdpContext { ctx: ctx.ctx }));
+        return Err(probe::handle(hook));
     }
     let pkt = parse(&frame)?;
     seen.key = FlowKey::new(ingress, DIR_INGRESS, pkt.family, &pkt.flow);
@@ -178,7 +174,7 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
         }
     }
 
-    redirect(ctx.ctx, hop.ifindex)?;
+    redirect(hook, hop.ifindex)?;
     let reason = rewrite(&frame, &pkt, hop)?;
     seen.hop = *hop;
     seen.forwarded = 1;
@@ -194,27 +190,18 @@ pub fn try_forward(ctx: &XdpContext, seen: &mut Seen) -> Result<Reason, Reason> 
 /// "fragmentation needed" / "packet too big". A call of its own, with scalar arguments,
 /// so that the helper calls' spills do not grow the forwarding path's stack frame.
 #[inline(never)]
-fn redirect(ctx: *mut aya_ebpf::bindings::xdp_md, ifindex: u32) -> Result<(), Reason> {
-    let Some(mtu) = crate::maps::SEEN.get_ptr_mut(0) else {
+fn redirect<H: Hook>(hook: H, ifindex: u32) -> Result<(), Reason> {
+    let Some(seen) = crate::maps::SEEN.get_ptr_mut(0) else {
         return Err(Reason::PassNoEgress);
     };
-    // SAFETY: this CPU's scratch slot (XDP runs with preemption off); the helper reads and
-    // writes the one u32, in map memory.
-    let checked = unsafe {
-        (*mtu).mtu = 0;
-        bpf_check_mtu(ctx.cast(), ifindex, &mut (*mtu).mtu, 0, 0)
-    };
-    // Positive: BPF_MTU_CHK_RET_FRAG_NEEDED. Negative (no such device) is the redirect's
-    // to find out.
-    if checked > 0 {
+    // SAFETY: this CPU's scratch slot (programs run with migration off and are not
+    // nested on one CPU); the helper reads and writes the one u32, in map memory.
+    if hook.too_big(ifindex, unsafe { &mut (*seen).mtu }) {
         return Err(Reason::PassFragNeeded);
     }
     // The redirect only takes effect when we return, so the frame is still untouched if
     // the egress is missing and the kernel gets it as it arrived.
-    if EGRESS.redirect(ifindex, u64::from(XDP_PASS)).is_err() {
-        return Err(Reason::PassNoEgress);
-    }
-    Ok(())
+    hook.send_to(ifindex).map_err(|()| Reason::PassNoEgress)
 }
 
 /// Until when a source is blocked, if it is. The key stays where it is (map memory): a

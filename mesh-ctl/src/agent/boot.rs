@@ -74,8 +74,10 @@ pub fn start(
         }
         dp.install_base(tables)
             .context("updating interfaces and settings")?;
-        dp.change_interfaces(&added, &removed, &config.dataplane)
+        let forwarding = dp
+            .change_interfaces(&added, &removed, &config.dataplane)
             .context("attaching to added interfaces and detaching from removed ones")?;
+        hook_fallbacks(config, &forwarding);
         dp.prune_ports(tables)
             .context("removing the ports of removed interfaces")?;
         let mut installed = Installed::adopt(&dp).context("reading the installed routes")?;
@@ -88,8 +90,10 @@ pub fn start(
         let attached = (|| {
             dp.install_base(tables)
                 .context("installing interfaces and settings")?;
-            dp.attach(names, config.dataplane.xdp_mode)
+            let forwarding = dp
+                .attach(names, &config.dataplane)
                 .context("attaching to the mesh interfaces")?;
+            hook_fallbacks(config, &forwarding);
             let mode = dp
                 .attach_egress(
                     names,
@@ -120,4 +124,22 @@ pub fn start(
         tc_mode,
         installed,
     })
+}
+
+/// Says where `auto` found the XDP hook taken and forwards at TC ingress instead.
+fn hook_fallbacks(config: &Config, forwarding: &[(String, crate::dataplane::Forwarding)]) {
+    if config.dataplane.hook != crate::config::Hook::Auto {
+        return;
+    }
+    for (iface, f) in forwarding {
+        if *f != crate::dataplane::Forwarding::Xdp {
+            crate::event!(
+                WARN,
+                "xdp_hook_taken",
+                iface = iface.as_str(),
+                forwarding = f.name(),
+                action = "another program holds the XDP hook: forwarding at TC ingress, first in the chain, and everything not forwarded goes on to the programs after ours"
+            );
+        }
+    }
 }

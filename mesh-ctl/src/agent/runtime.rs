@@ -154,6 +154,8 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
         .context("reading the telemetry maps")?;
     mesh.publish(&k, &shared);
     shared.liveness.turned(monotonic_ns().map(ms)?);
+    let io_forwarding: std::collections::BTreeMap<String, &str> =
+        io.dp.forwarding().into_iter().collect();
     let (dp, sender) = (&io.dp, &io.sender);
     if let Some(s) = sender.as_ref() {
         metrics::gauge!("x0tta6bl4_probe_realtime").set(f64::from(u8::from(s.realtime().is_ok())));
@@ -164,6 +166,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
         node = config.node.as_str(),
         interfaces = %json!(names),
         tc_egress = tc_mode,
+        forwarding = %json!(io_forwarding),
         adopted = adopted,
         pin_dir = %pins.root().display(),
         routes_v4 = k.installed.v4.len(),

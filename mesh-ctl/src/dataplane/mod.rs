@@ -28,7 +28,7 @@ use mesh_common::{
     maps::{
         BLOCKLIST, CONFIG, EGRESS, EVENT_BUDGET, EVENTS, FLOWS, FLOWS_DEFAULT_CAPACITY, IFACES,
         LINKS, META, NEIGHBOR_TX, NEIGHBORS, NEXTHOP_GROUPS, PROBE_PEERS, PROBE_SLOTS, PROBE_STATE,
-        PROG_TC_EGRESS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
+        PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, REASONS, ROUTES_V4, ROUTES_V6, TELEMETRY,
     },
     probe::ProbeState,
     telemetry::{
@@ -49,6 +49,25 @@ pub use self::{
     telemetry::FlowRecord,
 };
 use crate::{config, routes::Tables};
+
+/// Where an interface forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// The XDP hook.
+    Xdp,
+    /// TC ingress, first in the chain (the XDP hook is someone else's).
+    Tc(TcMode),
+}
+
+impl Forwarding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Forwarding::Xdp => "xdp",
+            Forwarding::Tc(TcMode::Tcx) => "tcx",
+            Forwarding::Tc(TcMode::Netlink) => "clsact",
+        }
+    }
+}
 
 /// How the TC egress program ended up attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,8 +160,12 @@ pub struct Dataplane {
     held: Vec<(pins::LinkKind, String, aya::programs::links::FdLink)>,
     /// The event ring buffer's own handle, once [`Self::take_events`] gave the map away.
     events_handle: Option<MapData>,
-    /// Interfaces whose TC egress is a netlink filter of ours (a marker pin, no link).
-    netlink_egress: Vec<String>,
+    /// Interfaces with a netlink filter of ours (a marker pin, no link): egress
+    /// telemetry, or ingress forwarding.
+    netlink: Vec<(pins::LinkKind, String)>,
+    /// TC ingress attachments that forward (the XDP hook was someone else's), before
+    /// [`Self::persist`] pins them.
+    ingress_tc: Vec<(String, SchedClassifierLinkId)>,
     /// Possible CPUs: the number of values in a per-CPU map entry.
     ncpus: usize,
     flow_capacity: u32,
@@ -185,6 +208,12 @@ impl Dataplane {
                 program: PROG_TC_EGRESS,
                 source,
             })?;
+        ingress_mut(&mut ebpf)?
+            .load()
+            .map_err(|source| DataplaneError::ProgramLoad {
+                program: PROG_TC_INGRESS,
+                source,
+            })?;
         let mut maps = MapStore::default();
         for &name in ALL_MAPS {
             let map = ebpf
@@ -211,7 +240,8 @@ impl Dataplane {
             egress: Vec::new(),
             held: Vec::new(),
             events_handle: None,
-            netlink_egress: Vec::new(),
+            netlink: Vec::new(),
+            ingress_tc: Vec::new(),
             ncpus,
             flow_capacity,
             neighbors: Vec::new(),
@@ -347,27 +377,90 @@ impl Dataplane {
             })
     }
 
-    /// Attaches to every named interface, or to none: on a failure the ones already
-    /// attached are detached again before the error is returned.
-    pub fn attach(&mut self, ifaces: &[String], mode: config::XdpMode) -> Result<()> {
-        let mode = match mode {
+    /// Attaches forwarding to every named interface, or to none: on a failure the ones
+    /// already attached are detached again before the error is returned. Each interface
+    /// gets XDP, or, where `config.hook` says so or (`auto`) another program holds its XDP
+    /// hook, the same forwarding at TC ingress, first in the chain. Returns where each
+    /// interface forwards.
+    pub fn attach(
+        &mut self,
+        ifaces: &[String],
+        config: &config::Dataplane,
+    ) -> Result<Vec<(String, Forwarding)>> {
+        let mode = match config.xdp_mode {
             config::XdpMode::Auto => XdpMode::Default,
             config::XdpMode::Native => XdpMode::Driver,
             config::XdpMode::Skb => XdpMode::Skb,
         };
+        let tc = if tcx_supported() {
+            TcMode::Tcx
+        } else {
+            TcMode::Netlink
+        };
+        let mut out = Vec::new();
         for name in ifaces {
-            match xdp_mut(self.programs()?, PROG_XDP)?.attach(name, mode) {
-                Ok(id) => self.attached.push((name.clone(), id)),
-                Err(source) => {
+            let xdp = match config.hook {
+                config::Hook::Tcx => None,
+                config::Hook::Auto | config::Hook::Xdp => {
+                    Some(xdp_mut(self.programs()?, PROG_XDP)?.attach(name, mode))
+                }
+            };
+            let result = match xdp {
+                Some(Ok(id)) => {
+                    self.attached.push((name.clone(), id));
+                    Ok(Forwarding::Xdp)
+                }
+                Some(Err(e)) if config.hook == config::Hook::Auto && hook_taken(&e) => {
+                    self.attach_ingress_tc(name, tc).map(Forwarding::Tc)
+                }
+                Some(Err(source)) => Err(DataplaneError::Attach {
+                    iface: name.clone(),
+                    source,
+                }),
+                None => self.attach_ingress_tc(name, tc).map(Forwarding::Tc),
+            };
+            match result {
+                Ok(f) => out.push((name.clone(), f)),
+                Err(e) => {
                     self.detach_all();
-                    return Err(DataplaneError::Attach {
-                        iface: name.clone(),
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forwarding at TC ingress on one interface, first in the chain: TCX, or a netlink
+    /// filter at priority 1 on a clsact qdisc (ours, or one already there).
+    fn attach_ingress_tc(&mut self, name: &str, mode: TcMode) -> Result<TcMode> {
+        if mode == TcMode::Netlink {
+            match tc::qdisc_add_clsact(name) {
+                Ok(()) => {}
+                Err(tc::TcError::NetlinkError(e))
+                    if e.raw_os_error() == Some(nix::libc::EEXIST) => {}
+                Err(source) => {
+                    return Err(DataplaneError::Clsact {
+                        iface: name.to_owned(),
                         source,
                     });
                 }
             }
         }
-        Ok(())
+        let options = match mode {
+            TcMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
+            TcMode::Netlink => TcAttachOptions::Netlink(NlOptions {
+                priority: 1,
+                ..NlOptions::default()
+            }),
+        };
+        let id = ingress_mut(self.programs()?)?
+            .attach_with_options(name, TcAttachType::Ingress, options)
+            .map_err(|source| DataplaneError::AttachTc {
+                iface: name.to_owned(),
+                source,
+            })?;
+        self.ingress_tc.push((name.to_owned(), id));
+        Ok(mode)
     }
 
     /// Attaches the TC egress program to every named interface, or to none. With TCX,
@@ -472,6 +565,12 @@ impl Dataplane {
         let egress = std::mem::take(&mut self.egress);
         if let Ok(prog) = classifier_mut(ebpf) {
             for (_, id) in egress {
+                let _gone = prog.detach(id);
+            }
+        }
+        let ingress = std::mem::take(&mut self.ingress_tc);
+        if let Ok(prog) = ingress_mut(ebpf) {
+            for (_, id) in ingress {
                 let _gone = prog.detach(id);
             }
         }
@@ -592,6 +691,21 @@ pub fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<&'a Xdp> {
 /// TCX links arrived in Linux 6.6.
 fn tcx_supported() -> bool {
     KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
+/// Another program holds the interface's XDP hook (attached by netlink, or in the other
+/// mode): a BPF link cannot replace it.
+fn hook_taken(e: &aya::programs::ProgramError) -> bool {
+    matches!(e, aya::programs::ProgramError::SyscallError(s)
+        if matches!(s.io_error.raw_os_error(), Some(nix::libc::EBUSY | nix::libc::EEXIST)))
+}
+
+/// The TC ingress forwarding program.
+fn ingress_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {
+    ebpf.program_mut(PROG_TC_INGRESS)
+        .ok_or(DataplaneError::MissingProgram(PROG_TC_INGRESS))?
+        .try_into()
+        .map_err(|_| DataplaneError::MissingProgram(PROG_TC_INGRESS))
 }
 
 fn classifier_mut(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier> {

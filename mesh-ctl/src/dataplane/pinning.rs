@@ -12,16 +12,18 @@ use aya::{
         xdp::XdpLink,
     },
 };
-use mesh_common::maps::{EVENTS, FLOWS, LAYOUT_VERSION, META, PROG_TC_EGRESS, PROG_XDP};
+use mesh_common::maps::{
+    EVENTS, FLOWS, LAYOUT_VERSION, META, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+};
 
 use super::{
-    ALL_MAPS, Dataplane, DataplaneError, MapStore, Result, classifier_mut,
+    ALL_MAPS, Dataplane, DataplaneError, MapStore, Result, classifier_mut, ingress_mut,
     pins::{LinkKind, PinDir},
     typed, xdp_mut,
 };
 
 /// The programs we pin.
-const PROGRAMS: [&str; 2] = [PROG_XDP, PROG_TC_EGRESS];
+const PROGRAMS: [&str; 3] = [PROG_XDP, PROG_TC_EGRESS, PROG_TC_INGRESS];
 
 /// How [`Dataplane::open`] got its maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,11 +182,15 @@ impl Dataplane {
                         held.push((LinkKind::Xdp, iface.clone(), fd));
                     }
                 }
-                LinkKind::Tcx => {
+                LinkKind::Tcx | LinkKind::TcxIngress => {
                     let link = pinned_link(&path)?;
                     let link = SchedClassifierLink::try_from(link)
                         .map_err(|e| pin_err("opening", &path)(std::io::Error::other(e)))?;
-                    let prog = classifier_mut(ebpf)?;
+                    let prog = if kind == LinkKind::Tcx {
+                        classifier_mut(ebpf)?
+                    } else {
+                        ingress_mut(ebpf)?
+                    };
                     let id = match prog.attach_to_link(link) {
                         Ok(id) => id,
                         Err(e) if device_gone(&e) => {
@@ -205,11 +211,11 @@ impl Dataplane {
                             source,
                         })?;
                     if let Ok(fd) = FdLink::try_from(link) {
-                        held.push((LinkKind::Tcx, iface.clone(), fd));
+                        held.push((kind, iface.clone(), fd));
                     }
                 }
-                LinkKind::TcNetlink => {
-                    netlink.push((iface.clone(), path, label));
+                LinkKind::TcNetlink | LinkKind::TcNetlinkIngress => {
+                    netlink.push((kind, iface.clone(), path, label));
                     continue;
                 }
             }
@@ -217,11 +223,11 @@ impl Dataplane {
         }
         // A netlink filter went with its device: the marker of a stale interface goes
         // too (its XDP link told us), and the fresh attach adds a filter and a marker.
-        for (iface, path, label) in netlink {
+        for (kind, iface, path, label) in netlink {
             if done.stale.contains(&iface) {
                 std::fs::remove_dir(&path).map_err(pin_err("removing", &path))?;
             } else {
-                self.netlink_egress.push(iface);
+                self.netlink.push((kind, iface));
                 done.kept.push(label);
             }
         }
@@ -244,9 +250,9 @@ impl Dataplane {
                 .iter()
                 .all(|(kind, iface, _)| pins.link(*kind, iface).exists())
             && self
-                .netlink_egress
+                .netlink
                 .iter()
-                .all(|iface| pins.link(LinkKind::TcNetlink, iface).exists())
+                .all(|(kind, iface)| pins.link(*kind, iface).exists())
         {
             return Ok(Vec::new());
         }
@@ -297,8 +303,8 @@ impl Dataplane {
             ));
             self.held.push((kind, iface, FdLink::from(pinned)));
         }
-        for iface in &self.netlink_egress {
-            let path = pins.link(LinkKind::TcNetlink, iface);
+        for (kind, iface) in &self.netlink {
+            let path = pins.link(*kind, iface);
             if !path.exists() {
                 std::fs::create_dir_all(&path).map_err(pin_err("creating", &path))?;
                 restored.push(format!(
@@ -327,10 +333,10 @@ impl Dataplane {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(pin_err("replacing", &path)(e)),
             }
-            let pinned = if name == PROG_XDP {
-                xdp_mut(ebpf, PROG_XDP)?.pin(&path)
-            } else {
-                classifier_mut(ebpf)?.pin(&path)
+            let pinned = match name {
+                PROG_XDP => xdp_mut(ebpf, PROG_XDP)?.pin(&path),
+                PROG_TC_INGRESS => ingress_mut(ebpf)?.pin(&path),
+                _ => classifier_mut(ebpf)?.pin(&path),
             };
             pinned.map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
         }
@@ -345,9 +351,10 @@ impl Dataplane {
         added: &[String],
         removed: &[String],
         config: &crate::config::Dataplane,
-    ) -> Result<()> {
+    ) -> Result<Vec<(String, super::Forwarding)>> {
+        let mut forwarding = Vec::new();
         if !added.is_empty() {
-            self.attach(added, config.xdp_mode)?;
+            forwarding = self.attach(added, config)?;
             if let Err(e) = self.attach_egress(added, config.tc_attach, config.tc_position) {
                 self.detach_all();
                 return Err(e);
@@ -359,7 +366,23 @@ impl Dataplane {
                 detach_interface(&pins, iface)?;
             }
         }
-        Ok(())
+        Ok(forwarding)
+    }
+
+    /// Where each pinned interface forwards: `xdp`, `tcx` or `clsact` (TC ingress).
+    pub fn forwarding(&self) -> Vec<(String, &'static str)> {
+        let Some(pins) = &self.pins else {
+            return Vec::new();
+        };
+        pins.attachments()
+            .into_iter()
+            .filter_map(|(kind, iface, _)| match kind {
+                LinkKind::Xdp => Some((iface, "xdp")),
+                LinkKind::TcxIngress => Some((iface, "tcx")),
+                LinkKind::TcNetlinkIngress => Some((iface, "clsact")),
+                LinkKind::Tcx | LinkKind::TcNetlink => None,
+            })
+            .collect()
     }
 
     fn pin_map(&self, pins: &PinDir, name: &'static str) -> Result<()> {
@@ -440,7 +463,7 @@ impl Dataplane {
             .map(|p| {
                 p.attachments()
                     .into_iter()
-                    .filter(|(k, _, _)| *k == LinkKind::Xdp)
+                    .filter(|(k, _, _)| k.forwards())
                     .map(|(_, i, _)| i)
                     .collect()
             })
@@ -455,6 +478,7 @@ impl Dataplane {
         };
         let attached = std::mem::take(&mut self.attached);
         let egress = std::mem::take(&mut self.egress);
+        let ingress = std::mem::take(&mut self.ingress_tc);
         let (mut held, mut netlink) = (Vec::new(), Vec::new());
         let ebpf = self.programs()?;
         for (iface, id) in attached {
@@ -472,37 +496,49 @@ impl Dataplane {
                 .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
             held.push((LinkKind::Xdp, iface, FdLink::from(pinned)));
         }
-        for (iface, id) in egress {
-            let link =
+        let tc = egress
+            .into_iter()
+            .map(|(i, id)| (i, id, LinkKind::Tcx, LinkKind::TcNetlink))
+            .chain(
+                ingress
+                    .into_iter()
+                    .map(|(i, id)| (i, id, LinkKind::TcxIngress, LinkKind::TcNetlinkIngress)),
+            );
+        for (iface, id, link_kind, marker_kind) in tc {
+            let prog = if link_kind == LinkKind::Tcx {
                 classifier_mut(ebpf)?
-                    .take_link(id)
-                    .map_err(|source| DataplaneError::AttachTc {
-                        iface: iface.clone(),
-                        source,
-                    })?;
+            } else {
+                ingress_mut(ebpf)?
+            };
+            let link = prog
+                .take_link(id)
+                .map_err(|source| DataplaneError::AttachTc {
+                    iface: iface.clone(),
+                    source,
+                })?;
             match FdLink::try_from(link) {
                 Ok(fd) => {
-                    let path = pins.link(LinkKind::Tcx, &iface);
+                    let path = pins.link(link_kind, &iface);
                     let pinned = fd
                         .pin(&path)
                         .map_err(|e| pin_err("pinning", &path)(std::io::Error::other(e)))?;
-                    held.push((LinkKind::Tcx, iface, FdLink::from(pinned)));
+                    held.push((link_kind, iface, FdLink::from(pinned)));
                 }
                 // A netlink filter is no link: it stays in the kernel until removed. The
                 // marker tells `detach` where to look.
                 Err(LinkError::InvalidLink) => {
-                    let path = pins.link(LinkKind::TcNetlink, &iface);
+                    let path = pins.link(marker_kind, &iface);
                     std::fs::create_dir_all(&path).map_err(pin_err("creating", &path))?;
-                    netlink.push(iface);
+                    netlink.push((marker_kind, iface));
                 }
                 Err(e) => {
-                    let path = pins.link(LinkKind::Tcx, &iface);
+                    let path = pins.link(link_kind, &iface);
                     return Err(pin_err("pinning", &path)(std::io::Error::other(e)));
                 }
             }
         }
         self.held.extend(held);
-        self.netlink_egress.extend(netlink);
+        self.netlink.extend(netlink);
         Ok(())
     }
 }
@@ -561,15 +597,20 @@ fn detach_interface(pins: &PinDir, iface: &str) -> Result<()> {
 /// Undoes one pinned attachment of ours.
 fn detach_one(kind: LinkKind, iface: &str, path: &Path) -> Result<()> {
     match kind {
-        LinkKind::Xdp | LinkKind::Tcx => {
+        LinkKind::Xdp | LinkKind::Tcx | LinkKind::TcxIngress => {
             let link = PinnedLink::from_pin(path)
                 .map_err(|e| pin_err("opening", path)(std::io::Error::other(e)))?;
             let fd = link.unpin().map_err(pin_err("unpinning", path))?;
             // Closing the last reference detaches the program from the interface.
             let _detached = fd.detach();
         }
-        LinkKind::TcNetlink => {
-            match tc::qdisc_detach_program(iface, TcAttachType::Egress, PROG_TC_EGRESS) {
+        LinkKind::TcNetlink | LinkKind::TcNetlinkIngress => {
+            let (at, program) = if kind == LinkKind::TcNetlink {
+                (TcAttachType::Egress, PROG_TC_EGRESS)
+            } else {
+                (TcAttachType::Ingress, PROG_TC_INGRESS)
+            };
+            match tc::qdisc_detach_program(iface, at, program) {
                 Ok(()) => {}
                 // The interface or the filter is already gone: nothing left to undo.
                 Err(tc::TcError::NetlinkError(_)) | Err(tc::TcError::IoError(_)) => {}
@@ -583,7 +624,6 @@ fn detach_one(kind: LinkKind, iface: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The link pinned at `path`, as a descriptor.
 /// `bpf_link_update` on a link whose device was deleted: the kernel answers ENOLINK.
 fn device_gone(e: &aya::programs::ProgramError) -> bool {
     matches!(e, aya::programs::ProgramError::SyscallError(s)
@@ -614,6 +654,7 @@ pub fn mount_bpffs(dir: &Path) -> std::io::Result<()> {
     .map_err(std::io::Error::from)
 }
 
+/// The link pinned at `path`, as a descriptor.
 fn pinned_link(path: &Path) -> Result<FdLink> {
     PinnedLink::from_pin(path)
         .map(FdLink::from)
@@ -624,7 +665,7 @@ fn pinned_link(path: &Path) -> Result<FdLink> {
 pub fn attached_programs(pins: &PinDir) -> Result<Vec<crate::api::AttachedProgram>> {
     let mut out = Vec::new();
     for (kind, _, path) in pins.attachments() {
-        if kind == LinkKind::TcNetlink {
+        if kind.is_marker() {
             continue;
         }
         let id = pinned_link(&path)?

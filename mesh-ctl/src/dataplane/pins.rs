@@ -7,6 +7,8 @@
 //! <pin_dir>/links/xdp-<ifname>       XDP link per mesh interface
 //! <pin_dir>/links/tcx-<ifname>       TCX egress link (6.6+)
 //! <pin_dir>/links/tcnl-<ifname>/     marker: a netlink (cls_bpf) egress filter of ours
+//! <pin_dir>/links/tcxin-<ifname>     TCX ingress link that forwards (XDP hook taken)
+//! <pin_dir>/links/tcnlin-<ifname>/   marker: the same as a netlink ingress filter (< 6.6)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ const LINKS: &str = "links";
 const XDP_LINK: &str = "xdp-";
 const TCX_LINK: &str = "tcx-";
 const TC_NETLINK: &str = "tcnl-";
+const TCX_INGRESS_LINK: &str = "tcxin-";
+const TC_NETLINK_INGRESS: &str = "tcnlin-";
 
 /// Paths under one pin directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +33,29 @@ pub struct PinDir(PathBuf);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkKind {
     Xdp,
+    /// TC egress telemetry, a TCX link.
     Tcx,
-    /// Not a link: a netlink filter, marked by an empty directory.
+    /// Not a link: a netlink egress filter, marked by an empty directory.
     TcNetlink,
+    /// Forwarding at TCX ingress (the XDP hook is someone else's).
+    TcxIngress,
+    /// Not a link: a netlink ingress filter that forwards, marked by an empty directory.
+    TcNetlinkIngress,
+}
+
+impl LinkKind {
+    /// Whether this attachment is the interface's forwarding (XDP, or TC ingress).
+    pub fn forwards(self) -> bool {
+        matches!(
+            self,
+            LinkKind::Xdp | LinkKind::TcxIngress | LinkKind::TcNetlinkIngress
+        )
+    }
+
+    /// A marker directory rather than a pinned link.
+    pub fn is_marker(self) -> bool {
+        matches!(self, LinkKind::TcNetlink | LinkKind::TcNetlinkIngress)
+    }
 }
 
 impl PinDir {
@@ -68,6 +92,8 @@ impl PinDir {
             LinkKind::Xdp => XDP_LINK,
             LinkKind::Tcx => TCX_LINK,
             LinkKind::TcNetlink => TC_NETLINK,
+            LinkKind::TcxIngress => TCX_INGRESS_LINK,
+            LinkKind::TcNetlinkIngress => TC_NETLINK_INGRESS,
         };
         self.links().join(format!("{prefix}{iface}"))
     }
@@ -120,6 +146,10 @@ impl PinDir {
                     (LinkKind::Tcx, i)
                 } else if let Some(i) = name.strip_prefix(TC_NETLINK) {
                     (LinkKind::TcNetlink, i)
+                } else if let Some(i) = name.strip_prefix(TCX_INGRESS_LINK) {
+                    (LinkKind::TcxIngress, i)
+                } else if let Some(i) = name.strip_prefix(TC_NETLINK_INGRESS) {
+                    (LinkKind::TcNetlinkIngress, i)
                 } else {
                     return None;
                 };
@@ -158,14 +188,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pins-test-{}", std::process::id()));
         let pins = PinDir::new(&dir);
         std::fs::create_dir_all(pins.link(LinkKind::TcNetlink, "eth1")).expect("creating a marker");
+        std::fs::create_dir_all(pins.link(LinkKind::TcNetlinkIngress, "eth3"))
+            .expect("creating a marker");
         std::fs::write(pins.link(LinkKind::Xdp, "eth0"), b"").expect("creating a file");
+        std::fs::write(pins.link(LinkKind::TcxIngress, "eth2"), b"").expect("creating a file");
         std::fs::write(pins.links().join("other"), b"").expect("creating a file");
         let found = pins.attachments();
         std::fs::remove_dir_all(&dir).expect("cleaning up");
         let names: Vec<_> = found.iter().map(|(k, i, _)| (*k, i.as_str())).collect();
         assert_eq!(
             names,
-            vec![(LinkKind::TcNetlink, "eth1"), (LinkKind::Xdp, "eth0")],
+            vec![
+                (LinkKind::TcNetlink, "eth1"),
+                (LinkKind::TcNetlinkIngress, "eth3"),
+                (LinkKind::TcxIngress, "eth2"),
+                (LinkKind::Xdp, "eth0")
+            ],
             "only our prefixes count"
         );
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{Lab, topology};
 use crate::{
     cases,
-    config::{Config, XdpMode},
+    config::{self, Config, Hook},
     dataplane::{Dataplane, SystemHost},
     frames::{self, L4},
     labtools::{Counter, Generator, baseline_ns},
@@ -34,6 +34,8 @@ const MAX_CHUNK: u64 = 1 << 18;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
     Xdp,
+    /// The same forwarding core at TCX ingress, as where another program holds XDP.
+    Tcx,
     Kernel,
 }
 
@@ -41,6 +43,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Xdp => "xdp",
+            Mode::Tcx => "tcx",
             Mode::Kernel => "kernel",
         }
     }
@@ -158,9 +161,19 @@ impl Bench {
         }
         let _in = netns::enter(&self.lab.ns("r"))?;
         match mode {
-            Mode::Xdp => {
+            Mode::Xdp | Mode::Tcx => {
+                self.router.detach_all();
                 self.lab.sysctl("r", "net.ipv4.ip_forward", "0")?;
-                self.router.attach(&self.router_ifaces, XdpMode::Auto)?;
+                let hook = if mode == Mode::Xdp {
+                    Hook::Xdp
+                } else {
+                    Hook::Tcx
+                };
+                let config = config::Dataplane {
+                    hook,
+                    ..config::Dataplane::default()
+                };
+                self.router.attach(&self.router_ifaces, &config)?;
             }
             Mode::Kernel => {
                 self.router.detach_all();
@@ -317,13 +330,14 @@ struct Breakdown {
 /// Runs the benchmark, prints progress and the summary line, writes JSON to `out`.
 pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()> {
     let mut b = Bench::setup(meshctl)?;
-    let modes = [Mode::Xdp, Mode::Kernel];
+    let modes = [Mode::Xdp, Mode::Tcx, Mode::Kernel];
     eprintln!(
-        "bench forward: line a - r - b, 60-byte UDP frames generated as XDP live frames on a, counted by XDP on b"
+        "bench forward: line a - r - b, 60-byte UDP frames generated as XDP live frames on a, counted by XDP on b; r forwards in XDP, at TCX ingress, or in the kernel"
     );
 
-    let mut points: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-    let mut ceiling = [0.0; 2];
+    let n = modes.len();
+    let mut points: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
+    let mut ceiling = vec![0.0; n];
     for (i, m) in modes.iter().enumerate() {
         let t = b.trial(*m, None, TRIAL)?;
         ceiling[i] = t.delivered_pps;
@@ -337,8 +351,8 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
     }
 
     // Binary search for the highest loss-free paced rate, alternating modes every step.
-    let mut lo = [0.0f64; 2];
-    let mut hi = [ceiling[0] * 1.05, ceiling[1] * 1.05];
+    let mut lo = vec![0.0f64; n];
+    let mut hi: Vec<f64> = ceiling.iter().map(|c| c * 1.05).collect();
     let mut trials = Vec::new();
     for step in 0..SEARCH_STEPS {
         for (i, m) in modes.iter().enumerate() {
@@ -362,7 +376,7 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
             points[i].push((t.offered_pps, t.delivered_pps));
         }
     }
-    let mut overload = [0.0; 2];
+    let mut overload = vec![0.0; n];
     for (i, m) in modes.iter().enumerate() {
         let t = b.trial(*m, Some(OVERLOAD_PPS), Duration::from_secs(1))?;
         overload[i] = t.delivered_pps;
@@ -380,8 +394,9 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
         breakdown.forward, breakdown.parse_only, breakdown.route_miss, breakdown.harness
     );
 
-    let ratio = lo[0] / lo[1].max(1.0);
-    let overload_ratio = overload[0] / overload[1].max(1.0);
+    let ratio = lo[0] / lo[2].max(1.0);
+    let tcx_ratio = lo[1] / lo[2].max(1.0);
+    let overload_ratio = overload[0] / overload[2].max(1.0);
     let report = json!({
         "benchmark": "forward",
         "topology": "line a - r - b (veth, network namespaces)",
@@ -389,10 +404,12 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
         "loss_tolerance": LOSS_TOLERANCE,
         "trial_ms": TRIAL.as_millis() as u64,
         "xdp_pps": lo[0].round(),
-        "kernel_pps": lo[1].round(),
+        "tcx_pps": lo[1].round(),
+        "kernel_pps": lo[2].round(),
         "xdp_over_kernel": ratio,
-        "unpaced_pps": {"xdp": ceiling[0].round(), "kernel": ceiling[1].round()},
-        "overload": {"offered_pps": OVERLOAD_PPS, "xdp_pps": overload[0].round(), "kernel_pps": overload[1].round()},
+        "tcx_over_kernel": tcx_ratio,
+        "unpaced_pps": {"xdp": ceiling[0].round(), "tcx": ceiling[1].round(), "kernel": ceiling[2].round()},
+        "overload": {"offered_pps": OVERLOAD_PPS, "xdp_pps": overload[0].round(), "tcx_pps": overload[1].round(), "kernel_pps": overload[2].round()},
         "overload_ratio": overload_ratio,
         "ns_per_pkt": ns,
         "ns_per_pkt_breakdown": {
@@ -418,15 +435,19 @@ pub fn forward(meshctl: std::path::PathBuf, out: &std::path::Path) -> Result<()>
                 points: points[0].clone(),
             },
             super::plot::Series {
-                name: "r forwards with kernel IP forwarding",
+                name: "r forwards with x0tta6bl4 at TCX ingress",
                 points: points[1].clone(),
+            },
+            super::plot::Series {
+                name: "r forwards with kernel IP forwarding",
+                points: points[2].clone(),
             },
         ],
     )?;
     eprintln!("  wrote {} and {}", out.display(), svg.display());
     println!(
-        "bench forward: xdp_over_kernel={ratio:.2} xdp_pps={:.0} kernel_pps={:.0} overload_ratio={overload_ratio:.1} ns_per_pkt={ns:.0}",
-        lo[0], lo[1]
+        "bench forward: xdp_over_kernel={ratio:.2} tcx_over_kernel={tcx_ratio:.2} xdp_pps={:.0} tcx_pps={:.0} kernel_pps={:.0} overload_ratio={overload_ratio:.1} ns_per_pkt={ns:.0}",
+        lo[0], lo[1], lo[2]
     );
     Ok(())
 }
