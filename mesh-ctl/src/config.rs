@@ -186,12 +186,14 @@ pub enum TcAttach {
     Netlink,
 }
 
-/// Where our TC egress program goes among the interface's TCX programs.
+/// Where our TC egress program goes among the interface's TCX programs. First by
+/// default: a program that ends the chain (Cilium's `cil_to_netdev` returns `TC_ACT_OK`)
+/// would otherwise hide the host's traffic from us, while ours always hands every frame on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TcPosition {
-    First,
     #[default]
+    First,
     Last,
 }
 

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use mesh_ctl::api::{self, Request};
-use mesh_lab::{Agent, Lab, topology};
+use mesh_lab::{Agent, Lab, foreign, topology};
 use support::lab;
 
 fn reasons(agent: &Agent) -> BTreeMap<String, u64> {
@@ -85,4 +85,195 @@ fn the_router_forwards_at_tcx_ingress_when_told_to() {
     let d = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     assert!(d("forwarded_v4") >= 42, "forwarded at TC: {after:?}");
     assert!(d("forwarded_v6") >= 40, "forwarded at TC: {after:?}");
+}
+
+/// Where things stand on one of r's interfaces: the XDP program's name, and the TCX
+/// ingress and egress chains (id, name) in the order they run.
+#[derive(Debug, Clone, PartialEq)]
+struct Hooks {
+    xdp: Option<String>,
+    ingress: Vec<(u32, String)>,
+    egress: Vec<(u32, String)>,
+}
+
+fn hooks(lab: &Lab, node: &str, iface: &str) -> Hooks {
+    use aya::programs::TcAttachType;
+    Hooks {
+        xdp: lab.xdp_program(node, iface).expect("ip link"),
+        ingress: foreign::tcx_chain(lab, node, iface, TcAttachType::Ingress).expect("tcx"),
+        egress: foreign::tcx_chain(lab, node, iface, TcAttachType::Egress).expect("tcx"),
+    }
+}
+
+/// The foreign programs' entries, in order, without ours.
+fn theirs(chain: &[(u32, String)]) -> Vec<(u32, String)> {
+    chain
+        .iter()
+        .filter(|(_, n)| n.starts_with("cil_"))
+        .cloned()
+        .collect()
+}
+
+/// Our program runs first in both chains, theirs after it in the order they had, and
+/// their XDP program is the interface's.
+fn ours_first_theirs_kept(h: &Hooks, before: &Hooks, when: &str) {
+    assert_eq!(
+        h.xdp.as_deref(),
+        Some("cil_xdp_entry"),
+        "{when}: their XDP kept: {h:?}"
+    );
+    assert_eq!(
+        h.ingress.first().map(|p| p.1.as_str()),
+        Some("mesh_tc_ingress"),
+        "{when}: ours first: {h:?}"
+    );
+    assert_eq!(
+        h.egress.first().map(|p| p.1.as_str()),
+        Some("mesh_tc_egress"),
+        "{when}: ours first: {h:?}"
+    );
+    assert_eq!(
+        theirs(&h.ingress),
+        theirs(&before.ingress),
+        "{when}: their ingress kept, same ids, same order"
+    );
+    assert_eq!(
+        theirs(&h.egress),
+        theirs(&before.egress),
+        "{when}: their egress kept, same ids, same order"
+    );
+}
+
+/// Transit forwarded (hs to b through r), and what the foreign programs count of the
+/// traffic they would see without us: everything at XDP; at TC, what is for r itself.
+fn traffic_checks(
+    lab: &Lab,
+    t: &topology::Topology,
+    f: &foreign::Foreign,
+    r_addr: &str,
+    when: &str,
+) {
+    let s0 = f.seen().expect("seen");
+    assert_eq!(
+        lab.ping(&t.src, &t.dst_v4.to_string(), 10).expect("ping"),
+        10,
+        "{when}: transit forwards"
+    );
+    assert_eq!(
+        lab.ping(&t.src, r_addr, 10).expect("ping"),
+        10,
+        "{when}: r answers for itself"
+    );
+    let s1 = f.seen().expect("seen");
+    // Requests into r-a and replies into r-b for the transit pings, requests for r itself.
+    assert!(
+        s1.xdp >= s0.xdp + 30,
+        "{when}: their XDP saw every frame: {s0:?} -> {s1:?}"
+    );
+    assert!(
+        s1.from_netdev >= s0.from_netdev + 10,
+        "{when}: their ingress saw what was for r: {s0:?} -> {s1:?}"
+    );
+    assert!(
+        s1.to_netdev >= s0.to_netdev + 10,
+        "{when}: their egress saw r's answers: {s0:?} -> {s1:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn beside_a_cilium_shaped_datapath_both_keep_working_through_restart_upgrade_and_detach() {
+    let mut lab = lab("coexist");
+    let t = topology::line(&mut lab).expect("line");
+    let dir = lab.bpffs().expect("bpffs").join("foreign");
+    let mut f = foreign::Foreign::load(&dir).expect("the foreign programs");
+    for ifname in ["r-a", "r-b"] {
+        f.attach_xdp(&lab, "r", ifname).expect("their XDP");
+        f.attach_tc(&lab, "r", ifname).expect("their TC");
+    }
+    let before = hooks(&lab, "r", "r-a");
+    assert_eq!(theirs(&before.ingress).len(), 1, "{before:?}");
+    let r_addr = lab
+        .link_between("a", "r")
+        .expect("link")
+        .end("r")
+        .v4
+        .to_string();
+
+    let mut agents = start_line(
+        &mut lab,
+        &t,
+        t.configs.iter().find(|c| c.node == "r").expect("r").clone(),
+    );
+    let ri = agents.iter().position(|a| a.node == "r").expect("r");
+    assert_eq!(
+        agents[ri].attached["forwarding"],
+        serde_json::json!({"r-a": "tcx", "r-b": "tcx"}),
+        "auto takes TC ingress where the XDP hook is theirs: {}",
+        agents[ri].attached
+    );
+    ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "attached");
+    traffic_checks(&lab, &t, &f, &r_addr, "attached");
+
+    // Restart: the next agent takes its pins over in place.
+    let r_config = t.configs.iter().find(|c| c.node == "r").expect("r").clone();
+    agents[ri].exit().expect("exit");
+    agents[ri] = lab.agent(&r_config).expect("restart");
+    assert_eq!(agents[ri].attached["adopted"], true);
+    ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "restarted");
+    traffic_checks(&lab, &t, &f, &r_addr, "restarted");
+
+    // Upgrade to another build, swapped onto the same links.
+    let mut upgrade = r_config.clone();
+    upgrade.args = vec![
+        "--ebpf-object".into(),
+        mesh_lab::labtools::UPGRADE_OBJECT.into(),
+    ];
+    agents[ri].exit().expect("exit");
+    agents[ri] = lab.agent(&upgrade).expect("upgrade");
+    ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "upgraded");
+    traffic_checks(&lab, &t, &f, &r_addr, "upgraded");
+
+    // Detach: ours go, theirs stay where they were.
+    agents[ri].exit().expect("exit");
+    agents[ri].detach().expect("meshctl detach");
+    let after = hooks(&lab, "r", "r-a");
+    assert_eq!(after.xdp.as_deref(), Some("cil_xdp_entry"), "{after:?}");
+    assert_eq!(after.ingress, before.ingress, "only theirs, as before us");
+    assert_eq!(after.egress, before.egress, "only theirs, as before us");
+    let s0 = f.seen().expect("seen");
+    assert_eq!(lab.ping(&t.src, &r_addr, 5).expect("ping"), 5);
+    let s1 = f.seen().expect("seen");
+    assert!(
+        s1.from_netdev >= s0.from_netdev + 5,
+        "theirs still count: {s0:?} -> {s1:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_foreign_xdp_attach_over_ours_fails_and_ours_keeps_forwarding() {
+    let mut lab = lab("xdp-fight");
+    let t = topology::line(&mut lab).expect("line");
+    let dir = lab.bpffs().expect("bpffs").join("foreign");
+    let f = foreign::Foreign::load(&dir).expect("the foreign programs");
+    let r_config = t.configs.iter().find(|c| c.node == "r").expect("r").clone();
+    let agents = start_line(&mut lab, &t, r_config);
+    let r = agents.iter().find(|a| a.node == "r").expect("r");
+    assert_eq!(
+        r.attached["forwarding"],
+        serde_json::json!({"r-a": "xdp", "r-b": "xdp"})
+    );
+    let err = f
+        .attach_xdp(&lab, "r", "r-a")
+        .expect_err("a netlink attach cannot replace a program attached by a BPF link");
+    eprintln!("the foreign attach failed as it should: {err:#}");
+    assert_eq!(
+        lab.xdp_program("r", "r-a").expect("ip link").as_deref(),
+        Some("mesh_xdp")
+    );
+    assert_eq!(
+        lab.ping(&t.src, &t.dst_v4.to_string(), 10).expect("ping"),
+        10
+    );
 }

@@ -22,3 +22,16 @@ pub const GEN_SEQ: &str = "GEN_SEQ";
 pub const DELIVERED: &str = "DELIVERED";
 /// Header bytes the generator restores: Ethernet and an option-less IPv4 header.
 pub const GEN_TEMPLATE_LEN: usize = 34;
+
+/// Foreign programs attached the way Cilium attaches its own (same names, same hooks,
+/// same verdicts), each counting the frames it sees into `FOREIGN_SEEN`.
+pub const PROG_CIL_XDP: &str = "cil_xdp_entry";
+/// At TCX (or clsact) ingress; returns `TC_ACT_OK`, ending the chain as Cilium does.
+pub const PROG_CIL_FROM_NETDEV: &str = "cil_from_netdev";
+/// At TCX (or clsact) egress; returns `TC_ACT_OK`.
+pub const PROG_CIL_TO_NETDEV: &str = "cil_to_netdev";
+/// `PerCpuArray<u64>`, one entry per foreign program, in the order above.
+pub const FOREIGN_SEEN: &str = "FOREIGN_SEEN";
+pub const SEEN_XDP: u32 = 0;
+pub const SEEN_FROM_NETDEV: u32 = 1;
+pub const SEEN_TO_NETDEV: u32 = 2;

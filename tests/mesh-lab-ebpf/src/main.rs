@@ -4,13 +4,16 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{TC_ACT_OK, xdp_action},
     helpers::generated::bpf_redirect,
-    macros::{map, xdp},
+    macros::{classifier, map, xdp},
     maps::{Array, PerCpuArray},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
-use mesh_lab_ebpf::{GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN};
+use mesh_lab_ebpf::{
+    GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN, SEEN_FROM_NETDEV,
+    SEEN_TO_NETDEV, SEEN_XDP,
+};
 
 // Map and program names must match mesh_lab_ebpf.
 
@@ -102,6 +105,39 @@ pub fn lab_count(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lab_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// Frames each foreign (Cilium-shaped) program saw.
+#[map]
+static FOREIGN_SEEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
+
+#[inline(always)]
+fn seen(which: u32) {
+    if let Some(n) = FOREIGN_SEEN.get_ptr_mut(which) {
+        // SAFETY: per-CPU slot, touched only by this CPU.
+        unsafe { *n += 1 };
+    }
+}
+
+/// Stands in for Cilium's XDP entry: counts and passes.
+#[xdp]
+pub fn cil_xdp_entry(_ctx: XdpContext) -> u32 {
+    seen(SEEN_XDP);
+    xdp_action::XDP_PASS
+}
+
+/// Stands in for Cilium's ingress program: counts, and ends the chain (`TC_ACT_OK`).
+#[classifier]
+pub fn cil_from_netdev(_ctx: TcContext) -> i32 {
+    seen(SEEN_FROM_NETDEV);
+    TC_ACT_OK
+}
+
+/// Stands in for Cilium's egress program: counts, and ends the chain (`TC_ACT_OK`).
+#[classifier]
+pub fn cil_to_netdev(_ctx: TcContext) -> i32 {
+    seen(SEEN_TO_NETDEV);
+    TC_ACT_OK
 }
 
 #[cfg(not(test))]

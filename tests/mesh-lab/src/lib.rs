@@ -18,6 +18,7 @@ pub mod bench_telemetry;
 pub mod cases;
 pub mod crypto_bench;
 pub mod demo;
+pub mod foreign;
 pub mod frames;
 pub mod fuzz;
 pub mod k8s;

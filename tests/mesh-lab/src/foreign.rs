@@ -1,0 +1,147 @@
+//! Another datapath's programs on the lab's interfaces, attached the way Cilium attaches
+//! its own: `cil_xdp_entry` at XDP through netlink in native mode, `cil_from_netdev` and
+//! `cil_to_netdev` at TCX ingress and egress (netlink clsact filters before Linux 6.6),
+//! each counting the frames it sees. Attached before our agent starts, as on a node
+//! where Cilium was there first.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    Ebpf,
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        tc::{self, NlOptions, TcAttachOptions},
+    },
+    util::KernelVersion,
+};
+use mesh_ctl::dataplane::{DataplaneError, sum_over_cpus, xdp_mut};
+use mesh_lab_ebpf::{
+    FOREIGN_SEEN, PROG_CIL_FROM_NETDEV, PROG_CIL_TO_NETDEV, PROG_CIL_XDP, SEEN_FROM_NETDEV,
+    SEEN_TO_NETDEV, SEEN_XDP,
+};
+
+use super::{Lab, labtools::LAB_OBJECT};
+
+/// The foreign programs, loaded once; their TC links live as long as this does.
+pub struct Foreign {
+    ebpf: Ebpf,
+    dir: PathBuf,
+}
+
+/// What each foreign program counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seen {
+    pub xdp: u64,
+    pub from_netdev: u64,
+    pub to_netdev: u64,
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier> {
+    Ok(ebpf
+        .program_mut(name)
+        .with_context(|| format!("no program {name}"))?
+        .try_into()?)
+}
+
+impl Foreign {
+    /// Loads the three programs; `dir` (on a bpffs) receives the XDP program's pin.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut ebpf = Ebpf::load(LAB_OBJECT).map_err(DataplaneError::Object)?;
+        xdp_mut(&mut ebpf, PROG_CIL_XDP)?.load()?;
+        for name in [PROG_CIL_FROM_NETDEV, PROG_CIL_TO_NETDEV] {
+            classifier(&mut ebpf, name)?.load()?;
+        }
+        std::fs::create_dir_all(dir)?;
+        let pin = dir.join(PROG_CIL_XDP);
+        let _stale = std::fs::remove_file(&pin);
+        xdp_mut(&mut ebpf, PROG_CIL_XDP)?.pin(&pin)?;
+        Ok(Self {
+            ebpf,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// `cil_xdp_entry` on `iface` of `node`, as a legacy (netlink) native-mode attach.
+    pub fn attach_xdp(&self, lab: &Lab, node: &str, iface: &str) -> Result<()> {
+        let pin = self.dir.join(PROG_CIL_XDP).display().to_string();
+        lab.exec_ok(
+            node,
+            &["ip", "link", "set", "dev", iface, "xdpdrv", "pinned", &pin],
+        )
+        .map(drop)
+    }
+
+    /// `cil_from_netdev` and `cil_to_netdev` on `iface` of `node`: TCX links (at the end
+    /// of the chains) on 6.6+, else clsact filters at priority 1.
+    pub fn attach_tc(&mut self, lab: &Lab, node: &str, iface: &str) -> Result<()> {
+        let ns = lab.ns(node);
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        let ebpf = &mut self.ebpf;
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<()> {
+                let _inside = crate::netns::enter(&ns)?;
+                if !tcx {
+                    match tc::qdisc_add_clsact(iface) {
+                        Ok(()) => {}
+                        Err(tc::TcError::NetlinkError(e))
+                            if e.raw_os_error() == Some(nix::libc::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                for (name, at) in [
+                    (PROG_CIL_FROM_NETDEV, TcAttachType::Ingress),
+                    (PROG_CIL_TO_NETDEV, TcAttachType::Egress),
+                ] {
+                    let options = if tcx {
+                        TcAttachOptions::TcxOrder(LinkOrder::last())
+                    } else {
+                        TcAttachOptions::Netlink(NlOptions {
+                            priority: 1,
+                            ..NlOptions::default()
+                        })
+                    };
+                    classifier(ebpf, name)?.attach_with_options(iface, at, options)?;
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the attaching thread panicked"))?
+        })
+    }
+
+    /// What each program has counted so far (over every interface it is on).
+    pub fn seen(&self) -> Result<Seen> {
+        Ok(Seen {
+            xdp: sum_over_cpus(&self.ebpf, FOREIGN_SEEN, SEEN_XDP)?,
+            from_netdev: sum_over_cpus(&self.ebpf, FOREIGN_SEEN, SEEN_FROM_NETDEV)?,
+            to_netdev: sum_over_cpus(&self.ebpf, FOREIGN_SEEN, SEEN_TO_NETDEV)?,
+        })
+    }
+}
+
+/// The programs at `iface`'s TCX hook `at` in `node`, in the order they run: (id, name).
+pub fn tcx_chain(
+    lab: &Lab,
+    node: &str,
+    iface: &str,
+    at: TcAttachType,
+) -> Result<Vec<(u32, String)>> {
+    let ns = lab.ns(node);
+    let iface = iface.to_owned();
+    std::thread::spawn(move || -> Result<Vec<(u32, String)>> {
+        let _inside = crate::netns::enter(&ns)?;
+        let (_, programs) = SchedClassifier::query_tcx(&iface, at)?;
+        Ok(programs
+            .iter()
+            .map(|p| {
+                (
+                    p.id(),
+                    p.name_as_str().map(str::to_owned).unwrap_or_default(),
+                )
+            })
+            .collect())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the query thread panicked"))?
+}
