@@ -215,6 +215,26 @@ fn beside_a_cilium_shaped_datapath_both_keep_working_through_restart_upgrade_and
     ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "attached");
     traffic_checks(&lab, &t, &f, &r_addr, "attached");
 
+    // Another agent jumps ahead of ours at the head of the ingress chain: ours can no
+    // longer see what it ends. The agent says so and is degraded until it steps back.
+    f.jump_ahead(&lab, "r", "r-a")
+        .expect("a foreign program at the head");
+    let changed = agents[ri]
+        .wait_event("hooks_changed", std::time::Duration::from_secs(15))
+        .expect("the agent notices");
+    assert_eq!(changed["iface"], "r-a", "{changed}");
+    let status: api::Status = agents[ri].view(&Request::Status).expect("status");
+    assert!(
+        status.degraded.iter().any(|d| d.contains("cil_from_host")),
+        "status says why: {:?}",
+        status.degraded
+    );
+    f.step_back().expect("it steps back");
+    agents[ri]
+        .wait_event("hooks_restored", std::time::Duration::from_secs(15))
+        .expect("the agent notices that too");
+    ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "after the hook fight");
+
     // Restart: the next agent takes its pins over in place.
     let r_config = t.configs.iter().find(|c| c.node == "r").expect("r").clone();
     agents[ri].exit().expect("exit");
@@ -275,5 +295,63 @@ fn a_foreign_xdp_attach_over_ours_fails_and_ours_keeps_forwarding() {
     assert_eq!(
         lab.ping(&t.src, &t.dst_v4.to_string(), 10).expect("ping"),
         10
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_mesh_forwarding_at_tc_ingress_beside_foreign_programs_heals_silent_failures() {
+    use mesh_lab::{
+        Fault,
+        mesh6::{self, RoundOptions},
+    };
+    let (_one, mut lab) = support::mesh::one_mesh("mesh-tcx");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let dir = lab.bpffs().expect("bpffs").join("foreign");
+    let mut f = foreign::Foreign::load(&dir).expect("the foreign programs");
+    for r in mesh.routers.clone() {
+        for l in mesh.links.iter().filter(|l| l.a.node == r || l.b.node == r) {
+            let ifname = l.end(&r).ifname.clone();
+            f.attach_xdp(&lab, &r, &ifname).expect("their XDP");
+            f.attach_tc(&lab, &r, &ifname).expect("their TC");
+        }
+    }
+    let agents = support::mesh::start(&mut lab, &mesh, "");
+    for a in &agents {
+        let fw = a.attached["forwarding"].as_object().expect("forwarding");
+        assert!(
+            fw.values().all(|v| v == "tcx" || v == "clsact"),
+            "{}: {fw:?}",
+            a.node
+        );
+    }
+    support::mesh::converge(&lab, &mesh, &agents);
+    let mut restored = Vec::new();
+    for round in 0..3 {
+        let r = mesh6::failure_round(
+            &mut lab,
+            &mesh,
+            round,
+            &RoundOptions {
+                pps: 1000,
+                fault: Fault::Silent,
+                restore_limit: std::time::Duration::from_secs(10),
+                series_bucket_ms: 10,
+            },
+        )
+        .expect("failure round");
+        assert!(
+            r.outage.restored,
+            "round {round} on {}: {:?}",
+            r.link, r.outage
+        );
+        restored.push(r.outage.restore_ms);
+        support::mesh::converge(&lab, &mesh, &agents);
+    }
+    eprintln!("forwarding at TC ingress: silent failures restored in {restored:?} ms");
+    let seen = f.seen().expect("seen");
+    assert!(
+        seen.xdp > 0 && seen.to_netdev > 0,
+        "theirs kept running: {seen:?}"
     );
 }

@@ -106,6 +106,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                         "--test",
                         "observe",
                         "--test",
+                        "coexist",
+                        "--test",
                         "deploy",
                     ],
                     "lab",

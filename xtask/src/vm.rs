@@ -18,7 +18,7 @@ const KERNELS: &[(&str, &str)] = &[
     ("6.12", r"^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$"),
 ];
 /// Test binaries the guest runs.
-const GUEST_TESTS: &[&str] = &["xdp_verdicts", "telemetry", "lab"];
+const GUEST_TESTS: &[&str] = &["xdp_verdicts", "telemetry", "lab", "coexist"];
 /// A guest that has not finished by then is hung.
 const GUEST_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 

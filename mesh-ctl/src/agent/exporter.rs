@@ -182,6 +182,13 @@ pub const AGENT_METRICS: &[Metric] = &[
         zero: Zero::Plain,
     },
     Metric {
+        name: "x0tta6bl4_hook_changes_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Changes to our place in a TCX chain (another program ahead of ours, ours gone, or back to normal)",
+        zero: Zero::Plain,
+    },
+    Metric {
         name: "x0tta6bl4_map_read_errors_total",
         kind: Kind::Counter,
         labels: &[],

@@ -42,6 +42,8 @@ pub struct Inputs<'a> {
     pub adjacent: usize,
     /// Why the last read of the telemetry maps failed; None when it succeeded.
     pub map_error: Option<&'a str>,
+    /// TCX chains whose order no longer lets us see what we must (see `hookwatch`).
+    pub hooks: &'a [String],
 }
 
 /// Why the agent is not ready, one reason a line; empty when it is. An agent that
@@ -54,6 +56,7 @@ pub fn degraded(i: &Inputs<'_>) -> Vec<String> {
     if i.routing && i.adjacent == 0 {
         reasons.push("no adjacency: routing is on and no neighbour is adjacent".to_owned());
     }
+    reasons.extend(i.hooks.iter().cloned());
     reasons
 }
 
@@ -67,12 +70,14 @@ mod tests {
             routing: true,
             adjacent: 2,
             map_error: None,
+            hooks: &[],
         };
         assert!(degraded(&ok).is_empty());
         let alone_static = Inputs {
             routing: false,
             adjacent: 0,
             map_error: None,
+            hooks: &[],
         };
         assert!(degraded(&alone_static).is_empty());
     }
@@ -83,6 +88,7 @@ mod tests {
             routing: true,
             adjacent: 0,
             map_error: Some("EPERM"),
+            hooks: &[],
         };
         let r = degraded(&both);
         assert_eq!(r.len(), 2, "{r:?}");

@@ -95,6 +95,8 @@ pub(super) struct Mesh {
     pub(super) secure: Option<Secured>,
     /// Why the last read of the telemetry maps failed (None: it succeeded).
     pub(super) map_error: Option<String>,
+    /// Our place in the TCX chains, as last seen.
+    pub(super) hooks: super::hookwatch::HookWatch,
 }
 
 impl Mesh {
@@ -125,6 +127,7 @@ impl Mesh {
             frozen_logged: false,
             secure: None,
             map_error: None,
+            hooks: super::hookwatch::HookWatch::default(),
             detection: if config.detect.enabled && config.routing.enabled {
                 Some(
                     Detection::new(&config.detect, (super::unix_now() * 1000.0) as u64)

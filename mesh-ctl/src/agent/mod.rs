@@ -13,6 +13,7 @@ mod execute;
 pub mod exporter;
 mod fan;
 pub mod health;
+mod hookwatch;
 mod http;
 mod ifwatch;
 mod knowledge;

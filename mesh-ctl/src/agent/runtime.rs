@@ -15,7 +15,7 @@ use super::{
     detection::Detection,
     exporter,
     exporter::record_stage,
-    health, http,
+    health, hookwatch, http,
     ifwatch::{self, IfWatch},
     knowledge::Knowledge,
     mesh::{Io, Mesh, ms},
@@ -120,6 +120,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
             ifindex: *ifindex,
         })
         .collect();
+    let mut hook_tick: u64 = 0;
     let mut ifwatch = IfWatch::new(links.iter().map(|l| (l.name.clone(), l.ifindex)).collect());
     let mut stopped = super::Stopped::Signal;
     let events_task = tokio::spawn(read_events(events, shared.clone(), links.clone()));
@@ -237,6 +238,10 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
                         Some(format!("{e:#}"))
                     }
                 };
+                hook_tick += 1;
+                if hook_tick.is_multiple_of(HOOK_CHECK_TICKS) {
+                    mesh.check_hooks();
+                }
                 let changes = ifwatch.check(|name| nix::net::if_::if_nametoindex(name).ok());
                 if ifwatch::report(&changes) {
                     stopped = super::Stopped::Reexec;
@@ -460,6 +465,9 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
     Ok(stopped)
 }
 
+/// TCX chains are looked at every this many telemetry intervals.
+const HOOK_CHECK_TICKS: u64 = 5;
+
 /// A timer every `ms` that skips the ticks a busy loop missed.
 fn every(ms: u64) -> tokio::time::Interval {
     let mut t = tokio::time::interval(Duration::from_millis(ms));
@@ -482,6 +490,57 @@ fn aligned(window_ms: u64) -> (tokio::time::Instant, u64) {
 }
 
 impl Mesh {
+    /// Looks at the TCX chains our programs are in: ours where it should be (first at an
+    /// ingress we forward from; first at egress when `tc_position` says so), everyone
+    /// else's in any order. Reports what changed.
+    fn check_hooks(&mut self) {
+        use aya::programs::TcAttachType;
+        let mut chains = Vec::new();
+        for p in &self.programs {
+            let (iface, direction, at, first) = if let Some(i) = p.attachment.strip_prefix("tcxin-")
+            {
+                (i, "ingress", TcAttachType::Ingress, true)
+            } else if let Some(i) = p.attachment.strip_prefix("tcx-") {
+                let first = self.config.dataplane.tc_position == crate::config::TcPosition::First;
+                (i, "egress", TcAttachType::Egress, first)
+            } else {
+                continue;
+            };
+            // An interface that is gone is the interface watch's to report.
+            let Ok(programs) = crate::dataplane::Dataplane::tcx_chain(iface, at) else {
+                continue;
+            };
+            let chain = hookwatch::Chain {
+                iface: iface.to_owned(),
+                direction,
+            };
+            chains.push(hookwatch::Found {
+                chain,
+                programs,
+                ours: p.program_id,
+                first,
+            });
+        }
+        for (chain, trouble) in self.hooks.check(chains) {
+            metrics::counter!("x0tta6bl4_hook_changes_total").increment(1);
+            match trouble {
+                Some(t) => crate::event!(
+                    WARN,
+                    "hooks_changed",
+                    iface = chain.iface.as_str(),
+                    hook = chain.direction,
+                    trouble = %t
+                ),
+                None => crate::event!(
+                    INFO,
+                    "hooks_restored",
+                    iface = chain.iface.as_str(),
+                    hook = chain.direction
+                ),
+            }
+        }
+    }
+
     fn publish(&mut self, k: &Knowledge, shared: &Shared) {
         let now_ms = monotonic_ns().map(ms).unwrap_or(0);
         let up = k.neighbors.iter().filter(|n| n.adjacent()).count();
@@ -500,6 +559,7 @@ impl Mesh {
             routing: self.routing,
             adjacent: up,
             map_error: self.map_error.as_deref(),
+            hooks: &self.hooks.troubles(),
         });
         metrics::gauge!("x0tta6bl4_ready").set(if degraded.is_empty() { 1.0 } else { 0.0 });
         let status = api::Status {

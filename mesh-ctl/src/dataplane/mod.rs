@@ -536,6 +536,20 @@ impl Dataplane {
             })
     }
 
+    /// The programs of `iface`'s TCX chain `at` (in the calling thread's namespace), in
+    /// the order they run, ours and everyone else's: (id, name).
+    pub fn tcx_chain(iface: &str, at: TcAttachType) -> Result<Vec<(u32, String)>> {
+        let (_, programs) =
+            SchedClassifier::query_tcx(iface, at).map_err(|source| DataplaneError::AttachTc {
+                iface: iface.to_owned(),
+                source,
+            })?;
+        Ok(programs
+            .iter()
+            .map(|p| (p.id(), p.name_as_str().unwrap_or_default().to_owned()))
+            .collect())
+    }
+
     /// Ids of the TCX egress programs on `iface` (in the calling thread's namespace), in
     /// the order they run: ours and everyone else's.
     pub fn tcx_egress_programs(iface: &str) -> Result<Vec<u32>> {

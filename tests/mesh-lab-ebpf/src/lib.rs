@@ -30,8 +30,12 @@ pub const PROG_CIL_XDP: &str = "cil_xdp_entry";
 pub const PROG_CIL_FROM_NETDEV: &str = "cil_from_netdev";
 /// At TCX (or clsact) egress; returns `TC_ACT_OK`.
 pub const PROG_CIL_TO_NETDEV: &str = "cil_to_netdev";
+/// A second ingress program (Cilium has `cil_from_host`), for a foreign agent that
+/// attaches at the head of the chain, ahead of ours; returns `TC_ACT_OK`.
+pub const PROG_CIL_FROM_HOST: &str = "cil_from_host";
 /// `PerCpuArray<u64>`, one entry per foreign program, in the order above.
 pub const FOREIGN_SEEN: &str = "FOREIGN_SEEN";
 pub const SEEN_XDP: u32 = 0;
 pub const SEEN_FROM_NETDEV: u32 = 1;
 pub const SEEN_TO_NETDEV: u32 = 2;
+pub const SEEN_FROM_HOST: u32 = 3;

@@ -11,8 +11,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use mesh_lab_ebpf::{
-    GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN, SEEN_FROM_NETDEV,
-    SEEN_TO_NETDEV, SEEN_XDP,
+    GEN_FLOWS_COUNT, GEN_FLOWS_FIRST_PORT, GEN_TEMPLATE_LEN as TEMPLATE_LEN, SEEN_FROM_HOST,
+    SEEN_FROM_NETDEV, SEEN_TO_NETDEV, SEEN_XDP,
 };
 
 // Map and program names must match mesh_lab_ebpf.
@@ -109,7 +109,7 @@ pub fn lab_pass(_ctx: XdpContext) -> u32 {
 
 /// Frames each foreign (Cilium-shaped) program saw.
 #[map]
-static FOREIGN_SEEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
+static FOREIGN_SEEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
 
 #[inline(always)]
 fn seen(which: u32) {
@@ -137,6 +137,13 @@ pub fn cil_from_netdev(_ctx: TcContext) -> i32 {
 #[classifier]
 pub fn cil_to_netdev(_ctx: TcContext) -> i32 {
     seen(SEEN_TO_NETDEV);
+    TC_ACT_OK
+}
+
+/// A foreign program that takes the head of an ingress chain: counts, ends the chain.
+#[classifier]
+pub fn cil_from_host(_ctx: TcContext) -> i32 {
+    seen(SEEN_FROM_HOST);
     TC_ACT_OK
 }
 

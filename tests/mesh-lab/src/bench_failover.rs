@@ -278,6 +278,9 @@ fn restore_points(rounds: &[mesh6::FailureRound]) -> Vec<(f64, f64)> {
 /// hellos), with the same margin as our defaults: three intervals of silence.
 const BUDGET_PROBE: &str = "[probe]\ninterval_ms = 11\ndead_ms = 33\n";
 
+/// The same agents forwarding at TCX ingress, as where another program holds XDP.
+const TCX_HOOK: &str = "\n[dataplane]\nhook = \"tcx\"\n";
+
 pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
     let failures = env_usize("FAILOVER_ROUNDS", 20);
     let quiet_s = env_usize("FAILOVER_SPURIOUS_S", 600);
@@ -285,6 +288,9 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
     let budget_rounds = env_usize("FAILOVER_BUDGET_ROUNDS", failures);
     let budget = run_ours(&meshctl, "bbudg", BUDGET_PROBE, budget_rounds, 0)
         .context("measuring our agents at babeld's control budget")?;
+    let tcx_rounds = env_usize("FAILOVER_TCX_ROUNDS", failures);
+    let tcx = run_ours(&meshctl, "btcx", TCX_HOOK, tcx_rounds, 0)
+        .context("measuring our agents forwarding at TCX ingress")?;
     let (ours_restore, ours_lost, rounds) = (&ours.restore, &ours.lost, &ours.rounds);
     let (control_pps, cpu_per_min, spurious) = (ours.control_pps, ours.cpu_per_min, ours.spurious);
 
@@ -313,6 +319,13 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         budget.control_pps,
         budget.cpu_per_min,
     );
+    row(
+        "x0tta6bl4 at TCX",
+        &tcx.restore,
+        &tcx.lost,
+        tcx.control_pps,
+        tcx.cpu_per_min,
+    );
     for b in &babel {
         row(
             &b.setting,
@@ -330,6 +343,7 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         serde_json::to_string_pretty(&json!({
             "ours": ours.json("defaults", quiet_s),
             "ours_at_babeld_budget": budget.json(BUDGET_PROBE, 0),
+            "ours_at_tcx": tcx.json("hook = tcx", 0),
             "babeld": babel,
         }))?,
     )
@@ -343,6 +357,10 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         super::plot::Series {
             name: "x0tta6bl4 -i 11ms",
             points: restore_points(&budget.rounds),
+        },
+        super::plot::Series {
+            name: "x0tta6bl4 at TCX",
+            points: restore_points(&tcx.rounds),
         },
     ];
     for b in &babel {
@@ -373,8 +391,9 @@ pub fn failover(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         best / budget.restore.p95
     );
     println!(
-        "bench failover: p95_restore_ms={:.1} babeld_best_p95_ms={best:.1} speedup={:.1} p50_restore_ms={:.1} p99_restore_ms={:.1} lost_p95={:.0} spurious={spurious}",
+        "bench failover: p95_restore_ms={:.1} tcx_p95_restore_ms={:.1} babeld_best_p95_ms={best:.1} speedup={:.1} p50_restore_ms={:.1} p99_restore_ms={:.1} lost_p95={:.0} spurious={spurious}",
         ours_restore.p95,
+        tcx.restore.p95,
         best / ours_restore.p95,
         ours_restore.p50,
         ours_restore.p99,

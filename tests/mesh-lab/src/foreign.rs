@@ -17,8 +17,8 @@ use aya::{
 };
 use mesh_ctl::dataplane::{DataplaneError, sum_over_cpus, xdp_mut};
 use mesh_lab_ebpf::{
-    FOREIGN_SEEN, PROG_CIL_FROM_NETDEV, PROG_CIL_TO_NETDEV, PROG_CIL_XDP, SEEN_FROM_NETDEV,
-    SEEN_TO_NETDEV, SEEN_XDP,
+    FOREIGN_SEEN, PROG_CIL_FROM_HOST, PROG_CIL_FROM_NETDEV, PROG_CIL_TO_NETDEV, PROG_CIL_XDP,
+    SEEN_FROM_NETDEV, SEEN_TO_NETDEV, SEEN_XDP,
 };
 
 use super::{Lab, labtools::LAB_OBJECT};
@@ -49,7 +49,7 @@ impl Foreign {
     pub fn load(dir: &Path) -> Result<Self> {
         let mut ebpf = Ebpf::load(LAB_OBJECT).map_err(DataplaneError::Object)?;
         xdp_mut(&mut ebpf, PROG_CIL_XDP)?.load()?;
-        for name in [PROG_CIL_FROM_NETDEV, PROG_CIL_TO_NETDEV] {
+        for name in [PROG_CIL_FROM_NETDEV, PROG_CIL_TO_NETDEV, PROG_CIL_FROM_HOST] {
             classifier(&mut ebpf, name)?.load()?;
         }
         std::fs::create_dir_all(dir)?;
@@ -110,6 +110,34 @@ impl Foreign {
         })
     }
 
+    /// `cil_from_host` at the head of `iface`'s TCX ingress chain in `node`, ahead of
+    /// everything (ours included), as a foreign agent attaching with `BPF_F_BEFORE` does.
+    pub fn jump_ahead(&mut self, lab: &Lab, node: &str, iface: &str) -> Result<()> {
+        let ns = lab.ns(node);
+        let ebpf = &mut self.ebpf;
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<()> {
+                let _inside = crate::netns::enter(&ns)?;
+                classifier(ebpf, PROG_CIL_FROM_HOST)?.attach_with_options(
+                    iface,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
+                )?;
+                Ok(())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the attaching thread panicked"))?
+        })
+    }
+
+    /// Takes `cil_from_host` off every interface again.
+    pub fn step_back(&mut self) -> Result<()> {
+        let prog = classifier(&mut self.ebpf, PROG_CIL_FROM_HOST)?;
+        prog.unload()?;
+        prog.load()?;
+        Ok(())
+    }
+
     /// What each program has counted so far (over every interface it is on).
     pub fn seen(&self) -> Result<Seen> {
         Ok(Seen {
@@ -120,13 +148,22 @@ impl Foreign {
     }
 }
 
-/// The programs at `iface`'s TCX hook `at` in `node`, in the order they run: (id, name).
+/// The programs at `iface`'s TC hook `at` in `node`, in the order they run: (id, name).
+/// TCX links on 6.6+; before, the clsact filters as `tc filter show` lists them.
 pub fn tcx_chain(
     lab: &Lab,
     node: &str,
     iface: &str,
     at: TcAttachType,
 ) -> Result<Vec<(u32, String)>> {
+    if !KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
+        let dir = match at {
+            TcAttachType::Ingress => "ingress",
+            _ => "egress",
+        };
+        let out = lab.exec_ok(node, &["tc", "filter", "show", "dev", iface, dir])?;
+        return Ok(out.lines().filter_map(filter_entry).collect());
+    }
     let ns = lab.ns(node);
     let iface = iface.to_owned();
     std::thread::spawn(move || -> Result<Vec<(u32, String)>> {
@@ -144,4 +181,17 @@ pub fn tcx_chain(
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the query thread panicked"))?
+}
+
+/// One cls_bpf filter line of `tc filter show`: `... handle 0x1 NAME direct-action ...
+/// id N tag ...`.
+fn filter_entry(line: &str) -> Option<(u32, String)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let handle = words.iter().position(|w| *w == "handle")?;
+    let name = words.get(handle + 2)?;
+    let id = words.iter().position(|w| *w == "id")?;
+    let id = words.get(id + 1)?.parse().ok()?;
+    // `NAME:[ID]` in some iproute2 versions.
+    let name = name.split(':').next().unwrap_or(name);
+    Some((id, name.to_owned()))
 }
