@@ -355,3 +355,75 @@ fn a_mesh_forwarding_at_tc_ingress_beside_foreign_programs_heals_silent_failures
         "theirs kept running: {seen:?}"
     );
 }
+
+#[test]
+#[ignore = "needs root"]
+fn a_libxdp_program_on_the_hook_sends_us_to_tc_ingress_and_both_keep_working() {
+    if std::process::Command::new("xdp-filter")
+        .arg("help")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: xdp-filter (Debian's xdp-tools) is not installed");
+        return;
+    }
+    let mut lab = lab("libxdp");
+    let t = topology::line(&mut lab).expect("line");
+    // libxdp keeps its dispatcher's state on the bpffs at /sys/fs/bpf, which `ip netns
+    // exec` hides: each command gets a bpffs of the lab's there.
+    let state = lab.bpffs().expect("bpffs").join("libxdp");
+    std::fs::create_dir_all(&state).expect("libxdp dir");
+    // xdp-filter loads its program through libxdp's multi-program dispatcher.
+    for ifname in ["r-a", "r-b"] {
+        libxdp(
+            &lab,
+            &state,
+            &format!("xdp-filter load --mode native {ifname}"),
+        )
+        .expect("xdp-filter load");
+    }
+    let r_config = t.configs.iter().find(|c| c.node == "r").expect("r").clone();
+    let agents = start_line(&mut lab, &t, r_config);
+    let r = agents.iter().find(|a| a.node == "r").expect("r");
+    assert_eq!(
+        r.attached["forwarding"],
+        serde_json::json!({"r-a": "tcx", "r-b": "tcx"}),
+        "{}",
+        r.attached
+    );
+    assert_eq!(
+        lab.ping(&t.src, &t.dst_v4.to_string(), 10).expect("ping"),
+        10
+    );
+    // libxdp 1.3.1 (Debian's) puts its program behind a dispatcher where the kernel lets
+    // it; on 6.18 its compatibility check fails (EPERM) and it attaches the one program
+    // by netlink. Either way the hook is theirs, and stays so.
+    let status = libxdp(&lab, &state, "xdp-loader status r-a").expect("xdp-loader");
+    assert!(status.contains("xdpfilt"), "their program stays: {status}");
+    // The filter still works: a source it is told to drop no longer reaches b.
+    let a_addr = lab
+        .link_between("a", "r")
+        .expect("link")
+        .end("a")
+        .v4
+        .to_string();
+    libxdp(&lab, &state, &format!("xdp-filter ip --mode src {a_addr}")).expect("xdp-filter ip");
+    assert_eq!(
+        lab.ping(&t.src, &t.dst_v4.to_string(), 3).expect("ping"),
+        0,
+        "xdp-filter drops before we see it"
+    );
+}
+
+/// A libxdp command in r with the lab's bpffs at /sys/fs/bpf, where libxdp keeps its state
+/// (`ip netns exec` hides the host's).
+fn libxdp(lab: &Lab, state: &std::path::Path, args: &str) -> anyhow::Result<String> {
+    lab.exec_ok(
+        "r",
+        &[
+            "sh",
+            "-c",
+            &format!("mount --bind {} /sys/fs/bpf && {args}", state.display()),
+        ],
+    )
+}

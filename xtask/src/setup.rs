@@ -53,6 +53,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "telemetry lab: promtool checks the metrics scrape; the live monitoring lab",
     ),
     (
+        "xdp-tools",
+        "coexistence lab: a real libxdp user (xdp-filter) holding the XDP hook",
+    ),
+    (
         "prometheus-alertmanager",
         "live monitoring lab: alerts delivered to a webhook",
     ),
