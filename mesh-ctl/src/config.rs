@@ -274,6 +274,10 @@ pub enum DetectorKind {
     /// Fixed levels (`detect.gray_loss` and the others): needs no training.
     #[default]
     Static,
+    /// The GraphSAGE model `meshctl` carries, with the thresholds calibrated beside it.
+    Graphsage,
+    /// The MLP baseline `meshctl` carries (the same features, no message passing).
+    Mlp,
     /// A model `meshctl model train` wrote (`detect.model`), with its own thresholds.
     Model,
 }

@@ -195,6 +195,29 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The models `meshctl` carries, trained by `cargo xtask train-model` (`meshctl model train
+/// --seed 1` on the protocol's generated meshes of every training family) and committed
+/// under `mesh-ctl/models/`: a test retrains them and compares bytes.
+pub mod shipped {
+    use super::{DetectError, Model};
+
+    /// `detect.detector = "graphsage"`.
+    pub const GRAPHSAGE: (&[u8], &[u8]) = (
+        include_bytes!("../models/graphsage.safetensors"),
+        include_bytes!("../models/graphsage.json"),
+    );
+    /// `detect.detector = "mlp"`: the same features without message passing.
+    pub const MLP: (&[u8], &[u8]) = (
+        include_bytes!("../models/mlp.safetensors"),
+        include_bytes!("../models/mlp.json"),
+    );
+
+    /// One of the shipped models, loaded.
+    pub fn load(parts: (&[u8], &[u8])) -> Result<Model, DetectError> {
+        Model::from_parts(parts.0, parts.1)
+    }
+}
+
 /// `model.safetensors` -> `model.json`.
 pub fn meta_path(path: &Path) -> PathBuf {
     path.with_extension("json")

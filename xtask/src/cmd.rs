@@ -141,6 +141,22 @@ fn deny(env: &Env) -> Result<()> {
     status(cargo(env, &["deny", "--offline", "check", "advisories"]))
 }
 
+/// `cargo xtask train-model`: the shipped models, retrained in place with the release
+/// `meshctl` (a few seconds each; training is deterministic, so the files only change when
+/// the features, the protocol or the trainer do).
+pub fn train_models(env: &Env) -> Result<()> {
+    status(cargo(env, &["build", "--release", "--bin", "meshctl"]))?;
+    for kind in ["graphsage", "mlp"] {
+        let out = root().join(format!("mesh-ctl/models/{kind}.safetensors"));
+        let mut c = Command::new(target_dir().join("release/meshctl"));
+        c.args(["model", "train", "--seed", "1", "--kind", kind, "--out"])
+            .arg(&out)
+            .current_dir(root());
+        status(c)?;
+    }
+    Ok(())
+}
+
 /// Runs the lab binary (demo, benchmarks) built in release mode.
 pub fn lab(env: &Env, args: &[&str]) -> Result<()> {
     status(cargo(

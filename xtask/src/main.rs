@@ -69,6 +69,9 @@ enum Task {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Retrains the models meshctl carries (GraphSAGE and the MLP baseline, seed 1, on the
+    /// protocol's generated meshes) into mesh-ctl/models/: the same bytes every time.
+    TrainModel,
     /// The demo mesh under traffic and random faults (link failures, agent kills, reloads,
     /// upgrades) for N minutes: every fault healed, no loop, memory and open files flat.
     Soak {
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
         Task::Bench { name } => setup::run(false).and_then(|env| cmd::lab(&env, &["bench", &name])),
         Task::Fuzz { seconds } => setup::run(false)
             .and_then(|env| cmd::lab(&env, &["fuzz", "--seconds", &seconds.to_string()])),
+        Task::TrainModel => setup::run(false).and_then(|env| cmd::train_models(&env)),
         Task::Soak { minutes } => setup::run(false)
             .and_then(|env| cmd::lab(&env, &["soak", "--minutes", &minutes.to_string()])),
     };

@@ -51,6 +51,8 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                     "config_check",
                     "--test",
                     "deploy",
+                    "--test",
+                    "model_shipped",
                 ],
                 &format!("{tier:?}"),
                 // The unit tier's ignored tests are run by hand, never by a tier.

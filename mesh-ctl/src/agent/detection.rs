@@ -59,6 +59,14 @@ impl Detection {
             DetectorKind::Static => {
                 FeatureDetector::new("static", Scorer::Rule(Rule::Static), static_thresholds(d))
             }
+            DetectorKind::Graphsage => FeatureDetector::from_model(
+                crate::model::shipped::load(crate::model::shipped::GRAPHSAGE)
+                    .context("loading the shipped GraphSAGE model")?,
+            ),
+            DetectorKind::Mlp => FeatureDetector::from_model(
+                crate::model::shipped::load(crate::model::shipped::MLP)
+                    .context("loading the shipped MLP model")?,
+            ),
             DetectorKind::Model => {
                 let path = d.model.as_ref().context("detect.model is not set")?;
                 let model = crate::model::load(path)
