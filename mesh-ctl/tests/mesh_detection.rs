@@ -122,9 +122,22 @@ fn avoids_node(agent: &Agent, node: &str) -> bool {
 #[test]
 #[ignore = "needs root"]
 fn a_blackhole_node_is_found_routed_around_and_taken_back_once_healed() {
-    let (_one, mut lab) = one_mesh("mesh-blackhole");
+    blackhole_case("mesh-blackhole", "[detect]\nhold_ms = 3000\n");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_shipped_graphsage_model_finds_a_live_blackhole_and_every_agent_avoids_it() {
+    blackhole_case(
+        "mesh-bh-gnn",
+        "[detect]\ndetector = \"graphsage\"\nhold_ms = 3000\n",
+    );
+}
+
+fn blackhole_case(tag: &str, detect: &str) {
+    let (_one, mut lab) = one_mesh(tag);
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
-    let agents = start(&mut lab, &mesh, "[detect]\nhold_ms = 3000\n");
+    let agents = start(&mut lab, &mesh, detect);
     converge(&lab, &mesh, &agents);
     wait_for(
         "every agent has two reports of every node",
