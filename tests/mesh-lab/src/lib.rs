@@ -10,6 +10,7 @@
 mod agent;
 pub mod babel;
 pub mod bench;
+pub mod bench_detect_live;
 pub mod bench_failover;
 pub mod bench_maps;
 pub mod bench_reconverge;

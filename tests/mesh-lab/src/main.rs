@@ -150,6 +150,10 @@ fn main() -> Result<()> {
                 meshctl()?,
                 &PathBuf::from("target/bench/crypto.json"),
             ),
+            "detect-live" => lab::bench_detect_live::detect_live(
+                meshctl()?,
+                &PathBuf::from("target/bench/detect-live.json"),
+            ),
             "detect" if std::env::var_os("RAYON_NUM_THREADS").is_none() => {
                 // Inference is measured on one core: candle's CPU pool sizes itself from
                 // this variable, so run again with it set.
@@ -170,7 +174,7 @@ fn main() -> Result<()> {
             .map_err(Into::into),
             other => {
                 bail!(
-                    "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, crypto, detect)"
+                    "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, crypto, detect, detect-live)"
                 )
             }
         },
