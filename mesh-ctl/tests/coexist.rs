@@ -12,6 +12,16 @@ use mesh_ctl::api::{self, Request};
 use mesh_lab::{Agent, Lab, foreign, topology};
 use support::lab;
 
+/// TCX links arrived in Linux 6.6; before, our TC ingress is a clsact filter.
+fn tcx() -> bool {
+    aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+}
+
+/// How the agent names forwarding at TC ingress on this kernel.
+fn tc() -> &'static str {
+    if tcx() { "tcx" } else { "clsact" }
+}
+
 fn reasons(agent: &Agent) -> BTreeMap<String, u64> {
     let d: api::Drops = agent.view(&Request::Drops).expect("drops");
     d.reasons
@@ -56,7 +66,7 @@ fn the_router_forwards_at_tcx_ingress_when_told_to() {
     let router = agents.iter().find(|a| a.node == "r").expect("r");
     assert_eq!(
         router.attached["forwarding"],
-        serde_json::json!({"r-a": "tcx", "r-b": "tcx"}),
+        serde_json::json!({"r-a": tc(), "r-b": tc()}),
         "{}",
         router.attached
     );
@@ -208,32 +218,20 @@ fn beside_a_cilium_shaped_datapath_both_keep_working_through_restart_upgrade_and
     let ri = agents.iter().position(|a| a.node == "r").expect("r");
     assert_eq!(
         agents[ri].attached["forwarding"],
-        serde_json::json!({"r-a": "tcx", "r-b": "tcx"}),
+        serde_json::json!({"r-a": tc(), "r-b": tc()}),
         "auto takes TC ingress where the XDP hook is theirs: {}",
         agents[ri].attached
     );
     ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "attached");
     traffic_checks(&lab, &t, &f, &r_addr, "attached");
 
-    // Another agent jumps ahead of ours at the head of the ingress chain: ours can no
-    // longer see what it ends. The agent says so and is degraded until it steps back.
-    f.jump_ahead(&lab, "r", "r-a")
-        .expect("a foreign program at the head");
-    let changed = agents[ri]
-        .wait_event("hooks_changed", std::time::Duration::from_secs(15))
-        .expect("the agent notices");
-    assert_eq!(changed["iface"], "r-a", "{changed}");
-    let status: api::Status = agents[ri].view(&Request::Status).expect("status");
-    assert!(
-        status.degraded.iter().any(|d| d.contains("cil_from_host")),
-        "status says why: {:?}",
-        status.degraded
-    );
-    f.step_back().expect("it steps back");
-    agents[ri]
-        .wait_event("hooks_restored", std::time::Duration::from_secs(15))
-        .expect("the agent notices that too");
-    ours_first_theirs_kept(&hooks(&lab, "r", "r-a"), &before, "after the hook fight");
+    // Another agent jumps ahead of ours at the head of the ingress chain (TCX only:
+    // clsact filters have no such order to watch).
+    if tcx() {
+        hook_fight(&mut f, &lab, &agents[ri], &before);
+    } else {
+        eprintln!("skipped the hook fight: no TCX before Linux 6.6");
+    }
 
     // Restart: the next agent takes its pins over in place.
     let r_config = t.configs.iter().find(|c| c.node == "r").expect("r").clone();
@@ -387,7 +385,7 @@ fn a_libxdp_program_on_the_hook_sends_us_to_tc_ingress_and_both_keep_working() {
     let r = agents.iter().find(|a| a.node == "r").expect("r");
     assert_eq!(
         r.attached["forwarding"],
-        serde_json::json!({"r-a": "tcx", "r-b": "tcx"}),
+        serde_json::json!({"r-a": tc(), "r-b": tc()}),
         "{}",
         r.attached
     );
@@ -426,4 +424,26 @@ fn libxdp(lab: &Lab, state: &std::path::Path, args: &str) -> anyhow::Result<Stri
             &format!("mount --bind {} /sys/fs/bpf && {args}", state.display()),
         ],
     )
+}
+
+/// A foreign program jumps ahead of ours at the head of r-a's TCX ingress chain, then
+/// steps back: the agent says both, and is degraded in between.
+fn hook_fight(f: &mut foreign::Foreign, lab: &Lab, agent: &Agent, before: &Hooks) {
+    f.jump_ahead(lab, "r", "r-a")
+        .expect("a foreign program at the head");
+    let changed = agent
+        .wait_event("hooks_changed", std::time::Duration::from_secs(15))
+        .expect("the agent notices");
+    assert_eq!(changed["iface"], "r-a", "{changed}");
+    let status: api::Status = agent.view(&Request::Status).expect("status");
+    assert!(
+        status.degraded.iter().any(|d| d.contains("cil_from_host")),
+        "status says why: {:?}",
+        status.degraded
+    );
+    f.step_back().expect("it steps back");
+    agent
+        .wait_event("hooks_restored", std::time::Duration::from_secs(15))
+        .expect("the agent notices that too");
+    ours_first_theirs_kept(&hooks(lab, "r", "r-a"), before, "after the hook fight");
 }
