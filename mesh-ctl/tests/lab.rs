@@ -222,13 +222,16 @@ fn agent_attaches_all_or_nothing_and_detaches_on_sigterm() {
         "invalid config left a program on r-a"
     );
 
-    // A foreign XDP program on r-b: meshctl must not replace it, nor stay on r-a.
+    // A foreign XDP program on r-b, and `hook = "xdp"` (no TC fallback): meshctl must not
+    // replace it, nor stay on r-a.
     let foreign = {
         let _in = netns::enter(&lab.ns("r")).expect("enter r");
         mesh_lab::labtools::Counter::attach("r-b").expect("foreign program")
     };
+    let mut xdp_only = r.clone();
+    xdp_only.extra.push_str("\n[dataplane]\nhook = \"xdp\"\n");
     let err = lab
-        .agent(&r)
+        .agent(&xdp_only)
         .err()
         .expect("attach over a foreign program must fail");
     assert!(
