@@ -36,6 +36,9 @@ use mesh_ctl::{
     },
 };
 
+/// Sources of the flood.
+const FLOOD_SOURCES: u32 = 80;
+
 /// One window as n1 published it, and when we read it (Unix ms).
 struct Recorded {
     at_ms: f64,
@@ -108,7 +111,7 @@ const WINDOW_LAG_MS: f64 = 1000.0;
 fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
     let mut lab = Lab::new(&format!("dlive{rep}"), meshctl.to_path_buf())?;
     let mesh = mesh6::mesh6(&mut lab)?;
-    let extra = "[detect]\nmode = \"observe\"\nddos_sources = 24\n";
+    let extra = "[detect]\nmode = \"observe\"\n";
     let agents: Vec<Agent> = mesh_agents::secure_configs(&lab, &mesh, extra)?
         .iter()
         .map(|c| lab.agent(c))
@@ -178,7 +181,7 @@ fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
             from_ms,
             to_ms: from_ms + 12_000.0,
         });
-        eprintln!("  run {rep}: flood of 40 new sources towards hd (n6)");
+        eprintln!("  run {rep}: flood of {FLOOD_SOURCES} new sources towards hd (n6)");
         quiet(18);
         stop.store(true, Ordering::Relaxed);
         Ok(())
@@ -191,11 +194,12 @@ fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
     cut(&windows, &mut injected)
 }
 
-/// 40 new sources in hs ping hd for `secs`; returns when it began (Unix ms).
+/// New sources in hs ping hd for `secs`, more of them than the static rule's default level
+/// (64); returns when it began (Unix ms).
 fn flood(lab: &mut Lab, mesh: &Mesh6, secs: u32) -> Result<f64> {
     let ifname = mesh.hs.link.end("hs").ifname.clone();
     let o = mesh.hs.host_v4.octets();
-    let sources: Vec<String> = (0..40)
+    let sources: Vec<String> = (0..FLOOD_SOURCES)
         .map(|i| format!("{}.{}.{}.{}", o[0], o[1], o[2], 100 + i))
         .collect();
     for s in &sources {
@@ -342,7 +346,7 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3usize);
     eprintln!(
-        "bench detect-live: {reps} runs on the six-router lab mesh (observe mode), each: 40 s fault-free, gray 5/10/20 %, a blackhole, a flood"
+        "bench detect-live: {reps} runs on the six-router lab mesh (observe mode), each: 40 s fault-free, gray 5/10/20 %, a blackhole, a flood of {FLOOD_SOURCES} sources"
     );
     let mut runs = Vec::new();
     for rep in 0..reps {
@@ -439,7 +443,7 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
             "benchmark": "detect-live",
             "runs": reps,
             "topology": "six-router lab mesh (never trained or calibrated on)",
-            "faults": ["gray 5 %", "gray 10 %", "gray 20 %", "blackhole node", "flood of 40 new sources"],
+            "faults": ["gray 5 %", "gray 10 %", "gray 20 %", "blackhole node", "flood of 80 new sources"],
             "detectors": rows,
             "best_baseline": best,
             "lead": {"mean": lead.mean, "ci95": lead.ci95},
