@@ -501,7 +501,17 @@ impl Dataplane {
                 (TcMode::Tcx, config::TcPosition::Last) => {
                     TcAttachOptions::TcxOrder(LinkOrder::last())
                 }
-                (TcMode::Netlink, _) => TcAttachOptions::Netlink(NlOptions::default()),
+                // Priority 1 runs first (a filter added at an existing priority goes
+                // before the ones there); otherwise the kernel picks one after them.
+                (TcMode::Netlink, config::TcPosition::First) => {
+                    TcAttachOptions::Netlink(NlOptions {
+                        priority: 1,
+                        ..NlOptions::default()
+                    })
+                }
+                (TcMode::Netlink, config::TcPosition::Last) => {
+                    TcAttachOptions::Netlink(NlOptions::default())
+                }
             };
             let prog = classifier_mut(self.programs()?)?;
             match prog.attach_with_options(name, TcAttachType::Egress, options) {

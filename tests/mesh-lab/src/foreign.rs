@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
-        tc::{self, NlOptions, TcAttachOptions},
-    },
+    programs::{LinkOrder, SchedClassifier, TcAttachType, tc::TcAttachOptions},
     util::KernelVersion,
 };
 use mesh_ctl::dataplane::{DataplaneError, sum_over_cpus, xdp_mut};
@@ -73,35 +70,45 @@ impl Foreign {
     }
 
     /// `cil_from_netdev` and `cil_to_netdev` on `iface` of `node`: TCX links (at the end
-    /// of the chains) on 6.6+, else clsact filters at priority 1.
+    /// of the chains) on 6.6+, else clsact filters at priority 1 (through `tc`, from pins:
+    /// aya tells netlink filters apart by ifindex, which repeats across namespaces).
     pub fn attach_tc(&mut self, lab: &Lab, node: &str, iface: &str) -> Result<()> {
-        let ns = lab.ns(node);
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        if !tcx {
+            let _exists = lab.exec(node, &["tc", "qdisc", "add", "dev", iface, "clsact"]);
+            for (name, dir) in [
+                (PROG_CIL_FROM_NETDEV, "ingress"),
+                (PROG_CIL_TO_NETDEV, "egress"),
+            ] {
+                let pin = self.dir.join(name);
+                if !pin.exists() {
+                    classifier(&mut self.ebpf, name)?.pin(&pin)?;
+                }
+                let pin = pin.display().to_string();
+                lab.exec_ok(
+                    node,
+                    &[
+                        "tc", "filter", "add", "dev", iface, dir, "pref", "1", "bpf", "da",
+                        "pinned", &pin,
+                    ],
+                )?;
+            }
+            return Ok(());
+        }
+        let ns = lab.ns(node);
         let ebpf = &mut self.ebpf;
         std::thread::scope(|s| {
             s.spawn(|| -> Result<()> {
                 let _inside = crate::netns::enter(&ns)?;
-                if !tcx {
-                    match tc::qdisc_add_clsact(iface) {
-                        Ok(()) => {}
-                        Err(tc::TcError::NetlinkError(e))
-                            if e.raw_os_error() == Some(nix::libc::EEXIST) => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
                 for (name, at) in [
                     (PROG_CIL_FROM_NETDEV, TcAttachType::Ingress),
                     (PROG_CIL_TO_NETDEV, TcAttachType::Egress),
                 ] {
-                    let options = if tcx {
-                        TcAttachOptions::TcxOrder(LinkOrder::last())
-                    } else {
-                        TcAttachOptions::Netlink(NlOptions {
-                            priority: 1,
-                            ..NlOptions::default()
-                        })
-                    };
-                    classifier(ebpf, name)?.attach_with_options(iface, at, options)?;
+                    classifier(ebpf, name)?.attach_with_options(
+                        iface,
+                        at,
+                        TcAttachOptions::TcxOrder(LinkOrder::last()),
+                    )?;
                 }
                 Ok(())
             })
