@@ -303,6 +303,22 @@ fn a_mesh_forwarding_at_tc_ingress_beside_foreign_programs_heals_silent_failures
         Fault,
         mesh6::{self, RoundOptions},
     };
+    if std::env::var_os("X0TTA6BL4_VM_GUEST").is_some() {
+        eprintln!(
+            "skipped: six agents probing every 5 ms do not fit an emulated 2-vCPU guest (their API answers time out); the mesh labs run on the host"
+        );
+        return;
+    }
+    // Debian's 6.12 kernel (6.12.118) oopses under this test in the VM (`Oops: int3` in
+    // softirq, a jump into BPF JIT padding), every time; 6.1 and 6.18 run it clean.
+    if aya::util::KernelVersion::current().is_ok_and(|v| {
+        v >= aya::util::KernelVersion::new(6, 12, 0) && v < aya::util::KernelVersion::new(6, 13, 0)
+    }) {
+        eprintln!(
+            "skipped: Linux 6.12 oopses under a mesh forwarding at TC ingress (int3 in a BPF JIT image)"
+        );
+        return;
+    }
     let (_one, mut lab) = support::mesh::one_mesh("mesh-tcx");
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
     let dir = lab.bpffs().expect("bpffs").join("foreign");

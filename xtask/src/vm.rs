@@ -187,6 +187,7 @@ fn run_guest(series: &str, kernel: &Path, bins: &[PathBuf]) -> Result<Summary> {
     let script_path = cmd::root().join(format!("target/vm/guest-{series}.sh"));
     let mut script = String::from(
         "dmesg -n 1\n\
+         export X0TTA6BL4_VM_GUEST=1\n\
          mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf\n\
          mkdir -p /run/netns\n\
          echo \"VMTEST-KERNEL $(uname -r)\"\n",
