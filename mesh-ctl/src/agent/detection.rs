@@ -41,7 +41,7 @@ pub struct Detection {
 }
 
 /// The static detector's per-class levels.
-fn static_thresholds(d: &Detect) -> [f32; CLASSES] {
+pub fn static_thresholds(d: &Detect) -> [f32; CLASSES] {
     let mut th = [f32::MAX; CLASSES];
     th[Class::LinkDown as usize] = 0.5;
     th[Class::GrayLink as usize] = d.gray_loss;

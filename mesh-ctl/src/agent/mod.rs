@@ -9,6 +9,7 @@ mod boot;
 mod control_plane;
 mod converge;
 mod detection;
+pub use detection::static_thresholds;
 mod execute;
 pub mod exporter;
 mod fan;

@@ -30,7 +30,7 @@ use mesh_ctl::{
         baseline::Rule,
         detector::{Detector as _, FeatureDetector, Scorer},
         eval::{SeedMetrics, interval, metrics},
-        scores::{CLASSES, Scores},
+        scores::Scores,
         trace::{self, Class, Element, Snapshot, Topology, Trace, TraceHeader},
         train::WARMUP_WINDOWS,
     },
@@ -308,14 +308,7 @@ fn renumber(mut snaps: Vec<Snapshot>) -> Vec<Snapshot> {
 /// Every detector as the agent runs it: the static levels of the default config, and the
 /// shipped models with their calibrated thresholds.
 fn detectors() -> Result<Vec<FeatureDetector>> {
-    let d = mesh_ctl::config::Detect::default();
-    let mut th = [f32::MAX; CLASSES];
-    th[Class::LinkDown as usize] = 0.5;
-    th[Class::GrayLink as usize] = d.gray_loss;
-    th[Class::Congested as usize] = d.congested_rtt_ms;
-    th[Class::Blackhole as usize] = d.blackhole_share;
-    th[Class::DdosVictim as usize] = d.ddos_sources as f32;
-    th[Class::Scanner as usize] = d.scan_targets as f32;
+    let th = mesh_ctl::agent::static_thresholds(&mesh_ctl::config::Detect::default());
     Ok(vec![
         FeatureDetector::from_model(mesh_ctl::model::shipped::load(
             mesh_ctl::model::shipped::GRAPHSAGE,
