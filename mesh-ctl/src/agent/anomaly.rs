@@ -91,8 +91,12 @@ pub struct Active {
     pub class: Class,
     /// Our clock, ms.
     pub since_ms: u64,
-    /// Not reverted before this.
+    /// When the hold ends, on our clock.
     pub until_ms: u64,
+    /// Not reverted before the window slot (wall clock, ms, the same instant at every
+    /// agent) reaches this: agents that acted in one window revert in one window.
+    #[serde(skip)]
+    until_slot: u64,
     /// How many times this element was acted on recently (the hold doubles with each).
     pub strikes: u32,
     /// Consecutive windows without a finding on it.
@@ -195,12 +199,14 @@ impl Anomalies {
     }
 
     /// One window's findings (strongest first) over a mesh of `nodes` nodes and `links`
-    /// links.
+    /// links, for the window ending at `slot_ms` (wall clock, aligned to windows), looked at
+    /// `now_ms` (our clock).
     pub fn observe(
         &mut self,
         found: &[(Target, Class, String)],
         nodes: usize,
         links: usize,
+        slot_ms: u64,
         now_ms: u64,
     ) -> Vec<Decision> {
         let mut out = Vec::new();
@@ -216,9 +222,9 @@ impl Anomalies {
         }
         let (policy, strikes) = (self.policy, &mut self.strikes);
         self.active.retain(|t, a| {
-            let done = now_ms >= a.until_ms && a.clean >= policy.confirm;
+            let done = slot_ms >= a.until_slot && a.clean >= policy.confirm;
             if done {
-                strikes.insert(t.clone(), (a.strikes, now_ms));
+                strikes.insert(t.clone(), (a.strikes, slot_ms));
                 out.push(Decision::Revert {
                     target: t.clone(),
                     class: a.class,
@@ -298,7 +304,7 @@ impl Anomalies {
             // Acted on again soon after the last action ended: hold twice as long.
             let forget = self.policy.hold_ms << (MAX_DOUBLINGS + 1);
             let strikes = match self.strikes.get(target) {
-                Some(&(n, ended)) if now_ms.saturating_sub(ended) < forget => {
+                Some(&(n, ended)) if slot_ms.saturating_sub(ended) < forget => {
                     (n + 1).min(MAX_DOUBLINGS)
                 }
                 _ => 0,
@@ -311,6 +317,7 @@ impl Anomalies {
                     class: *class,
                     since_ms: now_ms,
                     until_ms: now_ms + hold_ms,
+                    until_slot: slot_ms + hold_ms,
                     strikes,
                     clean: 0,
                 },
@@ -397,22 +404,22 @@ mod tests {
     fn a_finding_is_acted_on_once_confirmed_and_reverted_after_its_hold_once_clean() {
         let mut a = Anomalies::new(POLICY);
         let b = node("b");
-        assert!(a.observe(&seen(&b, Class::Blackhole), 6, 8, 0).is_empty());
-        let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 100);
+        assert!(a.observe(&seen(&b, Class::Blackhole), 6, 8, 0, 0).is_empty());
+        let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 100, 100);
         assert!(
             matches!(&d[..], [Decision::Act { hold_ms: 1000, .. }]),
             "{d:?}"
         );
         assert!(a.avoid().transit.contains("b"));
         // Routed around, b looks clean at once; the hold keeps the action.
-        assert!(a.observe(&[], 6, 8, 200).is_empty());
-        assert!(a.observe(&[], 6, 8, 900).is_empty());
-        let d = a.observe(&[], 6, 8, 1100);
+        assert!(a.observe(&[], 6, 8, 200, 200).is_empty());
+        assert!(a.observe(&[], 6, 8, 900, 900).is_empty());
+        let d = a.observe(&[], 6, 8, 1100, 1100);
         assert!(matches!(&d[..], [Decision::Revert { .. }]), "{d:?}");
         assert!(a.avoid().is_empty());
         // Still broken: acted on again, holding twice as long.
-        a.observe(&seen(&b, Class::Blackhole), 6, 8, 1200);
-        let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 1300);
+        a.observe(&seen(&b, Class::Blackhole), 6, 8, 1200, 1200);
+        let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 1300, 1300);
         assert!(
             matches!(&d[..], [Decision::Act { hold_ms: 2000, .. }]),
             "{d:?}"
@@ -430,7 +437,7 @@ mod tests {
             } else {
                 vec![]
             };
-            assert!(a.observe(&found, 6, 8, t * 100).is_empty(), "window {t}");
+            assert!(a.observe(&found, 6, 8, t * 100, t * 100).is_empty(), "window {t}");
         }
     }
 
@@ -442,7 +449,7 @@ mod tests {
         let mut step = |a: &mut Anomalies, class: Option<Class>| {
             t += 100;
             let found = class.map(|c| seen(&l, c)).unwrap_or_default();
-            a.observe(&found, 6, 8, t)
+            a.observe(&found, 6, 8, t, t)
         };
         for class in [
             Class::GrayLink,
@@ -475,7 +482,7 @@ mod tests {
         let mut a = Anomalies::new(POLICY);
         let l = Target::link("x", "y");
         for t in 0..30 {
-            let d = a.observe(&seen(&l, Class::GrayLink), 6, 8, t * 100);
+            let d = a.observe(&seen(&l, Class::GrayLink), 6, 8, t * 100, t * 100);
             assert!(
                 !d.iter().any(|d| matches!(d, Decision::Revert { .. })),
                 "{d:?}"
@@ -493,15 +500,15 @@ mod tests {
             (Target::link("a", "b"), Class::LinkDown, String::new()),
             (node("c"), Class::DdosVictim, String::new()),
         ];
-        a.observe(&found, 6, 8, 0);
-        let d = a.observe(&found, 6, 8, 100);
+        a.observe(&found, 6, 8, 0, 0);
+        let d = a.observe(&found, 6, 8, 100, 100);
         let names: Vec<&str> = d.iter().map(Decision::name).collect();
         assert_eq!(
             names,
             ["avoid_transit", "capped", "ignored", "block_sources"]
         );
         // Said once while it lasts.
-        let d = a.observe(&found, 6, 8, 200);
+        let d = a.observe(&found, 6, 8, 200, 200);
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(a.avoid().transit.len(), 1, "one of six nodes at 25 %");
         assert!(
@@ -522,8 +529,8 @@ mod tests {
     /// What a policy makes of two windows of the same findings.
     fn decide(policy: Policy) -> (Vec<Decision>, Anomalies) {
         let mut a = Anomalies::new(policy);
-        a.observe(&three_classes(), 6, 8, 0);
-        let d = a.observe(&three_classes(), 6, 8, 100);
+        a.observe(&three_classes(), 6, 8, 0, 0);
+        let d = a.observe(&three_classes(), 6, 8, 100, 100);
         (d, a)
     }
 
@@ -577,5 +584,29 @@ mod tests {
         });
         let names: Vec<&str> = d.iter().map(Decision::name).collect();
         assert_eq!(names, ["ignored", "ignored", "block_sources"]);
+    }
+
+    #[test]
+    fn agents_that_acted_in_one_window_revert_in_one_window() {
+        // Two agents see the same windows (the same slots) a few ms apart on their own
+        // clocks; the one that looked later must not revert a window later.
+        let b = node("b");
+        let mut reverted = Vec::new();
+        // Each agent's analysis runs a little after the slot, by a lag that varies.
+        let lags: [fn(u64) -> u64; 3] = [|_| 3, |w| if w == 2 { 4 } else { 1 }, |w| w % 7];
+        for lag in lags {
+            let mut a = Anomalies::new(POLICY);
+            let mut at = None;
+            for w in 0..40u64 {
+                let slot = w * 100;
+                let found = if w < 3 { seen(&b, Class::Blackhole) } else { vec![] };
+                let d = a.observe(&found, 6, 8, slot, slot + lag(w));
+                if d.iter().any(|d| matches!(d, Decision::Revert { .. })) {
+                    at = Some(slot);
+                }
+            }
+            reverted.push(at.expect("reverted"));
+        }
+        assert!(reverted.windows(2).all(|w| w[0] == w[1]), "{reverted:?}");
     }
 }

@@ -191,7 +191,7 @@ impl Detection {
             .collect();
         let decisions = self
             .anomalies
-            .observe(&input, topo.nodes.len(), topo.links.len(), now_ms);
+            .observe(&input, topo.nodes.len(), topo.links.len(), slot_ms, now_ms);
         metrics::gauge!("x0tta6bl4_anomaly_findings").set(named.len() as f64);
         for d in &decisions {
             metrics::counter!("x0tta6bl4_anomaly_actions_total", "action" => d.name()).increment(1);

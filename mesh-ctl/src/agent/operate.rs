@@ -157,7 +157,7 @@ mod tests {
         let d = mesh.detection.as_mut().expect("detection");
         let finding = [(link.clone(), Class::GrayLink, "loss".to_owned())];
         for t in 0..4 {
-            d.anomalies.observe(&finding, 6, 8, t * 1000);
+            d.anomalies.observe(&finding, 6, 8, t * 1000, t * 1000);
         }
         assert_eq!(d.anomalies.active().count(), 1, "the gray link is avoided");
         mesh.spf_due = None;
