@@ -295,6 +295,9 @@ pub enum DetectMode {
     Observe,
 }
 
+/// Where the agent keeps the thresholds calibrated on site (systemd's `StateDirectory`).
+pub const DEFAULT_CALIBRATION: &str = "/var/lib/x0tta6bl4/calibration.json";
+
 /// Anomaly detection in the loop: every agent floods its counters once per window,
 /// runs the detector over the whole mesh and keeps traffic off what it finds.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -316,6 +319,15 @@ pub struct Detect {
     pub detector: DetectorKind,
     /// The model file (`.safetensors`, with its `.json` beside it) for `detector = "model"`.
     pub model: Option<PathBuf>,
+    /// Per-class thresholds fitted to this mesh (`meshctl model calibrate`, or the agent's
+    /// own calibration): used when the file is there and is for this detector.
+    pub calibration: PathBuf,
+    /// Above 0 and without a calibration for this detector: the agent observes for this
+    /// many minutes (acting on nothing), fits thresholds to what it saw as fault-free,
+    /// saves them to `calibration` and then acts.
+    pub calibrate_minutes: u32,
+    /// The share of fault-free element-windows the agent's own calibration lets through.
+    pub calibrate_fpr: f32,
     /// A finding is acted on once it is seen in this many consecutive windows.
     pub confirm_windows: u32,
     /// An action is kept at least this long, doubled each time the same element is
@@ -351,6 +363,9 @@ impl Default for Detect {
             window_ms: 1000,
             detector: DetectorKind::Static,
             model: None,
+            calibration: PathBuf::from(DEFAULT_CALIBRATION),
+            calibrate_minutes: 0,
+            calibrate_fpr: 0.005,
             confirm_windows: 2,
             hold_ms: 30_000,
             max_avoided_pct: 25,
@@ -884,6 +899,18 @@ impl Config {
             out.push(Problem::new(
                 "detect.model",
                 "detector = \"model\" needs the model file",
+            ));
+        }
+        if !(d.calibrate_fpr > 0.0 && d.calibrate_fpr < 0.5) {
+            out.push(Problem::new(
+                "detect.calibrate_fpr",
+                format!("{} is outside (0, 0.5)", d.calibrate_fpr),
+            ));
+        }
+        if d.calibrate_minutes > 24 * 60 {
+            out.push(Problem::new(
+                "detect.calibrate_minutes",
+                "must be at most 1440 (a day)",
             ));
         }
         if !(1..=100).contains(&d.confirm_windows) {

@@ -12,7 +12,8 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use crate::detect::{
-    DetectError,
+    DetectError, Element,
+    calibrate::{Calibration, Calibrator},
     detector::{Detector, FeatureDetector},
     eval::{self, EvalConfig, Split, Table},
     features::FeatureSpec,
@@ -63,6 +64,29 @@ pub enum ModelCommand {
         kind: String,
         /// The model file; its spec goes beside it with the extension `.json`.
         #[arg(long, value_name = "FILE", default_value = "model.safetensors")]
+        out: PathBuf,
+    },
+    /// Fit the detector's per-class thresholds to this mesh: from fault-free windows
+    /// recorded with `meshctl record`, thresholds that flag at most --fpr of them (never
+    /// below the model's own). The agent uses the file (`detect.calibration`) from its next
+    /// start or reload.
+    Calibrate {
+        /// Fault-free traces (`meshctl record --out`); elements a trace labels anomalous
+        /// are left out.
+        #[arg(long, value_name = "FILE", required = true)]
+        trace: Vec<PathBuf>,
+        /// The share of fault-free element-windows the thresholds may flag.
+        #[arg(long, default_value_t = 0.005)]
+        fpr: f32,
+        /// The model meshctl carries (`graphsage` or `mlp`), or a model file
+        /// (`meshctl model train --out`).
+        #[arg(long, default_value = "graphsage", value_name = "graphsage|mlp|FILE")]
+        model: String,
+        /// A fault-free trace kept out of the fit, to check the rate on.
+        #[arg(long, value_name = "FILE")]
+        held_out: Option<PathBuf>,
+        /// Where the calibration goes (the agent's `detect.calibration`).
+        #[arg(long, value_name = "FILE", default_value = crate::config::DEFAULT_CALIBRATION)]
         out: PathBuf,
     },
     /// With --model and --trace: run the saved model over a trace and print its findings.
@@ -150,6 +174,13 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             println!("wrote {} and {}", out.display(), meta_path(&out).display());
             Ok(())
         }
+        ModelCommand::Calibrate {
+            trace,
+            fpr,
+            model,
+            held_out,
+            out,
+        } => calibrate(&trace, fpr, &model, held_out.as_deref(), &out),
         ModelCommand::Eval {
             model: Some(model),
             trace: Some(trace),
@@ -195,6 +226,95 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The detector `--model` names: a shipped one or a file.
+fn detector_for(model: &str) -> anyhow::Result<FeatureDetector> {
+    let m = match model {
+        "graphsage" => shipped::load(shipped::GRAPHSAGE)?,
+        "mlp" => shipped::load(shipped::MLP)?,
+        path => load(Path::new(path)).with_context(|| format!("loading the model {path}"))?,
+    };
+    Ok(FeatureDetector::from_model(m))
+}
+
+/// Every fault-free element-window of `traces` through `det`, collected.
+fn collect(det: &mut FeatureDetector, traces: &[&Path]) -> anyhow::Result<Calibrator> {
+    let mut cal = Calibrator::new();
+    for path in traces {
+        let t = Trace::read(BufReader::new(
+            File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        ))
+        .with_context(|| format!("reading {}", path.display()))?;
+        det.reset();
+        for w in &t.windows {
+            let s = det.scores(&t.header.topology, w)?;
+            cal.add(&s, &|link, i| {
+                let e = if link {
+                    Element::Link(i as u32)
+                } else {
+                    Element::Node(i as u32)
+                };
+                w.label(e) != Class::Normal
+            });
+        }
+    }
+    Ok(cal)
+}
+
+fn calibrate(
+    traces: &[PathBuf],
+    fpr: f32,
+    model: &str,
+    held_out: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let mut det = detector_for(model)?;
+    let base = *det.thresholds();
+    let paths: Vec<&Path> = traces.iter().map(PathBuf::as_path).collect();
+    let cal = collect(&mut det, &paths)?;
+    let fitted = cal.finish(det.name(), fpr, &base)?;
+    let th = fitted.apply(&base);
+    println!(
+        "{} windows ({} node-windows, {} link-windows), false-alarm target {:.2} %",
+        fitted.windows,
+        fitted.node_samples,
+        fitted.link_samples,
+        fpr * 100.0
+    );
+    println!("{:<11} {:>9} {:>10}", "CLASS", "MODEL", "CALIBRATED");
+    let shown = |t: f32| {
+        if t >= f32::MAX / 2.0 {
+            "off".to_owned()
+        } else {
+            format!("{t:.3}")
+        }
+    };
+    for c in Class::ANOMALIES {
+        println!(
+            "{:<11} {:>9} {:>10}",
+            c.name(),
+            shown(base[c as usize]),
+            shown(th[c as usize])
+        );
+    }
+    println!(
+        "flagged: {:.3} % of these element-windows (the model's own thresholds: {:.3} %)",
+        fitted.flagged * 100.0,
+        cal.flagged(&base) * 100.0
+    );
+    if let Some(h) = held_out {
+        let kept = collect(&mut det, &[h])?;
+        println!(
+            "held out ({}): {:.3} % flagged (the model's own thresholds: {:.3} %)",
+            h.display(),
+            kept.flagged(&th) * 100.0,
+            kept.flagged(&base) * 100.0
+        );
+    }
+    write_calibration(out, &fitted)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
 /// The models `meshctl` carries, trained by `cargo xtask train-model` (`meshctl model train
 /// --seed 1` on the protocol's generated meshes of every training family) and committed
 /// under `mesh-ctl/models/`: a test retrains them and compares bytes.
@@ -216,6 +336,28 @@ pub mod shipped {
     pub fn load(parts: (&[u8], &[u8])) -> Result<Model, DetectError> {
         Model::from_parts(parts.0, parts.1)
     }
+}
+
+/// A calibration saved at `path`, if there is one.
+pub fn read_calibration(path: &Path) -> anyhow::Result<Option<Calibration>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .with_context(|| format!("{} is not a calibration", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Writes a calibration whole or not at all.
+pub fn write_calibration(path: &Path, c: &Calibration) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(c)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
 /// `model.safetensors` -> `model.json`.

@@ -2,8 +2,8 @@
 //! times in RFC 3339 (the JSON output keeps the agent's numbers).
 
 use crate::api::{
-    Anomalies, Done, Drops, Events, Flows, LinkState, Links, Lsdb, Monitored, Neighbors, Peers,
-    Reloaded, RouteTable, Status,
+    Anomalies, Calibration, Done, Drops, Events, Flows, LinkState, Links, Lsdb, Monitored,
+    Neighbors, Peers, Reloaded, RouteTable, Status,
 };
 
 /// Output format of the meshctl views.
@@ -481,9 +481,48 @@ pub fn anomalies(data: &Option<Anomalies>) -> String {
         return "anomaly detection is off ([detect] enabled = false, or routing is off)\n".into();
     };
     let mut out = format!(
-        "detector {}, window {} of {} ms, {} nodes reporting\n\nin force:\n",
+        "detector {}, window {} of {} ms, {} nodes reporting\n",
         data.detector, data.window, data.window_ms, data.reporting
     );
+    out += &match &data.calibration {
+        Calibration::None => "thresholds: the detector's own".to_owned(),
+        Calibration::Calibrating {
+            windows,
+            needed,
+            fpr,
+        } => format!(
+            "thresholds: calibrating on {windows} of {needed} fault-free windows (false-alarm \
+             target {:.2} %); acting on nothing until then",
+            f64::from(*fpr) * 100.0
+        ),
+        Calibration::Calibrated {
+            file,
+            fpr,
+            windows,
+            flagged,
+        } => format!(
+            "thresholds: calibrated on this mesh ({file}): {windows} fault-free windows, \
+             false-alarm target {:.2} %, {:.2} % of them flagged",
+            f64::from(*fpr) * 100.0,
+            f64::from(*flagged) * 100.0
+        ),
+    };
+    out += "\n";
+    if !data.thresholds.is_empty() {
+        let th: Vec<String> = data
+            .thresholds
+            .iter()
+            .map(|t| {
+                if t.threshold >= f32::MAX / 2.0 {
+                    format!("{} off", t.class)
+                } else {
+                    format!("{} {:.3}", t.class, t.threshold)
+                }
+            })
+            .collect();
+        out += &format!("  {}\n", th.join(", "));
+    }
+    out += "\nin force:\n";
     let active: Vec<Vec<String>> = data
         .active
         .iter()
@@ -648,6 +687,8 @@ mod tests {
         let found = v.findings.as_ref().expect("findings");
         assert!(last.contains(&found[0].target.to_string()), "{text}");
         assert!(last.contains(&found[0].reason), "{text}");
+        assert!(in_force.contains("calibrated on this mesh"), "{text}");
+        assert!(in_force.contains("gray_link 0.710"), "{text}");
         let none = anomalies(&Some(crate::api::Anomalies {
             findings: None,
             ..v

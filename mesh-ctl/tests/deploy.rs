@@ -361,8 +361,8 @@ fn the_daemonset_runs_the_agent_as_the_unit_does_and_survives_its_own_restarts()
         .collect();
     assert_eq!(
         host,
-        ["/sys/fs/bpf", "/run/x0tta6bl4"],
-        "bpffs and the socket directory"
+        ["/sys/fs/bpf", "/run/x0tta6bl4", "/var/lib/x0tta6bl4"],
+        "bpffs, the socket directory and the state directory (calibration)"
     );
     let secret = pod
         .volumes

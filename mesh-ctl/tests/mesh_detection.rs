@@ -304,3 +304,125 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
     });
     stop_all(agents);
 }
+
+/// `meshctl record --windows N` from `agent` into `file`.
+fn record(agent: &Agent, file: &std::path::Path, windows: u32) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["record", "--windows", &windows.to_string(), "--socket"])
+        .arg(&agent.socket)
+        .arg("--out")
+        .arg(file)
+        .output()
+        .expect("meshctl record runs");
+    assert!(
+        out.status.success(),
+        "meshctl record: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn graphsage_calibrates_itself_on_a_healthy_mesh_and_a_calibration_holds_its_rate_on_a_held_out_recording()
+ {
+    use mesh_ctl::detect::calibrate::Calibration;
+    let (_one, mut lab) = one_mesh("mesh-calib");
+    let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
+    let agents = start(
+        &mut lab,
+        &mesh,
+        "[detect]\ndetector = \"graphsage\"\ncalibrate_minutes = 1\n",
+    );
+    converge(&lab, &mesh, &agents);
+    wait_for(
+        "every agent sees the whole graph",
+        Duration::from_secs(15),
+        || {
+            agents.iter().all(|a| {
+                let w: api::Window = a.view(&Request::Window).expect("window");
+                w.topology
+                    .is_some_and(|t| t.links.len() == mesh6::CORE.len())
+            })
+        },
+    );
+    let (stream, _) = stream_on_a_path(&mut lab, &mesh);
+    for a in &agents {
+        let v = anomalies(a);
+        assert!(
+            matches!(
+                v.calibration,
+                api::Calibration::Calibrating { needed: 60, .. }
+            ),
+            "{}: {v:?}",
+            a.node
+        );
+    }
+    // Two recordings of the healthy mesh: one to fit on, one held out.
+    let (fit, held) = (lab.dir().join("fit.jsonl"), lab.dir().join("held.jsonl"));
+    record(&agents[5], &fit, 30);
+    record(&agents[5], &held, 30);
+    wait_for(
+        "every agent has calibrated itself",
+        Duration::from_secs(30),
+        || {
+            agents.iter().all(|a| {
+                matches!(
+                    anomalies(a).calibration,
+                    api::Calibration::Calibrated { .. }
+                )
+            })
+        },
+    );
+    eprintln!(
+        "n1$ meshctl anomalies\n{}",
+        views::anomalies(&agents[0].view(&Request::Anomalies).expect("anomalies"))
+    );
+    stream.stop().expect("stream");
+    for a in &agents {
+        let acted: Vec<(String, String)> = actions(a)
+            .into_iter()
+            .filter(|(k, _)| {
+                ["avoid_transit", "avoid_link", "block_sources", "blocked"].contains(&k.as_str())
+            })
+            .collect();
+        assert!(acted.is_empty(), "{}: nothing acted on: {acted:?}", a.node);
+        let saved = lab.dir().join(format!("{}.calibration.json", a.node));
+        let c: Calibration =
+            serde_json::from_slice(&std::fs::read(&saved).expect("saved")).expect("a calibration");
+        assert_eq!((c.detector.as_str(), c.windows), ("graphsage", 60));
+        assert!(c.flagged <= c.fpr, "{c:?}");
+    }
+    stop_all(agents);
+
+    let out_file = lab.dir().join("cli.calibration.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["model", "calibrate", "--fpr", "0.01", "--trace"])
+        .arg(&fit)
+        .arg("--held-out")
+        .arg(&held)
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .expect("meshctl model calibrate runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("$ meshctl model calibrate --fpr 0.01 ...\n{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let held_pct: f32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("held out ("))
+        .and_then(|l| l.split("): ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a held-out line in\n{text}"));
+    assert!(
+        held_pct <= 1.0,
+        "the held-out recording is flagged {held_pct} % of the time at a 1 % target"
+    );
+    let c: Calibration =
+        serde_json::from_slice(&std::fs::read(&out_file).expect("written")).expect("parses");
+    assert_eq!(c.detector, "graphsage");
+}

@@ -44,6 +44,11 @@ pub trait Detector {
     /// strongest first.
     fn analyze(&mut self, topo: &Topology, snap: &Snapshot) -> Result<Vec<Finding>, DetectError> {
         let s = self.scores(topo, snap)?;
+        Ok(self.findings(&s))
+    }
+
+    /// Findings in scores this detector made, strongest first.
+    fn findings(&self, s: &Scores) -> Vec<Finding> {
         let th = *self.thresholds();
         let mut out = Vec::new();
         let name = self.name().to_string();
@@ -67,7 +72,7 @@ pub trait Detector {
             }
         }
         out.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok(out)
+        out
     }
 }
 

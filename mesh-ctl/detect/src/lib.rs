@@ -5,6 +5,7 @@
 //! travel as bytes and readers; no clock either: `eval` times inference with the caller's.
 
 pub mod baseline;
+pub mod calibrate;
 pub mod detector;
 pub mod eval;
 pub mod features;

@@ -198,6 +198,11 @@ impl Anomalies {
         }
     }
 
+    /// Acts on nothing while `on` (calibration), as the policy says otherwise.
+    pub fn hold_back(&mut self, on: bool, configured: Policy) {
+        self.policy.observe = on || configured.observe;
+    }
+
     /// One window's findings (strongest first) over a mesh of `nodes` nodes and `links`
     /// links, for the window ending at `slot_ms` (wall clock, aligned to windows), looked at
     /// `now_ms` (our clock).
@@ -404,7 +409,10 @@ mod tests {
     fn a_finding_is_acted_on_once_confirmed_and_reverted_after_its_hold_once_clean() {
         let mut a = Anomalies::new(POLICY);
         let b = node("b");
-        assert!(a.observe(&seen(&b, Class::Blackhole), 6, 8, 0, 0).is_empty());
+        assert!(
+            a.observe(&seen(&b, Class::Blackhole), 6, 8, 0, 0)
+                .is_empty()
+        );
         let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 100, 100);
         assert!(
             matches!(&d[..], [Decision::Act { hold_ms: 1000, .. }]),
@@ -437,7 +445,10 @@ mod tests {
             } else {
                 vec![]
             };
-            assert!(a.observe(&found, 6, 8, t * 100, t * 100).is_empty(), "window {t}");
+            assert!(
+                a.observe(&found, 6, 8, t * 100, t * 100).is_empty(),
+                "window {t}"
+            );
         }
     }
 
@@ -599,7 +610,11 @@ mod tests {
             let mut at = None;
             for w in 0..40u64 {
                 let slot = w * 100;
-                let found = if w < 3 { seen(&b, Class::Blackhole) } else { vec![] };
+                let found = if w < 3 {
+                    seen(&b, Class::Blackhole)
+                } else {
+                    vec![]
+                };
                 let d = a.observe(&found, 6, 8, slot, slot + lag(w));
                 if d.iter().any(|d| matches!(d, Decision::Revert { .. })) {
                     at = Some(slot);

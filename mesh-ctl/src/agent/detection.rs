@@ -2,7 +2,7 @@
 //! laid over the mesh (`detect::live`), the configured detector on that, and the Plan
 //! stage's limits (`anomaly`) on what it finds.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 
 use anyhow::Context as _;
 
@@ -16,6 +16,7 @@ use crate::{
     detect::{
         Class, DetectError, Detector as _, Element, Snapshot, Topology,
         baseline::Rule,
+        calibrate::{Calibration, Calibrator},
         detector::{CLASSES, FeatureDetector, Scorer},
         live::{Insert, LinkCounters, LiveView, NodeCounters, Report, ReportError},
     },
@@ -38,6 +39,25 @@ pub struct Detection {
     /// (kind, element, class) with an `x0tta6bl4_avoided` series: one taken back stays
     /// at 0 (bounded by the topology, like the per-neighbour gauges).
     avoided_gauged: std::collections::BTreeSet<(&'static str, String, &'static str)>,
+    /// The detector's own thresholds, which calibration only raises.
+    base: [f32; CLASSES],
+    calibration: Calibrating,
+    policy: Policy,
+}
+
+/// Where the thresholds stand.
+enum Calibrating {
+    /// The detector's own.
+    Off,
+    /// Observing fault-free windows, acting on nothing.
+    Collecting {
+        cal: Box<Calibrator>,
+        needed: u64,
+        fpr: f32,
+        file: PathBuf,
+    },
+    /// Fitted to this mesh, kept in `file`.
+    Done { cal: Calibration, file: PathBuf },
 }
 
 /// The static detector's per-class levels.
@@ -74,12 +94,54 @@ impl Detection {
                 FeatureDetector::from_model(model)
             }
         };
+        let mut detector = detector;
+        let base = *detector.thresholds();
+        let policy = Policy::from(d);
+        let mut anomalies = Anomalies::new(policy);
+        let calibration = match crate::model::read_calibration(&d.calibration)
+            .context("reading detect.calibration")?
+        {
+            Some(cal) => match cal.check(detector.name()) {
+                Ok(()) => {
+                    detector.set_thresholds(cal.apply(&base));
+                    Calibrating::Done {
+                        cal,
+                        file: d.calibration.clone(),
+                    }
+                }
+                Err(e) => {
+                    crate::event!(
+                        WARN,
+                        "calibration_ignored",
+                        file = %d.calibration.display(),
+                        error = %e
+                    );
+                    Calibrating::Off
+                }
+            },
+            None => Calibrating::Off,
+        };
+        let calibration = match calibration {
+            Calibrating::Off if d.calibrate_minutes > 0 => {
+                anomalies.hold_back(true, policy);
+                Calibrating::Collecting {
+                    cal: Box::new(Calibrator::new()),
+                    needed: (u64::from(d.calibrate_minutes) * 60_000 / d.window_ms).max(1),
+                    fpr: d.calibrate_fpr,
+                    file: d.calibration.clone(),
+                }
+            }
+            c => c,
+        };
         Ok(Self {
+            base,
+            calibration,
+            policy,
             window_ms: d.window_ms,
             view: LiveView::new(d.window_ms),
             detector,
             topology: None,
-            anomalies: Anomalies::new(Policy::from(d)),
+            anomalies,
             window: 0,
             seq: seq_floor,
             last: None,
@@ -163,7 +225,9 @@ impl Detection {
         }
         let snap = self.view.snapshot(&topo, self.window, slot_ms);
         self.window += 1;
-        let found = self.detector.analyze(&topo, &snap)?;
+        let scores = self.detector.scores(&topo, &snap)?;
+        self.calibrate(&scores);
+        let found = self.detector.findings(&scores);
         let named: Vec<Finding> = found
             .iter()
             .filter_map(|f| {
@@ -189,9 +253,9 @@ impl Detection {
             .zip(&named)
             .map(|(f, n)| (n.target.clone(), f.class, n.reason.clone()))
             .collect();
-        let decisions = self
-            .anomalies
-            .observe(&input, topo.nodes.len(), topo.links.len(), slot_ms, now_ms);
+        let decisions =
+            self.anomalies
+                .observe(&input, topo.nodes.len(), topo.links.len(), slot_ms, now_ms);
         metrics::gauge!("x0tta6bl4_anomaly_findings").set(named.len() as f64);
         for d in &decisions {
             metrics::counter!("x0tta6bl4_anomaly_actions_total", "action" => d.name()).increment(1);
@@ -208,6 +272,59 @@ impl Detection {
         self.avoided_gauges();
         self.last = Some((snap, named));
         Ok(decisions)
+    }
+
+    /// While calibrating: one more fault-free window; once there are enough, the
+    /// thresholds are fitted, saved and used, and the agent acts from the next window.
+    fn calibrate(&mut self, scores: &crate::detect::detector::Scores) {
+        let Calibrating::Collecting {
+            cal,
+            needed,
+            fpr,
+            file,
+        } = &mut self.calibration
+        else {
+            return;
+        };
+        cal.add(scores, &|_, _| false);
+        if cal.windows() < *needed && !cal.full() {
+            return;
+        }
+        let fitted = match cal.finish(self.detector.name(), *fpr, &self.base) {
+            Ok(c) => c,
+            Err(e) => {
+                crate::event!(WARN, "calibration_failed", error = %e);
+                return;
+            }
+        };
+        let file = file.clone();
+        self.detector.set_thresholds(fitted.apply(&self.base));
+        self.anomalies.hold_back(false, self.policy);
+        let shown: Vec<String> = fitted
+            .thresholds
+            .iter()
+            .map(|(c, t)| format!("{} {t:.3}", c.name()))
+            .collect();
+        match crate::model::write_calibration(&file, &fitted) {
+            Ok(()) => crate::event!(
+                INFO,
+                "calibrated",
+                file = %file.display(),
+                windows = fitted.windows,
+                flagged = fitted.flagged,
+                thresholds = shown.join(", ")
+            ),
+            // Used all the same; the next start calibrates again.
+            Err(e) => crate::event!(
+                WARN,
+                "calibrated",
+                windows = fitted.windows,
+                flagged = fitted.flagged,
+                thresholds = shown.join(", "),
+                error = format!("not saved: {e:#}")
+            ),
+        }
+        self.calibration = Calibrating::Done { cal: fitted, file };
     }
 
     /// One `x0tta6bl4_avoided` series per element acted on: 1 while the action holds.
@@ -264,6 +381,29 @@ impl Detection {
             findings: self.last.as_ref().map(|l| l.1.clone()),
             pending,
             active,
+            thresholds: crate::detect::Class::ANOMALIES
+                .iter()
+                .map(|c| api::ClassThreshold {
+                    class: c.name().to_owned(),
+                    threshold: self.detector.thresholds()[*c as usize],
+                })
+                .collect(),
+            calibration: match &self.calibration {
+                Calibrating::Off => api::Calibration::None,
+                Calibrating::Collecting {
+                    cal, needed, fpr, ..
+                } => api::Calibration::Calibrating {
+                    windows: cal.windows(),
+                    needed: *needed,
+                    fpr: *fpr,
+                },
+                Calibrating::Done { cal, file } => api::Calibration::Calibrated {
+                    file: file.display().to_string(),
+                    fpr: cal.fpr,
+                    windows: cal.windows,
+                    flagged: cal.flagged,
+                },
+            },
         }
     }
 
@@ -351,5 +491,87 @@ mod tests {
         assert_eq!(th[Class::DdosVictim as usize], 9.0);
         let det = Detection::new(&d, 0).expect("static");
         assert_eq!(det.detector_name(), "static");
+    }
+
+    #[test]
+    fn the_agent_calibrates_itself_saves_it_and_the_next_start_uses_it() {
+        let dir = std::env::temp_dir().join(format!("x0-cal-{}", std::process::id()));
+        let file = dir.join("state/calibration.json");
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = Detect {
+            detector: DetectorKind::Graphsage,
+            calibration: file.clone(),
+            calibrate_minutes: 1,
+            window_ms: 1000,
+            ..Detect::default()
+        };
+        let mut det = Detection::new(&d, 0).expect("graphsage");
+        let api::Calibration::Calibrating { needed: 60, .. } = det.view(0).calibration else {
+            panic!("{:?}", det.view(0).calibration);
+        };
+        // Nothing is acted on while calibrating.
+        let found = [(Target::link("a", "b"), Class::GrayLink, String::new())];
+        for t in 0..4 {
+            let out = det.anomalies.observe(&found, 6, 8, t * 1000, t * 1000);
+            assert!(
+                out.iter().all(|d| matches!(d, Decision::Ignored { .. })),
+                "{out:?}"
+            );
+        }
+        // A noisy site: gray-link scores up to 0.9 on fault-free links.
+        let base = *det.detector.thresholds();
+        for w in 0..60 {
+            let mut row = [0f32; CLASSES];
+            row[Class::GrayLink as usize] = (w % 10) as f32 / 10.0;
+            det.calibrate(&crate::detect::detector::Scores {
+                node: vec![[0.0; CLASSES]; 3],
+                link: vec![row; 4],
+                probabilities: true,
+            });
+        }
+        let v = det.view(0);
+        let api::Calibration::Calibrated { windows: 60, .. } = v.calibration else {
+            panic!("{:?}", v.calibration);
+        };
+        let gray = det.detector.thresholds()[Class::GrayLink as usize];
+        assert!(
+            gray > 0.9 && gray > base[Class::GrayLink as usize],
+            "{gray}"
+        );
+        assert_eq!(
+            det.detector.thresholds()[Class::Blackhole as usize],
+            base[Class::Blackhole as usize],
+            "a quiet class keeps the model's threshold"
+        );
+        // Acting now.
+        let out = det.anomalies.observe(&found, 6, 8, 9000, 9000);
+        assert!(matches!(&out[..], [Decision::Act { .. }]), "{out:?}");
+        // Saved, and used by the next start without calibrating again.
+        let again = Detection::new(&d, 0).expect("restart");
+        assert_eq!(again.detector.thresholds(), det.detector.thresholds());
+        assert!(matches!(
+            again.view(0).calibration,
+            api::Calibration::Calibrated { .. }
+        ));
+        // Another detector does not take it: the MLP calibrates afresh.
+        let mlp = Detection::new(
+            &Detect {
+                detector: DetectorKind::Mlp,
+                ..d.clone()
+            },
+            0,
+        )
+        .expect("mlp");
+        assert!(matches!(
+            mlp.view(0).calibration,
+            api::Calibration::Calibrating { .. }
+        ));
+        // A damaged file is a clear error, not a silent default.
+        std::fs::write(&file, b"{").expect("write");
+        let Err(e) = Detection::new(&d, 0) else {
+            panic!("a damaged calibration loads");
+        };
+        assert!(format!("{e:#}").contains("is not a calibration"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -139,6 +139,22 @@ pub fn anomalies() -> Anomalies {
             strikes: 1,
             blocked_here: 0,
         }],
+        thresholds: vec![
+            ClassThreshold {
+                class: "gray_link".into(),
+                threshold: 0.71,
+            },
+            ClassThreshold {
+                class: "blackhole".into(),
+                threshold: 0.5,
+            },
+        ],
+        calibration: Calibration::Calibrated {
+            file: "/var/lib/x0tta6bl4/calibration.json".into(),
+            fpr: 0.005,
+            windows: 600,
+            flagged: 0.0031,
+        },
     }
 }
 

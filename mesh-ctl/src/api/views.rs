@@ -197,6 +197,41 @@ pub struct Anomalies {
     pub findings: Option<Vec<Finding>>,
     pub pending: Vec<Pending>,
     pub active: Vec<Avoided>,
+    /// The thresholds the detector runs with, per anomaly class.
+    #[serde(default)]
+    pub thresholds: Vec<ClassThreshold>,
+    #[serde(default)]
+    pub calibration: Calibration,
+}
+
+/// One class's threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassThreshold {
+    pub class: String,
+    pub threshold: f32,
+}
+
+/// Where the thresholds come from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Calibration {
+    /// The detector's own (the model's spec, or the static levels of the config).
+    #[default]
+    None,
+    /// The agent is observing fault-free windows to calibrate on, and acts on nothing
+    /// until it has them.
+    Calibrating { windows: u64, needed: u64, fpr: f32 },
+    /// Fitted to this mesh.
+    Calibrated {
+        /// The file they are kept in.
+        file: String,
+        /// The target share of fault-free element-windows flagged.
+        fpr: f32,
+        /// Fault-free windows they were fitted on.
+        windows: u64,
+        /// The share of those element-windows they flag.
+        flagged: f32,
+    },
 }
 
 /// One finding of the last window.

@@ -111,6 +111,20 @@ impl Agent {
         } else {
             let _ = write!(toml, "\n[dataplane]\n{pin_line}");
         }
+        // The calibration of a lab agent is its own, never the host's.
+        if !toml.contains("calibration =") {
+            let line = format!(
+                "calibration = \"{}\"\n",
+                lab.dir()
+                    .join(format!("{}.calibration.json", config.node))
+                    .display()
+            );
+            if toml.contains("[detect]\n") {
+                toml = toml.replacen("[detect]\n", &format!("[detect]\n{line}"), 1);
+            } else {
+                let _ = write!(toml, "\n[detect]\n{line}");
+            }
+        }
         std::fs::write(&path, toml)?;
         let meshctl = lab.meshctl.display().to_string();
         let config_path = path.display().to_string();
