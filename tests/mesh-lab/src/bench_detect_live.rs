@@ -439,41 +439,30 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
             "runs": per[n]}),
         );
     }
+    // `gnn`'s macro-F1 lead over the best of the detectors `others` keeps, per run.
+    let lead_over = |gnn: &str, others: &dyn Fn(&str) -> bool| {
+        let best = names
+            .iter()
+            .filter(|n| others(n))
+            .max_by(|a, b| {
+                stat(a, &|m| m.macro_f1)
+                    .mean
+                    .total_cmp(&stat(b, &|m| m.macro_f1).mean)
+            })
+            .cloned()
+            .unwrap_or_default();
+        let lead: Vec<f64> = per[gnn]
+            .iter()
+            .zip(&per[&best])
+            .map(|(a, b)| a.macro_f1 - b.macro_f1)
+            .collect();
+        (best, interval(&lead))
+    };
     let gnn = "graphsage";
-    let best = names
-        .iter()
-        .filter(|n| *n != gnn)
-        .max_by(|a, b| {
-            stat(a, &|m| m.macro_f1)
-                .mean
-                .total_cmp(&stat(b, &|m| m.macro_f1).mean)
-        })
-        .cloned()
-        .unwrap_or_default();
-    let lead: Vec<f64> = per[gnn]
-        .iter()
-        .zip(&per[&best])
-        .map(|(a, b)| a.macro_f1 - b.macro_f1)
-        .collect();
-    let lead = interval(&lead);
+    let (best, lead) = lead_over(gnn, &|n| n != gnn);
     // Calibrated GraphSAGE against the best of every other detector, calibrated or not.
     let gnn_cal = "graphsage-cal";
-    let best_cal = names
-        .iter()
-        .filter(|n| !n.starts_with(gnn))
-        .max_by(|a, b| {
-            stat(a, &|m| m.macro_f1)
-                .mean
-                .total_cmp(&stat(b, &|m| m.macro_f1).mean)
-        })
-        .cloned()
-        .unwrap_or_default();
-    let cal_lead: Vec<f64> = per[gnn_cal]
-        .iter()
-        .zip(&per[&best_cal])
-        .map(|(a, b)| a.macro_f1 - b.macro_f1)
-        .collect();
-    let cal_lead = interval(&cal_lead);
+    let (best_cal, cal_lead) = lead_over(gnn_cal, &|n| !n.starts_with(gnn));
     let g = |f: &dyn Fn(&SeedMetrics) -> f64| stat(gnn, f).mean;
     let gray_p95 = per[gnn]
         .iter()
