@@ -28,4 +28,4 @@ const _: () = assert!(size_of::<EventBudget>() == 16);
 const _: () = assert!(size_of::<ProbeHdr>() == 40);
 const _: () = assert!(size_of::<ProbeState>() == 96);
 const _: () = assert!(size_of::<BlockKey>() == 20);
-const _: () = assert!(size_of::<BlockEntry>() == 8);
+const _: () = assert!(size_of::<BlockEntry>() == 32);

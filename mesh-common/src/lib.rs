@@ -9,6 +9,7 @@ pub mod csum;
 pub mod hash;
 mod layout;
 pub mod maps;
+pub mod limit;
 pub mod martian;
 pub mod parse;
 pub mod probe;

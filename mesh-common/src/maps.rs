@@ -1,7 +1,7 @@
 //! Map names and capacities: the one place both sides take them from.
 
 /// Bumped whenever the key or value layout of any map below changes.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// IPv4 routes: `LpmTrie<[u8; 4], Route>`.
 pub const ROUTES_V4: &str = "ROUTES_V4";
@@ -42,8 +42,8 @@ pub const PROBE_STATE: &str = "PROBE_STATE";
 /// The slot of each probed neighbour: `HashMap<NeighborKey, u32>`, written by the agent
 /// beside `PROBE_PEERS`, so that XDP can record a neighbour's requests in its slot.
 pub const PROBE_SLOTS: &str = "PROBE_SLOTS";
-/// Sources whose traffic is dropped until an expiry: `HashMap<BlockKey, BlockEntry>`,
-/// written by the agent.
+/// Sources (and source prefixes) whose traffic is dropped or rate-limited until an
+/// expiry: `HashMap<BlockKey, BlockEntry>`, written by the agent, buckets kept by XDP.
 pub const BLOCKLIST: &str = "BLOCKLIST";
 /// Layout stamp of a pinned set of maps: `Array<u32>`, one entry, [`LAYOUT_VERSION`].
 pub const META: &str = "META";

@@ -83,6 +83,7 @@ reasons! {
     PassIpOptions = 32, "pass_ip_options", XDP_PASS, "IPv4 header with options: the kernel checks and processes them";
     PassVlanTagged = 33, "pass_vlan_tagged", XDP_PASS, "carries VLAN tags: the kernel's VLAN interfaces own tagged traffic";
     PassFragNeeded = 34, "pass_frag_needed", XDP_PASS, "larger than the egress MTU: the kernel fragments it or answers ICMP fragmentation needed / packet too big";
+    DropRateLimited = 35, "drop_rate_limited", XDP_DROP, "over the rate the agent limits its source (or the source's prefix) to, until the limit expires";
 }
 
 /// Number of reasons.

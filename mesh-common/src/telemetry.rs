@@ -105,22 +105,46 @@ pub struct LinkStats {
     pub host_tx_bytes: u64,
 }
 
-/// A blocked source address (`BLOCKLIST` key): the words of [`FlowKey::src`].
+/// A blocked or rate-limited source (`BLOCKLIST` key): the words of [`FlowKey::src`], or
+/// of its prefix ([`BLOCK_PREFIX`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct BlockKey {
     /// IPv4 in the first word (network order), the rest zero; or the IPv6 address.
     pub src: [u32; 4],
-    /// 4 or 6.
+    /// 4 or 6 for one address; with [`BLOCK_PREFIX`] set, the source's prefix
+    /// ([`BLOCK_PREFIX_V4`] or [`BLOCK_PREFIX_V6`] bits, the rest of `src` zero).
     pub family: u32,
 }
 
-/// Until when a source is blocked (`BLOCKLIST` value).
+/// `BlockKey::family` flag: the key is a source prefix, for the sources without an entry
+/// of their own.
+pub const BLOCK_PREFIX: u32 = 0x100;
+/// The prefix length of an IPv4 prefix key.
+pub const BLOCK_PREFIX_V4: u32 = 24;
+/// The prefix length of an IPv6 prefix key.
+pub const BLOCK_PREFIX_V6: u32 = 64;
+/// A token: one frame, in the bucket's units (frames x 1e9, so that `rate_pps` tokens
+/// flow in per nanosecond).
+pub const TOKEN: u64 = 1_000_000_000;
+
+/// What happens to a source's frames until an expiry (`BLOCKLIST` value): all dropped, or
+/// let through at a rate (a token bucket XDP keeps in the entry).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BlockEntry {
     /// CLOCK_MONOTONIC ns; the entry does nothing after it (the agent removes it).
     pub expires_ns: u64,
+    /// 0: every frame is dropped (`drop_blocked`). Otherwise frames per second let
+    /// through; the rest are dropped as `drop_rate_limited`.
+    pub rate_pps: u32,
+    /// Most frames let through at once after a quiet spell.
+    pub burst: u32,
+    /// The bucket, in [`TOKEN`]s; updated by XDP without atomics (CPUs racing on one
+    /// source let a few frames more through, never fewer).
+    pub tokens: u64,
+    /// When XDP last filled the bucket (coarse CLOCK_MONOTONIC ns).
+    pub last_ns: u64,
 }
 
 /// A neighbour: an interface and the peer's MAC address.

@@ -108,6 +108,10 @@ pub enum ModelCommand {
         /// to standard output and the rendered table to standard error.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Real networks' graphs to test on too (node-link JSON as networkx and topohub
+        /// write it; the family is the file's directory name): never trained on.
+        #[arg(long, value_name = "FILE")]
+        graph: Vec<PathBuf>,
     },
 }
 
@@ -208,15 +212,22 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ModelCommand::Eval {
-            quick, config, out, ..
+            quick,
+            config,
+            out,
+            graph,
+            ..
         } => {
-            let cfg = match config {
+            let mut cfg: EvalConfig = match config {
                 Some(path) => serde_json::from_slice(
                     &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
                 )?,
                 None if quick => EvalConfig::quick(),
                 None => EvalConfig::bench(),
             };
+            for path in &graph {
+                cfg.graphs.extend(load_graph(path)?);
+            }
             match out {
                 Some(out) => evaluate_to(&cfg, &out).map(drop)?,
                 None => evaluate_to_stdout(&cfg).map(drop)?,
@@ -224,6 +235,78 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A node of a node-link graph: networkx writes ids as numbers or strings.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum NodeId {
+    Number(i64),
+    Name(String),
+}
+
+impl NodeId {
+    fn key(&self) -> String {
+        match self {
+            NodeId::Number(n) => n.to_string(),
+            NodeId::Name(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NodeLinkNode {
+    id: NodeId,
+}
+
+#[derive(serde::Deserialize)]
+struct NodeLinkEdge {
+    source: NodeId,
+    target: NodeId,
+}
+
+/// networkx's node-link JSON (`edges`, or `links` in older writers).
+#[derive(serde::Deserialize)]
+struct NodeLink {
+    nodes: Vec<NodeLinkNode>,
+    #[serde(alias = "links")]
+    edges: Vec<NodeLinkEdge>,
+}
+
+/// A real network's graph from a node-link JSON file, named for its directory (the
+/// family) and file; `None` when its largest connected part has under 3 nodes.
+pub fn load_graph(path: &Path) -> anyhow::Result<Option<crate::detect::eval::NamedGraph>> {
+    let g: NodeLink = serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a node-link graph", path.display()))?;
+    let names: Vec<String> = g.nodes.iter().map(|n| n.id.key()).collect();
+    let index: std::collections::HashMap<&str, u32> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    let mut links = Vec::new();
+    for e in &g.edges {
+        let (a, b) = (e.source.key(), e.target.key());
+        let (Some(&a), Some(&b)) = (index.get(a.as_str()), index.get(b.as_str())) else {
+            anyhow::bail!("{}: an edge {a}-{b} names a node it lacks", path.display());
+        };
+        links.push((a, b));
+    }
+    let family = path
+        .parent()
+        .and_then(Path::file_name)
+        .map_or("graphs".into(), |f| f.to_string_lossy().into_owned());
+    let name = path
+        .file_stem()
+        .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    Ok(crate::detect::scenario::real_topology(
+        &format!("{family}:{name}"),
+        &names,
+        &links,
+    )
+    .map(|topology| crate::detect::eval::NamedGraph { family, topology }))
 }
 
 /// The detector `--model` names: a shipped one or a file.

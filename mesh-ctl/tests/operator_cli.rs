@@ -376,9 +376,34 @@ fn model_eval_without_out_writes_its_report_to_stdout_and_nowhere_else() {
         serde_json::to_vec(&config).expect("serialising the config"),
     )
     .expect("writing the config");
+    // A real network's graph as networkx writes it: numeric and named ids, a repeated
+    // edge, a self-loop and a stray pair the largest component leaves out.
+    let graphs = dir.0.join("fixture");
+    fs::create_dir(&graphs).expect("mkdir");
+    let mut nodes: Vec<String> = (0..12).map(|i| format!("{{\"id\": {i}}}")).collect();
+    nodes.extend(["{\"id\": \"x\"}".to_owned(), "{\"id\": \"y\"}".to_owned()]);
+    let mut edges: Vec<String> = (0..12)
+        .map(|i| format!("{{\"source\": {i}, \"target\": {}}}", (i + 1) % 12))
+        .collect();
+    edges.extend(
+        [(0, 6), (3, 9), (0, 1), (5, 5)]
+            .map(|(a, b)| format!("{{\"source\": {a}, \"target\": {b}}}")),
+    );
+    edges.push("{\"source\": \"x\", \"target\": \"y\"}".to_owned());
+    fs::write(
+        graphs.join("ring12.json"),
+        format!(
+            "{{\"directed\": false, \"nodes\": [{}], \"edges\": [{}]}}",
+            nodes.join(", "),
+            edges.join(", ")
+        ),
+    )
+    .expect("writing the graph");
     let out = Command::new(MESHCTL)
         .args(["model", "eval", "--config"])
         .arg(&config_file)
+        .arg("--graph")
+        .arg(graphs.join("ring12.json"))
         .current_dir(&dir.0)
         .output()
         .expect("running meshctl model eval");
@@ -388,9 +413,16 @@ fn model_eval_without_out_writes_its_report_to_stdout_and_nowhere_else() {
         String::from_utf8_lossy(&out.stderr)
     );
     #[derive(serde::Deserialize)]
+    struct OnGraphs {
+        family: String,
+        graphs: usize,
+        rows: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
     struct Report {
         config: EvalConfig,
         rows: Vec<serde::de::IgnoredAny>,
+        on_graphs: Vec<OnGraphs>,
     }
     let report: Report = serde_json::from_slice(&out.stdout).expect("the report on stdout is JSON");
     assert_eq!(
@@ -399,9 +431,26 @@ fn model_eval_without_out_writes_its_report_to_stdout_and_nowhere_else() {
         "the report is of the protocol asked for"
     );
     assert!(!report.rows.is_empty(), "a report without rows");
+    let [g] = &report.on_graphs[..] else {
+        panic!("one family of real graphs");
+    };
+    assert_eq!((g.family.as_str(), g.graphs), ("fixture", 1));
+    assert_eq!(g.rows.len(), report.rows.len(), "every detector on it");
+    let rendered = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        rendered.contains("on fixture (1 real graphs, never trained on)")
+            && rendered.contains(" fixture_macro_f1="),
+        "{rendered}"
+    );
     let left: Vec<_> = fs::read_dir(&dir.0)
         .expect("listing the working directory")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(left, ["small.json"], "model eval wrote files of its own");
+    let mut left = left;
+    left.sort();
+    assert_eq!(
+        left,
+        ["fixture", "small.json"],
+        "model eval wrote files of its own"
+    );
 }

@@ -267,6 +267,66 @@ fn blocked_sources_are_dropped_until_their_entry_expires() {
     assert_eq!(left[0].0, std::net::IpAddr::from(SRC_V6));
 }
 
+#[test]
+#[ignore = "needs root"]
+fn rate_limits_let_their_burst_through_and_a_prefix_limits_only_sources_without_their_own() {
+    use mesh_ctl::dataplane::blocklist::Source;
+    use mesh_lab::{
+        cases::{ONE_V4, ONE_V6, SRC_V4, SRC_V6},
+        frames::{L4, ipv6},
+    };
+    let (mut dp, _) = router();
+    let udp = L4::Udp { src: 4000, dst: 53 };
+    let v4 = |src| frames::ipv4(ROUTER_MAC, src, ONE_V4, 64, udp, 32);
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    let until = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64 + 3_600_000_000_000;
+    // `n` frames back to back (one run each: a repeated run would see the frame the last
+    // one rewrote): (forwarded, rate-limited).
+    let burst_of = |dp: &Dataplane, frame: &[u8], n: u32| {
+        let before = counters(dp);
+        for _ in 0..n {
+            dp.test_run(frame, 1).expect("test_run");
+        }
+        let after = counters(dp);
+        let d = |r: Reason| after[&r] - before[&r];
+        (
+            d(Reason::ForwardedV4) + d(Reason::ForwardedV6),
+            d(Reason::DropRateLimited),
+        )
+    };
+    // 10/s (a bucket of 8): of 200 frames in well under a second, about 8 pass.
+    let src: std::net::IpAddr = SRC_V4.into();
+    dp.limit(Source::Addr(src), 10, until).expect("limit");
+    let (fwd, limited) = burst_of(&dp, &v4(SRC_V4), 200);
+    assert_eq!(fwd + limited, 200);
+    assert!((8..=20).contains(&fwd), "{fwd} of 200 through a 10/s limit");
+    // Its prefix, limited hard, applies to a neighbour without an entry of its own ...
+    let prefix = Source::prefix_of(src);
+    assert_eq!(prefix.to_string(), "10.0.1.0/24");
+    dp.limit(prefix, 1, until).expect("prefix limit");
+    let neighbour = Ipv4Addr::new(10, 0, 1, 99);
+    let (fwd, limited) = burst_of(&dp, &v4(neighbour), 100);
+    assert!(fwd <= 10 && limited >= 90, "{fwd} through the prefix limit");
+    // ... and not to a source with its own generous limit, nor outside the prefix.
+    let own = Ipv4Addr::new(10, 0, 1, 50);
+    dp.limit(Source::Addr(own.into()), 1_000_000, until)
+        .expect("own limit");
+    assert_eq!(burst_of(&dp, &v4(own), 100), (100, 0));
+    assert_eq!(burst_of(&dp, &v4(Ipv4Addr::new(10, 0, 2, 7)), 100), (100, 0));
+    // IPv6 by its /64.
+    let v6 = ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, udp, 32);
+    dp.limit(Source::prefix_of(SRC_V6.into()), 1, until)
+        .expect("v6 prefix");
+    let (fwd, _) = burst_of(&dp, &v6, 100);
+    assert!(fwd <= 10, "{fwd} through the /64 limit");
+    // Listed, and gone once ended.
+    let limits = dp.limits().expect("limits");
+    assert_eq!(limits.len(), 4, "{limits:?}");
+    assert!(dp.blocked().expect("blocked").is_empty(), "limits are not blocks");
+    dp.unlimit(prefix).expect("unlimit");
+    assert_eq!(burst_of(&dp, &v4(neighbour), 50), (50, 0));
+}
+
 /// A probe frame from `from` to the router, carrying `hdr`.
 fn probe_frame(from: [u8; 6], hdr: mesh_common::probe::ProbeHdr) -> Vec<u8> {
     use mesh_common::probe::{ETH_P_MESH_PROBE, PROBE_FRAME_LEN, PROBE_OFFSET};

@@ -4,6 +4,7 @@
 mod egress;
 mod frame;
 mod hook;
+mod limit;
 mod maps;
 mod probe;
 mod route;

@@ -13,7 +13,7 @@ use network_types::ip::{Ipv4Hdr, Ipv6Hdr};
 use crate::{
     frame::Packet,
     hook::Hook,
-    maps::{BLOCKLIST, CONFIG, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
+    maps::{CONFIG, IFACES, NEXTHOP_GROUPS, PROBE_STATE, ROUTES_V4, ROUTES_V6},
     probe,
 };
 
@@ -121,9 +121,7 @@ pub fn try_forward<H: Hook>(hook: H, seen: &mut Seen) -> Result<Reason, Reason> 
         src: seen.key.src,
         family: u32::from(seen.key.family),
     };
-    if blocked_until(&seen.block).is_some_and(|until| crate::telemetry::coarse_now() < until) {
-        return Err(Reason::DropBlocked);
-    }
+    crate::limit::check(&mut seen.block)?;
 
     let route = match pkt.family {
         Family::V4 => ROUTES_V4.get(Key::new(32, pkt.dst_v4())),
@@ -202,14 +200,6 @@ fn redirect<H: Hook>(hook: H, ifindex: u32) -> Result<(), Reason> {
     // The redirect only takes effect when we return, so the frame is still untouched if
     // the egress is missing and the kernel gets it as it arrived.
     hook.send_to(ifindex).map_err(|()| Reason::PassNoEgress)
-}
-
-/// Until when a source is blocked, if it is. The key stays where it is (map memory): a
-/// copy would take 20 more bytes of the 512-byte stack.
-#[inline(always)]
-fn blocked_until(key: &BlockKey) -> Option<u64> {
-    // SAFETY: the value is read at once, before any other map access.
-    unsafe { BLOCKLIST.get(key) }.map(|b| b.expires_ns)
 }
 
 /// Whether a neighbour's last probe reply or request is older than `dead_ns` (or never

@@ -204,6 +204,12 @@ pub fn run(check_only: bool) -> Result<Env> {
         "kubernetes-validate",
         "deploy checks: the Kubernetes manifests against the API schemas",
     )?;
+    ensure_python_module(
+        check_only,
+        &mut missing,
+        "topohub",
+        "bench detect: the Internet Topology Zoo and SNDlib graphs",
+    )?;
     ensure_cargo_deny(&cargo_bin, check_only, &mut missing)?;
     if !bpffs_mounted() {
         if check_only || !root {
@@ -391,6 +397,31 @@ fn ensure_pip(
     crate::cmd::status(c).with_context(|| format!("installing {package}"))?;
     if !ok(Command::new(command).arg("--version")) {
         bail!("{package} installed but `{command}` is not on PATH");
+    }
+    Ok(())
+}
+
+/// A PyPI package imported as a Python module of the same name.
+fn ensure_python_module(
+    check_only: bool,
+    missing: &mut Vec<String>,
+    module: &str,
+    why: &str,
+) -> Result<()> {
+    let importable = || ok(Command::new("python3").args(["-c", &format!("import {module}")]));
+    if importable() {
+        return Ok(());
+    }
+    if check_only {
+        missing.push(format!("{module} (pip install {module}): {why}"));
+        return Ok(());
+    }
+    eprintln!("setup: installing {module} from PyPI ({why})");
+    let mut c = Command::new("python3");
+    c.args(["-m", "pip", "install", "--quiet", module]);
+    crate::cmd::status(c).with_context(|| format!("installing {module}"))?;
+    if !importable() {
+        bail!("{module} installed but python3 cannot import it");
     }
     Ok(())
 }

@@ -262,6 +262,57 @@ fn noisy(rng: &mut StdRng, mean: f64) -> f64 {
 pub fn generate(spec: &ScenarioSpec) -> Trace {
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let topo = topology(spec.family, spec.nodes, &mut rng);
+    generate_with(spec, rng, topo)
+}
+
+/// Generates the trace of a scenario on a given graph (a real network's, say) instead of
+/// one of `spec.family`; `spec.nodes` is not used.
+pub fn generate_on(spec: &ScenarioSpec, topo: Topology) -> Trace {
+    generate_with(spec, StdRng::seed_from_u64(spec.seed), topo)
+}
+
+/// A real network's graph as a detection topology: node names in `nodes`, links as pairs
+/// of indices into it, in any order and with repeats and self-loops; what is kept is the
+/// largest connected component, without them. `None` when that has under 3 nodes.
+pub fn real_topology(kind: &str, nodes: &[String], links: &[(u32, u32)]) -> Option<Topology> {
+    let n = nodes.len();
+    let mut clean: Vec<(u32, u32)> = links
+        .iter()
+        .filter(|(a, b)| a != b && (*a as usize) < n && (*b as usize) < n)
+        .map(|&(a, b)| (a.min(b), a.max(b)))
+        .collect();
+    clean.sort_unstable();
+    clean.dedup();
+    let comp = components(n, &clean);
+    let mut size = HashMap::new();
+    for c in &comp {
+        *size.entry(*c).or_insert(0usize) += 1;
+    }
+    let (&main, &count) = size.iter().max_by_key(|(c, k)| (**k, std::cmp::Reverse(**c)))?;
+    if count < 3 {
+        return None;
+    }
+    let mut index = vec![u32::MAX; n];
+    let mut kept = Vec::new();
+    for (i, name) in nodes.iter().enumerate() {
+        if comp[i] == main {
+            index[i] = kept.len() as u32;
+            kept.push(name.clone());
+        }
+    }
+    let links = clean
+        .iter()
+        .filter(|(a, _)| comp[*a as usize] == main)
+        .map(|&(a, b)| (index[a as usize], index[b as usize]))
+        .collect();
+    Some(Topology {
+        kind: kind.to_owned(),
+        nodes: kept,
+        links,
+    })
+}
+
+fn generate_with(spec: &ScenarioSpec, mut rng: StdRng, topo: Topology) -> Trace {
     let n = topo.nodes.len();
     let nl = topo.links.len();
     let adj = topo.adjacency();

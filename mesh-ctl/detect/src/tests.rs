@@ -432,3 +432,29 @@ fn a_trained_detector_reports_the_faulty_link_with_a_reason() {
         "top finding on the down link in {hits} windows"
     );
 }
+
+#[test]
+fn a_real_graph_keeps_its_largest_component_without_loops_or_repeats() {
+    use super::scenario::{ScenarioSpec, generate_on, real_topology};
+    let names: Vec<String> = ["a", "b", "c", "d", "x", "y"].map(String::from).to_vec();
+    // a-b-c-d ring with a repeat and a self-loop; x-y apart; one edge out of range.
+    let links = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 2), (4, 5), (0, 9)];
+    let t = real_topology("zoo:test", &names, &links).expect("a graph");
+    assert_eq!(t.nodes, ["a", "b", "c", "d"]);
+    assert_eq!(t.links, [(0, 1), (0, 3), (1, 2), (2, 3)]);
+    assert!(real_topology("zoo:tiny", &names[..2], &[(0, 1)]).is_none());
+    // A scenario runs on it with its ground truth.
+    let tr = generate_on(
+        &ScenarioSpec {
+            family: super::scenario::Family::ScaleFree,
+            nodes: 0,
+            windows: 20,
+            seed: 3,
+            fault: Some((Class::Blackhole, 0.8)),
+            window_ms: 10_000,
+        },
+        t.clone(),
+    );
+    assert_eq!(tr.header.topology, t);
+    assert!(tr.windows.iter().any(|w| !w.labels.is_empty()));
+}

@@ -1,13 +1,85 @@
-//! The blocklist: sources whose frames XDP drops (`drop_blocked`) until their entry
-//! expires. Ours to write; expired entries do nothing and are removed by the agent.
+//! The blocklist: sources whose frames XDP drops (`drop_blocked`), and sources and source
+//! prefixes it lets through at a rate (`drop_rate_limited` for the rest), until their
+//! entry expires. Ours to write; expired entries do nothing and are removed by the agent.
 
 use std::net::IpAddr;
 
 use aya::maps::{HashMap, MapData, MapError};
+use ipnet::IpNet;
 use mesh_common::{
+    limit::{prefix_len, to_prefix},
     maps::BLOCKLIST,
-    telemetry::{BlockEntry, BlockKey},
+    telemetry::{BLOCK_PREFIX, BlockEntry, BlockKey, TOKEN},
 };
+use serde::{Deserialize, Serialize};
+
+/// What a rate limit applies to: one source address, or the sources of a prefix (a /24
+/// or a /64) that have no entry of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Addr(IpAddr),
+    Prefix(IpNet),
+}
+
+impl Source {
+    /// The prefix key's prefix of `addr` (/24 or /64).
+    pub fn prefix_of(addr: IpAddr) -> Self {
+        let mut k = block_key(addr);
+        to_prefix(&mut k);
+        let len = prefix_len(k.family & !BLOCK_PREFIX) as u8;
+        let base = block_addr(&BlockKey {
+            src: k.src,
+            family: k.family & !BLOCK_PREFIX,
+        })
+        .unwrap_or(addr);
+        Source::Prefix(IpNet::new(base, len).unwrap_or_else(|_| IpNet::from(base)))
+    }
+
+    fn key(&self) -> BlockKey {
+        match self {
+            Source::Addr(a) => block_key(*a),
+            Source::Prefix(n) => {
+                let mut k = block_key(n.network());
+                to_prefix(&mut k);
+                k
+            }
+        }
+    }
+
+    fn from_key(k: &BlockKey) -> Option<Self> {
+        if k.family & BLOCK_PREFIX == 0 {
+            return block_addr(k).map(Source::Addr);
+        }
+        let family = k.family & !BLOCK_PREFIX;
+        let a = block_addr(&BlockKey { src: k.src, family })?;
+        IpNet::new(a, prefix_len(family) as u8)
+            .ok()
+            .map(Source::Prefix)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Addr(a) => write!(f, "{a}"),
+            Source::Prefix(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A rate limit in the blocklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Limit {
+    pub source: Source,
+    pub rate_pps: u32,
+    pub expires_ns: u64,
+}
+
+/// The bucket depth for a rate: a tenth of a second of it, at least 8 frames.
+pub fn burst(rate_pps: u32) -> u32 {
+    (rate_pps / 10).max(8)
+}
 
 use super::{Dataplane, DataplaneError, Result, typed, typed_ref};
 
@@ -58,8 +130,59 @@ impl Dataplane {
     pub fn block(&mut self, addr: IpAddr, expires_ns: u64) -> Result<()> {
         let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
             typed(&mut self.maps, BLOCKLIST)?;
-        map.insert(block_key(addr), BlockEntry { expires_ns }, 0)
+        let entry = BlockEntry {
+            expires_ns,
+            ..BlockEntry::default()
+        };
+        map.insert(block_key(addr), entry, 0)
             .map_err(|e| access(format!("blocking {addr}"), e))
+    }
+
+    /// Lets `rate_pps` frames a second from `source` through until `expires_ns` and drops
+    /// the rest; the bucket starts full.
+    pub fn limit(&mut self, source: Source, rate_pps: u32, expires_ns: u64) -> Result<()> {
+        let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
+            typed(&mut self.maps, BLOCKLIST)?;
+        let b = burst(rate_pps);
+        let entry = BlockEntry {
+            expires_ns,
+            rate_pps: rate_pps.max(1),
+            burst: b,
+            tokens: u64::from(b) * TOKEN,
+            last_ns: 0,
+        };
+        map.insert(source.key(), entry, 0)
+            .map_err(|e| access(format!("limiting {source} to {rate_pps}/s"), e))
+    }
+
+    /// Ends the limit on `source` (a no-op if there is none).
+    pub fn unlimit(&mut self, source: Source) -> Result<()> {
+        let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
+            typed(&mut self.maps, BLOCKLIST)?;
+        match map.remove(&source.key()) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(access(format!("ending the limit on {source}"), e)),
+        }
+    }
+
+    /// Every rate limit, sorted.
+    pub fn limits(&self) -> Result<Vec<Limit>> {
+        let map: HashMap<&MapData, BlockKey, BlockEntry> = typed_ref(&self.maps, BLOCKLIST)?;
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (k, v) = item.map_err(|e| access("reading the blocklist".into(), e))?;
+            if let Some(source) = Source::from_key(&k)
+                && (v.rate_pps != 0 || matches!(source, Source::Prefix(_)))
+            {
+                out.push(Limit {
+                    source,
+                    rate_pps: v.rate_pps,
+                    expires_ns: v.expires_ns,
+                });
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Stops blocking `addr` (a no-op if it is not blocked).
@@ -78,7 +201,7 @@ impl Dataplane {
         let mut out = Vec::new();
         for item in map.iter() {
             let (k, v) = item.map_err(|e| access("reading the blocklist".into(), e))?;
-            if let Some(a) = block_addr(&k) {
+            if let (Some(a), 0) = (block_addr(&k), v.rate_pps) {
                 out.push((a, v.expires_ns));
             }
         }
@@ -95,6 +218,26 @@ impl Dataplane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_and_prefixes_round_trip_through_their_keys() {
+        for s in ["10.0.1.77", "fd00:1::9"] {
+            let a: IpAddr = s.parse().expect("address");
+            let src = Source::Addr(a);
+            assert_eq!(Source::from_key(&src.key()), Some(src));
+            let p = Source::prefix_of(a);
+            assert_eq!(Source::from_key(&p.key()), Some(p));
+        }
+        assert_eq!(
+            Source::prefix_of("10.0.1.77".parse().expect("v4")).to_string(),
+            "10.0.1.0/24"
+        );
+        assert_eq!(
+            Source::prefix_of("fd00:1::9".parse().expect("v6")).to_string(),
+            "fd00:1::/64"
+        );
+        assert_eq!((burst(5), burst(2000)), (8, 200));
+    }
 
     #[test]
     fn keys_round_trip_and_match_the_parsers_layout() {

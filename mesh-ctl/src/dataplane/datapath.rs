@@ -10,7 +10,11 @@ use mesh_common::{
     types::{NextHopGroup, Route},
 };
 
-use super::{Dataplane, DataplaneError, update::RouteList};
+use super::{
+    Dataplane, DataplaneError,
+    blocklist::{Limit, Source},
+    update::RouteList,
+};
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 
@@ -27,6 +31,11 @@ pub trait Datapath {
     fn block(&mut self, addr: IpAddr, expires_ns: u64) -> Result<()>;
     /// Stops blocking `addr` (a no-op if it is not blocked).
     fn unblock(&mut self, addr: IpAddr) -> Result<()>;
+    /// Lets `rate_pps` frames a second from `source` through until CLOCK_MONOTONIC
+    /// reaches `expires_ns`, and drops the rest.
+    fn limit(&mut self, source: Source, rate_pps: u32, expires_ns: u64) -> Result<()>;
+    /// Ends the limit on `source` (a no-op if there is none).
+    fn unlimit(&mut self, source: Source) -> Result<()>;
     /// Says who probe slot `slot` probes.
     fn set_probe_peer(&mut self, slot: u32, peer: NeighborKey) -> Result<()>;
     /// Says which neighbour each `NEIGHBOR_TX` slot is, for the telemetry views.
@@ -40,6 +49,8 @@ pub trait Datapath {
     fn probe_peers(&self) -> Result<Vec<(u32, NeighborKey)>>;
     /// Every blocked source: (source, expiry in CLOCK_MONOTONIC ns), sorted.
     fn blocked(&self) -> Result<Vec<(IpAddr, u64)>>;
+    /// Every rate limit, sorted.
+    fn limits(&self) -> Result<Vec<Limit>>;
 }
 
 // The inherent methods stay for the tests and tools that drive a data plane directly.
@@ -72,6 +83,14 @@ impl Datapath for Dataplane {
         Dataplane::unblock(self, addr)
     }
 
+    fn limit(&mut self, source: Source, rate_pps: u32, expires_ns: u64) -> Result<()> {
+        Dataplane::limit(self, source, rate_pps, expires_ns)
+    }
+
+    fn unlimit(&mut self, source: Source) -> Result<()> {
+        Dataplane::unlimit(self, source)
+    }
+
     fn set_probe_peer(&mut self, slot: u32, peer: NeighborKey) -> Result<()> {
         Dataplane::set_probe_peer(self, slot, peer)
     }
@@ -95,6 +114,10 @@ impl Datapath for Dataplane {
     fn blocked(&self) -> Result<Vec<(IpAddr, u64)>> {
         Dataplane::blocked(self)
     }
+
+    fn limits(&self) -> Result<Vec<Limit>> {
+        Dataplane::limits(self)
+    }
 }
 
 /// Removes the blocks that expired by `now_ns`; returns their sources.
@@ -107,6 +130,20 @@ pub fn expire_blocks(dp: &mut (impl Datapath + ?Sized), now_ns: u64) -> Result<V
         .collect();
     for a in &done {
         dp.unblock(*a)?;
+    }
+    Ok(done)
+}
+
+/// Removes the rate limits that expired by `now_ns`; returns their sources.
+pub fn expire_limits(dp: &mut (impl Datapath + ?Sized), now_ns: u64) -> Result<Vec<Source>> {
+    let done: Vec<Source> = dp
+        .limits()?
+        .into_iter()
+        .filter(|l| l.expires_ns <= now_ns)
+        .map(|l| l.source)
+        .collect();
+    for s in &done {
+        dp.unlimit(*s)?;
     }
     Ok(done)
 }

@@ -10,7 +10,11 @@ use mesh_common::{
     types::{NextHopGroup, Route},
 };
 
-use super::{Datapath, DataplaneError, update::RouteList};
+use super::{
+    Datapath, DataplaneError,
+    blocklist::{Limit, Source},
+    update::RouteList,
+};
 
 type Result<T> = std::result::Result<T, DataplaneError>;
 
@@ -28,6 +32,8 @@ pub enum Write {
     RemoveV6(Ipv6Net),
     Block(IpAddr, u64),
     Unblock(IpAddr),
+    Limit(Source, u32, u64),
+    Unlimit(Source),
     ProbePeer(u32, NeighborKey),
 }
 
@@ -38,6 +44,8 @@ pub struct FakeDatapath {
     pub v4: BTreeMap<Ipv4Net, Route>,
     pub v6: BTreeMap<Ipv6Net, Route>,
     pub blocks: BTreeMap<IpAddr, u64>,
+    /// Rate limits: (rate, expiry).
+    pub limits: BTreeMap<Source, (u32, u64)>,
     pub probe_peers: BTreeMap<u32, NeighborKey>,
     pub neighbors: Vec<NeighborKey>,
     /// Every write that succeeded, in order.
@@ -93,6 +101,12 @@ impl FakeDatapath {
             Write::Unblock(a) => {
                 self.blocks.remove(&a);
             }
+            Write::Limit(s, rate, exp) => {
+                self.limits.insert(s, (rate, exp));
+            }
+            Write::Unlimit(s) => {
+                self.limits.remove(&s);
+            }
             Write::ProbePeer(slot, peer) => {
                 self.probe_peers.insert(slot, peer);
             }
@@ -131,6 +145,14 @@ impl Datapath for FakeDatapath {
         self.write(Write::Unblock(addr))
     }
 
+    fn limit(&mut self, source: Source, rate_pps: u32, expires_ns: u64) -> Result<()> {
+        self.write(Write::Limit(source, rate_pps, expires_ns))
+    }
+
+    fn unlimit(&mut self, source: Source) -> Result<()> {
+        self.write(Write::Unlimit(source))
+    }
+
     fn set_probe_peer(&mut self, slot: u32, peer: NeighborKey) -> Result<()> {
         self.write(Write::ProbePeer(slot, peer))
     }
@@ -166,5 +188,17 @@ impl Datapath for FakeDatapath {
 
     fn blocked(&self) -> Result<Vec<(IpAddr, u64)>> {
         Ok(self.blocks.iter().map(|(a, e)| (*a, *e)).collect())
+    }
+
+    fn limits(&self) -> Result<Vec<Limit>> {
+        Ok(self
+            .limits
+            .iter()
+            .map(|(s, (rate_pps, expires_ns))| Limit {
+                source: *s,
+                rate_pps: *rate_pps,
+                expires_ns: *expires_ns,
+            })
+            .collect())
     }
 }

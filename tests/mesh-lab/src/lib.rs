@@ -31,6 +31,7 @@ pub mod observe;
 pub mod plot;
 pub mod soak;
 pub mod stream;
+pub mod topohub;
 pub mod topology;
 mod wire;
 

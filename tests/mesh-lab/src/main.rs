@@ -166,12 +166,18 @@ fn main() -> Result<()> {
                 }
                 Ok(())
             }
-            "detect" => mesh_ctl::model::evaluate_to(
-                &mesh_ctl::detect::eval::EvalConfig::bench(),
-                &PathBuf::from("target/bench/detect.json"),
-            )
-            .map(|_| ())
-            .map_err(Into::into),
+            "detect" => {
+                let mut cfg = mesh_ctl::detect::eval::EvalConfig::bench();
+                cfg.graphs = lab::topohub::graphs(10..=200)?;
+                eprintln!(
+                    "detect: {} real graphs ({}) besides the generated families",
+                    cfg.graphs.len(),
+                    cfg.graph_families().join(", ")
+                );
+                mesh_ctl::model::evaluate_to(&cfg, &PathBuf::from("target/bench/detect.json"))
+                    .map(|_| ())
+                    .map_err(Into::into)
+            }
             other => {
                 bail!(
                     "no benchmark `{other}` (have: forward, telemetry, maps, failover, scale, crypto, detect, detect-live)"

@@ -16,8 +16,8 @@ pub use self::{
     calibration::{MAX_VAL_FPR, calibrate_model},
     evaluate::evaluate,
     metrics::{ClassMetrics, SeedMetrics, metrics},
-    protocol::{EvalConfig, HELD_OUT, SEEN, Split, scenarios},
-    report::{ClassRow, Row, Table, render, summary},
+    protocol::{EvalConfig, HELD_OUT, NamedGraph, SEEN, Split, graph_scenarios, scenarios},
+    report::{ClassRow, FamilyRows, Row, Table, render, summary},
     statistics::{Interval, interval},
     timing::{Clock, Timing},
 };

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::{
     scenario::{Family, ScenarioSpec},
-    trace::Class,
+    trace::{Class, Topology},
     train::TrainConfig,
 };
 
@@ -37,6 +37,33 @@ pub struct EvalConfig {
     pub windows: u32,
     pub train: TrainConfig,
     pub timing_sizes: Vec<usize>,
+    /// Real networks' graphs tested on besides the generated families, never trained or
+    /// calibrated on (the report names the families and counts, not the graphs).
+    #[serde(default, skip_serializing)]
+    pub graphs: Vec<NamedGraph>,
+    /// Scenarios per class (and fault-free) on each family of `graphs`, per seed.
+    #[serde(default)]
+    pub graph_per_class: usize,
+}
+
+/// A real network's graph and the family it belongs to (`topozoo`, `sndlib`).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct NamedGraph {
+    pub family: String,
+    pub topology: Topology,
+}
+
+impl EvalConfig {
+    /// The families of `graphs`, in first-seen order.
+    pub fn graph_families(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for g in &self.graphs {
+            if !out.contains(&g.family) {
+                out.push(g.family.clone());
+            }
+        }
+        out
+    }
 }
 
 impl EvalConfig {
@@ -51,6 +78,8 @@ impl EvalConfig {
             windows: 40,
             train: TrainConfig::default(),
             timing_sizes: vec![100, 1000, 10000],
+            graphs: Vec::new(),
+            graph_per_class: 4,
         }
     }
 
@@ -68,6 +97,8 @@ impl EvalConfig {
                 ..TrainConfig::default()
             },
             timing_sizes: vec![100],
+            graphs: Vec::new(),
+            graph_per_class: 1,
         }
     }
 }
@@ -118,6 +149,44 @@ pub fn scenarios(cfg: &EvalConfig, seed: u64, split: Split) -> Vec<ScenarioSpec>
                 fault: fault.map(|c| (c, intensity)),
                 window_ms: 10_000,
             }
+        })
+        .collect()
+}
+
+/// The test scenarios on the real graphs of `family` for one seed, each with the index
+/// into `cfg.graphs` of the graph it runs on: fault-free runs and every class, test
+/// intensities (the even tenths), a graph drawn for each.
+pub fn graph_scenarios(cfg: &EvalConfig, seed: u64, family: &str) -> Vec<(ScenarioSpec, usize)> {
+    let pool: Vec<usize> = (0..cfg.graphs.len())
+        .filter(|&i| cfg.graphs[i].family == family)
+        .collect();
+    if pool.is_empty() {
+        return Vec::new();
+    }
+    let tag = family.bytes().fold(4u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ tag);
+    let mut faults: Vec<Option<Class>> = vec![None; cfg.graph_per_class];
+    for c in Class::ANOMALIES {
+        faults.extend(std::iter::repeat_n(Some(c), cfg.graph_per_class));
+    }
+    faults
+        .into_iter()
+        .map(|fault| {
+            let g = pool[rng.random_range(0..pool.len())];
+            let band = rng.random_range(0..5) * 2;
+            let intensity = (band as f32 + rng.random::<f32>()) / 10.0;
+            (
+                ScenarioSpec {
+                    // Not used: the graph is given.
+                    family: Family::ScaleFree,
+                    nodes: cfg.graphs[g].topology.nodes.len(),
+                    windows: cfg.windows,
+                    seed: rng.random(),
+                    fault: fault.map(|c| (c, intensity)),
+                    window_ms: 10_000,
+                },
+                g,
+            )
         })
         .collect()
 }

@@ -100,6 +100,24 @@ pub struct Table {
     pub aggregation: Vec<(usize, f64, f64)>,
     pub dense_faster_up_to: usize,
     pub threads: String,
+    /// The same detectors (test thresholds) on real networks' graphs, per family.
+    pub on_graphs: Vec<FamilyRows>,
+}
+
+/// The detectors on one family of real graphs.
+#[derive(Clone, Debug, Serialize)]
+pub struct FamilyRows {
+    pub family: String,
+    /// Graphs of the family drawn from.
+    pub graphs: usize,
+    pub rows: Vec<Row>,
+}
+
+fn class_recall(r: &Row, c: Class) -> f64 {
+    r.per_class
+        .iter()
+        .find(|x| x.class == c)
+        .map_or(0.0, |x| x.recall.mean)
 }
 
 fn fmt(i: &Interval) -> String {
@@ -169,6 +187,33 @@ pub fn render(t: &Table) -> String {
             ));
         }
     }
+    for f in &t.on_graphs {
+        s.push_str(&format!(
+            "\non {} ({} real graphs, never trained on):\n{:<10} {:>13} {:>13} {:>13} {:>13} {:>9}  seeds with an infinite gray p95\n",
+            f.family, f.graphs, "detector", "macro-F1", "FPR", "ddos R", "gray R", "gray p95"
+        ));
+        for r in &f.rows {
+            let ci = |c: Class| {
+                r.per_class
+                    .iter()
+                    .find(|x| x.class == c)
+                    .map_or("-".to_owned(), |x| fmt(&x.recall))
+            };
+            s.push_str(&format!(
+                "{:<10} {:>13} {:>13} {:>13} {:>13} {:>9.2}  {}\n",
+                r.detector,
+                fmt(&r.macro_f1),
+                format!("{:.4}±{:.4}", r.fpr.mean, r.fpr.ci95),
+                ci(Class::DdosVictim),
+                ci(Class::GrayLink),
+                r.gray_latency_p95.mean,
+                r.seeds
+                    .iter()
+                    .filter(|x| x.gray_latency_p95.is_none())
+                    .count()
+            ));
+        }
+    }
     s.push_str(&format!(
         "\ngraphsage - {} macro-F1: {}\n",
         t.best_baseline,
@@ -204,18 +249,26 @@ pub fn summary(t: &Table) -> String {
         .iter()
         .find(|r| r.detector == t.best_baseline)
         .map_or(0.0, |r| r.macro_f1.mean);
-    let ddos = g
-        .per_class
-        .iter()
-        .find(|c| c.class == Class::DdosVictim)
-        .map_or(0.0, |c| c.recall.mean);
+    let ddos = class_recall(g, Class::DdosVictim);
     let ms1000 = t
         .timing
         .iter()
         .find(|x| x.nodes == 1000)
         .map_or(f64::NAN, |x| x.cycle_ms);
-    format!(
+    let mut line = format!(
         "bench detect: gnn_macro_f1={:.3} best_baseline_macro_f1={best:.3} top1={:.3} top3={:.3} ddos_recall={ddos:.3} fpr={:.4} infer_ms_1000={ms1000:.2}",
         g.macro_f1.mean, g.top1.mean, g.top3.mean, g.fpr.mean
-    )
+    );
+    for f in &t.on_graphs {
+        if let Some(r) = f.rows.first() {
+            line += &format!(
+                " {0}_macro_f1={1:.3} {0}_ddos_recall={2:.3} {0}_fpr={3:.4}",
+                f.family,
+                r.macro_f1.mean,
+                class_recall(r, Class::DdosVictim),
+                r.fpr.mean
+            );
+        }
+    }
+    line
 }
