@@ -8,8 +8,8 @@
 pub mod csum;
 pub mod hash;
 mod layout;
-pub mod maps;
 pub mod limit;
+pub mod maps;
 pub mod martian;
 pub mod parse;
 pub mod probe;

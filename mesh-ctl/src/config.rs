@@ -350,6 +350,12 @@ pub struct Detect {
     pub scan_targets: u32,
     /// Most sources one DDoS or scan action blocks, on each router.
     pub max_blocked: u32,
+    /// A DDoS's old sources (flows towards the victim from before the attack) are
+    /// rate-limited to this many times their own rate from before it ...
+    pub limit_factor: f32,
+    /// ... and never below this many packets a second; the prefixes (/24, /64) of its new
+    /// sources are limited to this for the sources that have no entry of their own.
+    pub limit_floor_pps: u32,
 }
 
 impl Default for Detect {
@@ -375,6 +381,8 @@ impl Default for Detect {
             ddos_sources: 64,
             scan_targets: 64,
             max_blocked: 1024,
+            limit_factor: 2.0,
+            limit_floor_pps: 50,
         }
     }
 }
@@ -911,6 +919,18 @@ impl Config {
             out.push(Problem::new(
                 "detect.calibrate_minutes",
                 "must be at most 1440 (a day)",
+            ));
+        }
+        if !(1.0..=1000.0).contains(&d.limit_factor) {
+            out.push(Problem::new(
+                "detect.limit_factor",
+                format!("{} is outside 1..=1000", d.limit_factor),
+            ));
+        }
+        if !(1..=10_000_000).contains(&d.limit_floor_pps) {
+            out.push(Problem::new(
+                "detect.limit_floor_pps",
+                "must be 1..=10000000",
             ));
         }
         if !(1..=100).contains(&d.confirm_windows) {

@@ -301,12 +301,10 @@ pub fn load_graph(path: &Path) -> anyhow::Result<Option<crate::detect::eval::Nam
     let name = path
         .file_stem()
         .map_or(String::new(), |f| f.to_string_lossy().into_owned());
-    Ok(crate::detect::scenario::real_topology(
-        &format!("{family}:{name}"),
-        &names,
-        &links,
+    Ok(
+        crate::detect::scenario::real_topology(&format!("{family}:{name}"), &names, &links)
+            .map(|topology| crate::detect::eval::NamedGraph { family, topology }),
     )
-    .map(|topology| crate::detect::eval::NamedGraph { family, topology }))
 }
 
 /// The detector `--model` names: a shipped one or a file.

@@ -540,6 +540,21 @@ pub fn anomalies(data: &Option<Anomalies>) -> String {
         &["AVOIDED", "CLASS", "FOR_S", "HOLD_LEFT_S", "STRIKES"],
         &active,
     );
+    if !data.limits.is_empty() {
+        out += "\nrate limits here:\n";
+        let rows: Vec<Vec<String>> = data
+            .limits
+            .iter()
+            .map(|l| {
+                vec![
+                    l.source.clone(),
+                    format!("{}/s", l.rate_pps),
+                    l.target.to_string(),
+                ]
+            })
+            .collect();
+        out += &table(&["SOURCE", "RATE", "FOR"], &rows);
+    }
     out += "\nlast window:\n";
     let found: Vec<Vec<String>> = data
         .findings
@@ -689,6 +704,11 @@ mod tests {
         assert!(last.contains(&found[0].reason), "{text}");
         assert!(in_force.contains("calibrated on this mesh"), "{text}");
         assert!(in_force.contains("gray_link 0.710"), "{text}");
+        assert!(in_force.contains("rate limits here:"), "{text}");
+        assert_eq!(
+            row(in_force, "10.0.1.0/24"),
+            ["10.0.1.0/24", "50/s", "node", "n6"]
+        );
         let none = anomalies(&Some(crate::api::Anomalies {
             findings: None,
             ..v

@@ -224,21 +224,46 @@ fn blackhole_case(tag: &str, detect: &str) {
 
 #[test]
 #[ignore = "needs root"]
-fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_spared() {
+fn a_flood_is_blocked_and_rate_limited_where_it_enters_and_the_older_stream_is_spared() {
     let (_one, mut lab) = one_mesh("mesh-ddos");
     let mesh = mesh6::mesh6(&mut lab).expect("mesh6");
     let agents = start(
         &mut lab,
         &mesh,
-        "[detect]\nhold_ms = 3000\nddos_sources = 24\n",
+        "[detect]\nhold_ms = 10000\nddos_sources = 24\n",
     );
     converge(&lab, &mesh, &agents);
     let (stream, _) = stream_on_a_path(&mut lab, &mesh);
-    // The stream is older than the flood, and keeps flowing through it.
-    std::thread::sleep(Duration::from_secs(3));
     let (n1, n6) = (&agents[0], &agents[5]);
     let ifname = mesh.hs.link.end("hs").ifname.clone();
     let o = mesh.hs.host_v4.octets();
+    let hd = mesh.hd.host_v4.to_string();
+    // Attackers that open their flows early, at a ping a second, to pass as old sources.
+    let early: Vec<String> = (0..5)
+        .map(|i| format!("{}.{}.{}.{}", o[0], o[1], o[2], 200 + i))
+        .collect();
+    for s in &early {
+        lab.exec_ok(
+            "hs",
+            &["ip", "addr", "add", &format!("{s}/24"), "dev", &ifname],
+        )
+        .expect("an early attacker's address");
+    }
+    lab.spawn(
+        "hs",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "for s in {}; do ping -q -n -I $s -i 1 -w 40 {hd} >/dev/null 2>&1 & done; wait",
+                early.join(" ")
+            ),
+        ],
+    )
+    .expect("the early flows");
+    // The stream and the early flows are older than the flood; the stream keeps flowing
+    // through it.
+    std::thread::sleep(Duration::from_secs(8));
     let sources: Vec<String> = (0..40)
         .map(|i| format!("{}.{}.{}.{}", o[0], o[1], o[2], 100 + i))
         .collect();
@@ -249,10 +274,12 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
         )
         .expect("an attack address");
     }
-    let hd = mesh.hd.host_v4.to_string();
+    // The new sources, and four of the early ones at 500 a second each.
     let script = format!(
-        "for s in {}; do ping -q -n -I $s -i 0.2 -w 12 {hd} >/dev/null 2>&1 & done; wait",
-        sources.join(" ")
+        "for s in {}; do ping -q -n -I $s -i 0.2 -w 12 {hd} >/dev/null 2>&1 & done; \
+         for s in {}; do ping -q -n -I $s -i 0.002 -w 12 {hd} >/dev/null 2>&1 & done; wait",
+        sources.join(" "),
+        early[..4].join(" ")
     );
     lab.spawn("hs", &["sh", "-c", &script]).expect("the flood");
     let blocked = |a: &Agent| actions(a).iter().filter(|(k, _)| k == "blocked").count();
@@ -290,7 +317,77 @@ fn a_flood_from_new_sources_is_blocked_where_it_enters_and_the_older_stream_is_s
         .expect("the block");
     assert!(
         detail.starts_with("40 sources"),
-        "every flood source and nothing else: {detail}"
+        "every new flood source and nothing else: {detail}"
+    );
+    // The old sources are held to twice their own earlier rate (no less than 50/s): the
+    // early attackers to 50/s, the stream far above its rate; the new sources' /24 to 50/s.
+    let limits = anomalies(n1).limits;
+    let rate = |s: &str| {
+        limits
+            .iter()
+            .find(|l| l.source == s)
+            .map(|l| l.rate_pps)
+            .unwrap_or_else(|| panic!("no limit on {s}: {limits:?}"))
+    };
+    for s in &early {
+        assert_eq!(rate(s), 50, "{s}");
+    }
+    assert!(rate(&mesh.hs.host_v4.to_string()) >= 1500, "{limits:?}");
+    assert_eq!(rate(&format!("{}.{}.{}.0/24", o[0], o[1], o[2])), 50);
+    let r0 = reason_count(n1, "drop_rate_limited");
+    std::thread::sleep(Duration::from_secs(1));
+    let r1 = reason_count(n1, "drop_rate_limited");
+    assert!(
+        r1 > r0 + 100,
+        "the early attackers' floods are cut ({r0} then {r1})"
+    );
+    // The quiet early attacker now floods for 3 s (ping -i 0.005 manages about 100/s
+    // with no replies coming back): about its 50/s reach hd, counted there (the mesh
+    // routes only hs's own address back, so there are no echo replies).
+    for cmd in [
+        "add table inet x0count",
+        "add chain inet x0count input { type filter hook input priority 0; }",
+    ] {
+        lab.exec_ok("hd", &["nft", cmd]).expect("nft");
+    }
+    lab.exec_ok(
+        "hd",
+        &[
+            "nft", "add", "rule", "inet", "x0count", "input", "ip", "saddr", &early[4], "counter",
+        ],
+    )
+    .expect("nft counter");
+    let counted = || -> u64 {
+        let out = lab
+            .exec_ok("hd", &["nft", "list", "chain", "inet", "x0count", "input"])
+            .expect("nft list");
+        out.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("a counter in {out}"))
+    };
+    let c0 = counted();
+    // (ping exits 1 when replies are missing: its summary is what counts.)
+    let out = lab
+        .exec(
+            "hs",
+            &[
+                "ping", "-q", "-n", "-I", &early[4], "-i", "0.005", "-w", "3", &hd,
+            ],
+        )
+        .expect("the measured attacker");
+    let arrived_at_hd = counted() - c0;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let sent: u64 = out
+        .lines()
+        .find_map(|l| l.split_once(" packets transmitted"))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("ping's summary: {out}"));
+    eprintln!("the early attacker flooding for 3 s: {arrived_at_hd} of {sent} reached hd");
+    assert!(
+        sent >= 250 && (75..=180).contains(&arrived_at_hd),
+        "{arrived_at_hd} of {sent} in 3 s through a 50/s limit (and its burst of 8)"
     );
     let (sent, arrived) = stream.stop().expect("stream");
     assert!(

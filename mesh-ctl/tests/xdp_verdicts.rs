@@ -300,6 +300,17 @@ fn rate_limits_let_their_burst_through_and_a_prefix_limits_only_sources_without_
     let (fwd, limited) = burst_of(&dp, &v4(SRC_V4), 200);
     assert_eq!(fwd + limited, 200);
     assert!((8..=20).contains(&fwd), "{fwd} of 200 through a 10/s limit");
+    // Paced: 200/s for a second through 50/s lets about 50 and the bucket through.
+    let paced = Ipv4Addr::new(10, 0, 7, 7);
+    dp.limit(Source::Addr(paced.into()), 50, until)
+        .expect("limit");
+    let before = counters(&dp);
+    for _ in 0..200 {
+        dp.test_run(&v4(paced), 1).expect("test_run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let fwd = counters(&dp)[&Reason::ForwardedV4] - before[&Reason::ForwardedV4];
+    assert!((40..=80).contains(&fwd), "{fwd} of 200 paced through 50/s");
     // Its prefix, limited hard, applies to a neighbour without an entry of its own ...
     let prefix = Source::prefix_of(src);
     assert_eq!(prefix.to_string(), "10.0.1.0/24");
@@ -312,7 +323,10 @@ fn rate_limits_let_their_burst_through_and_a_prefix_limits_only_sources_without_
     dp.limit(Source::Addr(own.into()), 1_000_000, until)
         .expect("own limit");
     assert_eq!(burst_of(&dp, &v4(own), 100), (100, 0));
-    assert_eq!(burst_of(&dp, &v4(Ipv4Addr::new(10, 0, 2, 7)), 100), (100, 0));
+    assert_eq!(
+        burst_of(&dp, &v4(Ipv4Addr::new(10, 0, 2, 7)), 100),
+        (100, 0)
+    );
     // IPv6 by its /64.
     let v6 = ipv6(ROUTER_MAC, SRC_V6, ONE_V6, 64, udp, 32);
     dp.limit(Source::prefix_of(SRC_V6.into()), 1, until)
@@ -321,8 +335,11 @@ fn rate_limits_let_their_burst_through_and_a_prefix_limits_only_sources_without_
     assert!(fwd <= 10, "{fwd} through the /64 limit");
     // Listed, and gone once ended.
     let limits = dp.limits().expect("limits");
-    assert_eq!(limits.len(), 4, "{limits:?}");
-    assert!(dp.blocked().expect("blocked").is_empty(), "limits are not blocks");
+    assert_eq!(limits.len(), 5, "{limits:?}");
+    assert!(
+        dp.blocked().expect("blocked").is_empty(),
+        "limits are not blocks"
+    );
     dp.unlimit(prefix).expect("unlimit");
     assert_eq!(burst_of(&dp, &v4(neighbour), 50), (50, 0));
 }

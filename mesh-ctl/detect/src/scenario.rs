@@ -288,7 +288,9 @@ pub fn real_topology(kind: &str, nodes: &[String], links: &[(u32, u32)]) -> Opti
     for c in &comp {
         *size.entry(*c).or_insert(0usize) += 1;
     }
-    let (&main, &count) = size.iter().max_by_key(|(c, k)| (**k, std::cmp::Reverse(**c)))?;
+    let (&main, &count) = size
+        .iter()
+        .max_by_key(|(c, k)| (**k, std::cmp::Reverse(**c)))?;
     if count < 3 {
         return None;
     }

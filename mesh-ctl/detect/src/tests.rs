@@ -438,7 +438,16 @@ fn a_real_graph_keeps_its_largest_component_without_loops_or_repeats() {
     use super::scenario::{ScenarioSpec, generate_on, real_topology};
     let names: Vec<String> = ["a", "b", "c", "d", "x", "y"].map(String::from).to_vec();
     // a-b-c-d ring with a repeat and a self-loop; x-y apart; one edge out of range.
-    let links = [(0, 1), (1, 2), (2, 3), (3, 0), (1, 0), (2, 2), (4, 5), (0, 9)];
+    let links = [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 0),
+        (1, 0),
+        (2, 2),
+        (4, 5),
+        (0, 9),
+    ];
     let t = real_topology("zoo:test", &names, &links).expect("a graph");
     assert_eq!(t.nodes, ["a", "b", "c", "d"]);
     assert_eq!(t.links, [(0, 1), (0, 3), (1, 2), (2, 3)]);

@@ -1,7 +1,7 @@
 //! Plan and Execute driven by the loop: route recomputation, detection's decisions
 //! (blocks and unblocks) and the neighbours the probe maps name.
 
-use std::{collections::BTreeSet, time::Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use mesh_common::types::NextHop;
@@ -46,9 +46,21 @@ impl Mesh {
             Ok(_) => {}
             Err(e) => crate::event!(ERROR, "execute_error", error = format!("{e:#}")),
         }
+        match execute::expire_limits(dp, now_ns) {
+            Ok(gone) if !gone.is_empty() => k.act(
+                "execute",
+                "unlimited",
+                format!("{} sources", gone.len()),
+                "their rate limit expired".into(),
+            ),
+            Ok(_) => {}
+            Err(e) => crate::event!(ERROR, "execute_error", error = format!("{e:#}")),
+        }
+        let edge = self.edge(k);
         let Some(d) = self.detection.as_mut() else {
             return;
         };
+        d.rates.update(flows, &edge);
         let started = Instant::now();
         let decisions = match d.analyze(slot_ms, now) {
             Ok(decisions) => decisions,
@@ -72,10 +84,10 @@ impl Mesh {
                 }
             )
         });
-        let (live, edge) = if blocking {
-            (fan::live(flows, self.live_since(now_ns)), self.edge(k))
+        let live = if blocking {
+            fan::live(flows, self.live_since(now_ns))
         } else {
-            (Vec::new(), BTreeSet::new())
+            Vec::new()
         };
         let dc = &self.config.detect;
         for dec in &decisions {
@@ -88,6 +100,7 @@ impl Mesh {
                     ..
                 } => {
                     let limit = dc.max_blocked as usize;
+                    let until = now_ns + hold_ms * 1_000_000;
                     let sources = if *class == Class::Scanner {
                         fan::scanners(&live, &edge, dc.scan_targets, limit)
                     } else {
@@ -99,13 +112,47 @@ impl Mesh {
                                 .map(|l| l.prefixes)
                                 .unwrap_or_default()
                         };
-                        // Flows that began before the attack was first seen are spared.
-                        let onset = now_ns.saturating_sub(
-                            u64::from(dc.confirm_windows + 2) * dc.window_ms * 1_000_000,
-                        );
+                        // Flows that began before the attack was first seen are not
+                        // blocked: their sources are held to their own earlier rate.
+                        let ago = dc.confirm_windows as usize + 2;
+                        let onset = now_ns.saturating_sub(ago as u64 * dc.window_ms * 1_000_000);
+                        if let Some(d) = self.detection.as_mut() {
+                            let before = d.rates.before(&victim, ago, dc.window_ms);
+                            let limits = fan::FloodLimits {
+                                victim: &victim,
+                                edge: &edge,
+                                onset_ns: onset,
+                                before: &before,
+                                factor: dc.limit_factor,
+                                floor: dc.limit_floor_pps,
+                                limit,
+                            }
+                            .of(&live);
+                            let done = execute::limit(dp, limits, until);
+                            if !done.is_empty() {
+                                let shown: Vec<String> = done
+                                    .iter()
+                                    .take(8)
+                                    .map(|(s, r)| format!("{s} at {r}/s"))
+                                    .collect();
+                                k.act(
+                                    "execute",
+                                    "limited",
+                                    format!(
+                                        "{} sources entering here ({}{})",
+                                        done.len(),
+                                        shown.join(", "),
+                                        if done.len() > 8 { ", ..." } else { "" }
+                                    ),
+                                    format!("the {} at {target}", class.name()),
+                                );
+                            }
+                            metrics::counter!("x0tta6bl4_limited_sources_total")
+                                .increment(done.len() as u64);
+                            d.limits.insert(target.clone(), done);
+                        }
                         fan::flood_sources(&live, &victim, &edge, onset, limit)
                     };
-                    let until = now_ns + hold_ms * 1_000_000;
                     let done = execute::block(dp, sources, until);
                     if !done.is_empty() {
                         let shown: Vec<String> =
@@ -126,21 +173,46 @@ impl Mesh {
                         .increment(done.len() as u64);
                     if let Some(d) = self.detection.as_mut() {
                         d.blocks.insert(target.clone(), done);
+                        d.renew_at
+                            .insert(target.clone(), now_ns + hold_ms * 1_000_000 / 2);
                     }
                 }
                 Decision::Revert { target, .. } => {
-                    let gone = self
-                        .detection
-                        .as_mut()
-                        .and_then(|d| d.blocks.remove(target))
-                        .unwrap_or_default();
-                    execute::unblock(dp, gone);
+                    if let Some(d) = self.detection.as_mut() {
+                        d.end_sources(dp, target);
+                    }
                 }
                 _ => {}
             }
         }
+        self.renew_sources(dp, now_ns);
         if decisions.iter().any(|d| d.changes_routes()) {
             self.spf_soon();
+        }
+    }
+
+    /// Blocks and limits carry an expiry (a safety net should the agent be gone), which
+    /// is pushed on while their action holds: halfway to it, they are written again.
+    fn renew_sources(&mut self, dp: &mut impl Datapath, now_ns: u64) {
+        let hold_ns = self.config.detect.hold_ms * 1_000_000;
+        let Some(d) = self.detection.as_mut() else {
+            return;
+        };
+        let due: Vec<Target> = d
+            .renew_at
+            .iter()
+            .filter(|(_, at)| **at <= now_ns)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in due {
+            if !d.anomalies.active().any(|a| a.target == t) {
+                d.renew_at.remove(&t);
+                continue;
+            }
+            let until = now_ns + hold_ns;
+            execute::block(dp, d.blocks.get(&t).cloned().unwrap_or_default(), until);
+            execute::limit(dp, d.limits.get(&t).cloned().unwrap_or_default(), until);
+            d.renew_at.insert(t, now_ns + hold_ns / 2);
         }
     }
 

@@ -13,6 +13,7 @@ use super::{
 use crate::{
     api::{self, Finding},
     config::{Detect, DetectorKind},
+    dataplane::blocklist::Source,
     detect::{
         Class, DetectError, Detector as _, Element, Snapshot, Topology,
         baseline::Rule,
@@ -36,6 +37,12 @@ pub struct Detection {
     last: Option<(Snapshot, Vec<Finding>)>,
     /// Sources blocked here, per action.
     pub blocks: BTreeMap<Target, Vec<IpAddr>>,
+    /// Sources and prefixes rate-limited here, per action.
+    pub limits: BTreeMap<Target, Vec<(Source, u32)>>,
+    /// Per-source rates of the flows entering here, for the limits.
+    pub rates: super::rates::Rates,
+    /// When the blocks and limits of each action are written again (CLOCK_MONOTONIC ns).
+    pub renew_at: BTreeMap<Target, u64>,
     /// (kind, element, class) with an `x0tta6bl4_avoided` series: one taken back stays
     /// at 0 (bounded by the topology, like the per-neighbour gauges).
     avoided_gauged: std::collections::BTreeSet<(&'static str, String, &'static str)>,
@@ -146,6 +153,9 @@ impl Detection {
             seq: seq_floor,
             last: None,
             blocks: BTreeMap::new(),
+            limits: BTreeMap::new(),
+            rates: super::rates::Rates::default(),
+            renew_at: BTreeMap::new(),
             avoided_gauged: std::collections::BTreeSet::new(),
         })
     }
@@ -274,6 +284,14 @@ impl Detection {
         Ok(decisions)
     }
 
+    /// Takes back the blocks and limits of the action on `target`.
+    pub fn end_sources(&mut self, dp: &mut impl crate::dataplane::Datapath, target: &Target) {
+        super::execute::unblock(dp, self.blocks.remove(target).unwrap_or_default());
+        let limited = self.limits.remove(target).unwrap_or_default();
+        super::execute::unlimit(dp, limited.into_iter().map(|l| l.0).collect());
+        self.renew_at.remove(target);
+    }
+
     /// While calibrating: one more fault-free window; once there are enough, the
     /// thresholds are fitted, saved and used, and the agent acts from the next window.
     fn calibrate(&mut self, scores: &crate::detect::detector::Scores) {
@@ -362,6 +380,7 @@ impl Detection {
                 hold_left_ms: a.until_ms.saturating_sub(now_ms),
                 strikes: a.strikes,
                 blocked_here: self.blocks.get(&a.target).map_or(0, Vec::len),
+                limited_here: self.limits.get(&a.target).map_or(0, Vec::len),
             })
             .collect();
         let pending = self
@@ -381,6 +400,17 @@ impl Detection {
             findings: self.last.as_ref().map(|l| l.1.clone()),
             pending,
             active,
+            limits: self
+                .limits
+                .iter()
+                .flat_map(|(t, l)| {
+                    l.iter().map(|(s, rate)| api::RateLimit {
+                        source: s.to_string(),
+                        rate_pps: *rate,
+                        target: t.clone(),
+                    })
+                })
+                .collect(),
             thresholds: crate::detect::Class::ANOMALIES
                 .iter()
                 .map(|c| api::ClassThreshold {

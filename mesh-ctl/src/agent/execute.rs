@@ -20,7 +20,7 @@ use super::{
     plan::{Desired, Target},
 };
 use crate::{
-    dataplane::{Datapath, DataplaneError},
+    dataplane::{Datapath, DataplaneError, blocklist::Source},
     probe::Peer,
 };
 
@@ -226,6 +226,40 @@ pub fn unblock(dp: &mut impl Datapath, sources: Vec<IpAddr>) {
             crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
         }
     }
+}
+
+/// Rate-limits `limits` (source, packets a second) until `until_ns`, in order; stops at
+/// the first failed write (reported) and returns what was limited.
+pub fn limit(
+    dp: &mut impl Datapath,
+    limits: Vec<(Source, u32)>,
+    until_ns: u64,
+) -> Vec<(Source, u32)> {
+    let mut done = Vec::new();
+    for (s, rate) in limits {
+        match dp.limit(s, rate, until_ns) {
+            Ok(()) => done.push((s, rate)),
+            Err(e) => {
+                crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
+                break;
+            }
+        }
+    }
+    done
+}
+
+/// Ends the limits on `sources`; a failed write is reported and the rest still ended.
+pub fn unlimit(dp: &mut impl Datapath, sources: Vec<Source>) {
+    for s in sources {
+        if let Err(e) = dp.unlimit(s) {
+            crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
+        }
+    }
+}
+
+/// Removes the rate limits that expired by `now_ns`; returns their sources.
+pub fn expire_limits(dp: &mut impl Datapath, now_ns: u64) -> Result<Vec<Source>, DataplaneError> {
+    crate::dataplane::expire_limits(dp, now_ns)
 }
 
 /// Removes the blocks that expired by `now_ns`; returns their sources.

@@ -314,6 +314,20 @@ pub const AGENT_METRICS: &[Metric] = &[
         help: "Attack sources blocked at this router",
         zero: Zero::Plain,
     },
+    Metric {
+        name: "x0tta6bl4_sources_limited",
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Attack sources and source prefixes rate-limited at this router now",
+        zero: Zero::Not,
+    },
+    Metric {
+        name: "x0tta6bl4_limited_sources_total",
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Attack sources and source prefixes rate-limited at this router",
+        zero: Zero::Plain,
+    },
 ];
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use std::{
 use ipnet::IpNet;
 use mesh_common::telemetry::{BlockKey, DIR_INGRESS};
 
-use crate::dataplane::{FlowRecord, blocklist::block_addr};
+use crate::dataplane::{
+    FlowRecord,
+    blocklist::{Source, block_addr},
+};
 
 /// One live ingress flow's addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +104,49 @@ pub fn flood_sources(
     new.into_iter().take(limit).collect()
 }
 
+/// The rate limits of a flood on `victim`, addresses first: every old source (with a flow
+/// towards it from before `onset_ns`) entering on `edge`, at `factor` times its own rate
+/// from before the attack (`before`, packets a second) and at least `floor`; then the
+/// prefix (/24 or /64) of every new source, at `floor`, which holds the sources of that
+/// prefix without an entry of their own (the new ones beyond `max_blocked`, or joining
+/// later). At most `limit` entries.
+#[derive(Clone, Copy)]
+pub struct FloodLimits<'a> {
+    pub victim: &'a [IpNet],
+    pub edge: &'a BTreeSet<u32>,
+    pub onset_ns: u64,
+    pub before: &'a BTreeMap<IpAddr, f64>,
+    pub factor: f32,
+    pub floor: u32,
+    pub limit: usize,
+}
+
+impl FloodLimits<'_> {
+    pub fn of(&self, flows: &[Seen]) -> Vec<(Source, u32)> {
+        let towards = |f: &&Seen| self.edge.contains(&f.ifindex) && within(f.dst, self.victim);
+        let old: BTreeSet<IpAddr> = flows
+            .iter()
+            .filter(towards)
+            .filter(|f| f.first_ns < self.onset_ns)
+            .map(|f| f.src)
+            .collect();
+        let prefixes: BTreeSet<Source> = flows
+            .iter()
+            .filter(towards)
+            .filter(|f| !old.contains(&f.src))
+            .map(|f| Source::prefix_of(f.src))
+            .collect();
+        let own = old.into_iter().map(|s| {
+            let was = self.before.get(&s).copied().unwrap_or(0.0);
+            let rate = (was * f64::from(self.factor)).min(f64::from(u32::MAX)) as u32;
+            (Source::Addr(s), rate.max(self.floor))
+        });
+        own.chain(prefixes.into_iter().map(|p| (p, self.floor)))
+            .take(self.limit)
+            .collect()
+    }
+}
+
 /// Sources entering on `edge` with at least `n` distinct destinations, at most `limit`.
 pub fn scanners(flows: &[Seen], edge: &BTreeSet<u32>, n: u32, limit: usize) -> Vec<IpAddr> {
     destinations(flows, edge)
@@ -148,5 +194,46 @@ mod tests {
             scanners(&flows, &edge, 20, 10),
             vec!["10.0.1.66".parse::<IpAddr>().expect("a")]
         );
+    }
+
+    #[test]
+    fn old_sources_are_limited_to_their_own_rate_and_new_ones_prefix_to_the_floor() {
+        let victim: Vec<IpNet> = vec!["10.0.9.2/32".parse().expect("net")];
+        let edge: BTreeSet<u32> = [7].into();
+        // The old stream, a pre-opened attacker that opened a new flow at the attack,
+        // new sources from two prefixes, and a transit source.
+        let mut flows = vec![
+            seen("10.0.1.2", "10.0.9.2", 7, 0),
+            seen("10.0.1.200", "10.0.9.2", 7, 0),
+            seen("10.0.1.200", "10.0.9.2", 7, 1000),
+            seen("10.0.5.5", "10.0.9.2", 3, 0),
+        ];
+        for i in 0..5 {
+            flows.push(seen(&format!("10.0.1.{}", 100 + i), "10.0.9.2", 7, 1000));
+            flows.push(seen(&format!("10.0.2.{}", 100 + i), "10.0.9.2", 7, 1000));
+        }
+        let a = |s: &str| s.parse::<IpAddr>().expect("addr");
+        let before: BTreeMap<IpAddr, f64> = [(a("10.0.1.2"), 500.0), (a("10.0.1.200"), 1.0)].into();
+        let limits = FloodLimits {
+            victim: &victim,
+            edge: &edge,
+            onset_ns: 500,
+            before: &before,
+            factor: 2.0,
+            floor: 50,
+            limit: 100,
+        };
+        let got = limits.of(&flows);
+        let shown: Vec<String> = got.iter().map(|(s, r)| format!("{s} {r}")).collect();
+        assert_eq!(
+            shown,
+            [
+                "10.0.1.2 1000",
+                "10.0.1.200 50",
+                "10.0.1.0/24 50",
+                "10.0.2.0/24 50"
+            ]
+        );
+        assert_eq!(FloodLimits { limit: 1, ..limits }.of(&flows).len(), 1);
     }
 }

@@ -23,6 +23,7 @@ mod monitor;
 mod notify;
 mod operate;
 mod plan;
+mod rates;
 mod reload;
 mod runtime;
 mod secured;

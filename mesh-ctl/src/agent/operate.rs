@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use super::{
     anomaly::Target,
-    detection, execute,
+    detection,
     knowledge::Knowledge,
     mesh::{Mesh, ms},
     monotonic_ns,
@@ -86,9 +86,8 @@ impl Mesh {
             .anomalies
             .clear(target, now)
             .ok_or_else(|| format!("no action is in force on {target}"))?;
-        let sources = d.blocks.remove(target).unwrap_or_default();
-        let unblocked = sources.len();
-        execute::unblock(dp, sources);
+        let unblocked = d.blocks.get(target).map_or(0, Vec::len);
+        d.end_sources(dp, target);
         let (detail, _) = detection::describe(&decision);
         k.act(
             "operator",

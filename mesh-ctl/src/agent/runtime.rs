@@ -552,6 +552,11 @@ impl Mesh {
             .as_ref()
             .map_or(0, |d| d.blocks.values().map(Vec::len).sum());
         metrics::gauge!("x0tta6bl4_sources_blocked").set(blocked as f64);
+        let limited: usize = self
+            .detection
+            .as_ref()
+            .map_or(0, |d| d.limits.values().map(Vec::len).sum());
+        metrics::gauge!("x0tta6bl4_sources_limited").set(limited as f64);
         metrics::gauge!("x0tta6bl4_routes_installed")
             .set((k.installed.v4.len() + k.installed.v6.len()) as f64);
         metrics::counter!("x0tta6bl4_spf_runs_total").absolute(k.spf_runs);

@@ -138,6 +138,12 @@ pub fn anomalies() -> Anomalies {
             hold_left_ms: 7500,
             strikes: 1,
             blocked_here: 0,
+            limited_here: 0,
+        }],
+        limits: vec![RateLimit {
+            source: "10.0.1.0/24".into(),
+            rate_pps: 50,
+            target: Target::Node { node: "n6".into() },
         }],
         thresholds: vec![
             ClassThreshold {

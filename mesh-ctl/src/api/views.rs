@@ -202,6 +202,19 @@ pub struct Anomalies {
     pub thresholds: Vec<ClassThreshold>,
     #[serde(default)]
     pub calibration: Calibration,
+    /// Rate limits in force on this node.
+    #[serde(default)]
+    pub limits: Vec<RateLimit>,
+}
+
+/// A rate limit in force here: a source or a source prefix held to a rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// An address, or a prefix (`10.0.1.0/24`) for its sources without a limit of their own.
+    pub source: String,
+    pub rate_pps: u32,
+    /// The action it belongs to.
+    pub target: Target,
 }
 
 /// One class's threshold.
@@ -264,6 +277,9 @@ pub struct Avoided {
     pub strikes: u32,
     /// Sources blocked on this node for it.
     pub blocked_here: usize,
+    /// Sources and source prefixes rate-limited on this node for it.
+    #[serde(default)]
+    pub limited_here: usize,
 }
 
 /// `meshctl record`: the last detection window with its graph.

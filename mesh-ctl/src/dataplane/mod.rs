@@ -41,7 +41,7 @@ use mesh_common::{
 };
 
 pub use self::{
-    datapath::{Datapath, expire_blocks},
+    datapath::{Datapath, expire_blocks, expire_limits},
     error::{DataplaneError, explain},
     host::SystemHost,
     pinning::{Detached, Start, Takeover, attached_programs, detach_pinned, mount_bpffs},

@@ -90,6 +90,8 @@ pub struct Agent {
     meshctl: PathBuf,
     /// Its bpffs pin directory.
     pub pin_dir: PathBuf,
+    /// Where its standard error goes.
+    stderr: PathBuf,
 }
 
 impl Agent {
@@ -161,7 +163,15 @@ impl Agent {
         let child = lab.spawn(node, args)?;
         let pid = child.id();
         let stdout = child.stdout.take().context("agent stdout")?;
-        let mut stderr = child.stderr.take().context("agent stderr")?;
+        let stderr = child.stderr.take().context("agent stderr")?;
+        // Its standard error is kept in the lab directory for as long as it runs (a
+        // closed pipe would make its next write there fail), and said when it dies.
+        let stderr_file = lab.dir().join(format!("{node}.{pid}.stderr"));
+        let mut sink = std::fs::File::create(&stderr_file)?;
+        std::thread::spawn(move || {
+            let mut stderr = stderr;
+            let _ = std::io::copy(&mut stderr, &mut sink);
+        });
         let (tx, lines) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -179,6 +189,7 @@ impl Agent {
             attached: serde_json::Value::Null,
             meshctl: lab.meshctl.clone(),
             pin_dir,
+            stderr: stderr_file,
         };
         let attached = agent.wait_event("attached", ATTACH_TIMEOUT);
         if let Ok(v) = attached {
@@ -188,11 +199,19 @@ impl Agent {
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            let mut err = String::new();
-            let _ = stderr.read_to_string(&mut err);
-            bail!("meshctl agent in {node} did not attach: {}", err.trim());
+            // What it said is in the file once it is gone.
+            std::thread::sleep(Duration::from_millis(200));
+            bail!(
+                "meshctl agent in {node} did not attach: {}",
+                agent.said().trim()
+            );
         }
         Ok(agent)
+    }
+
+    /// What the agent wrote to standard error so far.
+    pub fn said(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// Waits for the agent's next `event` record, skipping others.
@@ -200,10 +219,13 @@ impl Agent {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .with_context(|| format!("agent in {} sent no `{event}` event", self.node))?;
+            let line = self.lines.recv_timeout(left).with_context(|| {
+                format!(
+                    "agent in {} sent no `{event}` event; its standard error: {}",
+                    self.node,
+                    self.said().trim()
+                )
+            })?;
             if let Some(v) = record(&line)
                 && v["event"] == event
             {

@@ -163,7 +163,9 @@ pub fn graph_scenarios(cfg: &EvalConfig, seed: u64, family: &str) -> Vec<(Scenar
     if pool.is_empty() {
         return Vec::new();
     }
-    let tag = family.bytes().fold(4u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
+    let tag = family
+        .bytes()
+        .fold(4u64, |h, b| h.wrapping_mul(31) ^ u64::from(b));
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ tag);
     let mut faults: Vec<Option<Class>> = vec![None; cfg.graph_per_class];
     for c in Class::ANOMALIES {
