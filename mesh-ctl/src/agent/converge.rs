@@ -130,20 +130,12 @@ impl Mesh {
                             .of(&live);
                             let done = execute::limit(dp, limits, until);
                             if !done.is_empty() {
-                                let shown: Vec<String> = done
-                                    .iter()
-                                    .take(8)
-                                    .map(|(s, r)| format!("{s} at {r}/s"))
-                                    .collect();
+                                let shown: Vec<String> =
+                                    done.iter().map(|(s, r)| format!("{s} at {r}/s")).collect();
                                 k.act(
                                     "execute",
                                     "limited",
-                                    format!(
-                                        "{} sources entering here ({}{})",
-                                        done.len(),
-                                        shown.join(", "),
-                                        if done.len() > 8 { ", ..." } else { "" }
-                                    ),
+                                    entering(&shown),
                                     format!("the {} at {target}", class.name()),
                                 );
                             }
@@ -155,17 +147,11 @@ impl Mesh {
                     };
                     let done = execute::block(dp, sources, until);
                     if !done.is_empty() {
-                        let shown: Vec<String> =
-                            done.iter().take(8).map(ToString::to_string).collect();
+                        let shown: Vec<String> = done.iter().map(ToString::to_string).collect();
                         k.act(
                             "execute",
                             "blocked",
-                            format!(
-                                "{} sources entering here ({}{})",
-                                done.len(),
-                                shown.join(", "),
-                                if done.len() > 8 { ", ..." } else { "" }
-                            ),
+                            entering(&shown),
                             format!("the {} at {target}", class.name()),
                         );
                     }
@@ -309,4 +295,14 @@ impl Mesh {
         k.routes = routes;
         Ok(())
     }
+}
+
+/// "N sources entering here (the first eight, ...)" for the action log.
+fn entering(shown: &[String]) -> String {
+    format!(
+        "{} sources entering here ({}{})",
+        shown.len(),
+        shown[..shown.len().min(8)].join(", "),
+        if shown.len() > 8 { ", ..." } else { "" }
+    )
 }

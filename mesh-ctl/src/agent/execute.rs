@@ -206,15 +206,18 @@ pub fn install_routes(
 /// Blocks `sources` until `until_ns`; returns those blocked. Stops at the first failed
 /// write (reported), so what is returned is exactly what the data plane holds.
 pub fn block(dp: &mut impl Datapath, sources: Vec<IpAddr>, until_ns: u64) -> Vec<IpAddr> {
+    write_each(sources, |s| dp.block(*s, until_ns))
+}
+
+/// Writes each item in order until one fails (reported); returns those written.
+fn write_each<T>(items: Vec<T>, mut write: impl FnMut(&T) -> Result<(), DataplaneError>) -> Vec<T> {
     let mut done = Vec::new();
-    for s in sources {
-        match dp.block(s, until_ns) {
-            Ok(()) => done.push(s),
-            Err(e) => {
-                crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
-                break;
-            }
+    for item in items {
+        if let Err(e) = write(&item) {
+            crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
+            break;
         }
+        done.push(item);
     }
     done
 }
@@ -235,17 +238,7 @@ pub fn limit(
     limits: Vec<(Source, u32)>,
     until_ns: u64,
 ) -> Vec<(Source, u32)> {
-    let mut done = Vec::new();
-    for (s, rate) in limits {
-        match dp.limit(s, rate, until_ns) {
-            Ok(()) => done.push((s, rate)),
-            Err(e) => {
-                crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
-                break;
-            }
-        }
-    }
-    done
+    write_each(limits, |(s, rate)| dp.limit(*s, *rate, until_ns))
 }
 
 /// Ends the limits on `sources`; a failed write is reported and the rest still ended.
