@@ -2,8 +2,8 @@
 //! which no training or calibration step ever saw. Six routers run real agents in observe
 //! mode (they find but do not act, so each fault stays what it is); a stream crosses the
 //! mesh while faults are injected for real: gray links (nftables random drop in the wire),
-//! a blackhole node (transit dropped on its wires, probes and hellos kept) and a flood of
-//! new sources. n1's detection windows are recorded through its API, labelled from the
+//! a blackhole node (transit dropped on its wires, probes and hellos kept), a flood of
+//! new sources and a scan. n1's detection windows are recorded through its API, labelled from the
 //! injection times, and every detector is scored on them with the same figures as
 //! `bench detect`.
 
@@ -40,6 +40,10 @@ use mesh_ctl::{
 
 /// Sources of the flood.
 const FLOOD_SOURCES: u32 = 80;
+/// Loss of the gray links injected, per mille.
+const GRAY_PERMILLE: [u32; 5] = [20, 50, 100, 200, 300];
+/// Destinations one scanning source pings.
+const SCAN_TARGETS: u32 = 100;
 
 /// One window as n1 published it, and when we read it (Unix ms).
 struct Recorded {
@@ -138,7 +142,7 @@ fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
         let quiet = |secs: u64| std::thread::sleep(Duration::from_secs(secs));
         // Fault-free: warm-up, then windows to count false alarms on.
         quiet(40);
-        for permille in [50, 100, 200] {
+        for permille in GRAY_PERMILLE {
             let link = mesh.link(&path[1], &path[2])?.clone();
             let from_ms = now_ms();
             lab.fault_at(&link, Fault::Gray { permille })?;
@@ -185,6 +189,16 @@ fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
         });
         eprintln!("  run {rep}: flood of {FLOOD_SOURCES} new sources towards hd (n6)");
         quiet(18);
+        let from_ms = scan(&mut lab, &mesh, 12)?;
+        injected.push(Injected {
+            class: Class::Scanner,
+            what: "n1".into(),
+            element: Element::Node(0),
+            from_ms,
+            to_ms: from_ms + 12_000.0,
+        });
+        eprintln!("  run {rep}: a scan of {SCAN_TARGETS} addresses entering at n1");
+        quiet(15);
         stop.store(true, Ordering::Relaxed);
         Ok(())
     })?;
@@ -214,6 +228,37 @@ fn flood(lab: &mut Lab, mesh: &Mesh6, secs: u32) -> Result<f64> {
     let script = format!(
         "for s in {}; do ping -q -n -I $s -i 0.2 -w {secs} {hd} >/dev/null 2>&1 & done; wait",
         sources.join(" ")
+    );
+    let at = now_ms();
+    lab.spawn("hs", &["sh", "-c", &script])?;
+    Ok(at)
+}
+
+/// One new source in hs pings `SCAN_TARGETS` addresses of hd's /24 for `secs` (the mesh
+/// routes only hd's own: the rest end at n1, where the scan enters, as probes of unused
+/// addresses would); returns when it began (Unix ms).
+fn scan(lab: &mut Lab, mesh: &Mesh6, secs: u32) -> Result<f64> {
+    let ifname = mesh.hs.link.end("hs").ifname.clone();
+    let o = mesh.hs.host_v4.octets();
+    let scanner = format!("{}.{}.{}.250", o[0], o[1], o[2]);
+    lab.exec_ok(
+        "hs",
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{scanner}/24"),
+            "dev",
+            &ifname,
+        ],
+    )?;
+    let d = mesh.hd.host_v4.octets();
+    let targets: Vec<String> = (0..SCAN_TARGETS)
+        .map(|i| format!("{}.{}.{}.{}", d[0], d[1], d[2], 100 + i))
+        .collect();
+    let script = format!(
+        "for t in {}; do ping -q -n -I {scanner} -i 1 -w {secs} $t >/dev/null 2>&1 & done; wait",
+        targets.join(" ")
     );
     let at = now_ms();
     lab.spawn("hs", &["sh", "-c", &script])?;
@@ -367,7 +412,7 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3usize);
     eprintln!(
-        "bench detect-live: {reps} runs on the six-router lab mesh (observe mode), each: 40 s fault-free, gray 5/10/20 %, a blackhole, a flood of {FLOOD_SOURCES} sources"
+        "bench detect-live: {reps} runs on the six-router lab mesh (observe mode), each: 40 s fault-free, gray 2/5/10/20/30 %, a blackhole, a flood of {FLOOD_SOURCES} sources, a scan of {SCAN_TARGETS} addresses"
     );
     let mut runs = Vec::new();
     for rep in 0..reps {
@@ -477,7 +522,7 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
             "benchmark": "detect-live",
             "runs": reps,
             "topology": "six-router lab mesh (never trained or calibrated on)",
-            "faults": ["gray 5 %", "gray 10 %", "gray 20 %", "blackhole node", "flood of 80 new sources"],
+            "faults": ["gray 2 %", "gray 5 %", "gray 10 %", "gray 20 %", "gray 30 %", "blackhole node", "flood of 80 new sources", "scan of 100 addresses"],
             "detectors": rows,
             "best_baseline": best,
             "lead": {"mean": lead.mean, "ci95": lead.ci95},
