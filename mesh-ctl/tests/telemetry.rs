@@ -413,8 +413,8 @@ fn every_reason_counts_on_its_link_and_every_drop_sends_an_event() {
     }
     // Not mesh and not ready need other tables; xdp_verdicts covers them. Probe frames
     // are link maintenance, deliberately not counted on links; fast reroute needs probe
-    // state: the mesh lab covers those; a blocked source needs a blocklist entry, which
-    // xdp_verdicts covers.
+    // state: the mesh lab covers those; a blocked or rate-limited source needs a
+    // blocklist entry, which xdp_verdicts covers.
     let elsewhere = [
         Reason::PassNotMesh,
         Reason::PassNotReady,
@@ -424,6 +424,7 @@ fn every_reason_counts_on_its_link_and_every_drop_sends_an_event() {
         Reason::ProbeReply,
         Reason::DropBadProbe,
         Reason::DropBlocked,
+        Reason::DropRateLimited,
     ];
     let missing: Vec<_> = Reason::ALL
         .iter()
