@@ -214,12 +214,28 @@ impl Anomalies {
         slot_ms: u64,
         now_ms: u64,
     ) -> Vec<Decision> {
+        self.observe_holding(found, &BTreeSet::new(), nodes, links, slot_ms, now_ms)
+    }
+
+    /// [`Self::observe`], with the actions on `held` kept as if still flagged: blocks whose
+    /// sources this router is still dropping (the attack goes on behind them, out of the
+    /// victim's sight), which only this router's edge is concerned with.
+    pub fn observe_holding(
+        &mut self,
+        found: &[(Target, Class, String)],
+        held: &BTreeSet<Target>,
+        nodes: usize,
+        links: usize,
+        slot_ms: u64,
+        now_ms: u64,
+    ) -> Vec<Decision> {
         let mut out = Vec::new();
         let flagged: BTreeSet<&Target> = found.iter().map(|(t, _, _)| t).collect();
         self.pending.retain(|t, _| flagged.contains(t));
         self.told.retain(|t| flagged.contains(t));
         for a in self.active.values_mut() {
-            if flagged.contains(&a.target) {
+            let blocks = remedy(a.class) == Ok(Remedy::BlockSources);
+            if flagged.contains(&a.target) || (blocks && held.contains(&a.target)) {
                 a.clean = 0;
             } else {
                 a.clean += 1;
@@ -595,6 +611,36 @@ mod tests {
         });
         let names: Vec<&str> = d.iter().map(Decision::name).collect();
         assert_eq!(names, ["ignored", "ignored", "block_sources"]);
+    }
+
+    #[test]
+    fn a_block_whose_sources_are_still_dropped_is_held_and_a_route_action_is_not() {
+        let mut a = Anomalies::new(POLICY);
+        let (victim, hole) = (node("v"), node("b"));
+        let found = vec![
+            (victim.clone(), Class::DdosVictim, String::new()),
+            (hole.clone(), Class::Blackhole, String::new()),
+        ];
+        a.observe(&found, 6, 8, 0, 0);
+        a.observe(&found, 6, 8, 100, 100);
+        assert_eq!(a.active().count(), 2);
+        // Both look clean from then on (blocked, routed around); the victim's sources are
+        // still being dropped here.
+        let held: BTreeSet<Target> = [victim.clone(), hole.clone()].into();
+        let mut reverted = Vec::new();
+        for t in 2..40 {
+            for d in a.observe_holding(&[], &held, 6, 8, t * 100, t * 100) {
+                if let Decision::Revert { target, .. } = d {
+                    reverted.push(target);
+                }
+            }
+        }
+        assert_eq!(reverted, [hole], "only the blackhole's action ends");
+        // The attack stops: the block ends after its clean windows.
+        let d = a.observe_holding(&[], &BTreeSet::new(), 6, 8, 4000, 4000);
+        assert!(d.is_empty(), "one clean window is not enough: {d:?}");
+        let d = a.observe_holding(&[], &BTreeSet::new(), 6, 8, 4100, 4100);
+        assert!(matches!(&d[..], [Decision::Revert { .. }]), "{d:?}");
     }
 
     #[test]

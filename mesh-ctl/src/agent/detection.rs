@@ -263,9 +263,15 @@ impl Detection {
             .zip(&named)
             .map(|(f, n)| (n.target.clone(), f.class, n.reason.clone()))
             .collect();
-        let decisions =
-            self.anomalies
-                .observe(&input, topo.nodes.len(), topo.links.len(), slot_ms, now_ms);
+        let held = self.still_dropping();
+        let decisions = self.anomalies.observe_holding(
+            &input,
+            &held,
+            topo.nodes.len(),
+            topo.links.len(),
+            slot_ms,
+            now_ms,
+        );
         metrics::gauge!("x0tta6bl4_anomaly_findings").set(named.len() as f64);
         for d in &decisions {
             metrics::counter!("x0tta6bl4_anomaly_actions_total", "action" => d.name()).increment(1);
@@ -282,6 +288,31 @@ impl Detection {
         self.avoided_gauges();
         self.last = Some((snap, named));
         Ok(decisions)
+    }
+
+    /// The actions whose blocked or limited sources this router dropped frames of in the
+    /// last window.
+    fn still_dropping(&self) -> std::collections::BTreeSet<Target> {
+        let dropping = self.rates.dropping();
+        if dropping.is_empty() {
+            return std::collections::BTreeSet::new();
+        }
+        let blocked = self
+            .blocks
+            .iter()
+            .filter(|(_, s)| s.iter().any(|a| dropping.contains(a)))
+            .map(|(t, _)| t.clone());
+        let limited = self
+            .limits
+            .iter()
+            .filter(|(_, l)| {
+                l.iter().any(|(s, _)| match s {
+                    Source::Addr(a) => dropping.contains(a),
+                    Source::Prefix(p) => dropping.iter().any(|a| p.contains(a)),
+                })
+            })
+            .map(|(t, _)| t.clone());
+        blocked.chain(limited).collect()
     }
 
     /// Takes back the blocks and limits of the action on `target`.

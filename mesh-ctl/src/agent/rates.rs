@@ -26,12 +26,15 @@ pub struct Rates {
     series: BTreeMap<(IpAddr, IpAddr), Series>,
     /// Windows seen, up to `HISTORY`: how many columns of `series` are real.
     filled: usize,
+    /// Per source, the packets XDP dropped at the end of the last two windows.
+    dropped: BTreeMap<IpAddr, (u64, u64)>,
 }
 
 impl Rates {
     /// The flow table at the end of a window: every ingress flow on an `edge` interface.
     pub fn update(&mut self, flows: &[FlowRecord], edge: &BTreeSet<u32>) {
         let mut now: BTreeMap<(IpAddr, IpAddr), u64> = BTreeMap::new();
+        let mut dropped: BTreeMap<IpAddr, u64> = BTreeMap::new();
         for r in flows
             .iter()
             .filter(|r| r.key.direction == DIR_INGRESS && edge.contains(&r.key.ifindex))
@@ -44,6 +47,7 @@ impl Rates {
             };
             if let (Some(s), Some(d)) = (addr(r.key.src), addr(r.key.dst)) {
                 *now.entry((s, d)).or_default() += r.stats.packets;
+                *dropped.entry(s).or_default() += r.stats.dropped;
             }
         }
         let mut next = BTreeMap::new();
@@ -55,6 +59,23 @@ impl Rates {
         }
         self.series = next;
         self.filled = (self.filled + 1).min(HISTORY);
+        self.dropped = dropped
+            .into_iter()
+            .map(|(s, n)| {
+                let was = self.dropped.get(&s).map_or(n, |d| d.1);
+                (s, (was, n))
+            })
+            .collect();
+    }
+
+    /// The sources XDP dropped frames of in the last window (blocked, or over a limit):
+    /// an attack still going on behind its block.
+    pub fn dropping(&self) -> BTreeSet<IpAddr> {
+        self.dropped
+            .iter()
+            .filter(|(_, (was, now))| now > was)
+            .map(|(s, _)| *s)
+            .collect()
     }
 
     /// Each source's packets per second towards `victim` over the windows that ended
@@ -133,6 +154,18 @@ mod tests {
         // A flow gone from the table is forgotten.
         r.update(&[], &edge);
         assert!(r.before(&victim, 0, 1000).is_empty());
+    }
+
+    #[test]
+    fn a_source_is_dropping_while_its_drops_grow() {
+        let edge: BTreeSet<u32> = [7].into();
+        let mut r = Rates::default();
+        let mut f = flow([10, 0, 1, 5], [10, 0, 9, 2], 7, 10);
+        for (dropped, still) in [(0, false), (5, true), (9, true), (9, false)] {
+            f.stats.dropped = dropped;
+            r.update(&[f], &edge);
+            assert_eq!(!r.dropping().is_empty(), still, "at {dropped}");
+        }
     }
 
     #[test]
