@@ -206,6 +206,7 @@ impl Anomalies {
     /// One window's findings (strongest first) over a mesh of `nodes` nodes and `links`
     /// links, for the window ending at `slot_ms` (wall clock, aligned to windows), looked at
     /// `now_ms` (our clock).
+    #[cfg(test)]
     pub fn observe(
         &mut self,
         found: &[(Target, Class, String)],
