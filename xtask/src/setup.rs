@@ -196,17 +196,24 @@ pub fn run(check_only: bool) -> Result<Env> {
     let (toolchain, build_std) = choose_toolchain(check_only, &mut missing)?;
     let cargo_bin = cargo_bin();
     ensure_bpf_linker(&cargo_bin, check_only, &mut missing)?;
-    ensure_virtme(check_only, &mut missing)?;
     ensure_pip(
         check_only,
         &mut missing,
-        "kubernetes-validate",
+        Installed::Command("vng"),
+        "virtme-ng",
+        "the VM tier: the tests under other kernels",
+    )?;
+    ensure_pip(
+        check_only,
+        &mut missing,
+        Installed::Command("kubernetes-validate"),
         "kubernetes-validate",
         "deploy checks: the Kubernetes manifests against the API schemas",
     )?;
-    ensure_python_module(
+    ensure_pip(
         check_only,
         &mut missing,
+        Installed::Module("topohub"),
         "topohub",
         "bench detect: the Internet Topology Zoo and SNDlib graphs",
     )?;
@@ -376,15 +383,41 @@ fn ensure_cargo_deny(cargo_bin: &Path, check_only: bool, missing: &mut Vec<Strin
     crate::cmd::status(c).context("installing cargo-deny")
 }
 
-/// A PyPI tool that puts `command` on PATH.
+/// How setup tells that a PyPI package is installed.
+enum Installed<'a> {
+    /// It puts this command on PATH (`command --version` works).
+    Command(&'a str),
+    /// Python imports it under this name.
+    Module(&'a str),
+}
+
+impl Installed<'_> {
+    fn present(&self) -> bool {
+        match self {
+            Installed::Command(c) => ok(Command::new(c).arg("--version")),
+            Installed::Module(m) => {
+                ok(Command::new("python3").args(["-c", &format!("import {m}")]))
+            }
+        }
+    }
+
+    fn absent(&self) -> String {
+        match self {
+            Installed::Command(c) => format!("`{c}` is not on PATH"),
+            Installed::Module(m) => format!("python3 cannot import {m}"),
+        }
+    }
+}
+
+/// A PyPI package, installed with pip unless `installed` says it is there.
 fn ensure_pip(
     check_only: bool,
     missing: &mut Vec<String>,
-    command: &str,
+    installed: Installed<'_>,
     package: &str,
     why: &str,
 ) -> Result<()> {
-    if ok(Command::new(command).arg("--version")) {
+    if installed.present() {
         return Ok(());
     }
     if check_only {
@@ -395,51 +428,8 @@ fn ensure_pip(
     let mut c = Command::new("python3");
     c.args(["-m", "pip", "install", "--quiet", package]);
     crate::cmd::status(c).with_context(|| format!("installing {package}"))?;
-    if !ok(Command::new(command).arg("--version")) {
-        bail!("{package} installed but `{command}` is not on PATH");
-    }
-    Ok(())
-}
-
-/// A PyPI package imported as a Python module of the same name.
-fn ensure_python_module(
-    check_only: bool,
-    missing: &mut Vec<String>,
-    module: &str,
-    why: &str,
-) -> Result<()> {
-    let importable = || ok(Command::new("python3").args(["-c", &format!("import {module}")]));
-    if importable() {
-        return Ok(());
-    }
-    if check_only {
-        missing.push(format!("{module} (pip install {module}): {why}"));
-        return Ok(());
-    }
-    eprintln!("setup: installing {module} from PyPI ({why})");
-    let mut c = Command::new("python3");
-    c.args(["-m", "pip", "install", "--quiet", module]);
-    crate::cmd::status(c).with_context(|| format!("installing {module}"))?;
-    if !importable() {
-        bail!("{module} installed but python3 cannot import it");
-    }
-    Ok(())
-}
-
-fn ensure_virtme(check_only: bool, missing: &mut Vec<String>) -> Result<()> {
-    if ok(Command::new("vng").arg("--version")) {
-        return Ok(());
-    }
-    if check_only {
-        missing.push("virtme-ng (pip install virtme-ng)".to_owned());
-        return Ok(());
-    }
-    eprintln!("setup: installing virtme-ng from PyPI");
-    let mut c = Command::new("python3");
-    c.args(["-m", "pip", "install", "--quiet", "virtme-ng"]);
-    crate::cmd::status(c).context("installing virtme-ng")?;
-    if !ok(Command::new("vng").arg("--version")) {
-        bail!("virtme-ng installed but `vng` is not on PATH");
+    if !installed.present() {
+        bail!("{package} installed but {}", installed.absent());
     }
     Ok(())
 }
