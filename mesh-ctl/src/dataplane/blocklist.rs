@@ -23,17 +23,10 @@ pub enum Source {
 }
 
 impl Source {
-    /// The prefix key's prefix of `addr` (/24 or /64).
+    /// The prefix `addr` falls under in the blocklist (/24 or /64, as XDP masks it).
     pub fn prefix_of(addr: IpAddr) -> Self {
-        let mut k = block_key(addr);
-        to_prefix(&mut k);
-        let len = prefix_len(k.family & !BLOCK_PREFIX) as u8;
-        let base = block_addr(&BlockKey {
-            src: k.src,
-            family: k.family & !BLOCK_PREFIX,
-        })
-        .unwrap_or(addr);
-        Source::Prefix(IpNet::new(base, len).unwrap_or_else(|_| IpNet::from(base)))
+        let len = prefix_len(block_key(addr).family) as u8;
+        Source::Prefix(IpNet::new(addr, len).map_or(IpNet::from(addr), |n| n.trunc()))
     }
 
     fn key(&self) -> BlockKey {
@@ -128,21 +121,16 @@ fn access(action: String, source: MapError) -> DataplaneError {
 impl Dataplane {
     /// Drops frames from `addr` until CLOCK_MONOTONIC reaches `expires_ns`.
     pub fn block(&mut self, addr: IpAddr, expires_ns: u64) -> Result<()> {
-        let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
-            typed(&mut self.maps, BLOCKLIST)?;
         let entry = BlockEntry {
             expires_ns,
             ..BlockEntry::default()
         };
-        map.insert(block_key(addr), entry, 0)
-            .map_err(|e| access(format!("blocking {addr}"), e))
+        self.write_entry(block_key(addr), entry, || format!("blocking {addr}"))
     }
 
     /// Lets `rate_pps` frames a second from `source` through until `expires_ns` and drops
     /// the rest; the bucket starts full.
     pub fn limit(&mut self, source: Source, rate_pps: u32, expires_ns: u64) -> Result<()> {
-        let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
-            typed(&mut self.maps, BLOCKLIST)?;
         let b = burst(rate_pps);
         let entry = BlockEntry {
             expires_ns,
@@ -151,62 +139,76 @@ impl Dataplane {
             tokens: u64::from(b) * TOKEN,
             last_ns: 0,
         };
-        map.insert(source.key(), entry, 0)
-            .map_err(|e| access(format!("limiting {source} to {rate_pps}/s"), e))
+        self.write_entry(source.key(), entry, || {
+            format!("limiting {source} to {rate_pps}/s")
+        })
     }
 
     /// Ends the limit on `source` (a no-op if there is none).
     pub fn unlimit(&mut self, source: Source) -> Result<()> {
-        let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
-            typed(&mut self.maps, BLOCKLIST)?;
-        match map.remove(&source.key()) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(access(format!("ending the limit on {source}"), e)),
-        }
+        self.remove_entry(&source.key(), || format!("ending the limit on {source}"))
     }
 
     /// Every rate limit, sorted.
     pub fn limits(&self) -> Result<Vec<Limit>> {
-        let map: HashMap<&MapData, BlockKey, BlockEntry> = typed_ref(&self.maps, BLOCKLIST)?;
-        let mut out = Vec::new();
-        for item in map.iter() {
-            let (k, v) = item.map_err(|e| access("reading the blocklist".into(), e))?;
-            if let Some(source) = Source::from_key(&k)
-                && (v.rate_pps != 0 || matches!(source, Source::Prefix(_)))
-            {
-                out.push(Limit {
+        let mut out: Vec<Limit> = self
+            .entries()?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let source = Source::from_key(&k)?;
+                (v.rate_pps != 0 || matches!(source, Source::Prefix(_))).then_some(Limit {
                     source,
                     rate_pps: v.rate_pps,
                     expires_ns: v.expires_ns,
-                });
-            }
-        }
+                })
+            })
+            .collect();
         out.sort();
         Ok(out)
     }
 
     /// Stops blocking `addr` (a no-op if it is not blocked).
     pub fn unblock(&mut self, addr: IpAddr) -> Result<()> {
+        self.remove_entry(&block_key(addr), || format!("unblocking {addr}"))
+    }
+
+    /// Every blocked address: (source, expiry in CLOCK_MONOTONIC ns), sorted.
+    pub fn blocked(&self) -> Result<Vec<(IpAddr, u64)>> {
+        let mut out: Vec<(IpAddr, u64)> = self
+            .entries()?
+            .into_iter()
+            .filter(|(_, v)| v.rate_pps == 0)
+            .filter_map(|(k, v)| Some((block_addr(&k)?, v.expires_ns)))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn write_entry(
+        &mut self,
+        key: BlockKey,
+        entry: BlockEntry,
+        action: impl FnOnce() -> String,
+    ) -> Result<()> {
         let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
             typed(&mut self.maps, BLOCKLIST)?;
-        match map.remove(&block_key(addr)) {
+        map.insert(key, entry, 0).map_err(|e| access(action(), e))
+    }
+
+    fn remove_entry(&mut self, key: &BlockKey, action: impl FnOnce() -> String) -> Result<()> {
+        let mut map: HashMap<&mut MapData, BlockKey, BlockEntry> =
+            typed(&mut self.maps, BLOCKLIST)?;
+        match map.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(access(format!("unblocking {addr}"), e)),
+            Err(e) => Err(access(action(), e)),
         }
     }
 
-    /// Every entry: (source, expiry in CLOCK_MONOTONIC ns).
-    pub fn blocked(&self) -> Result<Vec<(IpAddr, u64)>> {
+    fn entries(&self) -> Result<Vec<(BlockKey, BlockEntry)>> {
         let map: HashMap<&MapData, BlockKey, BlockEntry> = typed_ref(&self.maps, BLOCKLIST)?;
-        let mut out = Vec::new();
-        for item in map.iter() {
-            let (k, v) = item.map_err(|e| access("reading the blocklist".into(), e))?;
-            if let (Some(a), 0) = (block_addr(&k), v.rate_pps) {
-                out.push((a, v.expires_ns));
-            }
-        }
-        out.sort();
-        Ok(out)
+        map.iter()
+            .map(|item| item.map_err(|e| access("reading the blocklist".into(), e)))
+            .collect()
     }
 
     /// Removes the entries that expired by `now_ns`; returns them.
