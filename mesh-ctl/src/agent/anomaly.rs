@@ -183,6 +183,8 @@ pub struct Anomalies {
     /// Confirmed findings already reported as capped or ignored (reported once while
     /// they last).
     told: BTreeSet<Target>,
+    /// Acting on nothing for now, whatever the policy says (calibration).
+    held_back: bool,
 }
 
 impl Anomalies {
@@ -195,12 +197,13 @@ impl Anomalies {
             active: BTreeMap::new(),
             strikes: BTreeMap::new(),
             told: BTreeSet::new(),
+            held_back: false,
         }
     }
 
     /// Acts on nothing while `on` (calibration), as the policy says otherwise.
-    pub fn hold_back(&mut self, on: bool, configured: Policy) {
-        self.policy.observe = on || configured.observe;
+    pub fn hold_back(&mut self, on: bool) {
+        self.held_back = on;
     }
 
     /// One window's findings (strongest first) over a mesh of `nodes` nodes and `links`
@@ -290,7 +293,11 @@ impl Anomalies {
             if seen < self.policy.confirm || self.active.contains_key(target) {
                 continue;
             }
-            let fix = match remedy(*class).and_then(|r| self.policy.allows(r).map(|()| r)) {
+            let policy = Policy {
+                observe: self.policy.observe || self.held_back,
+                ..self.policy
+            };
+            let fix = match remedy(*class).and_then(|r| policy.allows(r).map(|()| r)) {
                 Ok(r) => r,
                 Err(why) => {
                     if self.told.insert(target.clone()) {

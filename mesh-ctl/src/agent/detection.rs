@@ -49,7 +49,6 @@ pub struct Detection {
     /// The detector's own thresholds, which calibration only raises.
     base: [f32; CLASSES],
     calibration: Calibrating,
-    policy: Policy,
 }
 
 /// Where the thresholds stand.
@@ -82,7 +81,7 @@ pub fn static_thresholds(d: &Detect) -> [f32; CLASSES] {
 impl Detection {
     /// `seq_floor` makes our report numbers keep increasing across restarts.
     pub fn new(d: &Detect, seq_floor: u64) -> anyhow::Result<Self> {
-        let detector = match d.detector {
+        let mut detector = match d.detector {
             DetectorKind::Static => {
                 FeatureDetector::new("static", Scorer::Rule(Rule::Static), static_thresholds(d))
             }
@@ -101,10 +100,8 @@ impl Detection {
                 FeatureDetector::from_model(model)
             }
         };
-        let mut detector = detector;
         let base = *detector.thresholds();
-        let policy = Policy::from(d);
-        let mut anomalies = Anomalies::new(policy);
+        let mut anomalies = Anomalies::new(Policy::from(d));
         let calibration = match crate::model::read_calibration(&d.calibration)
             .context("reading detect.calibration")?
         {
@@ -130,7 +127,7 @@ impl Detection {
         };
         let calibration = match calibration {
             Calibrating::Off if d.calibrate_minutes > 0 => {
-                anomalies.hold_back(true, policy);
+                anomalies.hold_back(true);
                 Calibrating::Collecting {
                     cal: Box::new(Calibrator::new()),
                     needed: (u64::from(d.calibrate_minutes) * 60_000 / d.window_ms).max(1),
@@ -143,7 +140,6 @@ impl Detection {
         Ok(Self {
             base,
             calibration,
-            policy,
             window_ms: d.window_ms,
             view: LiveView::new(d.window_ms),
             detector,
@@ -348,7 +344,7 @@ impl Detection {
         };
         let file = file.clone();
         self.detector.set_thresholds(fitted.apply(&self.base));
-        self.anomalies.hold_back(false, self.policy);
+        self.anomalies.hold_back(false);
         let shown: Vec<String> = fitted
             .thresholds
             .iter()
