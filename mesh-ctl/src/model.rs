@@ -362,19 +362,12 @@ fn calibrate(
         fpr * 100.0
     );
     println!("{:<11} {:>9} {:>10}", "CLASS", "MODEL", "CALIBRATED");
-    let shown = |t: f32| {
-        if t >= f32::MAX / 2.0 {
-            "off".to_owned()
-        } else {
-            format!("{t:.3}")
-        }
-    };
     for c in Class::ANOMALIES {
         println!(
             "{:<11} {:>9} {:>10}",
             c.name(),
-            shown(base[c as usize]),
-            shown(th[c as usize])
+            crate::views::threshold(base[c as usize]),
+            crate::views::threshold(th[c as usize])
         );
     }
     println!(

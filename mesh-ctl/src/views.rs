@@ -475,6 +475,15 @@ pub fn peers(data: &Option<Peers>) -> String {
     out
 }
 
+/// A class threshold: `off` for a class the detector never reports (an infinite level).
+pub fn threshold(t: f32) -> String {
+    if t >= f32::MAX / 2.0 {
+        "off".to_owned()
+    } else {
+        format!("{t:.3}")
+    }
+}
+
 /// `None`: detection is off.
 pub fn anomalies(data: &Option<Anomalies>) -> String {
     let Some(data) = data else {
@@ -512,13 +521,7 @@ pub fn anomalies(data: &Option<Anomalies>) -> String {
         let th: Vec<String> = data
             .thresholds
             .iter()
-            .map(|t| {
-                if t.threshold >= f32::MAX / 2.0 {
-                    format!("{} off", t.class)
-                } else {
-                    format!("{} {:.3}", t.class, t.threshold)
-                }
-            })
+            .map(|t| format!("{} {}", t.class, threshold(t.threshold)))
             .collect();
         out += &format!("  {}\n", th.join(", "));
     }
