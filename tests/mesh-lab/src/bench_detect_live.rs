@@ -30,9 +30,11 @@ use mesh_ctl::{
         baseline::Rule,
         calibrate::Calibrator,
         detector::{Detector as _, FeatureDetector, Scorer},
-        eval::{SeedMetrics, interval, metrics},
+        eval::{
+            SeedMetrics, interval, metrics,
+            scoring::{score_trace, score_traces},
+        },
         sage::Aggregation,
-        scores::Scores,
         trace::{self, Class, Element, Snapshot, Topology, Trace, TraceHeader},
         train::WARMUP_WINDOWS,
     },
@@ -379,7 +381,7 @@ fn detectors(site: &Trace) -> Result<Vec<FeatureDetector>> {
     for (det, scorer) in out.iter_mut().zip(own) {
         let base = *det.thresholds();
         let mut cal = Calibrator::new();
-        for sc in score(det, site)? {
+        for sc in score_trace(det, site)? {
             cal.add(&sc, &|_, _| false);
         }
         let fitted = cal.finish(det.name(), 0.005, &base)?;
@@ -390,19 +392,6 @@ fn detectors(site: &Trace) -> Result<Vec<FeatureDetector>> {
         ));
     }
     out.extend(calibrated);
-    Ok(out)
-}
-
-/// Scores of the windows after the warm-up, from a fresh history.
-fn score(det: &mut FeatureDetector, t: &Trace) -> Result<Vec<Scores>> {
-    det.reset();
-    let mut out = Vec::new();
-    for (i, w) in t.windows.iter().enumerate() {
-        let s = det.scores(&t.header.topology, w)?;
-        if i >= WARMUP_WINDOWS {
-            out.push(s);
-        }
-    }
     Ok(out)
 }
 
@@ -433,10 +422,7 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
                 names.push(name.clone());
             }
             let th = *det.thresholds();
-            let scored: Vec<(Trace, Vec<Scores>)> = traces
-                .iter()
-                .map(|(_, t)| Ok((t.clone(), score(&mut det, t)?)))
-                .collect::<Result<_>>()?;
+            let scored = score_traces(&mut det, traces.iter().map(|(_, t)| t))?;
             per.entry(name).or_default().push(metrics(&scored, &th));
         }
     }

@@ -6,7 +6,7 @@ use super::{
     metrics::{SeedMetrics, metrics},
     protocol::{EvalConfig, Split, graph_scenarios, scenarios},
     report::{FamilyRows, Row, Table, row},
-    scoring::score_trace,
+    scoring::score_traces,
     statistics::interval,
     timing::{Clock, timings},
 };
@@ -17,7 +17,7 @@ use crate::{
     features::{FeatureSpec, GraphSample},
     sage::Aggregation,
     scenario::{generate, generate_on},
-    scores::{CLASSES, Scores},
+    scores::CLASSES,
     trace::Trace,
     train::{Model, TrainConfig, samples, train},
 };
@@ -81,16 +81,10 @@ pub fn evaluate(
             [1.0; CLASSES],
         ));
         for (k, det) in detectors.iter_mut().enumerate() {
-            let val: Vec<(Trace, Vec<Scores>)> = va
-                .iter()
-                .map(|t| Ok((t.clone(), score_trace(det, t)?)))
-                .collect::<Result<_, DetectError>>()?;
+            let val = score_traces(det, &va)?;
             let th = calibrate(&val);
             det.set_thresholds(th);
-            let test: Vec<(Trace, Vec<Scores>)> = te
-                .iter()
-                .map(|t| Ok((t.clone(), score_trace(det, t)?)))
-                .collect::<Result<_, DetectError>>()?;
+            let test = score_traces(det, &te)?;
             let m = metrics(&test, &th);
             log(&format!(
                 "seed {seed}: {:<9} macro-F1 {:.3} top-1 {:.3} top-3 {:.3} FPR {:.4}",
@@ -105,10 +99,7 @@ pub fn evaluate(
                 .collect();
             for (k, det) in detectors.iter_mut().enumerate() {
                 let th = *det.thresholds();
-                let scored: Vec<(Trace, Vec<Scores>)> = traces
-                    .iter()
-                    .map(|t| Ok((t.clone(), score_trace(det, t)?)))
-                    .collect::<Result<_, DetectError>>()?;
+                let scored = score_traces(det, &traces)?;
                 let m = metrics(&scored, &th);
                 log(&format!(
                     "seed {seed}: {:<9} on {family}: macro-F1 {:.3} FPR {:.4}",

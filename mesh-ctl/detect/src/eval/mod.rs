@@ -8,7 +8,7 @@ mod evaluate;
 mod metrics;
 mod protocol;
 mod report;
-mod scoring;
+pub mod scoring;
 pub(crate) mod statistics;
 mod timing;
 

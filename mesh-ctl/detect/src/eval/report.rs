@@ -113,11 +113,12 @@ pub struct FamilyRows {
     pub rows: Vec<Row>,
 }
 
+fn class_row(r: &Row, c: Class) -> Option<&ClassRow> {
+    r.per_class.iter().find(|x| x.class == c)
+}
+
 fn class_recall(r: &Row, c: Class) -> f64 {
-    r.per_class
-        .iter()
-        .find(|x| x.class == c)
-        .map_or(0.0, |x| x.recall.mean)
+    class_row(r, c).map_or(0.0, |x| x.recall.mean)
 }
 
 fn fmt(i: &Interval) -> String {
@@ -193,12 +194,7 @@ pub fn render(t: &Table) -> String {
             f.family, f.graphs, "detector", "macro-F1", "FPR", "ddos R", "gray R", "gray p95"
         ));
         for r in &f.rows {
-            let ci = |c: Class| {
-                r.per_class
-                    .iter()
-                    .find(|x| x.class == c)
-                    .map_or("-".to_owned(), |x| fmt(&x.recall))
-            };
+            let ci = |c: Class| class_row(r, c).map_or("-".to_owned(), |x| fmt(&x.recall));
             s.push_str(&format!(
                 "{:<10} {:>13} {:>13} {:>13} {:>13} {:>9.2}  {}\n",
                 r.detector,

@@ -9,10 +9,7 @@ use crate::{
 };
 
 /// Scores of every scored window of a trace (those after the warm-up), from a fresh history.
-pub(super) fn score_trace(
-    det: &mut FeatureDetector,
-    trace: &Trace,
-) -> Result<Vec<Scores>, DetectError> {
+pub fn score_trace(det: &mut FeatureDetector, trace: &Trace) -> Result<Vec<Scores>, DetectError> {
     det.reset();
     let mut out = Vec::new();
     for (i, w) in trace.windows.iter().enumerate() {
@@ -22,6 +19,17 @@ pub(super) fn score_trace(
         }
     }
     Ok(out)
+}
+
+/// Each trace beside its scores (`score_trace`), as `metrics` and `calibrate` take them.
+pub fn score_traces<'a>(
+    det: &mut FeatureDetector,
+    traces: impl IntoIterator<Item = &'a Trace>,
+) -> Result<Vec<(Trace, Vec<Scores>)>, DetectError> {
+    traces
+        .into_iter()
+        .map(|t| Ok((t.clone(), score_trace(det, t)?)))
+        .collect()
 }
 
 /// Every element of every scored window: its element, true class, class scores and whether
