@@ -224,8 +224,13 @@ fn write_each<T>(items: Vec<T>, mut write: impl FnMut(&T) -> Result<(), Dataplan
 
 /// Stops blocking `sources`; a failed write is reported and the rest still unblocked.
 pub fn unblock(dp: &mut impl Datapath, sources: Vec<IpAddr>) {
-    for s in sources {
-        if let Err(e) = dp.unblock(s) {
+    undo_each(sources, |s| dp.unblock(s));
+}
+
+/// Takes back each item; a failure is reported and the rest still taken back.
+fn undo_each<T>(items: Vec<T>, mut undo: impl FnMut(T) -> Result<(), DataplaneError>) {
+    for item in items {
+        if let Err(e) = undo(item) {
             crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
         }
     }
@@ -243,11 +248,7 @@ pub fn limit(
 
 /// Ends the limits on `sources`; a failed write is reported and the rest still ended.
 pub fn unlimit(dp: &mut impl Datapath, sources: Vec<Source>) {
-    for s in sources {
-        if let Err(e) = dp.unlimit(s) {
-            crate::event!(ERROR, "execute_error", error = format!("{e:#}"));
-        }
-    }
+    undo_each(sources, |s| dp.unlimit(s));
 }
 
 /// Removes the rate limits that expired by `now_ns`; returns their sources.
