@@ -65,27 +65,22 @@ impl Calibration {
 /// Collects fault-free scores, window by window.
 #[derive(Clone, Debug, Default)]
 pub struct Calibrator {
-    /// Per class, every fault-free score of an element of its kind.
-    samples: Vec<Vec<f32>>,
     windows: u64,
-    node_samples: u64,
-    link_samples: u64,
-    /// Every element-window's row, to measure what the result flags.
-    rows: Vec<[f32; CLASSES]>,
+    /// Every fault-free node-window's and link-window's scores: a class's samples are the
+    /// rows of its element kind.
+    node_rows: Vec<[f32; CLASSES]>,
+    link_rows: Vec<[f32; CLASSES]>,
     probabilities: bool,
 }
 
 impl Calibrator {
     pub fn new() -> Self {
-        Calibrator {
-            samples: vec![Vec::new(); CLASSES],
-            ..Calibrator::default()
-        }
+        Calibrator::default()
     }
 
     /// Whether no more windows are taken.
     pub fn full(&self) -> bool {
-        self.samples.iter().any(|s| s.len() >= MAX_SAMPLES)
+        self.node_rows.len().max(self.link_rows.len()) >= MAX_SAMPLES
     }
 
     pub fn windows(&self) -> u64 {
@@ -101,21 +96,17 @@ impl Calibrator {
         self.windows += 1;
         self.probabilities = s.probabilities;
         for (is_link, rows) in [(false, &s.node), (true, &s.link)] {
-            let classes: &[Class] = if is_link { &Class::LINK } else { &Class::NODE };
-            for (i, row) in rows.iter().enumerate() {
-                if anomalous(is_link, i) {
-                    continue;
-                }
-                for c in classes.iter().filter(|c| **c != Class::Normal) {
-                    self.samples[*c as usize].push(row[*c as usize]);
-                }
-                if is_link {
-                    self.link_samples += 1;
-                } else {
-                    self.node_samples += 1;
-                }
-                self.rows.push(*row);
-            }
+            let kept = if is_link {
+                &mut self.link_rows
+            } else {
+                &mut self.node_rows
+            };
+            kept.extend(
+                rows.iter()
+                    .enumerate()
+                    .filter(|(i, _)| !anomalous(is_link, *i))
+                    .map(|(_, row)| *row),
+            );
         }
     }
 
@@ -131,13 +122,16 @@ impl Calibrator {
                 "the false-alarm rate must be in (0, 1), not {fpr}"
             )));
         }
-        if self.node_samples + self.link_samples == 0 {
+        if self.node_rows.is_empty() && self.link_rows.is_empty() {
             return Err(DetectError::Model(
                 "no fault-free element-windows to calibrate on".into(),
             ));
         }
         let mut thresholds = Vec::new();
-        for kind in [&Class::NODE[..], &Class::LINK[..]] {
+        for (kind, rows) in [
+            (&Class::NODE[..], &self.node_rows),
+            (&Class::LINK[..], &self.link_rows),
+        ] {
             let classes: Vec<Class> = kind
                 .iter()
                 .copied()
@@ -145,7 +139,7 @@ impl Calibrator {
                 .collect();
             let share = fpr / classes.len() as f32;
             for c in classes {
-                let mut s = self.samples[c as usize].clone();
+                let mut s: Vec<f32> = rows.iter().map(|r| r[c as usize]).collect();
                 if s.is_empty() {
                     continue;
                 }
@@ -158,8 +152,8 @@ impl Calibrator {
             detector: detector.to_owned(),
             fpr,
             windows: self.windows,
-            node_samples: self.node_samples,
-            link_samples: self.link_samples,
+            node_samples: self.node_rows.len() as u64,
+            link_samples: self.link_rows.len() as u64,
             thresholds,
             flagged: 0.0,
         };
@@ -169,16 +163,12 @@ impl Calibrator {
 
     /// The share of the collected element-windows `th` flags.
     pub fn flagged(&self, th: &[f32; CLASSES]) -> f32 {
-        let hit = self
-            .rows
-            .iter()
+        let rows = || self.node_rows.iter().chain(&self.link_rows);
+        let hit = rows()
             .filter(|row| super::scores::best_class(row, th, self.probabilities).is_some())
             .count();
-        if self.rows.is_empty() {
-            0.0
-        } else {
-            hit as f32 / self.rows.len() as f32
-        }
+        let n = self.node_rows.len() + self.link_rows.len();
+        if n == 0 { 0.0 } else { hit as f32 / n as f32 }
     }
 }
 
@@ -272,11 +262,11 @@ mod tests {
         let mut s = scores(1, 2, 0);
         s.node[0] = [1.0; CLASSES];
         cal.add(&s, &|link, i| !link && i == 0);
-        assert_eq!(cal.node_samples, 1);
+        assert_eq!(cal.node_rows.len(), 1);
         assert!(
-            cal.samples[Class::Blackhole as usize]
+            cal.node_rows
                 .iter()
-                .all(|v| *v < 1.0)
+                .all(|r| r[Class::Blackhole as usize] < 1.0)
         );
         for bad in [0.0, 1.0, f32::NAN, -0.1] {
             assert!(matches!(
