@@ -23,6 +23,12 @@ use mesh_lab::{
 };
 use support::{LOOPBACK, router};
 
+/// CLOCK_MONOTONIC in ns, the clock blocklist expiries are on.
+fn monotonic_ns() -> u64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
+}
+
 fn counters(dp: &Dataplane) -> HashMap<Reason, u64> {
     dp.reasons().expect("reason counters").into_iter().collect()
 }
@@ -247,8 +253,7 @@ fn blocked_sources_are_dropped_until_their_entry_expires() {
     let v4 = |src| frames::ipv4(ROUTER_MAC, src, ONE_V4, 64, udp, 32);
     let v6 = |src| ipv6(ROUTER_MAC, src, ONE_V6, 64, udp, 32);
     let other = Ipv4Addr::new(10, 0, 1, 2);
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
-    let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+    let now_ns = monotonic_ns();
     let hour = 3_600_000_000_000;
     dp.block(SRC_V4.into(), now_ns + hour).expect("block v4");
     dp.block(SRC_V6.into(), now_ns + hour).expect("block v6");
@@ -278,8 +283,7 @@ fn rate_limits_let_their_burst_through_and_a_prefix_limits_only_sources_without_
     let (mut dp, _) = router();
     let udp = L4::Udp { src: 4000, dst: 53 };
     let v4 = |src| frames::ipv4(ROUTER_MAC, src, ONE_V4, 64, udp, 32);
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
-    let until = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64 + 3_600_000_000_000;
+    let until = monotonic_ns() + 3_600_000_000_000;
     // `n` frames back to back (one run each: a repeated run would see the frame the last
     // one rewrote): (forwarded, rate-limited).
     let burst_of = |dp: &Dataplane, frame: &[u8], n: u32| {
