@@ -175,7 +175,7 @@ pub fn model_scores(
     agg: Aggregation,
 ) -> Result<Scores, DetectError> {
     let g = GraphSample::new(topo, f, None);
-    let (np, lp) = model.probabilities(&g, agg)?;
+    let (np, lp) = model.probabilities(g, agg)?;
     Ok(spread(&np, &lp))
 }
 

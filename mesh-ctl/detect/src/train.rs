@@ -111,8 +111,7 @@ fn standardise(x: &mut [f32], norm: &[(f32, f32)]) {
 
 impl ModelMeta {
     /// `g` with its features standardised as in training.
-    pub fn standardised(&self, g: &GraphSample) -> GraphSample {
-        let mut g = g.clone();
+    pub fn standardised(&self, mut g: GraphSample) -> GraphSample {
         standardise(&mut g.node_x, &self.node_norm);
         standardise(&mut g.link_x, &self.link_norm);
         g
@@ -130,7 +129,7 @@ impl Model {
     /// Class probabilities of one graph sample (nodes, links), row-major.
     pub fn probabilities(
         &self,
-        g: &GraphSample,
+        g: GraphSample,
         agg: Aggregation,
     ) -> Result<(Vec<f32>, Vec<f32>), DetectError> {
         let c = &self.meta.config;
@@ -292,7 +291,7 @@ pub fn train(
         node_norm: column_stats(&all_node, config.node_in),
         link_norm: column_stats(&all_link, config.link_in),
     };
-    let data: Vec<GraphSample> = data.iter().map(|g| meta.standardised(g)).collect();
+    let data: Vec<GraphSample> = data.iter().map(|g| meta.standardised(g.clone())).collect();
     let (sage, vars) = Sage::init(config.clone(), &dev)?;
     seed_vars(&vars, cfg.seed)?;
     let weights = (

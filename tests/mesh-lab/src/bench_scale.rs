@@ -1,7 +1,9 @@
-//! `bench scale`: the pure routing core on generated meshes of 100, 1,000 and 10,000
-//! nodes, single thread: full SPF from one root, one advert update (receive + full SPF
-//! again), and cold-start flooding. The baseline, in the same run on the same LSDB, is the
-//! same SPF with Bellman-Ford in place of Dijkstra for each shortest-path tree.
+//! `bench scale`: the pure cores on generated meshes of 100, 1,000 and 10,000 nodes, single
+//! thread: full SPF from one root, one advert update (receive + full SPF again), cold-start
+//! flooding, and a detection cycle of the shipped GraphSAGE model. The baselines, in the
+//! same run on the same input: the same SPF with Bellman-Ford in place of Dijkstra for each
+//! shortest-path tree, and the same model with candle's `index_select` / `index_add`
+//! aggregation in place of the gathered one.
 
 use std::{
     hint::black_box,
@@ -19,6 +21,7 @@ use crate::routing::{
     mesh::{Mesh, Shape},
     sim,
 };
+use mesh_ctl::detect::{eval::Cycle, sage::Aggregation, train::Model};
 
 const SIZES: [usize; 3] = [100, 1_000, 10_000];
 const SEED: u64 = 0x5ca1e;
@@ -37,13 +40,15 @@ pub fn scale(out: &Path) -> Result<()> {
     eprintln!(
         "bench scale: random geometric meshes (average degree about 4, link costs 1..=100), one thread"
     );
+    let model = mesh_ctl::model::shipped::load(mesh_ctl::model::shipped::GRAPHSAGE)
+        .context("loading the shipped GraphSAGE model")?;
     let mut rows = Vec::new();
     for nodes in SIZES {
-        rows.push(size(nodes).with_context(|| format!("benchmarking {nodes} nodes"))?);
+        rows.push(size(nodes, &model).with_context(|| format!("benchmarking {nodes} nodes"))?);
     }
 
     println!(
-        "{:>6} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>6} | {:>7} | {:>8} {:>8} | {:>6} {:>11}",
+        "{:>6} {:>6} | {:>8} {:>8} {:>8} {:>8} {:>6} | {:>7} | {:>8} {:>8} | {:>6} {:>11} | {:>8} {:>8} {:>8}",
         "nodes",
         "links",
         "spf med",
@@ -55,12 +60,15 @@ pub fn scale(out: &Path) -> Result<()> {
         "upd med",
         "upd p95",
         "rounds",
-        "messages"
+        "messages",
+        "gnn med",
+        "gnn p95",
+        "index_add"
     );
     for r in &rows {
         let int = |p: &str| r.pointer(p).and_then(Value::as_u64).unwrap_or(0);
         println!(
-            "{:>6} {:>6} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.1} | {:>7.1} | {:>8.3} {:>8.3} | {:>6} {:>11}",
+            "{:>6} {:>6} | {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.1} | {:>7.1} | {:>8.3} {:>8.3} | {:>6} {:>11} | {:>8.3} {:>8.3} {:>8.3}",
             int("/nodes"),
             int("/links"),
             num(r, "/spf/median_ms"),
@@ -73,10 +81,13 @@ pub fn scale(out: &Path) -> Result<()> {
             num(r, "/update/p95_ms"),
             int("/flood/rounds"),
             int("/flood/messages"),
+            num(r, "/inference/gather/median_ms"),
+            num(r, "/inference/gather/p95_ms"),
+            num(r, "/inference/baseline_index_add/median_ms"),
         );
     }
     println!(
-        "(ms, one thread; spf: full `compute` with own Dijkstra; petgraph / bellman: the same with petgraph::algo::dijkstra / Bellman-Ford; ratio: bellman / spf; tree x: that ratio for one shortest-path tree alone; upd: receive one changed advert + full compute)"
+        "(ms, one thread; spf: full `compute` with own Dijkstra; petgraph / bellman: the same with petgraph::algo::dijkstra / Bellman-Ford; ratio: bellman / spf; tree x: that ratio for one shortest-path tree alone; upd: receive one changed advert + full compute; gnn: one detection cycle of the shipped GraphSAGE, features + forward, gathered aggregation; index_add: the same with candle's index_select / index_add)"
     );
 
     let report = json!({
@@ -90,6 +101,7 @@ pub fn scale(out: &Path) -> Result<()> {
         "baseline": "the same with Bellman-Ford (relax every edge until a round changes nothing) for each tree; routes checked equal",
         "update": "one advert re-originated (seq + 1) with one link cost changed to a new random cost: Lsdb::receive, then a full compute (no incremental SPF); a different advert each repetition",
         "flood": "cold start: every node originates at once from empty LSDBs, synchronous rounds, new adverts forwarded to every neighbour but the sender; checked complete",
+        "inference": "one detection cycle of the shipped GraphSAGE model on a generated geometric mesh (another generator than the SPF's, average degree about 4): features of the next fault-free window with their history, standardising, both layers, both heads and the class probabilities of every node and link; gathered aggregation (the agent's) against candle's index_select / index_add (baseline), interleaved",
         "sizes": rows,
     });
     if let Some(dir) = out.parent() {
@@ -106,15 +118,22 @@ pub fn scale(out: &Path) -> Result<()> {
             .find(|r| r["nodes"] == nodes)
             .map_or(0.0, |r| num(r, "/spf/median_ms"))
     };
+    let infer = |nodes: usize| {
+        rows.iter()
+            .find(|r| r["nodes"] == nodes)
+            .map_or(0.0, |r| num(r, "/inference/gather/median_ms"))
+    };
     println!(
-        "bench scale: spf_ms_1000={:.3} spf_ms_10000={:.3}",
+        "bench scale: spf_ms_1000={:.3} spf_ms_10000={:.3} infer_ms_1000={:.3} infer_ms_10000={:.3}",
         spf(1_000),
-        spf(10_000)
+        spf(10_000),
+        infer(1_000),
+        infer(10_000)
     );
     Ok(())
 }
 
-fn size(nodes: usize) -> Result<Value> {
+fn size(nodes: usize, model: &Model) -> Result<Value> {
     let started = Instant::now();
     let mesh = Mesh::generate(Shape::Geometric, nodes, SEED ^ nodes as u64);
     // SPF runs a tree per neighbour of the root: a root of the typical degree, 4.
@@ -218,7 +237,10 @@ fn size(nodes: usize) -> Result<Value> {
         flood.rounds, flood.messages
     );
 
+    let inference = inference(nodes, model)?;
+
     Ok(json!({
+        "inference": inference,
         "nodes": nodes,
         "links": mesh.links.len(),
         "average_degree": mesh.average_degree(),
@@ -247,6 +269,34 @@ fn size(nodes: usize) -> Result<Value> {
             "origins_per_batch": FLOOD_BATCH.min(nodes),
             "simulated_s": flood_s,
         },
+    }))
+}
+
+/// Times detection cycles, gathered against index_add, interleaved.
+fn inference(nodes: usize, model: &Model) -> Result<Value> {
+    let (mut gather, mut index_add) = (Cycle::new(nodes), Cycle::new(nodes));
+    let links = gather.links();
+    // Each path once outside the timing, so an error stops the bench rather than being
+    // timed.
+    gather.run(model, Aggregation::Auto)?;
+    index_add.run(model, Aggregation::Sparse)?;
+    let [fast, baseline] = interleaved(
+        [
+            (&mut gather, Aggregation::Auto),
+            (&mut index_add, Aggregation::Sparse),
+        ]
+        .map(|(cycle, agg)| move || cycle.run(model, agg).is_ok()),
+    );
+    eprintln!(
+        "  detection cycle on {nodes} nodes / {links} links, median: {:.3} ms gathered, {:.3} ms index_add",
+        median(&fast),
+        median(&baseline)
+    );
+    Ok(json!({
+        "links": links,
+        "gather": stats(&fast),
+        "baseline_index_add": stats(&baseline),
+        "baseline_ratio": median(&baseline) / median(&fast),
     }))
 }
 

@@ -133,6 +133,18 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench { name } => match name.as_str() {
+            one_core @ ("detect" | "scale") if std::env::var_os("RAYON_NUM_THREADS").is_none() => {
+                // Inference is measured on one core: candle's CPU pool sizes itself from
+                // this variable, so run again with it set.
+                let s = std::process::Command::new(std::env::current_exe()?)
+                    .args(["bench", one_core])
+                    .env("RAYON_NUM_THREADS", "1")
+                    .status()?;
+                if !s.success() {
+                    bail!("bench {one_core}: {s}");
+                }
+                Ok(())
+            }
             "forward" => {
                 lab::bench::forward(meshctl()?, &PathBuf::from("target/bench/forward.json"))
             }
@@ -154,18 +166,6 @@ fn main() -> Result<()> {
                 meshctl()?,
                 &PathBuf::from("target/bench/detect-live.json"),
             ),
-            "detect" if std::env::var_os("RAYON_NUM_THREADS").is_none() => {
-                // Inference is measured on one core: candle's CPU pool sizes itself from
-                // this variable, so run again with it set.
-                let s = std::process::Command::new(std::env::current_exe()?)
-                    .args(["bench", "detect"])
-                    .env("RAYON_NUM_THREADS", "1")
-                    .status()?;
-                if !s.success() {
-                    bail!("bench detect: {s}");
-                }
-                Ok(())
-            }
             "detect" => {
                 let mut cfg = mesh_ctl::detect::eval::EvalConfig::bench();
                 cfg.graphs = lab::topohub::graphs(10..=200)?;

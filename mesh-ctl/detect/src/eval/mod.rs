@@ -19,5 +19,5 @@ pub use self::{
     protocol::{EvalConfig, HELD_OUT, NamedGraph, SEEN, Split, graph_scenarios, scenarios},
     report::{ClassRow, FamilyRows, Row, Table, render, summary},
     statistics::{Interval, interval},
-    timing::{Clock, Timing},
+    timing::{Clock, Cycle, Timing},
 };

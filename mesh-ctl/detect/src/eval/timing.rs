@@ -85,44 +85,67 @@ pub(super) fn timings(
     }
     let mut out = Vec::new();
     for &n in &cfg.timing_sizes {
-        let t = generate(&ScenarioSpec {
-            family: Family::Geometric,
-            nodes: n,
-            windows: 12,
-            seed: 7 + n as u64,
-            fault: None,
-            window_ms: 10_000,
-        });
-        let topo = &t.header.topology;
-        let mut st = FeatureState::new(FeatureSpec::default());
-        let mut k = 0usize;
-        let cycle = |a: Aggregation, st: &mut FeatureState, k: &mut usize| {
-            let f = st.update(topo, &t.windows[*k % t.windows.len()]);
-            *k += 1;
-            model_scores(model, topo, &f, a).map(|_| ())
-        };
+        let mut cycle = Cycle::new(n);
         let reps = if n >= 10_000 { 5 } else { 15 };
-        let sparse = median_ms(clock, || cycle(Aggregation::Sparse, &mut st, &mut k), reps)?;
+        let mut time = |a: Aggregation| median_ms(clock, || cycle.run(model, a), reps);
+        let sparse = time(Aggregation::Sparse)?;
         let dense = if n <= 1000 {
-            Some(median_ms(
-                clock,
-                || cycle(Aggregation::Dense, &mut st, &mut k),
-                reps,
-            )?)
+            Some(time(Aggregation::Dense)?)
         } else {
             None
         };
-        let auto = median_ms(clock, || cycle(Aggregation::Auto, &mut st, &mut k), reps)?;
+        let auto = time(Aggregation::Auto)?;
         log(&format!("cycle at {n} nodes: {auto:.2} ms"));
         out.push(Timing {
             nodes: n,
-            links: topo.links.len(),
+            links: cycle.links(),
             sparse_ms: sparse,
             dense_ms: dense,
             cycle_ms: auto,
         });
     }
     Ok((out, agg))
+}
+
+/// Whole inference cycles on a generated mesh: each run takes the next fault-free window's
+/// features (with their history) and scores every node and link.
+pub struct Cycle {
+    trace: crate::trace::Trace,
+    state: FeatureState,
+    next: usize,
+}
+
+impl Cycle {
+    /// A geometric mesh of `nodes` nodes (average degree about 4) with a dozen windows.
+    pub fn new(nodes: usize) -> Self {
+        Cycle {
+            trace: generate(&ScenarioSpec {
+                family: Family::Geometric,
+                nodes,
+                windows: 12,
+                seed: 7 + nodes as u64,
+                fault: None,
+                window_ms: 10_000,
+            }),
+            state: FeatureState::new(FeatureSpec::default()),
+            next: 0,
+        }
+    }
+
+    pub fn links(&self) -> usize {
+        self.trace.header.topology.links.len()
+    }
+
+    /// One cycle: features of the next window, then `model` with aggregation `agg`.
+    pub fn run(&mut self, model: &Model, agg: Aggregation) -> Result<(), DetectError> {
+        let topo = &self.trace.header.topology;
+        let f = self.state.update(
+            topo,
+            &self.trace.windows[self.next % self.trace.windows.len()],
+        );
+        self.next += 1;
+        model_scores(model, topo, &f, agg).map(|_| ())
+    }
 }
 
 #[cfg(test)]
