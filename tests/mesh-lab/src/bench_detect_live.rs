@@ -1,11 +1,12 @@
-//! `cargo xtask bench detect-live`: the detectors on traces recorded from the live lab mesh,
-//! which no training or calibration step ever saw. Six routers run real agents in observe
-//! mode (they find but do not act, so each fault stays what it is); a stream crosses the
-//! mesh while faults are injected for real: gray links (nftables random drop in the wire),
-//! a blackhole node (transit dropped on its wires, probes and hellos kept), a flood of
-//! new sources and a scan. n1's detection windows are recorded through its API, labelled from the
-//! injection times, and every detector is scored on them with the same figures as
-//! `bench detect`.
+//! `cargo xtask bench detect-live`: the detectors on traces recorded from live lab meshes
+//! that no training step ever saw: the six-router double diamond, and seven routers that no
+//! calibration saw either. Routers run real agents in observe mode (they find but do not
+//! act, so each fault stays what it is); a stream crosses the mesh while faults are injected
+//! for real: gray links (nftables random drop in the wire), silent and hard link failures,
+//! flapping, congestion (a tbf shaper under the stream's rate), a blackhole node (transit
+//! dropped on its wires, probes and hellos kept), a flood of new sources and a scan. n1's
+//! detection windows are recorded through its API, labelled from the injection times, and
+//! every detector is scored on them with the same figures as `bench detect`.
 
 use std::{
     collections::BTreeMap,
@@ -18,6 +19,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use serde_json::json;
 
 use super::{
@@ -31,7 +33,7 @@ use mesh_ctl::{
         calibrate::Calibrator,
         detector::{Detector as _, FeatureDetector, Scorer},
         eval::{
-            SeedMetrics, interval, metrics,
+            Interval, SeedMetrics, interval, metrics,
             scoring::{score_trace, score_traces},
         },
         sage::Aggregation,
@@ -43,7 +45,9 @@ use mesh_ctl::{
 /// Sources of the flood.
 const FLOOD_SOURCES: u32 = 80;
 /// Loss of the gray links injected, per mille.
-const GRAY_PERMILLE: [u32; 5] = [20, 50, 100, 200, 300];
+const GRAY_PERMILLE: [u32; 6] = [10, 20, 50, 100, 200, 300];
+/// The congested link's rate: under the stream's (500 frames of 142 bytes a second).
+const CONGEST_KBIT: u32 = 520;
 /// Destinations one scanning source pings.
 const SCAN_TARGETS: u32 = 100;
 
@@ -114,23 +118,83 @@ fn element(topology: &Topology, what: &str) -> Option<Element> {
 /// window before we read it: the instant it stands for.
 const WINDOW_LAG_MS: f64 = 1000.0;
 
+/// The live topologies: the six-router double diamond the other labs use, and seven routers
+/// that no other test, no training and no calibration uses (every detector scored on it is
+/// calibrated, if at all, on the double diamond).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Diamond,
+    Seven,
+}
+
+/// Seven routers: three disjoint-ish routes of three hops from n1 (hs) to n7 (hd), with
+/// cross links that make routers of degree 2 to 4.
+const SEVEN: [&str; 7] = ["n1", "n2", "n3", "n4", "n5", "n6", "n7"];
+const SEVEN_CORE: [(&str, &str); 10] = [
+    ("n1", "n2"),
+    ("n1", "n4"),
+    ("n2", "n3"),
+    ("n2", "n5"),
+    ("n3", "n5"),
+    ("n3", "n7"),
+    ("n4", "n5"),
+    ("n4", "n6"),
+    ("n5", "n7"),
+    ("n6", "n7"),
+];
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Diamond => "six-router double diamond",
+            Shape::Seven => "seven routers, unseen",
+        }
+    }
+
+    fn build(self, lab: &mut Lab) -> Result<Mesh6> {
+        match self {
+            Shape::Diamond => mesh6::mesh6(lab),
+            Shape::Seven => mesh6::wired(lab, &SEVEN, &SEVEN_CORE, "n7"),
+        }
+    }
+}
+
+/// Until hs reaches hd through the mesh.
+fn wait_reachable(lab: &Lab, mesh: &Mesh6) -> Result<()> {
+    for _ in 0..200 {
+        if lab.ping("hs", &mesh.hd.host_v4.to_string(), 1)? == 1 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("hs did not reach hd within 20 s")
+}
+
+/// Seconds each fault lasts, and the quiet after it.
+const FAULT_S: u64 = 12;
+const QUIET_S: u64 = 15;
+
 /// One run on a fresh mesh: the recorded windows cut into traces (the fault-free start,
 /// then one per fault with the windows around it), each with its ground truth.
-fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
-    let mut lab = Lab::new(&format!("dlive{rep}"), meshctl.to_path_buf())?;
-    let mesh = mesh6::mesh6(&mut lab)?;
+fn run(meshctl: &Path, shape: Shape, rep: usize) -> Result<Vec<(String, Trace)>> {
+    let tag = match shape {
+        Shape::Diamond => "d",
+        Shape::Seven => "s",
+    };
+    let mut lab = Lab::new(&format!("dlive{tag}{rep}"), meshctl.to_path_buf())?;
+    let mesh = shape.build(&mut lab)?;
     let extra = "[detect]\nmode = \"observe\"\n";
     let agents: Vec<Agent> = mesh_agents::secure_configs(&lab, &mesh, extra)?
         .iter()
         .map(|c| lab.agent(c))
         .collect::<Result<_>>()?;
-    crate::demo::wait_converged(&lab, &mesh, &agents[0])?;
+    wait_reachable(&lab, &mesh)?;
     let stream = lab.stream(
         "hs",
         "hd",
         mesh.hd.host_v4.into(),
         500,
-        Duration::from_secs(600),
+        Duration::from_secs(900),
     )?;
     std::thread::sleep(Duration::from_secs(2));
     let path = mesh6::active_path(&lab, &mesh, Duration::from_millis(200), 100)?
@@ -138,69 +202,115 @@ fn run(meshctl: &Path, rep: usize) -> Result<Vec<(String, Trace)>> {
     let stop = Arc::new(AtomicBool::new(false));
     let windows = Arc::new(Mutex::new(Vec::new()));
     let mut injected = Vec::new();
+    let who = format!("run {} {rep}", shape.name());
     std::thread::scope(|s| -> Result<()> {
         let (stop2, windows2, n1) = (stop.clone(), windows.clone(), agents[0].socket.clone());
         s.spawn(move || recorder(&n1, stop2, windows2));
         let quiet = |secs: u64| std::thread::sleep(Duration::from_secs(secs));
-        // Fault-free: warm-up, then windows to count false alarms on.
-        quiet(40);
-        for permille in GRAY_PERMILLE {
-            let link = mesh.link(&path[1], &path[2])?.clone();
-            let from_ms = now_ms();
-            lab.fault_at(&link, Fault::Gray { permille })?;
-            quiet(12);
-            lab.heal(&link)?;
+        let mut done = |class: Class, what: String, from_ms: f64, to_ms: f64, note: &str| {
+            eprintln!("  {who}: {note}");
             injected.push(Injected {
-                class: Class::GrayLink,
-                what: format!("{}-{}", path[1], path[2]),
+                class,
+                what,
                 element: Element::Link(0),
                 from_ms,
-                to_ms: now_ms(),
+                to_ms,
             });
-            eprintln!(
-                "  run {rep}: gray link {:.0} % on {}-{}",
-                permille as f64 / 10.0,
-                path[1],
-                path[2]
-            );
-            quiet(15);
+        };
+        // Fault-free: warm-up, then windows to count false alarms on.
+        quiet(40);
+        let link = mesh.link(&path[1], &path[2])?.clone();
+        let name = format!("{}-{}", path[1], path[2]);
+        for permille in GRAY_PERMILLE {
+            let from_ms = now_ms();
+            lab.fault_at(&link, Fault::Gray { permille })?;
+            quiet(FAULT_S);
+            lab.heal(&link)?;
+            let note = format!("gray link {:.0} % on {name}", permille as f64 / 10.0);
+            done(Class::GrayLink, name.clone(), from_ms, now_ms(), &note);
+            quiet(QUIET_S);
         }
+        for (fault, note) in [
+            (Fault::Silent, "silent failure"),
+            (Fault::Down, "hard failure (carrier lost)"),
+        ] {
+            let from_ms = now_ms();
+            lab.fault_at(&link, fault)?;
+            quiet(FAULT_S);
+            lab.heal(&link)?;
+            done(
+                Class::LinkDown,
+                name.clone(),
+                from_ms,
+                now_ms(),
+                &format!("{note} of {name}"),
+            );
+            quiet(QUIET_S);
+        }
+        let from_ms = now_ms();
+        let mut rng = StdRng::seed_from_u64(rep as u64);
+        while now_ms() - from_ms < (FAULT_S * 1000) as f64 {
+            lab.fault_at(&link, Fault::Down)?;
+            std::thread::sleep(Duration::from_millis(rng.random_range(1000..=3000)));
+            lab.heal(&link)?;
+            std::thread::sleep(Duration::from_millis(rng.random_range(1000..=3000)));
+        }
+        done(
+            Class::Flapping,
+            name.clone(),
+            from_ms,
+            now_ms(),
+            &format!("{name} flapping at 1-3 s"),
+        );
+        quiet(QUIET_S);
+        let from_ms = now_ms();
+        lab.congest(&link, &path[2], CONGEST_KBIT, 80)?;
+        quiet(FAULT_S);
+        lab.uncongest(&link, &path[2])?;
+        let note = format!("{name} congested (tbf {CONGEST_KBIT} kbit/s under the stream's ~570)");
+        done(Class::Congested, name.clone(), from_ms, now_ms(), &note);
+        quiet(QUIET_S);
         let hole = path[1].clone();
         let from_ms = now_ms();
         let faulty = lab.blackhole(&hole)?;
-        quiet(12);
+        quiet(FAULT_S);
         for l in &faulty {
             lab.heal(l)?;
         }
-        injected.push(Injected {
-            class: Class::Blackhole,
-            what: hole.clone(),
-            element: Element::Node(0),
+        done(
+            Class::Blackhole,
+            hole.clone(),
             from_ms,
-            to_ms: now_ms(),
-        });
-        eprintln!("  run {rep}: blackhole {hole}");
-        quiet(15);
-        let from_ms = flood(&mut lab, &mesh, 12)?;
-        injected.push(Injected {
-            class: Class::DdosVictim,
-            what: "n6".into(),
-            element: Element::Node(0),
+            now_ms(),
+            &format!("blackhole {hole}"),
+        );
+        quiet(QUIET_S);
+        let from_ms = flood(&mut lab, &mesh, FAULT_S as u32)?;
+        let note = format!(
+            "flood of {FLOOD_SOURCES} new sources towards hd ({})",
+            mesh.hd.router
+        );
+        done(
+            Class::DdosVictim,
+            mesh.hd.router.clone(),
             from_ms,
-            to_ms: from_ms + 12_000.0,
-        });
-        eprintln!("  run {rep}: flood of {FLOOD_SOURCES} new sources towards hd (n6)");
-        quiet(18);
-        let from_ms = scan(&mut lab, &mesh, 12)?;
-        injected.push(Injected {
-            class: Class::Scanner,
-            what: "n1".into(),
-            element: Element::Node(0),
+            from_ms + (FAULT_S * 1000) as f64,
+            &note,
+        );
+        quiet(FAULT_S + 6);
+        let from_ms = scan(&mut lab, &mesh, FAULT_S as u32)?;
+        let note = format!(
+            "a scan of {SCAN_TARGETS} addresses entering at {}",
+            mesh.hs.router
+        );
+        done(
+            Class::Scanner,
+            mesh.hs.router.clone(),
             from_ms,
-            to_ms: from_ms + 12_000.0,
-        });
-        eprintln!("  run {rep}: a scan of {SCAN_TARGETS} addresses entering at n1");
-        quiet(15);
+            from_ms + (FAULT_S * 1000) as f64,
+            &note,
+        );
+        quiet(QUIET_S);
         stop.store(true, Ordering::Relaxed);
         Ok(())
     })?;
@@ -395,110 +505,175 @@ fn detectors(site: &Trace) -> Result<Vec<FeatureDetector>> {
     Ok(out)
 }
 
+/// The fault-free start of run `i` (cyclically) of `runs`.
+fn fault_free(runs: &[Vec<(String, Trace)>], i: usize) -> Result<&Trace> {
+    Ok(&runs[i % runs.len()]
+        .first()
+        .context("a fault-free trace")?
+        .1)
+}
+
+/// Per detector (in the order first seen), its figures on each run of one topology.
+struct Scored {
+    names: Vec<String>,
+    per: BTreeMap<String, Vec<SeedMetrics>>,
+}
+
+/// Scores every detector on each run's traces; `site(i)` is the fault-free recording run
+/// `i`'s calibrated detectors are fitted to.
+fn score_runs<'a>(
+    runs: &'a [Vec<(String, Trace)>],
+    site: &dyn Fn(usize) -> Result<&'a Trace>,
+) -> Result<Scored> {
+    let mut out = Scored {
+        names: Vec::new(),
+        per: BTreeMap::new(),
+    };
+    for (i, traces) in runs.iter().enumerate() {
+        for mut det in detectors(site(i)?)? {
+            let name = det.name().to_owned();
+            if !out.names.contains(&name) {
+                out.names.push(name.clone());
+            }
+            let th = *det.thresholds();
+            let scored = score_traces(&mut det, traces.iter().map(|(_, t)| t))?;
+            out.per.entry(name).or_default().push(metrics(&scored, &th));
+        }
+    }
+    Ok(out)
+}
+
+fn class_recall(m: &SeedMetrics, c: Class) -> f64 {
+    m.per_class
+        .iter()
+        .find(|(k, _)| *k == c)
+        .map_or(0.0, |(_, x)| x.recall)
+}
+
+/// The worst seed's gray-link detection latency p95 (windows), NaN if never finite.
+fn gray_p95(runs: &[SeedMetrics]) -> f64 {
+    runs.iter()
+        .filter_map(|m| m.gray_latency_p95)
+        .fold(f64::NAN, f64::max)
+}
+
+impl Scored {
+    fn stat(&self, name: &str, f: &dyn Fn(&SeedMetrics) -> f64) -> Interval {
+        interval(&self.per[name].iter().map(f).collect::<Vec<_>>())
+    }
+
+    /// Prints the table; its rows as JSON.
+    fn table(&self, title: &str) -> Vec<serde_json::Value> {
+        println!("{title}:");
+        println!(
+            "{:<14} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>12} {:>9}",
+            "detector",
+            "macro-F1",
+            "gray R",
+            "down R",
+            "congested R",
+            "blackhole R",
+            "ddos R",
+            "alarms/h",
+            "gray p95"
+        );
+        let mut rows = Vec::new();
+        for n in &self.names {
+            let f1 = self.stat(n, &|m| m.macro_f1);
+            let r = |c: Class| self.stat(n, &move |m| class_recall(m, c));
+            let (gray, down, cong) = (r(Class::GrayLink), r(Class::LinkDown), r(Class::Congested));
+            let (bh, dd) = (r(Class::Blackhole), r(Class::DdosVictim));
+            let alarms = self.stat(n, &|m| m.false_alarms_per_hour);
+            let gp95 = gray_p95(&self.per[n]);
+            let pm = |i: &Interval| format!("{:.3}±{:.3}", i.mean, i.ci95);
+            println!(
+                "{n:<14} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} {:>6.1}±{:<5.1} {gp95:>9.1}",
+                pm(&f1),
+                pm(&gray),
+                pm(&down),
+                pm(&cong),
+                pm(&bh),
+                pm(&dd),
+                alarms.mean,
+                alarms.ci95
+            );
+            rows.push(
+                json!({"detector": n, "macro_f1": f1.mean, "macro_f1_ci95": f1.ci95,
+                "gray_recall": gray.mean, "link_down_recall": down.mean,
+                "congested_recall": cong.mean, "blackhole_recall": bh.mean,
+                "ddos_recall": dd.mean, "alarms_per_h": alarms.mean,
+                "gray_p95_windows": gp95, "runs": self.per[n]}),
+            );
+        }
+        rows
+    }
+
+    /// `gnn`'s macro-F1 lead over the best of the detectors `others` keeps, per run: the
+    /// best's name and the lead's interval.
+    fn lead_over(&self, gnn: &str, others: &dyn Fn(&str) -> bool) -> (String, Interval) {
+        let best = self
+            .names
+            .iter()
+            .filter(|n| others(n))
+            .max_by(|a, b| {
+                self.stat(a, &|m| m.macro_f1)
+                    .mean
+                    .total_cmp(&self.stat(b, &|m| m.macro_f1).mean)
+            })
+            .cloned()
+            .unwrap_or_default();
+        let lead: Vec<f64> = self.per[gnn]
+            .iter()
+            .zip(&self.per[&best])
+            .map(|(a, b)| a.macro_f1 - b.macro_f1)
+            .collect();
+        (best, interval(&lead))
+    }
+}
+
 pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
     let reps = std::env::var("DETECT_LIVE_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3usize);
-    eprintln!(
-        "bench detect-live: {reps} runs on the six-router lab mesh (observe mode), each: 40 s fault-free, gray 2/5/10/20/30 %, a blackhole, a flood of {FLOOD_SOURCES} sources, a scan of {SCAN_TARGETS} addresses"
+        .unwrap_or(3usize)
+        .max(1);
+    let gray: Vec<String> = GRAY_PERMILLE
+        .iter()
+        .map(|p| format!("{}", *p as f64 / 10.0))
+        .collect();
+    let faults = format!(
+        "gray {} %, silent and hard link failure, flapping, congestion (tbf), a blackhole, a flood of {FLOOD_SOURCES} sources, a scan of {SCAN_TARGETS} addresses",
+        gray.join("/")
     );
-    let mut runs = Vec::new();
+    eprintln!(
+        "bench detect-live: {reps} runs on each of two lab meshes (agents in observe mode), each run 40 s fault-free, then {faults}"
+    );
+    let mut diamond = Vec::new();
+    let mut seven = Vec::new();
     for rep in 0..reps {
-        runs.push(run(&meshctl, rep).with_context(|| format!("run {rep}"))?);
-    }
-    let mut per: BTreeMap<String, Vec<SeedMetrics>> = BTreeMap::new();
-    let mut names = Vec::new();
-    for (i, traces) in runs.iter().enumerate() {
-        // Calibrated on the next run's fault-free start: a recording of the same mesh
-        // that is not scored here (the same run's only when there is one run).
-        let site = &runs[(i + 1) % runs.len()]
-            .first()
-            .context("a fault-free trace")?
-            .1;
-        for mut det in detectors(site)? {
-            let name = det.name().to_owned();
-            if !names.contains(&name) {
-                names.push(name.clone());
-            }
-            let th = *det.thresholds();
-            let scored = score_traces(&mut det, traces.iter().map(|(_, t)| t))?;
-            per.entry(name).or_default().push(metrics(&scored, &th));
+        for (shape, runs) in [(Shape::Diamond, &mut diamond), (Shape::Seven, &mut seven)] {
+            runs.push(
+                run(&meshctl, shape, rep)
+                    .with_context(|| format!("run {rep} on the {}", shape.name()))?,
+            );
         }
     }
-    let stat = |name: &str, f: &dyn Fn(&SeedMetrics) -> f64| {
-        interval(&per[name].iter().map(f).collect::<Vec<_>>())
-    };
-    let class_recall = |m: &SeedMetrics, c: Class| {
-        m.per_class
-            .iter()
-            .find(|(k, _)| *k == c)
-            .map_or(0.0, |(_, x)| x.recall)
-    };
-    println!(
-        "{:<14} {:>13} {:>13} {:>13} {:>13} {:>12} {:>9}",
-        "detector", "macro-F1", "gray R", "blackhole R", "ddos R", "alarms/h", "gray p95"
-    );
-    let mut rows = Vec::new();
-    for n in &names {
-        let f1 = stat(n, &|m| m.macro_f1);
-        let gray = stat(n, &|m| class_recall(m, Class::GrayLink));
-        let bh = stat(n, &|m| class_recall(m, Class::Blackhole));
-        let dd = stat(n, &|m| class_recall(m, Class::DdosVictim));
-        let alarms = stat(n, &|m| m.false_alarms_per_hour);
-        let gp95 = per[n]
-            .iter()
-            .filter_map(|m| m.gray_latency_p95)
-            .fold(f64::NAN, f64::max);
-        println!(
-            "{n:<14} {:>6.3}±{:.3} {:>6.3}±{:.3} {:>6.3}±{:.3} {:>6.3}±{:.3} {:>6.1}±{:.1} {gp95:>9.1}",
-            f1.mean,
-            f1.ci95,
-            gray.mean,
-            gray.ci95,
-            bh.mean,
-            bh.ci95,
-            dd.mean,
-            dd.ci95,
-            alarms.mean,
-            alarms.ci95
-        );
-        rows.push(
-            json!({"detector": n, "macro_f1": f1.mean, "macro_f1_ci95": f1.ci95,
-            "gray_recall": gray.mean, "blackhole_recall": bh.mean, "ddos_recall": dd.mean,
-            "alarms_per_h": alarms.mean, "gray_p95_windows": gp95,
-            "runs": per[n]}),
-        );
-    }
-    // `gnn`'s macro-F1 lead over the best of the detectors `others` keeps, per run.
-    let lead_over = |gnn: &str, others: &dyn Fn(&str) -> bool| {
-        let best = names
-            .iter()
-            .filter(|n| others(n))
-            .max_by(|a, b| {
-                stat(a, &|m| m.macro_f1)
-                    .mean
-                    .total_cmp(&stat(b, &|m| m.macro_f1).mean)
-            })
-            .cloned()
-            .unwrap_or_default();
-        let lead: Vec<f64> = per[gnn]
-            .iter()
-            .zip(&per[&best])
-            .map(|(a, b)| a.macro_f1 - b.macro_f1)
-            .collect();
-        (best, interval(&lead))
-    };
+    // On the double diamond, calibrated on the next run's fault-free start: a recording of
+    // the same mesh that is not scored here (the same run's only when there is one run).
+    let seen = score_runs(&diamond, &|i| fault_free(&diamond, i + 1))?;
+    // On the seven routers, calibrated on the double diamond: no step ever saw this mesh.
+    let unseen = score_runs(&seven, &|i| fault_free(&diamond, i))?;
+    let seen_rows = seen.table(&format!("{} ({reps} runs)", Shape::Diamond.name()));
+    println!();
+    let unseen_rows = unseen.table(&format!("{} ({reps} runs)", Shape::Seven.name()));
+
     let gnn = "graphsage";
-    let (best, lead) = lead_over(gnn, &|n| n != gnn);
+    let (best, lead) = unseen.lead_over(gnn, &|n| n != gnn);
     // Calibrated GraphSAGE against the best of every other detector, calibrated or not.
     let gnn_cal = "graphsage-cal";
-    let (best_cal, cal_lead) = lead_over(gnn_cal, &|n| !n.starts_with(gnn));
-    let g = |f: &dyn Fn(&SeedMetrics) -> f64| stat(gnn, f).mean;
-    let gray_p95 = per[gnn]
-        .iter()
-        .filter_map(|m| m.gray_latency_p95)
-        .fold(f64::NAN, f64::max);
+    let (best_cal, cal_lead) = unseen.lead_over(gnn_cal, &|n| !n.starts_with(gnn));
+    let (seen_best, seen_lead) = seen.lead_over(gnn, &|n| n != gnn);
+    let g = |f: &dyn Fn(&SeedMetrics) -> f64| unseen.stat(gnn, f).mean;
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -506,28 +681,31 @@ pub fn detect_live(meshctl: std::path::PathBuf, out: &Path) -> Result<()> {
         out,
         serde_json::to_string_pretty(&json!({
             "benchmark": "detect-live",
-            "runs": reps,
-            "topology": "six-router lab mesh (never trained or calibrated on)",
-            "faults": ["gray 2 %", "gray 5 %", "gray 10 %", "gray 20 %", "gray 30 %", "blackhole node", "flood of 80 new sources", "scan of 100 addresses"],
-            "detectors": rows,
-            "best_baseline": best,
-            "lead": {"mean": lead.mean, "ci95": lead.ci95},
-            "calibration": "each run's detectors are calibrated (fpr 0.005) on the next run's fault-free start",
-            "best_baseline_of_calibrated": best_cal,
-            "calibrated_lead": {"mean": cal_lead.mean, "ci95": cal_lead.ci95},
+            "runs_per_topology": reps,
+            "faults": faults,
+            "calibration": "fpr 0.005 on a fault-free start: on the double diamond, the next run's; on the seven routers, a double-diamond run's",
+            "topologies": {
+                "double_diamond": {"detectors": seen_rows, "best_baseline": seen_best,
+                    "lead": {"mean": seen_lead.mean, "ci95": seen_lead.ci95}},
+                "seven_unseen": {"detectors": unseen_rows, "best_baseline": best,
+                    "lead": {"mean": lead.mean, "ci95": lead.ci95},
+                    "best_baseline_of_calibrated": best_cal,
+                    "calibrated_lead": {"mean": cal_lead.mean, "ci95": cal_lead.ci95}},
+            },
         }))?,
     )?;
     eprintln!("  wrote {}", out.display());
     println!(
-        "bench detect-live: gnn_macro_f1={:.3} best_baseline_macro_f1={:.3} lead_ci_low={:.3} alarms_per_h={:.1} gray_p95_windows={gray_p95:.1} blackhole_recall={:.3} ddos_recall={:.3} gnn_cal_macro_f1={:.3} best_other_cal_macro_f1={:.3} ({best_cal}) cal_lead_ci_low={:.3}",
+        "bench detect-live: gnn_macro_f1={:.3} best_baseline_macro_f1={:.3} lead_ci_low={:.3} alarms_per_h={:.1} gray_p95_windows={:.1} blackhole_recall={:.3} ddos_recall={:.3} gnn_cal_macro_f1={:.3} best_other_cal_macro_f1={:.3} ({best_cal}) cal_lead_ci_low={:.3} (seven routers, unseen; best baseline {best})",
         g(&|m| m.macro_f1),
-        stat(&best, &|m| m.macro_f1).mean,
+        unseen.stat(&best, &|m| m.macro_f1).mean,
         lead.mean - lead.ci95,
         g(&|m| m.false_alarms_per_hour),
+        gray_p95(&unseen.per[gnn]),
         g(&|m| class_recall(m, Class::Blackhole)),
         g(&|m| class_recall(m, Class::DdosVictim)),
-        stat(gnn_cal, &|m| m.macro_f1).mean,
-        stat(&best_cal, &|m| m.macro_f1).mean,
+        unseen.stat(gnn_cal, &|m| m.macro_f1).mean,
+        unseen.stat(&best_cal, &|m| m.macro_f1).mean,
         cal_lead.mean - cal_lead.ci95,
     );
     Ok(())

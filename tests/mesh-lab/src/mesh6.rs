@@ -55,8 +55,10 @@ pub struct Attached {
 /// The wired mesh.
 #[derive(Debug, Clone)]
 pub struct Mesh6 {
-    /// n1..n6.
+    /// n1..n6 (or the routers of another shape, see [`wired`]).
     pub routers: Vec<String>,
+    /// The router-to-router links ([`CORE`] for the double diamond).
+    pub core: Vec<(String, String)>,
     /// Every link, hs–n1 first, n6–hd last.
     pub links: Vec<Link>,
     /// hs, at n1: where streams start.
@@ -74,19 +76,20 @@ impl Mesh6 {
             .with_context(|| format!("mesh6 has no link {a}-{b}"))
     }
 
-    /// The router-to-router links, in [`CORE`] order.
+    /// The router-to-router links, in [`Mesh6::core`] order.
     pub fn core_links(&self) -> Result<Vec<&Link>> {
-        CORE.iter().map(|(a, b)| self.link(a, b)).collect()
+        self.core.iter().map(|(a, b)| self.link(a, b)).collect()
     }
 
     /// The routers next to `router` in the core.
-    pub fn neighbours(&self, router: &str) -> Vec<&'static str> {
-        CORE.iter()
-            .filter_map(|&(a, b)| {
+    pub fn neighbours(&self, router: &str) -> Vec<&str> {
+        self.core
+            .iter()
+            .filter_map(|(a, b)| {
                 if a == router {
-                    Some(b)
+                    Some(b.as_str())
                 } else if b == router {
-                    Some(a)
+                    Some(a.as_str())
                 } else {
                     None
                 }
@@ -98,14 +101,21 @@ impl Mesh6 {
 /// Builds the mesh: hosts and routers as lab nodes (kernel forwarding off), every link a
 /// wire link, and the hosts' default routes via their router.
 pub fn mesh6(lab: &mut Lab) -> Result<Mesh6> {
-    for n in ["hs", "hd"].iter().chain(ROUTERS.iter()) {
+    wired(lab, &ROUTERS, &CORE, "n6")
+}
+
+/// Builds a mesh of `routers` joined by `core`, hs at the first router and hd at `hd_at`,
+/// as [`mesh6`] does.
+pub fn wired(lab: &mut Lab, routers: &[&str], core: &[(&str, &str)], hd_at: &str) -> Result<Mesh6> {
+    let hs_at = *routers.first().context("a mesh without routers")?;
+    for n in ["hs", "hd"].iter().chain(routers.iter()) {
         lab.node(n)?;
     }
-    let mut links = vec![lab.wire_link("n1", "hs")?];
-    for (a, b) in CORE {
+    let mut links = vec![lab.wire_link(hs_at, "hs")?];
+    for (a, b) in core {
         links.push(lab.wire_link(a, b)?);
     }
-    links.push(lab.wire_link("n6", "hd")?);
+    links.push(lab.wire_link(hd_at, "hd")?);
     let attach = |link: &Link, router: &str, host: &str| -> Result<Attached> {
         let (r, h) = (link.end(router), link.end(host));
         super::topology::host_default(lab, host, link)?;
@@ -121,10 +131,14 @@ pub fn mesh6(lab: &mut Lab) -> Result<Mesh6> {
     };
     let first = links.first().context("mesh6 without links")?;
     let last = links.last().context("mesh6 without links")?;
-    let hs = attach(first, "n1", "hs")?;
-    let hd = attach(last, "n6", "hd")?;
+    let hs = attach(first, hs_at, "hs")?;
+    let hd = attach(last, hd_at, "hd")?;
     Ok(Mesh6 {
-        routers: ROUTERS.iter().map(|r| (*r).to_owned()).collect(),
+        routers: routers.iter().map(|r| (*r).to_owned()).collect(),
+        core: core
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect(),
         links,
         hs,
         hd,
@@ -166,30 +180,42 @@ pub fn active_path(
     min_packets: u64,
 ) -> Result<Option<Vec<String>>> {
     let data = core_traffic(lab, mesh, window)?;
-    Ok(path_from_counts(&data, min_packets))
+    Ok(path_from_counts(
+        &mesh.core,
+        &mesh.hs.router,
+        &mesh.hd.router,
+        &data,
+        min_packets,
+    ))
 }
 
-/// Follows the busiest links from n1 to n6; `data` in [`CORE`] order.
-fn path_from_counts(data: &[u64], min_packets: u64) -> Option<Vec<String>> {
-    let mut path = vec!["n1".to_owned()];
-    while path.last().is_some_and(|n| n != "n6") {
+/// Follows the busiest links of `core` from `from` to `to`; `data` in `core` order.
+fn path_from_counts(
+    core: &[(String, String)],
+    from: &str,
+    to: &str,
+    data: &[u64],
+    min_packets: u64,
+) -> Option<Vec<String>> {
+    let mut path = vec![from.to_owned()];
+    while path.last().is_some_and(|n| n != to) {
         let here = path.last()?.clone();
-        let next = CORE
+        let next = core
             .iter()
             .zip(data)
             .filter(|&(_, &n)| n >= min_packets)
-            .filter_map(|(&(a, b), &n)| {
-                if a == here {
+            .filter_map(|((a, b), &n)| {
+                if *a == here {
                     Some((b, n))
-                } else if b == here {
+                } else if *b == here {
                     Some((a, n))
                 } else {
                     None
                 }
             })
-            .filter(|(next, _)| !path.iter().any(|p| p == next))
+            .filter(|(next, _)| !path.iter().any(|p| p == *next))
             .max_by_key(|&(_, n)| n)?;
-        path.push(next.0.to_owned());
+        path.push(next.0.clone());
     }
     Some(path)
 }
@@ -306,11 +332,17 @@ pub fn failure_round(
 mod tests {
     use super::*;
 
+    fn core() -> Vec<(String, String)> {
+        CORE.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
     #[test]
     fn the_busiest_chain_is_the_path() {
         // n1-n3, n3-n5, n5-n6 busy; n1-n2 a little (control noise below the bar).
         let data = [3, 200, 0, 0, 0, 190, 0, 205];
-        let path = path_from_counts(&data, 50).expect("a path");
+        let path = path_from_counts(&core(), "n1", "n6", &data, 50).expect("a path");
         assert_eq!(path, ["n1", "n3", "n5", "n6"]);
         assert!(path_uses(&path, "n5", "n3"));
         assert!(!path_uses(&path, "n1", "n2"));
@@ -319,7 +351,7 @@ mod tests {
     #[test]
     fn a_broken_chain_is_no_path() {
         let data = [200, 0, 0, 0, 0, 0, 0, 200];
-        assert_eq!(path_from_counts(&data, 50), None);
+        assert_eq!(path_from_counts(&core(), "n1", "n6", &data, 50), None);
     }
 
     #[test]

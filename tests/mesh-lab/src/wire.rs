@@ -341,6 +341,55 @@ impl Lab {
         self.set_side(wire, &wire.b_side, true).map(drop)
     }
 
+    /// Congests a link towards its end at `towards`: what the wire passes that way waits
+    /// behind a token bucket (`tc` tbf, the kernel's shaper; there is no netem here) of
+    /// `kbit` kbit/s with at most `latency_ms` of queue, beyond which frames are dropped.
+    /// Offered more than the rate, the queue fills: real queueing delay for data and
+    /// probes alike, and a little tail loss. [`Lab::uncongest`] undoes it.
+    pub fn congest(&self, link: &Link, towards: &str, kbit: u32, latency_ms: u32) -> Result<u64> {
+        let (wire, side) = self.wire_side(link, towards)?;
+        run_in(
+            wire,
+            &[
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                side,
+                "root",
+                "tbf",
+                "rate",
+                &format!("{kbit}kbit"),
+                "burst",
+                "2000",
+                "latency",
+                &format!("{latency_ms}ms"),
+            ],
+        )
+    }
+
+    /// Takes [`Lab::congest`]'s shaper off.
+    pub fn uncongest(&self, link: &Link, towards: &str) -> Result<()> {
+        let (wire, side) = self.wire_side(link, towards)?;
+        run_in(wire, &["tc", "qdisc", "del", "dev", side, "root"]).map(drop)
+    }
+
+    /// A link's wire and its side facing `node`.
+    fn wire_side(&self, link: &Link, node: &str) -> Result<(&Wire, &str)> {
+        let wire = self.wire(link)?;
+        if link.a.node == node {
+            Ok((wire, &wire.a_side))
+        } else if link.b.node == node {
+            Ok((wire, &wire.b_side))
+        } else {
+            bail!(
+                "{node} is not an end of link {}-{}",
+                link.a.node,
+                link.b.node
+            )
+        }
+    }
+
     /// What crossed a link's wire since it was made.
     pub fn wire_counters(&self, link: &Link) -> Result<WireCounters> {
         let wire = self.wire(link)?;
