@@ -263,6 +263,11 @@ fn run(meshctl: &Path, shape: Shape, rep: usize) -> Result<Vec<(String, Trace)>>
             &format!("{name} flapping at 1-3 s"),
         );
         quiet(QUIET_S);
+        // Failures may have moved the stream: congest and blackhole where it runs now.
+        let path =
+            mesh6::active_path(&lab, &mesh, Duration::from_millis(500), 100)?.unwrap_or(path);
+        let link = mesh.link(&path[1], &path[2])?.clone();
+        let name = format!("{}-{}", path[1], path[2]);
         let from_ms = now_ms();
         lab.congest(&link, &path[2], CONGEST_KBIT, 80)?;
         quiet(FAULT_S);
