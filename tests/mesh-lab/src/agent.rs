@@ -209,6 +209,27 @@ impl Agent {
         Ok(agent)
     }
 
+    /// Whether the process still runs, and if it ended, how: the kernel keeps a zombie's
+    /// wait status as the last field of `/proc/PID/stat` until it is reaped.
+    fn fate(&self) -> String {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return format!("pid {} is gone", self.pid);
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return format!("pid {}: unreadable stat", self.pid);
+        };
+        if !rest.starts_with('Z') {
+            return format!("pid {} still runs", self.pid);
+        }
+        match rest.split_whitespace().last().map(str::parse::<i32>) {
+            Some(Ok(status)) if status & 0x7f != 0 => {
+                format!("pid {} was killed by signal {}", self.pid, status & 0x7f)
+            }
+            Some(Ok(status)) => format!("pid {} exited with code {}", self.pid, status >> 8),
+            _ => format!("pid {} ended, status unreadable", self.pid),
+        }
+    }
+
     /// What the agent wrote to standard error so far.
     pub fn said(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -221,8 +242,9 @@ impl Agent {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self.lines.recv_timeout(left).with_context(|| {
                 format!(
-                    "agent in {} sent no `{event}` event; its standard error: {}",
+                    "agent in {} sent no `{event}` event ({}); its standard error: {}",
                     self.node,
+                    self.fate(),
                     self.said().trim()
                 )
             })?;
