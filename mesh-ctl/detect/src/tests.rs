@@ -73,19 +73,24 @@ fn sage_layer_matches_hand_computed_values_and_gradients() {
     }
 }
 
-#[test]
-fn index_add_aggregation_equals_dense() {
+/// The first fault-free window of a generated scale-free mesh, as a graph sample.
+fn scale_free_sample(nodes: usize, seed: u64) -> GraphSample {
     let t = generate(&ScenarioSpec {
         family: Family::ScaleFree,
-        nodes: 40,
+        nodes,
         windows: 2,
-        seed: 3,
+        seed,
         fault: None,
         window_ms: 10_000,
     });
     let mut st = FeatureState::new(FeatureSpec::default());
     let f = st.update(&t.header.topology, &t.windows[0]);
-    let g = GraphSample::new(&t.header.topology, &f, None);
+    GraphSample::new(&t.header.topology, &f, None)
+}
+
+#[test]
+fn index_add_aggregation_equals_dense() {
+    let g = scale_free_sample(40, 3);
     let (ni, li) = (NODE_FEATURES.len(), LINK_FEATURES.len());
     let s = GraphTensors::new(&g, ni, li, Aggregation::Sparse, &Device::Cpu).unwrap();
     let d = GraphTensors::new(&g, ni, li, Aggregation::Dense, &Device::Cpu).unwrap();
@@ -105,17 +110,7 @@ fn index_add_aggregation_equals_dense() {
 
 #[test]
 fn gathered_inference_equals_index_add() {
-    let t = generate(&ScenarioSpec {
-        family: Family::ScaleFree,
-        nodes: 200,
-        windows: 2,
-        seed: 5,
-        fault: None,
-        window_ms: 10_000,
-    });
-    let mut st = FeatureState::new(FeatureSpec::default());
-    let f = st.update(&t.header.topology, &t.windows[0]);
-    let g = GraphSample::new(&t.header.topology, &f, None);
+    let g = scale_free_sample(200, 5);
     let (ni, li) = (NODE_FEATURES.len(), LINK_FEATURES.len());
     let config = super::sage::SageConfig {
         node_in: ni,

@@ -212,11 +212,8 @@ impl Agent {
     /// Whether the process still runs, and if it ended, how: the kernel keeps a zombie's
     /// wait status as the last field of `/proc/PID/stat` until it is reaped.
     fn fate(&self) -> String {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+        let Some(rest) = self.stat() else {
             return format!("pid {} is gone", self.pid);
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            return format!("pid {}: unreadable stat", self.pid);
         };
         if !rest.starts_with('Z') {
             return format!("pid {} still runs", self.pid);
@@ -228,6 +225,13 @@ impl Agent {
             Some(Ok(status)) => format!("pid {} exited with code {}", self.pid, status >> 8),
             _ => format!("pid {} ended, status unreadable", self.pid),
         }
+    }
+
+    /// `/proc/PID/stat` after the command name's closing paren (the state first), None once
+    /// the process is gone.
+    fn stat(&self) -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        stat.rsplit_once(") ").map(|(_, rest)| rest.to_owned())
     }
 
     /// What the agent wrote to standard error so far.
@@ -363,24 +367,17 @@ impl Agent {
 
     /// Waits (at most 5 s) until the process is dead and its sockets closed.
     fn wait_dead(&self) -> Result<()> {
-        let stat = format!("/proc/{}/stat", self.pid);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            // Gone, or a zombie (state `Z` after the command name's closing paren) whose
-            // other threads are gone too: the last thread to exit closes the sockets.
+            // Gone, or a zombie whose other threads are gone too: the last thread to exit
+            // closes the sockets.
             let threads = std::fs::read_dir(format!("/proc/{}/task", self.pid))
                 .map(Iterator::count)
                 .unwrap_or(0);
-            match std::fs::read_to_string(&stat) {
-                Err(_) => return Ok(()),
-                Ok(s)
-                    if threads <= 1
-                        && s.rsplit_once(") ")
-                            .is_some_and(|(_, rest)| rest.starts_with('Z')) =>
-                {
-                    return Ok(());
-                }
-                Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            match self.stat() {
+                None => return Ok(()),
+                Some(rest) if threads <= 1 && rest.starts_with('Z') => return Ok(()),
+                Some(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
         bail!("the agent in {} is still alive after 5 s", self.node)

@@ -25,6 +25,7 @@ use serde_json::json;
 use super::{
     Agent, Fault, Lab, mesh_agents,
     mesh6::{self, Mesh6},
+    wire,
 };
 use mesh_ctl::{
     api::{self, Request},
@@ -161,13 +162,12 @@ impl Shape {
 
 /// Until hs reaches hd through the mesh.
 fn wait_reachable(lab: &Lab, mesh: &Mesh6) -> Result<()> {
-    for _ in 0..200 {
-        if lab.ping("hs", &mesh.hd.host_v4.to_string(), 1)? == 1 {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("hs did not reach hd within 20 s")
+    let hd = mesh.hd.host_v4.to_string();
+    let reached = wire::wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        Ok(lab.ping("hs", &hd, 1)? == 1)
+    })?;
+    anyhow::ensure!(reached, "hs did not reach hd within 20 s");
+    Ok(())
 }
 
 /// Seconds each fault lasts, and the quiet after it.

@@ -101,7 +101,7 @@ pub fn scale(out: &Path) -> Result<()> {
         "baseline": "the same with Bellman-Ford (relax every edge until a round changes nothing) for each tree; routes checked equal",
         "update": "one advert re-originated (seq + 1) with one link cost changed to a new random cost: Lsdb::receive, then a full compute (no incremental SPF); a different advert each repetition",
         "flood": "cold start: every node originates at once from empty LSDBs, synchronous rounds, new adverts forwarded to every neighbour but the sender; checked complete",
-        "inference": "one detection cycle of the shipped GraphSAGE model on a generated geometric mesh (another generator than the SPF's, average degree about 4): features of the next fault-free window with their history, standardising, both layers, both heads and the class probabilities of every node and link; gathered aggregation (the agent's) against candle's index_select / index_add (baseline), interleaved",
+        "inference": "one detection cycle of the shipped GraphSAGE model on a mesh of the detection generator's geometric family (denser than the SPF's: 5,284 links at 1,000 nodes, 72,101 at 10,000): features of the next fault-free window with their history, standardising, both layers, both heads and the class probabilities of every node and link; gathered aggregation (the agent's) against candle's index_select / index_add (baseline), interleaved",
         "sizes": rows,
     });
     if let Some(dir) = out.parent() {

@@ -116,7 +116,8 @@ pub struct Cycle {
 }
 
 impl Cycle {
-    /// A geometric mesh of `nodes` nodes (average degree about 4) with a dozen windows.
+    /// A mesh of the generator's geometric family of `nodes` nodes (5,284 links at 1,000,
+    /// 72,101 at 10,000) with a dozen windows.
     pub fn new(nodes: usize) -> Self {
         Cycle {
             trace: generate(&ScenarioSpec {
