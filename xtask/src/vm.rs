@@ -186,7 +186,9 @@ fn find_vmlinuz(dir: &Path) -> Option<PathBuf> {
 fn run_guest(series: &str, kernel: &Path, bins: &[PathBuf]) -> Result<Summary> {
     let script_path = cmd::root().join(format!("target/vm/guest-{series}.sh"));
     let mut script = String::from(
-        "dmesg -n 1\n\
+        // Level 5: the console carries errors and warnings (an oops's registers and call
+        // trace among them) but not the info lines every namespace and veth would print.
+        "dmesg -n 5\n\
          export X0TTA6BL4_VM_GUEST=1\n\
          mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf\n\
          mkdir -p /run/netns\n\
@@ -235,6 +237,8 @@ fn run_guest(series: &str, kernel: &Path, bins: &[PathBuf]) -> Result<Summary> {
     let mut log = std::fs::File::create(&log_path).context("creating the guest log")?;
     // A test's panic message is on the lines after `panicked at`: show them too.
     let mut message_lines = 0;
+    // After a kernel oops, its registers and call trace: the guest dies with them.
+    let mut oops_lines = 0;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_default();
         let line = line.trim_end_matches('\r');
@@ -246,6 +250,10 @@ fn run_guest(series: &str, kernel: &Path, bins: &[PathBuf]) -> Result<Summary> {
             done = true;
         } else if line.contains("Kernel panic") || line.contains("BUG: ") || line.contains("Oops") {
             panicked = true;
+            oops_lines = 80;
+            eprintln!("[{label}] {line}");
+        } else if oops_lines > 0 {
+            oops_lines -= 1;
             eprintln!("[{label}] {line}");
         } else if line.starts_with("test ")
             || line.starts_with("test result")

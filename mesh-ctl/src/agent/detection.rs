@@ -20,6 +20,7 @@ use crate::{
         calibrate::{Calibration, Calibrator},
         detector::{CLASSES, FeatureDetector, Scorer},
         live::{Insert, LinkCounters, LiveView, NodeCounters, Report, ReportError},
+        quiet::Quieter,
     },
     telemetry,
 };
@@ -49,6 +50,50 @@ pub struct Detection {
     /// The detector's own thresholds, which calibration only raises.
     base: [f32; CLASSES],
     calibration: Calibrating,
+    /// Links our last report listed, and those we still report down.
+    lost: LostLinks,
+    /// Which of our reports go out.
+    quieter: Quieter,
+}
+
+/// Windows a lost neighbour's link is still reported, down, unless it is heard again.
+/// Routing withdraws the link as soon as the neighbour is lost; without these the link
+/// would vanish from the reports at once and the window that shows it down would be the
+/// only one (the detector, and the Plan stage's "down, not gray" memory, need more).
+const LOST_WINDOWS: u32 = 30;
+
+/// The links of our previous report, and the ones kept down after their neighbour went.
+#[derive(Debug, Default)]
+struct LostLinks {
+    previous: Vec<LinkCounters>,
+    down: BTreeMap<String, (LinkCounters, u32)>,
+}
+
+impl LostLinks {
+    /// Adds to `links` (this report's, sorted) a down entry for every neighbour listed
+    /// before and missing now, for [`LOST_WINDOWS`] reports.
+    fn carry(&mut self, links: &mut Vec<LinkCounters>) {
+        let heard: std::collections::BTreeSet<String> =
+            links.iter().map(|l| l.neighbor.clone()).collect();
+        for l in self.previous.drain(..) {
+            if !l.down && !heard.contains(&l.neighbor) {
+                self.down.insert(l.neighbor.clone(), (l, LOST_WINDOWS));
+            }
+        }
+        self.down.retain(|n, (last, left)| {
+            if heard.contains(n) || *left == 0 {
+                return false;
+            }
+            *left -= 1;
+            links.push(LinkCounters {
+                down: true,
+                ..last.clone()
+            });
+            true
+        });
+        links.sort_by(|a, b| a.neighbor.cmp(&b.neighbor));
+        self.previous.clone_from(links);
+    }
 }
 
 /// Where the thresholds stand.
@@ -153,6 +198,8 @@ impl Detection {
             rates: super::rates::Rates::default(),
             renew_at: BTreeMap::new(),
             avoided_gauged: std::collections::BTreeSet::new(),
+            lost: LostLinks::default(),
+            quieter: Quieter::new(d.window_ms),
         })
     }
 
@@ -199,24 +246,39 @@ impl Detection {
                     rtt_ms: x.quality.rtt_ms as f32,
                     jitter_ms: x.quality.jitter_ms as f32,
                     downs: x.quality.downs,
+                    down: false,
                 });
             }
         }
         links.sort_by(|a, b| a.neighbor.cmp(&b.neighbor));
         links.dedup_by(|a, b| a.neighbor == b.neighbor);
+        self.lost.carry(&mut links);
         Report {
             origin: node.to_owned(),
             seq: self.seq,
             slot_ms,
             at_ms,
+            refresh: crate::detect::quiet::refresh_windows(self.view.len()),
             node: n,
             links,
         }
     }
 
+    /// Whether our report goes out (see `detect::quiet`): peers carry on the rates of the
+    /// last two we sent until our counters move away from them.
+    pub fn must_send(&mut self, r: &Report) -> bool {
+        self.quieter.send(r)
+    }
+
     /// A report, ours or a peer's.
     pub fn receive(&mut self, r: Report, now_ms: u64) -> Result<Insert, ReportError> {
-        self.view.insert(r, now_ms)
+        let origin = r.origin.clone();
+        let got = self.view.insert(r, now_ms)?;
+        if got == Insert::New && self.view.reports_of(&origin) == 1 {
+            // A peer we did not know, or one that restarted: it knows nothing of us.
+            self.quieter.send_whole();
+        }
+        Ok(got)
     }
 
     /// The window ending at `slot_ms`: the mesh as the reports show it, the detector's
@@ -522,6 +584,81 @@ pub fn describe(d: &Decision) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_neighbour_is_reported_down_for_a_while_and_the_window_shows_its_link_lost() {
+        let link = |n: &str, probes: u64| LinkCounters {
+            neighbor: n.into(),
+            tx: 10 * probes,
+            probes_sent: probes,
+            probe_replies: probes,
+            ..LinkCounters::default()
+        };
+        let mut lost = LostLinks::default();
+        let mut view = LiveView::new(1000);
+        let report = |seq: u64,
+                      mut links: Vec<LinkCounters>,
+                      lost: &mut LostLinks,
+                      view: &mut LiveView| {
+            lost.carry(&mut links);
+            let r = Report {
+                origin: "a".into(),
+                seq,
+                slot_ms: seq * 1000,
+                at_ms: seq * 1000,
+                refresh: 1,
+                node: NodeCounters::default(),
+                links: links.clone(),
+            };
+            view.insert(r, seq * 1000).expect("valid");
+            // The neighbours report too (their own links do not matter here).
+            for origin in ["b", "c"] {
+                let r = Report {
+                    origin: origin.into(),
+                    seq,
+                    slot_ms: seq * 1000,
+                    at_ms: seq * 1000,
+                    ..Report::default()
+                };
+                view.insert(r, seq * 1000).expect("valid");
+            }
+            links
+        };
+        report(1, vec![link("b", 100), link("c", 100)], &mut lost, &mut view);
+        report(2, vec![link("b", 200), link("c", 200)], &mut lost, &mut view);
+        // c's hellos stop: it is still listed, down, with the counters it last had.
+        let third = report(3, vec![link("b", 300)], &mut lost, &mut view);
+        assert_eq!(third.len(), 2, "{third:?}");
+        let c = third.iter().find(|l| l.neighbor == "c").expect("c kept");
+        assert!(c.down && c.probes_sent == 200, "{c:?}");
+        for seq in 4..6 {
+            report(seq, vec![link("b", seq * 100)], &mut lost, &mut view);
+            let topo = view.topology();
+            let snap = view.snapshot(&topo, 0, seq * 1000);
+            let ends = |i: usize| {
+                let (x, y) = topo.links[i];
+                (topo.nodes[x as usize].as_str(), topo.nodes[y as usize].as_str())
+            };
+            let ac = (0..topo.links.len()).find(|&i| ends(i) == ("a", "c")).expect("a-c");
+            let ab = (0..topo.links.len()).find(|&i| ends(i) == ("a", "b")).expect("a-b");
+            let (down, up) = (&snap.links[ac], &snap.links[ab]);
+            assert!(
+                down.probes_sent > 0 && down.probes_lost == down.probes_sent,
+                "window {seq}: {down:?}"
+            );
+            assert_eq!(up.probes_lost, 0, "window {seq}: {up:?}");
+        }
+        // Heard again: listed as it is, no longer down.
+        let back = report(6, vec![link("b", 600), link("c", 300)], &mut lost, &mut view);
+        assert!(back.iter().all(|l| !l.down), "{back:?}");
+        // Gone for good: reported down for LOST_WINDOWS reports, then not at all.
+        let mut listed = 0;
+        for seq in 7..7 + u64::from(LOST_WINDOWS) + 3 {
+            let r = report(seq, vec![link("b", seq * 100)], &mut lost, &mut view);
+            listed += usize::from(r.iter().any(|l| l.neighbor == "c"));
+        }
+        assert_eq!(listed, LOST_WINDOWS as usize);
+    }
 
     #[test]
     fn a_missing_model_is_a_clear_error_and_the_static_levels_come_from_the_config() {
