@@ -10,7 +10,6 @@ pub mod detector;
 pub mod eval;
 pub mod features;
 pub mod live;
-pub mod quiet;
 pub mod sage;
 pub mod scenario;
 pub mod scores;

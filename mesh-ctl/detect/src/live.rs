@@ -14,7 +14,7 @@
 //!   frames): it is taken off the link and the node's forwarded count, which makes a node
 //!   that silently drops its transit after counting it look like what it is.
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,16 +84,8 @@ pub struct Report {
     /// The origin's own clock in ms when it read the counters; only differences between
     /// two of its reports are used.
     pub at_ms: u64,
-    /// The origin sends a report at least every this many windows; for an instant it sent
-    /// none, its last two reports are carried on (see [`crate::quiet`]).
-    #[serde(default = "every_window")]
-    pub refresh: u32,
     pub node: NodeCounters,
     pub links: Vec<LinkCounters>,
-}
-
-fn every_window() -> u32 {
-    1
 }
 
 /// Why a report was not taken.
@@ -153,22 +145,6 @@ struct Origin {
     received_ms: u64,
 }
 
-impl Origin {
-    /// The origin's counters at the instant `slot_ms`: its report for it, or, if it sent
-    /// none, its last two before it carried on, within the refresh it promised.
-    fn at(&self, slot_ms: u64, window_ms: u64) -> Option<Cow<'_, Report>> {
-        if let Some(r) = self.reports.iter().find(|r| r.slot_ms == slot_ms) {
-            return Some(Cow::Borrowed(r));
-        }
-        let mut before = self.reports.iter().filter(|r| r.slot_ms < slot_ms).rev();
-        let (last, prev) = (before.next()?, before.next()?);
-        let promised = u64::from(last.refresh.max(1)) * window_ms;
-        // It sends at least every `refresh` windows: a later gap is a report lost.
-        (slot_ms - last.slot_ms < promised)
-            .then(|| Cow::Owned(crate::quiet::extrapolate(prev, last, slot_ms)))
-    }
-}
-
 /// The latest reports of every origin.
 #[derive(Debug, Clone)]
 pub struct LiveView {
@@ -212,18 +188,11 @@ impl LiveView {
         Ok(Insert::New)
     }
 
-    /// Reports from origins not heard for a while (beyond the refresh they promised) go.
+    /// Reports from origins not heard for a while go.
     pub fn expire(&mut self, now_ms: u64) {
-        let window = self.window_ms;
-        self.origins.retain(|_, o| {
-            let refresh = o.reports.last().map_or(1, |r| u64::from(r.refresh.max(1)));
-            now_ms.saturating_sub(o.received_ms) <= (refresh - 1 + STALE_WINDOWS) * window
-        });
-    }
-
-    /// Reports of `origin` we hold (one after it restarted, none before we heard it).
-    pub fn reports_of(&self, origin: &str) -> usize {
-        self.origins.get(origin).map_or(0, |o| o.reports.len())
+        let limit = STALE_WINDOWS * self.window_ms;
+        self.origins
+            .retain(|_, o| now_ms.saturating_sub(o.received_ms) <= limit);
     }
 
     /// Origins we hold reports of.
@@ -266,10 +235,11 @@ impl LiveView {
         let mut snap = Snapshot::empty(window, topology);
         let start = slot_ms.saturating_sub(self.window_ms);
         // Per origin: node differences and per-neighbour link differences, scaled.
-        let mut deltas: Vec<Option<(NodeCounters, BTreeMap<String, Delta>)>> = Vec::new();
+        let mut deltas: Vec<Option<(NodeCounters, BTreeMap<&str, Delta>)>> = Vec::new();
         for name in &topology.nodes {
             let d = self.origins.get(name).and_then(|o| {
-                let (prev, last) = (o.at(start, self.window_ms)?, o.at(slot_ms, self.window_ms)?);
+                let at = |slot: u64| o.reports.iter().find(|r| r.slot_ms == slot);
+                let (prev, last) = (at(start)?, at(slot_ms)?);
                 let dt = last.at_ms.checked_sub(prev.at_ms).filter(|&d| d > 0)?;
                 let k = self.window_ms as f64 / dt as f64;
                 let s = |a: u64, b: u64| (a.saturating_sub(b) as f64 * k).round() as u64;
@@ -292,7 +262,7 @@ impl LiveView {
                     };
                     let sent = l.probes_sent.saturating_sub(o.probes_sent);
                     links.insert(
-                        l.neighbor.clone(),
+                        l.neighbor.as_str(),
                         Delta {
                             tx: s(l.tx, o.tx),
                             rx: s(l.rx, o.rx),
@@ -433,7 +403,6 @@ mod tests {
                 seq: seconds,
                 slot_ms: seconds * 1000,
                 at_ms: t,
-                refresh: 1,
                 node: node(n, n, 0),
                 links: vec![link("b", n, 0, 0)],
             },
@@ -442,7 +411,6 @@ mod tests {
                 seq: seconds,
                 slot_ms: seconds * 1000,
                 at_ms: t,
-                refresh: 1,
                 node: node(n, n, 0),
                 links: vec![link("a", 0, n, 0), link("c", n, 0, probe_loss)],
             },
@@ -451,7 +419,6 @@ mod tests {
                 seq: seconds,
                 slot_ms: seconds * 1000,
                 at_ms: t,
-                refresh: 1,
                 node: node(arrived, 0, arrived),
                 links: vec![link("b", 0, arrived, probe_loss)],
             },
@@ -491,40 +458,6 @@ mod tests {
             bc.tx_pkts, bc.rx_pkts,
             "the b–c link lost nothing itself: {bc:?}"
         );
-    }
-
-    #[test]
-    fn peers_of_quiet_origins_see_the_windows_those_who_hear_every_report_see() {
-        let mut quiet: BTreeMap<String, crate::quiet::Quieter> = BTreeMap::new();
-        let (mut full, mut heard) = (LiveView::new(1000), LiveView::new(1000));
-        let mut sent = 0;
-        for second in 1..=12 {
-            for mut r in line(1000, 0.6, 0, second, 0) {
-                r.refresh = 4;
-                assert_eq!(full.insert(r.clone(), second * 1000), Ok(Insert::New));
-                let q = quiet
-                    .entry(r.origin.clone())
-                    .or_insert_with(|| crate::quiet::Quieter::new(1000));
-                if q.send(&r) {
-                    sent += 1;
-                    assert_eq!(heard.insert(r, second * 1000), Ok(Insert::New));
-                }
-            }
-            heard.expire(second * 1000);
-            assert_eq!(heard.len(), 3, "nobody expired at {second}");
-            if second >= 2 {
-                let topo = full.topology();
-                assert_eq!(heard.topology(), topo);
-                let (a, b) = (
-                    full.snapshot(&topo, 0, second * 1000),
-                    heard.snapshot(&topo, 0, second * 1000),
-                );
-                assert_eq!(a, b, "window ending at {second} s");
-                assert!(unaccounted(&b.nodes[1]) > 0.5, "{:?}", b.nodes[1]);
-            }
-        }
-        // Two each to start, then one every four windows: 1, 2, 6, 10.
-        assert_eq!(sent, 3 * 4);
     }
 
     #[test]

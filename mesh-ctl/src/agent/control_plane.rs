@@ -182,14 +182,11 @@ impl Mesh {
             Ok(snap) => d.own_report(&self.config.node, slot_ms, now, &snap, &k.neighbors, fans),
             Err(_) => return,
         };
-        let send = d.must_send(&report);
         if let Err(e) = d.receive(report.clone(), now) {
             crate::event!(ERROR, "detect_error", error = e.to_string());
             return;
         }
-        if send {
-            self.flood(k, control, &Message::Report(report), None).await;
-        }
+        self.flood(k, control, &Message::Report(report), None).await;
     }
 
     async fn flood(

@@ -20,7 +20,6 @@ use crate::{
         calibrate::{Calibration, Calibrator},
         detector::{CLASSES, FeatureDetector, Scorer},
         live::{Insert, LinkCounters, LiveView, NodeCounters, Report, ReportError},
-        quiet::Quieter,
     },
     telemetry,
 };
@@ -52,8 +51,6 @@ pub struct Detection {
     calibration: Calibrating,
     /// Links our last report listed, and those we still report down.
     lost: LostLinks,
-    /// Which of our reports go out.
-    quieter: Quieter,
 }
 
 /// Windows a lost neighbour's link is still reported, down, unless it is heard again.
@@ -199,7 +196,6 @@ impl Detection {
             renew_at: BTreeMap::new(),
             avoided_gauged: std::collections::BTreeSet::new(),
             lost: LostLinks::default(),
-            quieter: Quieter::new(d.window_ms),
         })
     }
 
@@ -258,27 +254,14 @@ impl Detection {
             seq: self.seq,
             slot_ms,
             at_ms,
-            refresh: crate::detect::quiet::refresh_windows(self.view.len()),
             node: n,
             links,
         }
     }
 
-    /// Whether our report goes out (see `detect::quiet`): peers carry on the rates of the
-    /// last two we sent until our counters move away from them.
-    pub fn must_send(&mut self, r: &Report) -> bool {
-        self.quieter.send(r)
-    }
-
     /// A report, ours or a peer's.
     pub fn receive(&mut self, r: Report, now_ms: u64) -> Result<Insert, ReportError> {
-        let origin = r.origin.clone();
-        let got = self.view.insert(r, now_ms)?;
-        if got == Insert::New && self.view.reports_of(&origin) == 1 {
-            // A peer we did not know, or one that restarted: it knows nothing of us.
-            self.quieter.send_whole();
-        }
-        Ok(got)
+        self.view.insert(r, now_ms)
     }
 
     /// The window ending at `slot_ms`: the mesh as the reports show it, the detector's
@@ -596,36 +579,43 @@ mod tests {
         };
         let mut lost = LostLinks::default();
         let mut view = LiveView::new(1000);
-        let report = |seq: u64,
-                      mut links: Vec<LinkCounters>,
-                      lost: &mut LostLinks,
-                      view: &mut LiveView| {
-            lost.carry(&mut links);
-            let r = Report {
-                origin: "a".into(),
-                seq,
-                slot_ms: seq * 1000,
-                at_ms: seq * 1000,
-                refresh: 1,
-                node: NodeCounters::default(),
-                links: links.clone(),
-            };
-            view.insert(r, seq * 1000).expect("valid");
-            // The neighbours report too (their own links do not matter here).
-            for origin in ["b", "c"] {
+        let report =
+            |seq: u64, mut links: Vec<LinkCounters>, lost: &mut LostLinks, view: &mut LiveView| {
+                lost.carry(&mut links);
                 let r = Report {
-                    origin: origin.into(),
+                    origin: "a".into(),
                     seq,
                     slot_ms: seq * 1000,
                     at_ms: seq * 1000,
-                    ..Report::default()
+                    node: NodeCounters::default(),
+                    links: links.clone(),
                 };
                 view.insert(r, seq * 1000).expect("valid");
-            }
-            links
-        };
-        report(1, vec![link("b", 100), link("c", 100)], &mut lost, &mut view);
-        report(2, vec![link("b", 200), link("c", 200)], &mut lost, &mut view);
+                // The neighbours report too (their own links do not matter here).
+                for origin in ["b", "c"] {
+                    let r = Report {
+                        origin: origin.into(),
+                        seq,
+                        slot_ms: seq * 1000,
+                        at_ms: seq * 1000,
+                        ..Report::default()
+                    };
+                    view.insert(r, seq * 1000).expect("valid");
+                }
+                links
+            };
+        report(
+            1,
+            vec![link("b", 100), link("c", 100)],
+            &mut lost,
+            &mut view,
+        );
+        report(
+            2,
+            vec![link("b", 200), link("c", 200)],
+            &mut lost,
+            &mut view,
+        );
         // c's hellos stop: it is still listed, down, with the counters it last had.
         let third = report(3, vec![link("b", 300)], &mut lost, &mut view);
         assert_eq!(third.len(), 2, "{third:?}");
@@ -637,10 +627,17 @@ mod tests {
             let snap = view.snapshot(&topo, 0, seq * 1000);
             let ends = |i: usize| {
                 let (x, y) = topo.links[i];
-                (topo.nodes[x as usize].as_str(), topo.nodes[y as usize].as_str())
+                (
+                    topo.nodes[x as usize].as_str(),
+                    topo.nodes[y as usize].as_str(),
+                )
             };
-            let ac = (0..topo.links.len()).find(|&i| ends(i) == ("a", "c")).expect("a-c");
-            let ab = (0..topo.links.len()).find(|&i| ends(i) == ("a", "b")).expect("a-b");
+            let ac = (0..topo.links.len())
+                .find(|&i| ends(i) == ("a", "c"))
+                .expect("a-c");
+            let ab = (0..topo.links.len())
+                .find(|&i| ends(i) == ("a", "b"))
+                .expect("a-b");
             let (down, up) = (&snap.links[ac], &snap.links[ab]);
             assert!(
                 down.probes_sent > 0 && down.probes_lost == down.probes_sent,
@@ -649,7 +646,12 @@ mod tests {
             assert_eq!(up.probes_lost, 0, "window {seq}: {up:?}");
         }
         // Heard again: listed as it is, no longer down.
-        let back = report(6, vec![link("b", 600), link("c", 300)], &mut lost, &mut view);
+        let back = report(
+            6,
+            vec![link("b", 600), link("c", 300)],
+            &mut lost,
+            &mut view,
+        );
         assert!(back.iter().all(|l| !l.down), "{back:?}");
         // Gone for good: reported down for LOST_WINDOWS reports, then not at all.
         let mut listed = 0;

@@ -173,7 +173,6 @@ mod tests {
             seq: 9,
             slot_ms: 12_000,
             at_ms: 12_345,
-            refresh: 4,
             node: NodeCounters {
                 rx: 100,
                 forwarded: 90,

@@ -102,6 +102,7 @@ pub fn scale(out: &Path) -> Result<()> {
         "update": "one advert re-originated (seq + 1) with one link cost changed to a new random cost: Lsdb::receive, then a full compute (no incremental SPF); a different advert each repetition",
         "flood": "cold start: every node originates at once from empty LSDBs, synchronous rounds, new adverts forwarded to every neighbour but the sender; checked complete",
         "inference": "one detection cycle of the shipped GraphSAGE model on a mesh of the detection generator's geometric family (denser than the SPF's: 5,284 links at 1,000 nodes, 72,101 at 10,000): features of the next fault-free window with their history, standardising, both layers, both heads and the class probabilities of every node and link; gathered aggregation (the agent's) against candle's index_select / index_add (baseline), interleaved",
+        "reports": "detection reports simulated on the detection generator's geometric family (30 windows of 1 s, one fault each: a blackhole node, a 5 % gray link, a DDoS victim): every node's cumulative report built from the windows (a link's counters split between its ends) and flooded every window, as the agent does; bytes are the reports' JSON (unsigned), times the links a flood puts each on ((2L - N + 1) / L per link), per second; steady = the windows before the fault; latency = windows from the fault's first to the static detector's first finding of it on the view every peer assembles (LiveView)",
         "sizes": rows,
     });
     if let Some(dir) = out.parent() {
@@ -123,12 +124,45 @@ pub fn scale(out: &Path) -> Result<()> {
             .find(|r| r["nodes"] == nodes)
             .map_or(0.0, |r| num(r, "/inference/gather/median_ms"))
     };
+    let at = |nodes: usize, p: &str| {
+        rows.iter()
+            .find(|r| r["nodes"] == nodes)
+            .map_or(0.0, |r| num(r, p))
+    };
     println!(
-        "bench scale: spf_ms_1000={:.3} spf_ms_10000={:.3} infer_ms_1000={:.3} infer_ms_10000={:.3}",
+        "detection reports (every node's, flooded every window; kB per link per second with no fault / over a fault; windows from the fault's onset to the static detector's finding):"
+    );
+    for r in &rows {
+        let mut line = format!(
+            "{:>6} nodes: {:>9.1} kB/link/s",
+            num(r, "/nodes"),
+            num(r, "/reports/steady_bytes_per_link_s") / 1e3,
+        );
+        for f in r
+            .pointer("/reports/faults")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            line += &format!(
+                " | {} {:.1} kB/link/s, found after {}",
+                f["class"].as_str().unwrap_or("?"),
+                num(f, "/bytes_per_link_s") / 1e3,
+                f["latency_windows"]
+                    .as_u64()
+                    .map_or("never".to_owned(), |w| format!("{w} windows")),
+            );
+        }
+        println!("{line}");
+    }
+    println!(
+        "bench scale: spf_ms_1000={:.3} spf_ms_10000={:.3} infer_ms_1000={:.3} infer_ms_10000={:.3} report_kb_link_s_1000={:.1} report_kb_link_s_10000={:.1}",
         spf(1_000),
         spf(10_000),
         infer(1_000),
-        infer(10_000)
+        infer(10_000),
+        at(1_000, "/reports/steady_bytes_per_link_s") / 1e3,
+        at(10_000, "/reports/steady_bytes_per_link_s") / 1e3,
     );
     Ok(())
 }
@@ -238,9 +272,11 @@ fn size(nodes: usize, model: &Model) -> Result<Value> {
     );
 
     let inference = inference(nodes, model)?;
+    let reports = super::scale_reports::measure(nodes, SEED ^ nodes as u64)?;
 
     Ok(json!({
         "inference": inference,
+        "reports": reports,
         "nodes": nodes,
         "links": mesh.links.len(),
         "average_degree": mesh.average_degree(),

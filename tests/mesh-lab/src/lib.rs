@@ -29,6 +29,7 @@ pub mod mesh_agents;
 pub mod netns;
 pub mod observe;
 pub mod plot;
+pub mod scale_reports;
 pub mod soak;
 pub mod stream;
 pub mod topohub;
