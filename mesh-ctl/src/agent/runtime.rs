@@ -35,6 +35,13 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
         access,
         ebpf_object,
     } = options;
+    // Before anything else: a SIGTERM or SIGHUP that arrives while the agent starts (the
+    // `attached` event and systemd's READY come before the main loop) is held for the
+    // loop, which stops or reloads cleanly, instead of killing a half-started agent.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let (config, mut tables) = prepare(file)?;
     let object: std::borrow::Cow<'static, [u8]> = match &ebpf_object {
         Some(path) => {
@@ -188,10 +195,6 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
     let mut telemetry_tick = every(config.telemetry.interval_ms);
     let mut probe_tick = every(config.probe.interval_ms);
     let mut hello_tick = every(config.routing.hello_interval_ms);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .context("installing the SIGHUP handler")?;
     let mut buf = Control::buffer();
     // Malformed datagrams are counted each; logged at most once per interface per 10 s
     // (with how many were not), so a flood of garbage cannot flood the log.
