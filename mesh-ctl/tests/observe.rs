@@ -302,9 +302,10 @@ fn silent_link_and_agent_killed(
     let agent_down = wait_alert(mon, "X0tta6bl4AgentDown", "firing", at, limit, |n| {
         n.label("instance") == "n5"
     });
+    // From the heal: the link's alert may resolve while n5's agent is still starting.
+    let healed = Instant::now();
     lab.heal(&link).expect("heal");
     agents[killed] = lab.agent(&configs[killed]).expect("n5's agent restarts");
-    let healed = Instant::now();
     let up = wait_alert(
         mon,
         "X0tta6bl4NeighborDown",
