@@ -72,12 +72,7 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
                 Ignored::Include,
             )?,
             Tier::Lab => {
-                // The labs start `mesh-lab` (stream ends) from beside the test's `meshctl`;
-                // cargo builds only the package under test's binaries for its tests.
-                cmd::status(cmd::cargo(
-                    env,
-                    &["build", "--bin", "mesh-lab", "--bin", "meshctl"],
-                ))?;
+                build_lab_binaries(env)?;
                 cargo_test(
                     env,
                     &[
@@ -119,10 +114,7 @@ pub fn run(env: &Env, tiers: &[Tier]) -> Result<()> {
             Tier::Soak => {
                 // The lab tier's debug build: a release build only for this would cost
                 // CI more than the soak itself.
-                cmd::status(cmd::cargo(
-                    env,
-                    &["build", "--bin", "mesh-lab", "--bin", "meshctl"],
-                ))?;
+                build_lab_binaries(env)?;
                 let mut c = std::process::Command::new(cmd::target_dir().join("debug/mesh-lab"));
                 c.args(["soak", "--minutes", SOAK_MINUTES])
                     .current_dir(cmd::root());
@@ -156,6 +148,16 @@ enum Ignored {
 }
 
 /// Runs `cargo test ARGS`, echoing its output and counting libtest's results.
+/// The debug `mesh-lab` (stream ends) and `meshctl` the labs start: cargo builds only the
+/// package under test's binaries for its tests, and the labs start `mesh-lab` from beside
+/// the test's `meshctl`.
+pub fn build_lab_binaries(env: &Env) -> Result<()> {
+    cmd::status(cmd::cargo(
+        env,
+        &["build", "--bin", "mesh-lab", "--bin", "meshctl"],
+    ))
+}
+
 fn cargo_test(env: &Env, args: &[&str], label: &str, ignored: Ignored) -> Result<Summary> {
     // Every test binary runs, whatever an earlier one did: the summary counts them all.
     let mut full = vec!["test", "--no-fail-fast"];

@@ -45,12 +45,8 @@ pub fn run(env: &Env, series: &[String]) -> Result<Summary> {
 
 /// Builds the guest's test binaries on the host; the guest sees the host's filesystem.
 fn build_test_binaries(env: &Env) -> Result<Vec<PathBuf>> {
-    // The labs start `mesh-lab` (stream ends) from beside the test's `meshctl`, as in the
-    // lab tier: without this `vm-test` alone on a fresh clone fails the stream labs.
-    cmd::status(cmd::cargo(
-        env,
-        &["build", "--bin", "mesh-lab", "--bin", "meshctl"],
-    ))?;
+    // As the lab tier does: without it `vm-test` alone on a fresh clone fails the stream labs.
+    crate::test::build_lab_binaries(env)?;
     let mut args = vec![
         "test",
         "--no-run",
