@@ -104,7 +104,11 @@ fn an_invalid_config_is_refused_and_forwarding_is_untouched() {
         now = Some(table);
         same
     });
-    assert!(same, "n1 routes as before: {routes:?} vs {now:?}");
+    assert!(
+        same,
+        "n1 routes as before: {routes:?} vs {now:?}\n{:?}",
+        actions(&good)
+    );
     agents.insert(0, good);
     stop_all(agents);
 }

@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeSet, net::SocketAddrV6, time::Instant};
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use super::{
     analyze,
     exporter::record_stage,
@@ -68,7 +70,8 @@ impl Mesh {
     }
 
     /// A handshake ended: on success, greet the peer at once (a sealed hello) and send
-    /// it our database.
+    /// it our database, unless we dialled: then the database waits for the peer's first
+    /// sealed message (see `Peer::owes_database`).
     pub(super) async fn handshake_done(
         &mut self,
         k: &Knowledge,
@@ -77,6 +80,7 @@ impl Mesh {
     ) {
         let now = monotonic_ns().map(ms).unwrap_or(0);
         let addr = o.addr;
+        let dialled = o.expected.is_some();
         let Some(node) = self.secure.as_mut().and_then(|s| s.finished(o, now)) else {
             return;
         };
@@ -88,8 +92,47 @@ impl Mesh {
             address = addr.1.to_string()
         );
         self.hellos(k, control).await;
-        let to = SocketAddrV6::new(addr.1, self.config.routing.port, 0, addr.0);
-        self.exchange(k, control, to).await;
+        if !dialled {
+            let to = SocketAddrV6::new(addr.1, self.config.routing.port, 0, addr.0);
+            self.exchange(k, control, to).await;
+        }
+    }
+
+    /// A sealed datagram. A handshake that finished on our side may still wait in
+    /// `outcomes` while the peer, done too, already sends its hello and database: those
+    /// are taken first, or its database would be refused for want of a session and
+    /// nothing would send it again until the adverts' refresh.
+    pub(super) async fn on_sealed(
+        &mut self,
+        io: &mut Io,
+        k: &mut Knowledge,
+        bytes: &[u8],
+        heard: Heard,
+        outcomes: Option<&mut UnboundedReceiver<Outcome>>,
+    ) {
+        let Some(s) = self.secure.as_ref() else {
+            metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
+            return;
+        };
+        let addr = (heard.ifindex, *heard.from.ip());
+        if !s.has_session(addr)
+            && let Some(rx) = outcomes
+        {
+            while let Ok(o) = rx.try_recv() {
+                self.handshake_done(k, io.control.as_ref(), o).await;
+            }
+        }
+        let now = monotonic_ns().map(ms).unwrap_or(0);
+        let Some(s) = self.secure.as_mut() else {
+            return;
+        };
+        let Some((msg, node)) = s.open(addr, bytes, now) else {
+            return;
+        };
+        if s.take_owed(addr) {
+            self.exchange(k, io.control.as_ref(), heard.from).await;
+        }
+        self.on_message(io, k, msg, heard, Some(node)).await;
     }
 
     /// Sends one message to one neighbour: sealed for its session with security on (an

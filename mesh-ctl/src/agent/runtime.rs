@@ -338,13 +338,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
                         mesh.on_message(&mut io, &mut k, msg, Heard { ifindex, from }, None).await;
                     }
                     Ok(Received::Sealed { bytes, ifindex, from }) => {
-                        let now = monotonic_ns().map(ms).unwrap_or(0);
-                        let opened = mesh.secure.as_mut().and_then(|s| s.open((ifindex, *from.ip()), &bytes, now));
-                        if let Some((msg, node)) = opened {
-                            mesh.on_message(&mut io, &mut k, msg, Heard { ifindex, from }, Some(node)).await;
-                        } else if mesh.secure.is_none() {
-                            metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
-                        }
+                        mesh.on_sealed(&mut io, &mut k, &bytes, Heard { ifindex, from }, outcomes.as_mut()).await;
                     }
                     Ok(Received::Malformed { ifindex, error }) => {
                         metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);

@@ -70,6 +70,10 @@ pub struct Peer {
     pub rekeys: u32,
     /// When a sealed message from it last opened.
     pub heard_ms: u64,
+    /// We dialled it and have not yet sent it our database: that waits for its first
+    /// sealed message, the proof that it holds the session too (a responder still
+    /// checking our last handshake message would drop what we seal).
+    pub owes_database: bool,
 }
 
 /// The security side of the agent.
@@ -319,6 +323,7 @@ impl Secured {
                 since_ms: now_ms,
                 rekeys: 0,
                 heard_ms: now_ms,
+                owes_database: o.expected.is_some(),
             },
         );
         metrics::counter!("x0tta6bl4_sessions_established_total").increment(1);
@@ -349,6 +354,19 @@ impl Secured {
             .get(&addr)
             .filter(|p| now_ms.saturating_sub(p.heard_ms.max(p.since_ms)) < quiet_ms)
             .map(|p| p.node.as_str())
+    }
+
+    /// Whether a session with the neighbour at `addr` exists.
+    pub fn has_session(&self, addr: Addr) -> bool {
+        self.sessions.contains_key(&addr)
+    }
+
+    /// Whether the neighbour at `addr` (whose sealed message just opened) is still owed
+    /// our database; it is not from now on.
+    pub fn take_owed(&mut self, addr: Addr) -> bool {
+        self.sessions
+            .get_mut(&addr)
+            .is_some_and(|p| std::mem::take(&mut p.owes_database))
     }
 
     /// Seals `msg` for the neighbour at `addr`.
