@@ -47,7 +47,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 pub use self::agent::{Agent, AgentConfig, Group};
-pub use self::wire::{Count, Fault, Wire, WireCounters};
+pub use self::wire::{Count, Fault, Wire, WireCounters, monotonic_ns};
 // The product's modules under the paths the lab code names them by.
 use mesh_ctl::{api, config, dataplane, routes, routing};
 
