@@ -195,19 +195,6 @@ impl LiveView {
             .retain(|_, o| now_ms.saturating_sub(o.received_ms) <= limit);
     }
 
-    /// Whether the window ending at `slot_ms` can be judged now: some origin reported
-    /// for it, and every origin that reported for the instant before has too. An origin
-    /// that went quiet keeps it incomplete (the caller's deadline then decides).
-    pub fn complete(&self, slot_ms: u64) -> bool {
-        let start = slot_ms.saturating_sub(self.window_ms);
-        let has = |o: &Origin, slot: u64| o.reports.iter().any(|r| r.slot_ms == slot);
-        self.origins.values().any(|o| has(o, slot_ms))
-            && self
-                .origins
-                .values()
-                .all(|o| !has(o, start) || has(o, slot_ms))
-    }
-
     /// Origins we hold reports of.
     pub fn len(&self) -> usize {
         self.origins.len()
@@ -523,40 +510,6 @@ mod tests {
         assert!(
             unaccounted(&s.nodes[1]).abs() < 0.01,
             "no blame without both ends"
-        );
-    }
-
-    #[test]
-    fn a_window_is_complete_once_every_origin_of_the_one_before_reported_it() {
-        let mut v = view([line(1000, 0.0, 0, 1, 0)]);
-        assert!(!v.complete(2000), "nobody reported the second instant yet");
-        let mut second = line(1000, 0.0, 0, 2, 0);
-        let c = second.pop().expect("c's report");
-        for r in second {
-            v.insert(r, 0).expect("a and b");
-        }
-        assert!(
-            !v.complete(2000),
-            "c reported the first instant, not the second"
-        );
-        v.insert(c, 0).expect("c");
-        assert!(v.complete(2000));
-        // A newcomer with no report of the instant before does not hold the window back,
-        // and once it is an origin of the window before, it is waited for.
-        let mut third = line(1000, 0.0, 0, 3, 0);
-        let mut d = third[0].clone();
-        d.origin = "d".into();
-        v.insert(d.clone(), 0).expect("d");
-        for r in third.drain(..) {
-            v.insert(r, 0).expect("third");
-        }
-        assert!(v.complete(3000));
-        for r in line(1000, 0.0, 0, 4, 0) {
-            v.insert(r, 0).expect("fourth");
-        }
-        assert!(
-            !v.complete(4000),
-            "d reported the third instant, not the fourth"
         );
     }
 

@@ -100,8 +100,9 @@ impl Mesh {
 
     /// A sealed datagram. A handshake that finished on our side may still wait in
     /// `outcomes` while the peer, done too, already sends its hello and database: those
-    /// are taken first, or its database would be refused for want of a session and
-    /// nothing would send it again until the adverts' refresh.
+    /// are taken first, or its database would be refused (for want of a session, or
+    /// under the session its previous life left) and nothing would send it again until
+    /// the adverts' refresh.
     pub(super) async fn on_sealed(
         &mut self,
         io: &mut Io,
@@ -110,18 +111,16 @@ impl Mesh {
         heard: Heard,
         outcomes: Option<&mut UnboundedReceiver<Outcome>>,
     ) {
-        let Some(s) = self.secure.as_ref() else {
+        if self.secure.is_none() {
             metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
             return;
-        };
-        let addr = (heard.ifindex, *heard.from.ip());
-        if !s.has_session(addr)
-            && let Some(rx) = outcomes
-        {
+        }
+        if let Some(rx) = outcomes {
             while let Ok(o) = rx.try_recv() {
                 self.handshake_done(k, io.control.as_ref(), o).await;
             }
         }
+        let addr = (heard.ifindex, *heard.from.ip());
         let now = monotonic_ns().map(ms).unwrap_or(0);
         let Some(s) = self.secure.as_mut() else {
             return;

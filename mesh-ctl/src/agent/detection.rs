@@ -264,11 +264,6 @@ impl Detection {
         self.view.insert(r, now_ms)
     }
 
-    /// Whether every report the window ending at `slot_ms` waits for is in.
-    pub fn complete(&self, slot_ms: u64) -> bool {
-        self.view.complete(slot_ms)
-    }
-
     /// The window ending at `slot_ms`: the mesh as the reports show it, the detector's
     /// findings, and what the Plan stage does about them.
     pub fn analyze(&mut self, slot_ms: u64, now_ms: u64) -> Result<Vec<Decision>, DetectError> {

@@ -356,11 +356,6 @@ impl Secured {
             .map(|p| p.node.as_str())
     }
 
-    /// Whether a session with the neighbour at `addr` exists.
-    pub fn has_session(&self, addr: Addr) -> bool {
-        self.sessions.contains_key(&addr)
-    }
-
     /// Whether the neighbour at `addr` (whose sealed message just opened) is still owed
     /// our database; it is not from now on.
     pub fn take_owed(&mut self, addr: Addr) -> bool {
