@@ -111,20 +111,18 @@ impl Mesh {
         heard: Heard,
         outcomes: Option<&mut UnboundedReceiver<Outcome>>,
     ) {
-        if self.secure.is_none() {
-            metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
-            return;
-        }
+        // Without security there is no handshake queue (`outcomes` is None).
         if let Some(rx) = outcomes {
             while let Ok(o) = rx.try_recv() {
                 self.handshake_done(k, io.control.as_ref(), o).await;
             }
         }
-        let addr = (heard.ifindex, *heard.from.ip());
-        let now = monotonic_ns().map(ms).unwrap_or(0);
         let Some(s) = self.secure.as_mut() else {
+            metrics::counter!("x0tta6bl4_control_malformed_total").increment(1);
             return;
         };
+        let addr = (heard.ifindex, *heard.from.ip());
+        let now = monotonic_ns().map(ms).unwrap_or(0);
         let Some((msg, node)) = s.open(addr, bytes, now) else {
             return;
         };
