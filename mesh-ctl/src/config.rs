@@ -330,6 +330,10 @@ pub struct Detect {
     pub calibrate_fpr: f32,
     /// A finding is acted on once it is seen in this many consecutive windows.
     pub confirm_windows: u32,
+    /// ... except a blackhole node, acted on once seen in this many: it costs its transit
+    /// everything while it lasts, and its evidence is a balance of counters (frames taken
+    /// in on clean links and never passed on), not a sample of probes.
+    pub blackhole_confirm_windows: u32,
     /// An action is kept at least this long, doubled each time the same element is
     /// acted on again (up to 16 times); it is reverted once this has passed and the
     /// element has been clean for `confirm_windows`.
@@ -373,6 +377,7 @@ impl Default for Detect {
             calibrate_minutes: 0,
             calibrate_fpr: 0.005,
             confirm_windows: 2,
+            blackhole_confirm_windows: 1,
             hold_ms: 30_000,
             max_avoided_pct: 25,
             gray_loss: 0.05,
@@ -935,6 +940,12 @@ impl Config {
         }
         if !(1..=100).contains(&d.confirm_windows) {
             out.push(Problem::new("detect.confirm_windows", "must be 1..=100"));
+        }
+        if !(1..=100).contains(&d.blackhole_confirm_windows) {
+            out.push(Problem::new(
+                "detect.blackhole_confirm_windows",
+                "must be 1..=100",
+            ));
         }
         if !(100..=86_400_000).contains(&d.hold_ms) {
             out.push(Problem::new("detect.hold_ms", "must be 100..=86400000"));

@@ -195,6 +195,26 @@ impl LiveView {
             .retain(|_, o| now_ms.saturating_sub(o.received_ms) <= limit);
     }
 
+    /// Whether the window ending at `slot_ms` can be judged now: every origin that
+    /// reported for the instant before, and every name in `expected` (the nodes routing
+    /// knows), has reported for it. One that went quiet, or that runs no detection, keeps
+    /// it incomplete: the caller's deadline then decides.
+    pub fn complete<'a>(&self, slot_ms: u64, expected: impl IntoIterator<Item = &'a str>) -> bool {
+        let start = slot_ms.saturating_sub(self.window_ms);
+        let has = |o: &Origin, slot: u64| o.reports.iter().any(|r| r.slot_ms == slot);
+        let mut any = false;
+        for o in self.origins.values() {
+            let now = has(o, slot_ms);
+            if !now && has(o, start) {
+                return false;
+            }
+            any |= now;
+        }
+        any && expected
+            .into_iter()
+            .all(|n| self.origins.get(n).is_some_and(|o| has(o, slot_ms)))
+    }
+
     /// Origins we hold reports of.
     pub fn len(&self) -> usize {
         self.origins.len()
@@ -510,6 +530,50 @@ mod tests {
         assert!(
             unaccounted(&s.nodes[1]).abs() < 0.01,
             "no blame without both ends"
+        );
+    }
+
+    #[test]
+    fn a_window_is_complete_once_every_origin_before_and_every_known_node_reported_it() {
+        let none: [&str; 0] = [];
+        let mut v = view([line(1000, 0.0, 0, 1, 0)]);
+        assert!(
+            !v.complete(2000, none),
+            "nobody reported the second instant yet"
+        );
+        let mut second = line(1000, 0.0, 0, 2, 0);
+        let c = second.pop().expect("c's report");
+        for r in second {
+            v.insert(r, 0).expect("a and b");
+        }
+        assert!(
+            !v.complete(2000, none),
+            "c reported the first instant, not the second"
+        );
+        v.insert(c, 0).expect("c");
+        assert!(v.complete(2000, none));
+        assert!(
+            !v.complete(2000, ["a", "d"]),
+            "routing knows d, which has not reported"
+        );
+        // A newcomer routing knows is waited for as soon as it is known, and once it
+        // reported an instant, also the next.
+        let mut third = line(1000, 0.0, 0, 3, 0);
+        let mut d = third[0].clone();
+        d.origin = "d".into();
+        for r in third.drain(..) {
+            v.insert(r, 0).expect("third");
+        }
+        assert!(v.complete(3000, none));
+        assert!(!v.complete(3000, ["d"]));
+        v.insert(d, 0).expect("d");
+        assert!(v.complete(3000, ["d"]));
+        for r in line(1000, 0.0, 0, 4, 0) {
+            v.insert(r, 0).expect("fourth");
+        }
+        assert!(
+            !v.complete(4000, none),
+            "d reported the third instant, not the fourth"
         );
     }
 

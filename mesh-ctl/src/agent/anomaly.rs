@@ -43,6 +43,8 @@ pub use crate::api::Target;
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
     pub confirm: u32,
+    /// Windows that confirm a blackhole node.
+    pub confirm_blackhole: u32,
     pub hold_ms: u64,
     pub cap_pct: u32,
     /// Findings only: no action at all (`detect.mode = "observe"`).
@@ -73,6 +75,7 @@ impl From<&config::Detect> for Policy {
     fn from(d: &config::Detect) -> Self {
         Self {
             confirm: d.confirm_windows,
+            confirm_blackhole: d.blackhole_confirm_windows,
             hold_ms: d.hold_ms,
             cap_pct: d.max_avoided_pct,
             observe: d.mode == config::DetectMode::Observe,
@@ -290,7 +293,11 @@ impl Anomalies {
                 })
                 .or_insert((*class, 1))
                 .1;
-            if seen < self.policy.confirm || self.active.contains_key(target) {
+            let needed = match class {
+                Class::Blackhole => self.policy.confirm_blackhole,
+                _ => self.policy.confirm,
+            };
+            if seen < needed || self.active.contains_key(target) {
                 continue;
             }
             let policy = Policy {
@@ -413,6 +420,7 @@ mod tests {
 
     const POLICY: Policy = Policy {
         confirm: 2,
+        confirm_blackhole: 2,
         hold_ms: 1000,
         cap_pct: 25,
         observe: false,
@@ -454,6 +462,34 @@ mod tests {
         let d = a.observe(&seen(&b, Class::Blackhole), 6, 8, 1300, 1300);
         assert!(
             matches!(&d[..], [Decision::Act { hold_ms: 2000, .. }]),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_blackhole_can_be_confirmed_by_one_window_while_other_classes_still_need_theirs() {
+        let mut a = Anomalies::new(Policy {
+            confirm_blackhole: 1,
+            ..POLICY
+        });
+        let (b, l) = (node("b"), Target::link("x", "y"));
+        let both = [seen(&b, Class::Blackhole), seen(&l, Class::GrayLink)].concat();
+        let d = a.observe(&both, 6, 8, 0, 0);
+        assert!(
+            matches!(&d[..], [Decision::Act { target, remedy: Remedy::AvoidTransit, .. }] if *target == b),
+            "{d:?}"
+        );
+        let d = a.observe(&both, 6, 8, 100, 100);
+        assert!(
+            matches!(&d[..], [Decision::Act { target, remedy: Remedy::AvoidLink, .. }] if *target == l),
+            "{d:?}"
+        );
+        // Reverting still takes `confirm` clean windows after the hold.
+        assert!(a.observe(&[], 6, 8, 1100, 1100).is_empty());
+        let d = a.observe(&[], 6, 8, 1200, 1200);
+        assert!(
+            d.iter()
+                .any(|d| matches!(d, Decision::Revert { target, .. } if *target == b)),
             "{d:?}"
         );
     }

@@ -264,6 +264,12 @@ impl Detection {
         self.view.insert(r, now_ms)
     }
 
+    /// Whether every report the window ending at `slot_ms` waits for is in: those of
+    /// the origins of the window before, and of every node in `known`.
+    pub fn complete<'a>(&self, slot_ms: u64, known: impl IntoIterator<Item = &'a str>) -> bool {
+        self.view.complete(slot_ms, known)
+    }
+
     /// The window ending at `slot_ms`: the mesh as the reports show it, the detector's
     /// findings, and what the Plan stage does about them.
     pub fn analyze(&mut self, slot_ms: u64, now_ms: u64) -> Result<Vec<Decision>, DetectError> {

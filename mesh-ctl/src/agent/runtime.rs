@@ -204,12 +204,21 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
     let mut scratch = Vec::new();
     let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
     let (mut report_at, mut slot) = aligned(config.detect.window_ms);
-    // The window just reported on, analysed half a window later: by then every agent's
-    // report for the same instant has arrived.
+    // The window just reported on, analysed once every agent that reported the window
+    // before, and every node routing knows, has reported this one too (a few
+    // milliseconds after the instant on a healthy mesh), or half a window later, when a
+    // quiet agent's report will not come.
     let mut analysis: Option<(tokio::time::Instant, u64)> = None;
     loop {
         if let Ok(now) = monotonic_ns() {
             shared.liveness.turned(ms(now));
+        }
+        if let Some((at, this)) = analysis.as_mut()
+            && mesh.detection.as_ref().is_some_and(|d| {
+                d.complete(*this, k.lsdb.adverts_unordered().map(|l| l.origin.as_str()))
+            })
+        {
+            *at = tokio::time::Instant::now();
         }
         let spf_at = mesh.spf_due.map_or(far, tokio::time::Instant::from_std);
         let analyze_at = analysis.map_or(far, |a| a.0);
