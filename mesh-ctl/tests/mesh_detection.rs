@@ -593,9 +593,24 @@ fn a_five_percent_gray_link_is_avoided_and_taken_back_by_every_agent_in_one_wind
     let (stream, path) = stream_on_a_path(&mut lab, &mesh);
     let link = mesh.link(&path[0], &path[1]).expect("link").clone();
     let target = api::Target::link(&path[0], &path[1]);
+    // n1's view of the link, window by window, to explain a slow finding.
+    let trail = std::cell::RefCell::new(Vec::new());
     let avoids = |a: &Agent| {
-        anomalies(a)
-            .active
+        let v = anomalies(a);
+        if a.node == agents[0].node {
+            let mut t = trail.borrow_mut();
+            if t.last().is_none_or(|(w, _)| *w != v.window) {
+                let on: Vec<String> = v
+                    .findings
+                    .iter()
+                    .flatten()
+                    .filter(|f| f.target == target)
+                    .map(|f| format!("{} {:.3}", f.class, f.score))
+                    .collect();
+                t.push((v.window, on.join(",")));
+            }
+        }
+        v.active
             .iter()
             .any(|x| x.target == target && x.class == "gray_link")
     };
@@ -646,6 +661,14 @@ fn a_five_percent_gray_link_is_avoided_and_taken_back_by_every_agent_in_one_wind
         spread(&acted),
         spread(&reverted),
         outage.lost
+    );
+    eprintln!(
+        "mesh-gray5: n1's findings on it by window: {:?}; its link changes: {:?}",
+        trail.borrow(),
+        actions(&agents[0])
+            .iter()
+            .filter(|(k, _)| k.starts_with("link_"))
+            .collect::<Vec<_>>()
     );
     stop_all(agents);
 }

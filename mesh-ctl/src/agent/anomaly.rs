@@ -183,6 +183,8 @@ pub struct Anomalies {
     active: BTreeMap<Target, Active>,
     /// Per element: strikes, and when its last action ended.
     strikes: BTreeMap<Target, (u32, u64)>,
+    /// Links whose run of lossy windows went on through a down window.
+    lossy: BTreeSet<Target>,
     /// Confirmed findings already reported as capped or ignored (reported once while
     /// they last).
     told: BTreeSet<Target>,
@@ -200,6 +202,7 @@ impl Anomalies {
             active: BTreeMap::new(),
             strikes: BTreeMap::new(),
             told: BTreeSet::new(),
+            lossy: BTreeSet::new(),
             held_back: false,
         }
     }
@@ -271,10 +274,23 @@ impl Anomalies {
                 self.down.insert(target.clone(), now_w);
             }
         }
+        self.lossy.retain(|t| flagged.contains(t));
         for (target, class, reason) in found {
-            if matches!(class, Class::GrayLink | Class::Flapping | Class::Congested)
-                && self.down.contains_key(target)
-            {
+            let lossy =
+                |c: &Class| matches!(c, Class::GrayLink | Class::Flapping | Class::Congested);
+            // A link found lossy that then goes down goes on being lossy: random loss
+            // can starve its probes long enough to take it down for a moment, and that
+            // is no reason to start its confirmation over (a 5 % gray link took 7 s to
+            // avoid when it did). A down window counts towards its run.
+            let class = match self.pending.get(target) {
+                Some(&(was, _)) if *class == Class::LinkDown && lossy(&was) => {
+                    self.lossy.insert(target.clone());
+                    was
+                }
+                _ => *class,
+            };
+            let class = &class;
+            if lossy(class) && self.down.contains_key(target) && !self.lossy.contains(target) {
                 // Routing handles a link that goes down and comes back (hold-down, then
                 // its measured cost); its loss around the change is not a gray link.
                 self.pending.remove(target);
@@ -522,12 +538,8 @@ mod tests {
             let found = class.map(|c| seen(&l, c)).unwrap_or_default();
             a.observe(&found, 6, 8, t, t)
         };
-        for class in [
-            Class::GrayLink,
-            Class::LinkDown,
-            Class::LinkDown,
-            Class::GrayLink,
-        ] {
+        assert!(step(&mut a, None).is_empty());
+        for class in [Class::LinkDown, Class::LinkDown, Class::GrayLink] {
             let d = step(&mut a, Some(class));
             assert!(
                 d.iter().all(|d| matches!(d, Decision::Ignored { .. })),
@@ -546,6 +558,48 @@ mod tests {
         step(&mut a, Some(Class::GrayLink));
         let d = step(&mut a, Some(Class::GrayLink));
         assert!(matches!(&d[..], [Decision::Act { .. }]), "{d:?}");
+    }
+
+    #[test]
+    fn a_gray_link_its_probes_take_down_for_a_window_stays_gray() {
+        let mut a = Anomalies::new(POLICY);
+        let l = Target::link("x", "y");
+        assert!(a.observe(&seen(&l, Class::GrayLink), 6, 8, 0, 0).is_empty());
+        let d = a.observe(&seen(&l, Class::LinkDown), 6, 8, 100, 100);
+        assert!(
+            matches!(
+                &d[..],
+                [Decision::Act {
+                    class: Class::GrayLink,
+                    remedy: Remedy::AvoidLink,
+                    ..
+                }]
+            ),
+            "{d:?}"
+        );
+        // Gray after its down window is still the same gray link: held, not settled away.
+        for t in 2..20 {
+            let d = a.observe(&seen(&l, Class::GrayLink), 6, 8, t * 100, t * 100);
+            assert!(d.is_empty(), "{d:?}");
+        }
+        assert_eq!(a.active().count(), 1);
+        // A clean window ends the run: a later down-and-back is routing's again.
+        assert!(a.observe(&[], 6, 8, 2000, 2000).is_empty());
+        let mut b = Anomalies::new(POLICY);
+        b.observe(&seen(&l, Class::GrayLink), 6, 8, 0, 0);
+        b.observe(&[], 6, 8, 100, 100);
+        for (t, class) in [
+            (2, Class::LinkDown),
+            (3, Class::GrayLink),
+            (4, Class::GrayLink),
+        ] {
+            let d = b.observe(&seen(&l, class), 6, 8, t * 100, t * 100);
+            assert!(
+                d.iter().all(|d| matches!(d, Decision::Ignored { .. })),
+                "{class:?}: {d:?}"
+            );
+        }
+        assert_eq!(b.active().count(), 0);
     }
 
     #[test]
