@@ -560,27 +560,36 @@ fn graphsage_calibrates_itself_on_a_healthy_mesh_and_a_calibration_holds_its_rat
     assert_eq!(c.detector, "graphsage");
 }
 
-/// Polls every agent until `done` holds for each; returns when each was first seen so
-/// (CLOCK_MONOTONIC ns), or None after `limit`.
-fn first_seen(
-    agents: &[Agent],
-    limit: Duration,
-    done: impl Fn(&Agent) -> bool,
-) -> Option<Vec<u64>> {
+/// Polls every agent until `done` has held for each (once is enough); false after `limit`.
+fn each_once(agents: &[Agent], limit: Duration, done: impl Fn(&Agent) -> bool) -> bool {
     let end = std::time::Instant::now() + limit;
-    let mut seen: Vec<Option<u64>> = vec![None; agents.len()];
+    let mut seen = vec![false; agents.len()];
     while std::time::Instant::now() < end {
-        for (a, at) in agents.iter().zip(seen.iter_mut()) {
-            if at.is_none() && done(a) {
-                *at = Some(mesh_lab::monotonic_ns().expect("clock"));
-            }
+        for (a, s) in agents.iter().zip(seen.iter_mut()) {
+            *s = *s || done(a);
         }
-        if seen.iter().all(Option::is_some) {
-            return seen.into_iter().collect();
+        if seen.iter().all(|s| *s) {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    None
+    false
+}
+
+/// When (CLOCK_MONOTONIC ns) each agent first logged a `kind` action after `after_ns`.
+fn logged_at(agents: &[Agent], kind: &str, after_ns: u64) -> Vec<u64> {
+    agents
+        .iter()
+        .map(|a| {
+            let ev: api::Events = a.view(&Request::Events).expect("events");
+            ev.events
+                .iter()
+                .filter(|e| e.kind == kind && e.mono_ns >= after_ns)
+                .map(|e| e.mono_ns)
+                .min()
+                .unwrap_or_else(|| panic!("{} logged no {kind}: {:?}", a.node, actions(a)))
+        })
+        .collect()
 }
 
 #[test]
@@ -617,13 +626,13 @@ fn a_five_percent_gray_link_is_avoided_and_taken_back_by_every_agent_in_one_wind
     let fault_at = lab
         .fault_at(&link, Fault::Gray { permille: 50 })
         .expect("5 % loss");
-    let acted = first_seen(&agents, Duration::from_secs(20), avoids);
-    let acted = acted.unwrap_or_else(|| {
-        panic!(
-            "every agent avoids the 5 % gray link {target:?} within 20 s: {:#?}",
-            agents.iter().map(anomalies).collect::<Vec<_>>()
-        )
-    });
+    assert!(
+        each_once(&agents, Duration::from_secs(20), avoids),
+        "every agent avoids the 5 % gray link {target:?} within 20 s: {:#?}",
+        agents.iter().map(anomalies).collect::<Vec<_>>()
+    );
+    // The agents' own times of the action, not when polling saw it.
+    let acted = logged_at(&agents, "avoid_link", fault_at);
     let spread = |at: &[u64]| {
         let (lo, hi) = (at.iter().min(), at.iter().max());
         hi.zip(lo).map_or(0, |(h, l)| h - l) / 1_000_000
@@ -645,8 +654,11 @@ fn a_five_percent_gray_link_is_avoided_and_taken_back_by_every_agent_in_one_wind
         );
     }
     lab.heal(&link).expect("heal");
-    let reverted = first_seen(&agents, Duration::from_secs(20), |a| !avoids(a))
-        .expect("every agent takes the healed link back after its hold");
+    assert!(
+        each_once(&agents, Duration::from_secs(20), |a| !avoids(a)),
+        "every agent takes the healed link back after its hold"
+    );
+    let reverted = logged_at(&agents, "revert", fault_at);
     assert!(
         spread(&reverted) < window_ms,
         "the agents took the link back {} ms apart, more than a window ({window_ms} ms)",
