@@ -308,6 +308,7 @@ fn run_guest(k: &Kernel, kernel: &Path, bins: &[TestBinary]) -> Result<Summary> 
 
     let label = format!("linux {series}");
     let mut summary = Summary::default();
+    let mut results = Results::default();
     let (mut done, mut panicked, mut booted) = (false, false, None);
     // The whole guest console, for what the summary lines leave out.
     let log_path = cmd::root().join(format!("target/vm/guest-{series}.log"));
@@ -348,7 +349,9 @@ fn run_guest(k: &Kernel, kernel: &Path, bins: &[TestBinary]) -> Result<Summary> 
             }
         }
         count_libtest_line(line, &label, &mut summary);
+        results.count(line);
     }
+    results.reconcile(&label, &log_path, &mut summary);
     let _ = child.wait();
     let _ = watchdog.join();
     if booted.is_none() {
@@ -374,9 +377,88 @@ fn run_guest(k: &Kernel, kernel: &Path, bins: &[TestBinary]) -> Result<Summary> 
     Ok(summary)
 }
 
+/// What the test binaries' closing lines (`test result: ...`) say, summed. The guest's
+/// kernel writes to the same console, and a message of its can split a test's own line
+/// (`test NAME ... ` and `ok` or `FAILED` on two lines), which the per-test count then
+/// misses: a failure must not go unseen that way.
+#[derive(Debug, Default, PartialEq)]
+struct Results {
+    passed: usize,
+    failed: usize,
+}
+
+impl Results {
+    fn count(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        let number = |what: &str| {
+            rest.split(';')
+                .filter_map(|part| part.trim().strip_suffix(what))
+                .filter_map(|n| n.rsplit(' ').next()?.parse::<usize>().ok())
+                .sum::<usize>()
+        };
+        self.passed += number(" passed");
+        self.failed += number(" failed");
+    }
+
+    /// Makes `summary` say at least what the closing lines said.
+    fn reconcile(&self, label: &str, log: &Path, summary: &mut Summary) {
+        summary.passed = summary.passed.max(self.passed);
+        if self.failed > summary.failed.len() {
+            summary.failed.push(format!(
+                "{label}: {} failed test(s) whose lines the console split (see {})",
+                self.failed - summary.failed.len(),
+                log.display()
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_whose_line_the_kernel_split_still_fails_the_run() {
+        let console = [
+            "test a ... ok",
+            "test b ... [  702.715933] hrtimer: interrupt took 19623124 ns",
+            "FAILED",
+            "test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s",
+            "test c ... ok",
+            "test result: ok. 1 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 0.10s",
+        ];
+        let (mut summary, mut results) = (Summary::default(), Results::default());
+        for line in console {
+            count_libtest_line(line, "linux x", &mut summary);
+            results.count(line);
+        }
+        assert_eq!((summary.passed, summary.failed.len()), (2, 0));
+        assert_eq!(
+            results,
+            Results {
+                passed: 2,
+                failed: 1
+            }
+        );
+        results.reconcile("linux x", Path::new("guest.log"), &mut summary);
+        assert_eq!(summary.passed, 2);
+        assert_eq!(summary.failed.len(), 1, "{:?}", summary.failed);
+        // A split `ok` line is counted as a pass from the closing line.
+        let mut summary = Summary::default();
+        let mut results = Results::default();
+        for line in [
+            "test a ... [ 1.0] x",
+            "ok",
+            "test result: ok. 1 passed; 0 failed",
+        ] {
+            count_libtest_line(line, "linux x", &mut summary);
+            results.count(line);
+        }
+        results.reconcile("linux x", Path::new("guest.log"), &mut summary);
+        assert_eq!((summary.passed, summary.failed.len()), (1, 0));
+    }
 
     #[test]
     fn every_lab_named_for_a_kernel_exists() {
