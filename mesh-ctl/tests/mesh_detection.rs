@@ -12,8 +12,8 @@ use mesh_ctl::{
 };
 use mesh_lab::{Agent, Fault, mesh6};
 use support::mesh::{
-    actions, anomalies, converge, one_mesh, reason_count, start, stop_all, stream_on_a_path,
-    wait_for,
+    actions, anomalies, assert_actions_in_force, converge, one_mesh, reason_count, start, stop_all,
+    stream_on_a_path, wait_for,
 };
 
 #[test]
@@ -181,15 +181,11 @@ fn blackhole_case(tag: &str, detect: &str) {
     let (stream, path) = stream_on_a_path(&mut lab, &mesh);
     let hole = path[1].clone();
     std::thread::sleep(Duration::from_secs(3));
-    for a in &agents {
-        let v = anomalies(a);
-        assert_eq!(
-            v.active.len(),
-            0,
-            "{}: nothing is avoided on a healthy mesh under traffic: {v:?}",
-            a.node
-        );
-    }
+    assert_actions_in_force(
+        &agents,
+        0,
+        "nothing is avoided on a healthy mesh under traffic",
+    );
     let fault_at = mesh_lab::monotonic_ns().expect("clock");
     let faulty = lab.blackhole(&hole).expect("blackhole");
     let found = (0..300).any(|_| {
@@ -202,15 +198,7 @@ fn blackhole_case(tag: &str, detect: &str) {
         agents.iter().map(anomalies).collect::<Vec<_>>(),
         agents[0].query(&Request::Window).expect("window")
     );
-    for a in &agents {
-        let v = anomalies(a);
-        assert_eq!(
-            v.active.len(),
-            1,
-            "{}: only the blackhole is avoided: {v:?}",
-            a.node
-        );
-    }
+    assert_actions_in_force(&agents, 1, "only the blackhole is avoided");
     eprintln!(
         "n1$ meshctl anomalies\n{}",
         views::anomalies(&agents[0].view(&Request::Anomalies).expect("anomalies"))
@@ -644,15 +632,7 @@ fn a_five_percent_gray_link_is_avoided_and_taken_back_by_every_agent_in_one_wind
         "the agents avoided the link {} ms apart, more than a window ({window_ms} ms)",
         spread(&acted)
     );
-    for a in &agents {
-        let v = anomalies(a);
-        assert_eq!(
-            v.active.len(),
-            1,
-            "{}: only the gray link is avoided: {v:?}",
-            a.node
-        );
-    }
+    assert_actions_in_force(&agents, 1, "only the gray link is avoided");
     lab.heal(&link).expect("heal");
     assert!(
         each_once(&agents, Duration::from_secs(20), |a| !avoids(a)),

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use mesh_ctl::api::{self, Request};
 use mesh_lab::{Agent, Fault, Lab, mesh6};
 use support::mesh::{
-    actions, anomalies, converge, link_events, one_mesh, reason_count, route_to, route_to_hd,
-    start, stop_all, stream_on_a_path, wait_explained, wait_for,
+    actions, anomalies, assert_actions_in_force, converge, link_events, one_mesh, reason_count,
+    route_to, route_to_hd, start, stop_all, stream_on_a_path, wait_explained, wait_for,
 };
 
 #[test]
@@ -335,15 +335,7 @@ fn gray_failure_moves_traffic_at_20_percent_loss_but_not_at_a_tenth_of_a_percent
         assert_eq!(link_events(a, "link_cost", b), 0, "no cost change at 0.1 %");
         assert_eq!(link_events(a, "link_down", b), 0, "no link down at 0.1 %");
     }
-    for a in &agents {
-        let v = anomalies(a);
-        assert_eq!(
-            v.active.len(),
-            0,
-            "{}: the detector leaves 0.1 % loss alone: {v:?}",
-            a.node
-        );
-    }
+    assert_actions_in_force(&agents, 0, "the detector leaves 0.1 % loss alone");
 
     lab.fault(&link, Fault::Gray { permille: 200 })
         .expect("20 % loss");

@@ -159,6 +159,11 @@ impl Decision {
     }
 }
 
+/// Whether a class is about a link's quality: what a link going down and back can fake.
+fn lossy(class: Class) -> bool {
+    remedy(class) == Ok(Remedy::AvoidLink)
+}
+
 /// What to do about a class, or why nothing.
 pub fn remedy(class: Class) -> Result<Remedy, &'static str> {
     match class {
@@ -183,8 +188,6 @@ pub struct Anomalies {
     active: BTreeMap<Target, Active>,
     /// Per element: strikes, and when its last action ended.
     strikes: BTreeMap<Target, (u32, u64)>,
-    /// Links whose run of lossy windows went on through a down window.
-    lossy: BTreeSet<Target>,
     /// Confirmed findings already reported as capped or ignored (reported once while
     /// they last).
     told: BTreeSet<Target>,
@@ -202,7 +205,6 @@ impl Anomalies {
             active: BTreeMap::new(),
             strikes: BTreeMap::new(),
             told: BTreeSet::new(),
-            lossy: BTreeSet::new(),
             held_back: false,
         }
     }
@@ -274,23 +276,18 @@ impl Anomalies {
                 self.down.insert(target.clone(), now_w);
             }
         }
-        self.lossy.retain(|t| flagged.contains(t));
         for (target, class, reason) in found {
-            let lossy =
-                |c: &Class| matches!(c, Class::GrayLink | Class::Flapping | Class::Congested);
             // A link found lossy that then goes down goes on being lossy: random loss
             // can starve its probes long enough to take it down for a moment, and that
             // is no reason to start its confirmation over (a 5 % gray link took 7 s to
-            // avoid when it did). A down window counts towards its run.
-            let class = match self.pending.get(target) {
-                Some(&(was, _)) if *class == Class::LinkDown && lossy(&was) => {
-                    self.lossy.insert(target.clone());
-                    was
-                }
+            // avoid when it did). A down window counts towards its run, which stays in
+            // `pending` under its lossy class.
+            let run = self.pending.get(target).map(|p| p.0).filter(|c| lossy(*c));
+            let class = &match run {
+                Some(was) if *class == Class::LinkDown => was,
                 _ => *class,
             };
-            let class = &class;
-            if lossy(class) && self.down.contains_key(target) && !self.lossy.contains(target) {
+            if lossy(*class) && self.down.contains_key(target) && run.is_none() {
                 // Routing handles a link that goes down and comes back (hold-down, then
                 // its measured cost); its loss around the change is not a gray link.
                 self.pending.remove(target);

@@ -51,6 +51,9 @@ pub struct Detection {
     calibration: Calibrating,
     /// Links our last report listed, and those we still report down.
     lost: LostLinks,
+    /// A report came in since [`Self::complete`] last looked: only then can its answer
+    /// have changed.
+    unchecked: bool,
 }
 
 /// Windows a lost neighbour's link is still reported, down, unless it is heard again.
@@ -196,6 +199,7 @@ impl Detection {
             renew_at: BTreeMap::new(),
             avoided_gauged: std::collections::BTreeSet::new(),
             lost: LostLinks::default(),
+            unchecked: false,
         })
     }
 
@@ -261,13 +265,18 @@ impl Detection {
 
     /// A report, ours or a peer's.
     pub fn receive(&mut self, r: Report, now_ms: u64) -> Result<Insert, ReportError> {
-        self.view.insert(r, now_ms)
+        let inserted = self.view.insert(r, now_ms);
+        self.unchecked |= matches!(inserted, Ok(Insert::New));
+        inserted
     }
 
     /// Whether every report the window ending at `slot_ms` waits for is in: those of
-    /// the origins of the window before, and of every node in `known`.
-    pub fn complete<'a>(&self, slot_ms: u64, known: impl IntoIterator<Item = &'a str>) -> bool {
-        self.view.complete(slot_ms, known)
+    /// the origins of the window before, and of every node in `known`. The main loop
+    /// asks on every turn while a window waits, and only a new report can turn the
+    /// answer to yes (a node `known` adds only holds the window back), so the reports
+    /// and the database are walked only when one came in since the last time.
+    pub fn complete<'a>(&mut self, slot_ms: u64, known: impl IntoIterator<Item = &'a str>) -> bool {
+        std::mem::take(&mut self.unchecked) && self.view.complete(slot_ms, known)
     }
 
     /// The window ending at `slot_ms`: the mesh as the reports show it, the detector's

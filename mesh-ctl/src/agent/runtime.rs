@@ -214,7 +214,7 @@ pub async fn run(file: &Path, options: super::Options) -> anyhow::Result<super::
             shared.liveness.turned(ms(now));
         }
         if let Some((at, this)) = analysis.as_mut()
-            && mesh.detection.as_ref().is_some_and(|d| {
+            && mesh.detection.as_mut().is_some_and(|d| {
                 d.complete(*this, k.lsdb.adverts_unordered().map(|l| l.origin.as_str()))
             })
         {

@@ -150,6 +150,14 @@ pub fn stop_all(agents: Vec<Agent>) {
     }
 }
 
+/// Asserts that every agent has `count` actions in force: `what` says why.
+pub fn assert_actions_in_force(agents: &[Agent], count: usize, what: &str) {
+    for a in agents {
+        let v = anomalies(a);
+        assert_eq!(v.active.len(), count, "{}: {what}: {v:?}", a.node);
+    }
+}
+
 /// An agent's anomalies view.
 pub fn anomalies(agent: &Agent) -> api::Anomalies {
     agent
